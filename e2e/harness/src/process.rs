@@ -1,0 +1,101 @@
+//! Child processes that cannot outlive their parent.
+//!
+//! `PR_SET_PDEATHSIG` sends the child SIGKILL when the *thread* that forked it
+//! ends, so every child is forked from one thread that lives as long as the
+//! process. When the process ends in any way, the kernel kills the children.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Sender, channel};
+
+use anyhow::{Context, Result, anyhow};
+
+type Job = (Command, Sender<std::io::Result<Child>>);
+
+fn spawner() -> &'static std::sync::Mutex<Sender<Job>> {
+    static TX: OnceLock<std::sync::Mutex<Sender<Job>>> = OnceLock::new();
+    TX.get_or_init(|| {
+        let (tx, rx) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("controlplane-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+                // The sender lives in a static, so this loop never ends and
+                // the thread (the children's parent) lives as long as the process.
+            })
+            .expect("spawning the spawner thread");
+        std::sync::Mutex::new(tx)
+    })
+}
+
+/// A child process killed on drop and when the parent dies.
+pub struct Supervised {
+    child: Child,
+}
+
+impl Supervised {
+    pub fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Self> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let err = out.try_clone()?;
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
+        // between fork and exec.
+        let parent = std::process::id();
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("parent already exited"));
+                }
+                Ok(())
+            });
+        }
+        let (tx, rx) = channel();
+        spawner()
+            .lock()
+            .map_err(|_| anyhow!("spawner lock poisoned"))?
+            .send((cmd, tx))
+            .map_err(|_| anyhow!("spawner thread is gone"))?;
+        let child = rx
+            .recv()
+            .map_err(|_| anyhow!("spawner thread is gone"))?
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Supervised { child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,9 @@
+//! Pure prefix allocation: CIDR arithmetic and the free-space index of a
+//! pool. Nothing here knows about Kubernetes or performs I/O, so the
+//! controller can rebuild an index from cluster state at any time.
+
+pub mod cidr;
+pub mod space;
+
+pub use cidr::{CidrError, Family, Scope, parse_canonical, parse_lenient};
+pub use space::{PoolSpace, SpaceError};

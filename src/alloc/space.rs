@@ -1,0 +1,680 @@
+//! The free-space index of one pool.
+//!
+//! A pool is one or more disjoint prefixes of one family, carved into aligned
+//! subnets of the node prefix length `n` ("slots"). Slot `i` is the /n whose
+//! first address is `i << (bits - n)`, so slots are numbered globally across
+//! the family's address space, not per prefix.
+//!
+//! Pools can be enormous (a /20 split into /64s has 2^44 slots), so instead of
+//! a bitmap the index keeps the union of marked space as merged slot
+//! intervals. Memory then grows with the number of marks, and the lowest free
+//! slot is one ordered lookup per pool prefix.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+
+use super::cidr::{self, Family};
+
+/// Most slots one pool prefix may hold, as a power of two. Keeps every count
+/// far from `u128` overflow and rejects pools that are surely a typo.
+const MAX_SLOT_BITS: u8 = 64;
+
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum SpaceError {
+    #[error("a pool needs at least one prefix")]
+    NoPrefixes,
+    #[error("a pool's prefixes must be all IPv4 or all IPv6")]
+    MixedFamilies,
+    #[error(
+        "node prefix length /{node_prefix_length} is shorter than pool prefix {prefix}; \
+         it must be at least /{}",
+        .prefix.prefix_len()
+    )]
+    NodePrefixTooShort {
+        prefix: IpNet,
+        node_prefix_length: u8,
+    },
+    #[error("node prefix length /{node_prefix_length} exceeds the maximum /{max}")]
+    NodePrefixTooLong { node_prefix_length: u8, max: u8 },
+    #[error(
+        "splitting {prefix} into /{node_prefix_length} gives 2^{} slots; at most 2^64 are supported",
+        .node_prefix_length - .prefix.prefix_len()
+    )]
+    TooManySlots {
+        prefix: IpNet,
+        node_prefix_length: u8,
+    },
+    #[error("pool prefixes {0} and {1} overlap")]
+    Overlapping(IpNet, IpNet),
+}
+
+/// Free-space index of one pool; see the module docs.
+#[derive(Debug, Clone)]
+pub struct PoolSpace {
+    family: Family,
+    node_prefix_length: u8,
+    /// Address bits below a slot. It is 128 for a `::/0` pool with n = 0, one
+    /// past what `<<`/`>>` accept, hence the checked shifts in `slot_of` and
+    /// `slot_addr`.
+    shift: u32,
+    prefixes: Vec<IpNet>,
+    capacity: u128,
+    coverage: Coverage,
+    /// Reference counts keyed by the marked CIDR's (first address, length).
+    /// Ordering by first address also orders by first slot, which lets
+    /// `unmark` find the marks inside a block with one range scan.
+    marks: BTreeMap<(u128, u8), u32>,
+    /// Distinct marked CIDRs per prefix length, so `unmark` probes for
+    /// covering supernets only at lengths that are in use.
+    marks_per_len: [u32; 129],
+}
+
+impl PoolSpace {
+    /// Index a pool of `prefixes` (any order; host bits are cleared) split
+    /// into /`node_prefix_length` slots.
+    pub fn new(prefixes: &[IpNet], node_prefix_length: u8) -> Result<Self, SpaceError> {
+        let first = prefixes.first().ok_or(SpaceError::NoPrefixes)?;
+        let family = Family::of(first);
+        if prefixes.iter().any(|p| Family::of(p) != family) {
+            return Err(SpaceError::MixedFamilies);
+        }
+        let max = family.bits();
+        if node_prefix_length > max {
+            return Err(SpaceError::NodePrefixTooLong {
+                node_prefix_length,
+                max,
+            });
+        }
+        let mut sorted: Vec<IpNet> = prefixes.iter().map(IpNet::trunc).collect();
+        for &prefix in &sorted {
+            if prefix.prefix_len() > node_prefix_length {
+                return Err(SpaceError::NodePrefixTooShort {
+                    prefix,
+                    node_prefix_length,
+                });
+            }
+            if node_prefix_length - prefix.prefix_len() > MAX_SLOT_BITS {
+                return Err(SpaceError::TooManySlots {
+                    prefix,
+                    node_prefix_length,
+                });
+            }
+        }
+        sorted.sort_unstable_by_key(|p| (cidr::range(p).0, p.prefix_len()));
+        // CIDRs are nested or disjoint, so once sorted by first address any
+        // overlap shows up between neighbours.
+        if let Some(pair) = sorted.windows(2).find(|w| cidr::overlaps(&w[0], &w[1])) {
+            return Err(SpaceError::Overlapping(pair[0], pair[1]));
+        }
+
+        let mut space = PoolSpace {
+            family,
+            node_prefix_length,
+            shift: u32::from(max - node_prefix_length),
+            prefixes: Vec::new(),
+            capacity: 0,
+            coverage: Coverage::default(),
+            marks: BTreeMap::new(),
+            marks_per_len: [0; 129],
+        };
+        let prefix_slots: Vec<(u128, u128)> = sorted.iter().map(|p| space.slots_of(p)).collect();
+        space.capacity = prefix_slots.iter().map(|&(s, e)| e - s + 1).sum();
+        space.coverage.prefix_slots = prefix_slots;
+        space.prefixes = sorted;
+        Ok(space)
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    pub fn node_prefix_length(&self) -> u8 {
+        self.node_prefix_length
+    }
+
+    /// The pool's prefixes, sorted by address.
+    pub fn prefixes(&self) -> &[IpNet] {
+        &self.prefixes
+    }
+
+    /// Total slots in all prefixes.
+    pub fn capacity(&self) -> u128 {
+        self.capacity
+    }
+
+    /// Slots inside the prefixes that at least one mark blocks.
+    pub fn used(&self) -> u128 {
+        self.coverage.used
+    }
+
+    pub fn available(&self) -> u128 {
+        self.capacity.saturating_sub(self.coverage.used)
+    }
+
+    /// Whether `net` lies entirely inside one of the prefixes.
+    pub fn contains(&self, net: &IpNet) -> bool {
+        self.prefixes.iter().any(|p| p.contains(net))
+    }
+
+    /// Whether `net` shares any address with the prefixes.
+    pub fn overlaps(&self, net: &IpNet) -> bool {
+        self.prefixes.iter().any(|p| cidr::overlaps(p, net))
+    }
+
+    /// Block every slot `net` overlaps until it is unmarked as many times as
+    /// it was marked. Any CIDR of the pool's family is accepted, whatever its
+    /// length or location; a CIDR of the other family is ignored because it
+    /// cannot collide with this pool.
+    pub fn mark(&mut self, net: &IpNet) {
+        if Family::of(net) != self.family {
+            return;
+        }
+        let key = mark_key(net);
+        let count = self.marks.entry(key).or_insert(0);
+        // Saturating: a CIDR marked 2^32 times stays marked for good rather
+        // than wrapping to "unmarked".
+        *count = count.saturating_add(1);
+        if *count == 1 {
+            self.marks_per_len[usize::from(key.1)] += 1;
+            let (s, e) = self.slots_of(net);
+            self.coverage.cover(s, e);
+        }
+    }
+
+    /// Drop one mark of `net`; returns false if `net` was not marked. Slots
+    /// are freed only when no remaining mark still blocks them.
+    pub fn unmark(&mut self, net: &IpNet) -> bool {
+        if Family::of(net) != self.family {
+            return false;
+        }
+        let key = mark_key(net);
+        let Some(count) = self.marks.get_mut(&key) else {
+            return false;
+        };
+        // Entries are removed when they reach zero, so `count` is at least 1.
+        *count -= 1;
+        if *count == 0 {
+            self.marks.remove(&key);
+            self.marks_per_len[usize::from(key.1)] -= 1;
+            self.release(net);
+        }
+        true
+    }
+
+    /// Recompute coverage of the block of slots `net` used to block, now that
+    /// its last mark is gone.
+    fn release(&mut self, net: &IpNet) {
+        // The blocked slots form one aligned block: the mark itself when it is
+        // at least a slot wide, else the slot holding it. CIDRs are nested or
+        // disjoint, so every remaining mark that touches the block either
+        // contains it or lies inside it.
+        let (s, e) = self.slots_of(net);
+        let block_len = net.prefix_len().min(self.node_prefix_length);
+        let block_first = self.slot_addr(s);
+        let block_last = self.slot_addr(e) | host_mask(self.shift);
+        let bits = self.family.bits();
+        let held_by_supernet = (0..block_len).any(|len| {
+            self.marks_per_len[usize::from(len)] > 0
+                && self
+                    .marks
+                    .contains_key(&(block_first & !host_mask(u32::from(bits - len)), len))
+        });
+        if held_by_supernet {
+            return;
+        }
+        self.coverage.uncover(s, e);
+        // Marks inside the block come in slot order, so contiguous ones are
+        // merged into one `cover` call each.
+        let mut run: Option<(u128, u128)> = None;
+        for &(addr, len) in self
+            .marks
+            .range((block_first, 0)..=(block_last, u8::MAX))
+            .map(|(k, _)| k)
+        {
+            let last = addr | host_mask(u32::from(bits - len));
+            let (ms, me) = (slot_of(addr, self.shift), slot_of(last, self.shift));
+            run = match run {
+                Some((rs, re)) if ms <= re.saturating_add(1) => Some((rs, re.max(me))),
+                Some((rs, re)) => {
+                    self.coverage.cover(rs, re);
+                    Some((ms, me))
+                }
+                None => Some((ms, me)),
+            };
+        }
+        if let Some((rs, re)) = run {
+            self.coverage.cover(rs, re);
+        }
+    }
+
+    /// Whether this exact CIDR (host bits ignored) currently holds a mark.
+    pub fn is_marked(&self, net: &IpNet) -> bool {
+        Family::of(net) == self.family && self.marks.contains_key(&mark_key(net))
+    }
+
+    /// Whether `net` is inside the prefixes and no mark blocks any slot it
+    /// overlaps.
+    pub fn is_free(&self, net: &IpNet) -> bool {
+        if !self.contains(net) {
+            return false;
+        }
+        let (s, e) = self.slots_of(net);
+        self.coverage.is_clear(s, e)
+    }
+
+    /// The lowest free slot inside the prefixes, in address order.
+    pub fn first_free(&self) -> Option<IpNet> {
+        let slot = self.coverage.first_clear()?;
+        Some(cidr::net_from(
+            self.family,
+            self.slot_addr(slot),
+            self.node_prefix_length,
+        ))
+    }
+
+    /// Number of distinct CIDRs currently marked (repeat marks of one CIDR
+    /// count once).
+    pub fn mark_count(&self) -> usize {
+        self.marks.len()
+    }
+
+    fn slots_of(&self, net: &IpNet) -> (u128, u128) {
+        let (first, last) = cidr::range(net);
+        (slot_of(first, self.shift), slot_of(last, self.shift))
+    }
+
+    fn slot_addr(&self, slot: u128) -> u128 {
+        slot.checked_shl(self.shift).unwrap_or(0)
+    }
+}
+
+fn slot_of(addr: u128, shift: u32) -> u128 {
+    addr.checked_shr(shift).unwrap_or(0)
+}
+
+/// The low `host_bits` bits set (all of them for 128).
+fn host_mask(host_bits: u32) -> u128 {
+    u128::MAX.checked_shr(128 - host_bits).unwrap_or(0)
+}
+
+fn mark_key(net: &IpNet) -> (u128, u8) {
+    (cidr::range(net).0, net.prefix_len())
+}
+
+/// The union of marked slots, as disjoint, non-adjacent inclusive intervals,
+/// with a running count of how many of those slots lie inside the pool.
+#[derive(Debug, Clone, Default)]
+struct Coverage {
+    /// Slot intervals of the pool prefixes, sorted and disjoint.
+    prefix_slots: Vec<(u128, u128)>,
+    /// start -> end.
+    intervals: BTreeMap<u128, u128>,
+    used: u128,
+}
+
+impl Coverage {
+    /// Number of slots in `[a, b]` that lie inside the pool.
+    fn inside(&self, a: u128, b: u128) -> u128 {
+        let from = self.prefix_slots.partition_point(|&(_, pe)| pe < a);
+        self.prefix_slots[from..]
+            .iter()
+            .take_while(|&&(ps, _)| ps <= b)
+            .map(|&(ps, pe)| pe.min(b) - ps.max(a) + 1)
+            .sum()
+    }
+
+    fn cover(&mut self, s: u128, e: u128) {
+        // Count the whole range as new, then take back what existing
+        // intervals already covered while merging them in.
+        let mut newly = self.inside(s, e);
+        let (mut lo, mut hi) = (s, e);
+        // Walk right to left over every interval that overlaps or touches
+        // [lo, hi]; `saturating_add` keeps the top slot (u128::MAX) usable.
+        while let Some((&a, &b)) = self.intervals.range(..=hi.saturating_add(1)).next_back() {
+            if b.saturating_add(1) < lo {
+                break;
+            }
+            let (oa, ob) = (a.max(s), b.min(e));
+            if oa <= ob {
+                newly -= self.inside(oa, ob);
+            }
+            self.intervals.remove(&a);
+            lo = lo.min(a);
+            hi = hi.max(b);
+        }
+        self.intervals.insert(lo, hi);
+        self.used += newly;
+    }
+
+    fn uncover(&mut self, s: u128, e: u128) {
+        while let Some((&a, &b)) = self.intervals.range(..=e).next_back() {
+            if b < s {
+                break;
+            }
+            self.intervals.remove(&a);
+            self.used -= self.inside(a.max(s), b.min(e));
+            // The bounds below cannot overflow: a < s means s > 0, b > e
+            // means e < u128::MAX.
+            if a < s {
+                self.intervals.insert(a, s - 1);
+            }
+            if b > e {
+                self.intervals.insert(e + 1, b);
+            }
+        }
+    }
+
+    fn is_clear(&self, s: u128, e: u128) -> bool {
+        self.intervals
+            .range(..=e)
+            .next_back()
+            .is_none_or(|(_, &b)| b < s)
+    }
+
+    fn first_clear(&self) -> Option<u128> {
+        self.prefix_slots.iter().find_map(|&(ps, pe)| {
+            // Intervals never touch, so the slot right after the one covering
+            // `ps` is clear.
+            let candidate = match self.intervals.range(..=ps).next_back() {
+                Some((_, &b)) if b >= ps => b.checked_add(1)?,
+                _ => ps,
+            };
+            (candidate <= pe).then_some(candidate)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test literal is a CIDR")
+    }
+
+    fn pool(prefixes: &[&str], n: u8) -> PoolSpace {
+        let prefixes: Vec<IpNet> = prefixes.iter().map(|s| net(s)).collect();
+        PoolSpace::new(&prefixes, n).expect("valid pool")
+    }
+
+    /// first_free + mark, as the controller allocates.
+    fn allocate(space: &mut PoolSpace) -> Option<IpNet> {
+        let slot = space.first_free()?;
+        space.mark(&slot);
+        Some(slot)
+    }
+
+    #[test]
+    fn big_ipv6_capacities() {
+        let s32 = pool(&["2001:db8::/32"], 64);
+        assert_eq!(s32.capacity(), 4_294_967_296);
+        assert_eq!(s32.available(), 4_294_967_296);
+        let s20 = pool(&["2001:d000::/20"], 64);
+        assert_eq!(s20.capacity(), 1 << 44);
+        assert_eq!(s20.first_free(), Some(net("2001:d000::/64")));
+        let all = pool(&["::/0"], 64);
+        assert_eq!(all.capacity(), 1 << 64);
+        let v4_all = pool(&["0.0.0.0/0"], 32);
+        assert_eq!(v4_all.capacity(), 1 << 32);
+        assert_eq!(v4_all.first_free(), Some(net("0.0.0.0/32")));
+    }
+
+    #[test]
+    fn ipv4_slots() {
+        let mut space = pool(&["10.0.0.0/24"], 26);
+        assert_eq!(space.family(), Family::V4);
+        assert_eq!(space.node_prefix_length(), 26);
+        assert_eq!(space.capacity(), 4);
+        let got: Vec<IpNet> = std::iter::from_fn(|| allocate(&mut space)).collect();
+        assert_eq!(
+            got,
+            [
+                "10.0.0.0/26",
+                "10.0.0.64/26",
+                "10.0.0.128/26",
+                "10.0.0.192/26"
+            ]
+            .map(net)
+        );
+        assert_eq!(space.used(), 4);
+        assert_eq!(space.available(), 0);
+    }
+
+    #[test]
+    fn lowest_free_first() {
+        let mut space = pool(&["fd00:1::/48", "fd00::/48"], 64);
+        assert_eq!(space.prefixes(), &[net("fd00::/48"), net("fd00:1::/48")]);
+        let a = allocate(&mut space);
+        let b = allocate(&mut space);
+        let c = allocate(&mut space);
+        assert_eq!(a, Some(net("fd00::/64")));
+        assert_eq!(b, Some(net("fd00:0:0:1::/64")));
+        assert_eq!(c, Some(net("fd00:0:0:2::/64")));
+        assert!(space.unmark(&net("fd00:0:0:1::/64")));
+        assert_eq!(space.first_free(), Some(net("fd00:0:0:1::/64")));
+        assert_eq!(space.used(), 2);
+        assert!(!space.unmark(&net("fd00:0:0:1::/64")), "already released");
+        assert_eq!(space.used(), 2);
+    }
+
+    #[test]
+    fn foreign_56_blocks_exactly_256_slots() {
+        let mut space = pool(&["2001:db8:1::/48"], 64);
+        space.mark(&net("2001:db8:1::/56"));
+        assert_eq!(space.used(), 256);
+        assert_eq!(space.available(), 65_536 - 256);
+        assert_eq!(space.first_free(), Some(net("2001:db8:1:100::/64")));
+        assert!(!space.is_free(&net("2001:db8:1:ff::/64")));
+        assert!(space.is_free(&net("2001:db8:1:100::/64")));
+        assert!(space.unmark(&net("2001:db8:1::/56")));
+        assert_eq!(space.used(), 0);
+        assert_eq!(space.first_free(), Some(net("2001:db8:1::/64")));
+    }
+
+    #[test]
+    fn reserved_slot_is_skipped() {
+        let mut space = pool(&["fd00::/48"], 64);
+        space.mark(&net("fd00:0:0:1::/64"));
+        assert_eq!(allocate(&mut space), Some(net("fd00::/64")));
+        assert_eq!(allocate(&mut space), Some(net("fd00:0:0:2::/64")));
+        assert_eq!(space.used(), 3);
+    }
+
+    #[test]
+    fn sub_slot_mark_blocks_its_slot_and_is_exact() {
+        let mut space = pool(&["fd00::/48"], 64);
+        space.mark(&net("fd00::100/120"));
+        assert_eq!(space.used(), 1);
+        assert_eq!(space.first_free(), Some(net("fd00:0:0:1::/64")));
+        assert!(space.is_marked(&net("fd00::100/120")));
+        assert!(
+            !space.is_marked(&net("fd00::/112")),
+            "same slot, other CIDR"
+        );
+        assert!(!space.unmark(&net("fd00::/112")));
+        assert_eq!(space.used(), 1);
+        space.mark(&net("fd00::/112"));
+        assert!(space.unmark(&net("fd00::100/120")));
+        assert_eq!(space.used(), 1, "the /112 still blocks the slot");
+        assert!(space.unmark(&net("fd00::/112")));
+        assert_eq!(space.used(), 0);
+    }
+
+    #[test]
+    fn mark_straddling_prefix_boundaries() {
+        let mut space = pool(&["10.0.1.0/24", "10.0.2.0/24"], 26);
+        assert_eq!(space.capacity(), 8);
+        space.mark(&net("10.0.0.0/23"));
+        assert_eq!(space.used(), 4, "only the half inside the pool counts");
+        assert_eq!(space.first_free(), Some(net("10.0.2.0/26")));
+        space.mark(&net("10.0.2.0/23"));
+        assert_eq!(space.used(), 8);
+        assert_eq!(space.first_free(), None);
+        assert!(space.unmark(&net("10.0.0.0/23")));
+        assert_eq!(space.used(), 4);
+        assert_eq!(space.first_free(), Some(net("10.0.1.0/26")));
+        // One mark spanning both prefixes and the gap around them.
+        space.mark(&net("10.0.0.0/22"));
+        assert_eq!(space.used(), 8);
+        assert!(space.unmark(&net("10.0.2.0/23")));
+        assert_eq!(space.used(), 8);
+        assert!(space.unmark(&net("10.0.0.0/22")));
+        assert_eq!(space.used(), 0);
+    }
+
+    #[test]
+    fn overlapping_marks_release_only_unshared_slots() {
+        let mut space = pool(&["fd00::/48"], 64);
+        let wide = net("fd00:0:0:100::/56");
+        let inner = net("fd00:0:0:110::/64");
+        let inner_sub = net("fd00:0:0:1f0::/72");
+
+        space.mark(&wide);
+        space.mark(&inner);
+        space.mark(&inner_sub);
+        assert_eq!(space.used(), 256);
+        assert!(space.unmark(&wide));
+        assert_eq!(space.used(), 2);
+        assert!(!space.is_free(&inner));
+        assert!(!space.is_free(&net("fd00:0:0:1f0::/64")));
+        assert!(space.is_free(&net("fd00:0:0:111::/64")));
+        assert_eq!(space.first_free(), Some(net("fd00::/64")));
+
+        // The other way round: dropping the inner mark frees nothing.
+        space.mark(&wide);
+        assert!(space.unmark(&inner));
+        assert!(space.unmark(&inner_sub));
+        assert_eq!(space.used(), 256);
+        assert!(space.unmark(&wide));
+        assert_eq!(space.used(), 0);
+        assert_eq!(space.mark_count(), 0);
+    }
+
+    #[test]
+    fn repeated_marks_are_counted() {
+        let mut space = pool(&["fd00::/48"], 64);
+        let slot = net("fd00::/64");
+        space.mark(&slot);
+        space.mark(&slot);
+        assert_eq!(space.mark_count(), 1);
+        assert_eq!(space.used(), 1);
+        assert!(space.unmark(&slot));
+        assert!(space.is_marked(&slot));
+        assert_eq!(space.used(), 1);
+        assert!(space.unmark(&slot));
+        assert!(!space.is_marked(&slot));
+        assert_eq!(space.used(), 0);
+        assert!(!space.unmark(&slot));
+    }
+
+    #[test]
+    fn marks_outside_the_pool_or_family() {
+        let mut space = pool(&["fd00::/48"], 64);
+        space.mark(&net("fd01::/64"));
+        space.mark(&net("10.0.0.0/8"));
+        assert_eq!(space.mark_count(), 1, "the other family is ignored");
+        assert!(space.is_marked(&net("fd01::/64")));
+        assert!(!space.is_marked(&net("10.0.0.0/8")));
+        assert!(!space.unmark(&net("10.0.0.0/8")));
+        assert_eq!(space.used(), 0);
+        assert!(!space.is_free(&net("fd01::/64")), "outside the pool");
+        assert!(!space.is_free(&net("fd00::/47")), "larger than the pool");
+        assert!(space.contains(&net("fd00:0:0:5::/64")));
+        assert!(!space.contains(&net("10.0.0.0/8")));
+        assert!(space.overlaps(&net("fd00::/16")));
+        assert!(!space.overlaps(&net("fd01::/48")));
+        assert!(space.unmark(&net("fd01::/64")));
+    }
+
+    #[test]
+    fn single_address_pools() {
+        let mut space = pool(&["2001:db8::1/128"], 128);
+        assert_eq!(space.capacity(), 1);
+        assert_eq!(allocate(&mut space), Some(net("2001:db8::1/128")));
+        assert_eq!(space.first_free(), None);
+
+        // The top of the address space, where slot + 1 would overflow.
+        let mut top = pool(&["ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120"], 128);
+        let n = std::iter::from_fn(|| allocate(&mut top)).count();
+        assert_eq!(n, 256);
+        assert_eq!(top.used(), 256);
+        assert!(top.unmark(&net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128")));
+        assert_eq!(
+            top.first_free(),
+            Some(net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"))
+        );
+
+        // n = 0: the whole family is one slot and shifts reach 128 bits.
+        let mut whole = pool(&["::/0"], 0);
+        assert_eq!(whole.capacity(), 1);
+        whole.mark(&net("fd00::/64"));
+        assert_eq!(whole.used(), 1);
+        assert_eq!(whole.first_free(), None);
+        assert!(whole.unmark(&net("fd00::/64")));
+        assert_eq!(whole.first_free(), Some(net("::/0")));
+    }
+
+    #[test]
+    fn exhausting_a_48() {
+        let mut space = pool(&["2001:db8:42::/48"], 64);
+        let mut count = 0u32;
+        while allocate(&mut space).is_some() {
+            count += 1;
+        }
+        assert_eq!(count, 65_536);
+        assert_eq!(space.used(), 65_536);
+        assert_eq!(space.available(), 0);
+        assert_eq!(space.first_free(), None);
+        let hole = net("2001:db8:42:1234::/64");
+        assert!(space.unmark(&hole));
+        assert_eq!(space.first_free(), Some(hole));
+    }
+
+    #[test]
+    fn construction_errors() {
+        assert_eq!(PoolSpace::new(&[], 64).err(), Some(SpaceError::NoPrefixes));
+        assert_eq!(
+            PoolSpace::new(&[net("fd00::/48"), net("10.0.0.0/8")], 64).err(),
+            Some(SpaceError::MixedFamilies)
+        );
+        assert_eq!(
+            PoolSpace::new(&[net("10.0.0.0/8")], 33).err(),
+            Some(SpaceError::NodePrefixTooLong {
+                node_prefix_length: 33,
+                max: 32
+            })
+        );
+        let err = PoolSpace::new(&[net("fd00::/48")], 40).err();
+        assert_eq!(
+            err,
+            Some(SpaceError::NodePrefixTooShort {
+                prefix: net("fd00::/48"),
+                node_prefix_length: 40
+            })
+        );
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some(
+                "node prefix length /40 is shorter than pool prefix fd00::/48; it must be at least /48"
+            )
+        );
+        let err = PoolSpace::new(&[net("fd00::/48")], 128).err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some("splitting fd00::/48 into /128 gives 2^80 slots; at most 2^64 are supported")
+        );
+        assert!(PoolSpace::new(&[net("fd00::/64")], 128).is_ok());
+        assert_eq!(
+            PoolSpace::new(&[net("fd00:0:0:100::/56"), net("fd00::/48")], 64).err(),
+            Some(SpaceError::Overlapping(
+                net("fd00::/48"),
+                net("fd00:0:0:100::/56")
+            ))
+        );
+        assert_eq!(
+            PoolSpace::new(&[net("fd00::/48"), net("fd00::/48")], 64).err(),
+            Some(SpaceError::Overlapping(net("fd00::/48"), net("fd00::/48")))
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The `PrefixPool` API (`ipam.prefix-operator.io/v1alpha1`): types, defaults
+//! and the admission rules (OpenAPI schema + CEL) generated into the CRD.
+//! No I/O here.
+
+mod validate;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub use validate::{PoolDefinition, SpecError, validate_spec};
+
+/// API group of every prefix-operator resource.
+pub const GROUP: &str = "ipam.prefix-operator.io";
+
+/// Default `nodePrefixLength` for IPv6 pools: one /64 per node.
+pub const DEFAULT_NODE_PREFIX_LENGTH_V6: u8 = 64;
+/// Default `nodePrefixLength` for IPv4 pools: one /24 per node.
+pub const DEFAULT_NODE_PREFIX_LENGTH_V4: u8 = 24;
+
+/// At most this many prefixes per pool (keeps CEL cost bounded).
+pub const MAX_PREFIXES: usize = 64;
+/// At most this many reserved ranges per pool.
+pub const MAX_RESERVED: usize = 256;
+/// At most this many allocations are listed in a pool's status; the rest are
+/// counted in `status.allocationsOmitted`. With node names of at most 253
+/// characters this keeps the status well below 512 KiB.
+pub const MAX_LISTED_ALLOCATIONS: usize = 1000;
+/// At most this many conflicts are listed in a pool's status.
+pub const MAX_LISTED_CONFLICTS: usize = 50;
+
+const CIDR_MSG: &str = "must be a CIDR such as 2001:db8:1::/48 or 10.64.0.0/16";
+const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-case, zeros compressed (for example 2001:db8:1::/48, not 2001:DB8:1::1/48)";
+
+/// A PrefixPool names delegated address blocks and how they are carved into
+/// per-node pod prefixes. The operator writes one prefix from the best
+/// matching pool of each address family into every selected Node's
+/// `spec.podCIDR` and `spec.podCIDRs`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "ipam.prefix-operator.io",
+    version = "v1alpha1",
+    kind = "PrefixPool",
+    plural = "prefixpools",
+    shortname = "ppool",
+    status = "PrefixPoolStatus",
+    doc = "PrefixPool: delegated address blocks carved into per-node pod prefixes",
+    printcolumn(name = "Prefixes", type_ = "string", json_path = ".spec.prefixes", description = "Delegated blocks"),
+    printcolumn(name = "Family", type_ = "string", json_path = ".status.family", description = "Address family"),
+    printcolumn(name = "Scope", type_ = "string", json_path = ".status.scope", description = "GlobalUnicast, UniqueLocal, Private, ..."),
+    printcolumn(name = "Node-Len", type_ = "integer", json_path = ".status.nodePrefixLength", description = "Prefix length carved per node"),
+    printcolumn(name = "Allocated", type_ = "integer", json_path = ".status.allocated", description = "Node prefixes allocated"),
+    printcolumn(name = "Available", type_ = "string", json_path = ".status.available", description = "Node prefixes still free"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "self.prefixes.all(p, !isCIDR(p) || cidr(p).ip().family() == cidr(self.prefixes[0]).ip().family() || !isCIDR(self.prefixes[0]))"
+).message("all prefixes of a pool must be of one address family; make one pool per family").field_path(".prefixes"))]
+#[x_kube(validation = Rule::new(
+    "self.prefixes.all(p, !isCIDR(p) || (has(self.nodePrefixLength) ? self.nodePrefixLength : (cidr(p).ip().family() == 4 ? 24 : 64)) >= cidr(p).prefixLength())"
+).message("nodePrefixLength (default 64 for IPv6, 24 for IPv4) must be at least the length of every prefix").field_path(".nodePrefixLength"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.nodePrefixLength) || self.prefixes.all(p, !isCIDR(p) || self.nodePrefixLength <= (cidr(p).ip().family() == 4 ? 32 : 128))"
+).message("nodePrefixLength must be at most 32 for IPv4 and 128 for IPv6").field_path(".nodePrefixLength"))]
+#[x_kube(validation = Rule::new(
+    "self.prefixes.all(p, !isCIDR(p) || (has(self.nodePrefixLength) ? self.nodePrefixLength : (cidr(p).ip().family() == 4 ? 24 : 64)) - cidr(p).prefixLength() <= 64)"
+).message("a prefix may hold at most 2^64 node prefixes: nodePrefixLength minus a prefix's length must be at most 64").field_path(".nodePrefixLength"))]
+#[x_kube(validation = Rule::new(
+    "self.prefixes.all(a, self.prefixes.all(b, a == b || !isCIDR(a) || !isCIDR(b) || cidr(a).ip().family() != cidr(b).ip().family() || !cidr(a).containsCIDR(cidr(b))))"
+).message("prefixes must not overlap each other").field_path(".prefixes"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.reserved) || self.reserved.all(r, !isCIDR(r) || self.prefixes.exists(p, isCIDR(p) && cidr(p).ip().family() == cidr(r).ip().family() && cidr(p).containsCIDR(cidr(r))))"
+).message("every reserved range must lie inside one of the pool's prefixes").field_path(".reserved"))]
+#[x_kube(validation = Rule::new(
+    "has(self.nodePrefixLength) == has(oldSelf.nodePrefixLength) && (!has(self.nodePrefixLength) || self.nodePrefixLength == oldSelf.nodePrefixLength)"
+).message("nodePrefixLength is immutable (also from unset to a value): existing node prefixes would no longer fit; create a new pool instead").field_path(".nodePrefixLength"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.nodeSelector) || !has(self.nodeSelector.matchExpressions) || self.nodeSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'] && ((e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0)))"
+).message("nodeSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist; In and NotIn need values, Exists and DoesNotExist take none").field_path(".nodeSelector"))]
+pub struct PrefixPoolSpec {
+    /// The delegated blocks to carve node prefixes from: one or more CIDRs of
+    /// one address family, canonical (host bits clear), not overlapping each
+    /// other. Prefixes may be added at any time; a removed prefix keeps the
+    /// node prefixes already carved from it (podCIDRs are immutable) but gives
+    /// no new ones.
+    #[x_kube(validation = Rule::new("self.all(p, isCIDR(p))").message(CIDR_MSG))]
+    #[x_kube(validation = Rule::new("self.all(p, !isCIDR(p) || string(cidr(p).masked()) == p)").message(CANONICAL_MSG))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 49)))]
+    pub prefixes: Vec<String>,
+
+    /// Length of the prefix carved for each node: 64 by default for IPv6, 24
+    /// for IPv4. At least the length of every prefix, at most 128 (IPv6) or
+    /// 32 (IPv4), and at most 64 longer than any prefix. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 128))]
+    pub node_prefix_length: Option<u8>,
+
+    /// Which Nodes this pool serves, by label. Absent means every Node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+
+    /// CIDRs inside `prefixes` that are never handed to a node (for example
+    /// the first /64, kept for routers). Up to 256 entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(p, isCIDR(p))").message(CIDR_MSG))]
+    #[x_kube(validation = Rule::new("self.all(p, !isCIDR(p) || string(cidr(p).masked()) == p)").message(CANONICAL_MSG))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 256), inner(length(max = 49)))]
+    pub reserved: Vec<String>,
+
+    /// When several pools of one family select a Node, the highest priority
+    /// is used first, then pool names in alphabetical order; a full pool
+    /// passes to the next one. Default 0.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// One node prefix held by a Node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Allocation {
+    /// The node prefix, canonical.
+    pub prefix: String,
+    /// The Node holding it.
+    pub node: String,
+}
+
+/// A Node whose podCIDRs collide with another Node or a reserved range.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictEntry {
+    /// The Node's prefix, as written on the Node.
+    pub prefix: String,
+    /// The Node.
+    pub node: String,
+    /// What it collides with.
+    pub reason: String,
+}
+
+/// Usage of one of the pool's prefixes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefixUsage {
+    /// The prefix.
+    pub prefix: String,
+    /// Node prefixes it holds in all, as a decimal string (may exceed 2^63).
+    pub capacity: String,
+    /// Node prefixes carved from it and held by Nodes.
+    pub allocated: i64,
+    /// True when the prefix was removed from spec but Nodes still hold
+    /// prefixes carved from it; it gives no new ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
+}
+
+/// What the operator observed and allocated; a view of the Nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefixPoolStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `IPv6` or `IPv4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// `GlobalUnicast` (2000::/3), `UniqueLocal` (fc00::/7), `Private`,
+    /// `Shared`, `Public` or `Other`; `Mixed` when prefixes differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The node prefix length in effect (the default when spec leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_prefix_length: Option<i32>,
+    /// Node prefixes the pool holds in all (decimal string: it can exceed
+    /// 2^63, e.g. 2^44 for a /20 split into /64s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+    /// Node prefixes held by Nodes and carved from this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<i64>,
+    /// Node prefixes still free (capacity minus allocated, reserved and
+    /// otherwise blocked space), decimal string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<String>,
+    /// Per-prefix usage, including retired prefixes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<PrefixUsage>,
+    /// Allocations sorted by prefix; at most 1000 are listed, the rest are
+    /// counted in `allocationsOmitted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<Allocation>,
+    /// Allocations not listed in `allocations` because of the size bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocations_omitted: Option<i64>,
+    /// Nodes whose podCIDRs collide inside this pool; at most 50 listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<ConflictEntry>,
+    /// Nodes selected by the pool still waiting for a prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<i64>,
+    /// `Ready`, `Exhausted` and `Conflict`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Labels of a Node as the selector sees them.
+pub type Labels = BTreeMap<String, String>;

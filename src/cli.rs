@@ -1,0 +1,241 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::CustomResourceExt;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::alloc::Family;
+use crate::api::PrefixPool;
+use crate::controller::{self, Health, Settings};
+use crate::leader::{self, LeaseSettings};
+use crate::metrics::Metrics;
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(name = "prefix-operator", version, about = "Gives every Kubernetes node a routable pod prefix carved from PrefixPools")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator (in-cluster config, or a kubeconfig).
+    Run(RunArgs),
+    /// Print the PrefixPool CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum PrimaryFamily {
+    Ipv6,
+    Ipv4,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 15s or 500ms"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Family listed first in a dual-stack Node's podCIDRs.
+    #[arg(long, value_enum, default_value = "ipv6")]
+    pub primary_family: PrimaryFamily,
+    /// Node writes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub max_concurrent_writes: usize,
+    /// At most one status write per pool per this interval.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub status_interval: Duration,
+    /// Publish a Normal Event on each Node when it gets a prefix.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub allocation_events: bool,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Elect a leader with a Lease; only the leader writes.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "prefix-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the release namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    pub lease_namespace: String,
+    /// How long a Lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// A leader that has not renewed for this long stops writing.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+    /// How often to try to acquire or renew.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+    /// Identity in the Lease and in Events (defaults to $POD_NAME, else the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+pub async fn client_for(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig given and no in-cluster config found")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "prefix-operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    telemetry::init(args.log_format);
+    if args.renew_deadline >= args.lease_duration {
+        anyhow::bail!("--renew-deadline must be shorter than --lease-duration, so a leader stops writing before another can take over");
+    }
+    let client = client_for(args.kubeconfig.as_ref()).await?;
+    controller::preflight(&client).await?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let addr = crate::http::serve(args.http_addr, health.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("binding {}", args.http_addr))?;
+    info!(%addr, %identity, "serving /healthz, /readyz and /metrics");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (leader_rx, leader_task) = if args.leader_elect {
+        let (rx, task) = leader::spawn(
+            client.clone(),
+            LeaseSettings {
+                name: args.lease_name.clone(),
+                namespace: args.lease_namespace.clone(),
+                identity: identity.clone(),
+                lease_duration: args.lease_duration,
+                renew_deadline: args.renew_deadline,
+                retry_period: args.retry_period,
+            },
+            stop_rx.clone(),
+        );
+        (rx, Some(task))
+    } else {
+        let (tx, rx) = watch::channel(true);
+        std::mem::forget(tx);
+        (rx, None)
+    };
+    {
+        let m = metrics.clone();
+        let mut l = leader_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                m.leader.set(i64::from(*l.borrow()));
+                if l.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let settings = Settings {
+        primary_family: match args.primary_family {
+            PrimaryFamily::Ipv6 => Family::V6,
+            PrimaryFamily::Ipv4 => Family::V4,
+        },
+        max_concurrent_writes: args.max_concurrent_writes.max(1),
+        status_interval: args.status_interval,
+        allocation_events: args.allocation_events,
+        instance: identity,
+    };
+    let shutdown = async {
+        shutdown_signal().await;
+        info!("signal received");
+    };
+    controller::run(client, settings, metrics, health, leader_rx, shutdown).await?;
+    let _ = stop_tx.send(true);
+    if let Some(t) = leader_task {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The CRD as YAML, exactly as committed in `crds/`.
+pub fn crd_yaml() -> Result<String> {
+    let crd = PrefixPool::crd();
+    Ok(format!(
+        "# Generated by `prefix-operator crd`; do not edit.\n{}",
+        serde_yaml::to_string(&crd)?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}

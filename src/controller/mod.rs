@@ -1,0 +1,734 @@
+//! The node reconciler and the pool status writer.
+//!
+//! One task owns the [`Ledger`]: watch events of Nodes and PrefixPools go in,
+//! reservations and writes come out. Writes run concurrently (bounded); their
+//! results come back to the same task, so the ledger needs no lock and every
+//! reservation is decided against the latest picture.
+
+pub mod events;
+pub mod nodes;
+pub mod status;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::alloc::Family;
+use crate::api::{PrefixPool, PrefixPoolStatus};
+use crate::ledger::{Ledger, NodeSnapshot, Plan, PoolSnapshot, Wait};
+use crate::metrics::Metrics;
+use events::{EventSink, Note};
+
+/// How the reconciler behaves.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Family listed first in a dual-stack Node's podCIDRs.
+    pub primary_family: Family,
+    /// Node writes in flight at once.
+    pub max_concurrent_writes: usize,
+    /// At most one status write per pool per interval.
+    pub status_interval: Duration,
+    /// Publish a Normal Event for every allocation.
+    pub allocation_events: bool,
+    /// Reporting instance in Events (the pod name).
+    pub instance: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            primary_family: Family::V6,
+            max_concurrent_writes: 32,
+            status_interval: Duration::from_secs(1),
+            allocation_events: true,
+            instance: "prefix-operator".into(),
+        }
+    }
+}
+
+/// State shared with the HTTP endpoints.
+#[derive(Default)]
+pub struct Health {
+    /// True once the first full lists of Nodes and PrefixPools are in.
+    pub ready: AtomicBool,
+}
+
+/// Errors that stop the operator at start-up.
+#[derive(thiserror::Error, Debug)]
+pub enum StartError {
+    #[error(
+        "the PrefixPool CRD is not installed (prefixpools.ipam.prefix-operator.io not found); install it with `prefix-operator crd | kubectl apply -f -` or the Helm chart"
+    )]
+    CrdMissing,
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Unreachable(#[source] kube::Error),
+    #[error("not allowed to {0}: {1}")]
+    Forbidden(&'static str, String),
+}
+
+/// Checks that the API server answers and the CRD is installed.
+pub async fn preflight(client: &Client) -> Result<(), StartError> {
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    match pools.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(StartError::CrdMissing),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            Err(StartError::Forbidden("list prefixpools", s.message))
+        }
+        Err(e) => Err(StartError::Unreachable(e)),
+    }
+}
+
+fn pool_snapshot(obj: &DynamicObject) -> Result<(PoolSnapshot, Option<PrefixPoolStatus>), String> {
+    let pool: PrefixPool = serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .map_err(|e| e.to_string())?;
+    let retired = pool
+        .status
+        .as_ref()
+        .map(|s| {
+            s.prefixes
+                .iter()
+                .filter(|p| p.retired)
+                .map(|p| p.prefix.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((
+        PoolSnapshot {
+            name: pool.name_any(),
+            generation: pool.metadata.generation.unwrap_or_default(),
+            spec: pool.spec.clone(),
+            retired,
+        },
+        pool.status,
+    ))
+}
+
+enum Input {
+    Node(Result<WatchEvent<Node>, watcher::Error>),
+    Pool(Result<WatchEvent<DynamicObject>, watcher::Error>),
+}
+
+struct WriteResult {
+    node: String,
+    uid: String,
+    pools: Vec<(String, ipnet::IpNet)>,
+    result: Result<Node, kube::Error>,
+}
+
+/// The reconciler's state, owned by one task.
+struct Reconciler {
+    settings: Settings,
+    client: Client,
+    nodes_api: Api<Node>,
+    pools_api: Api<PrefixPool>,
+    ledger: Ledger,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    events: EventSink,
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+    first_seen: HashMap<String, Instant>,
+    attempts: HashMap<String, u32>,
+    /// Nodes told they wait, so the Warning is sent once per wait.
+    warned_waiting: HashSet<String>,
+    warned_conflict: HashSet<String>,
+    writes: JoinSet<WriteResult>,
+    in_flight: HashSet<String>,
+    retry_tx: mpsc::UnboundedSender<String>,
+    nodes_synced: bool,
+    pools_synced: bool,
+    node_buffer: Vec<NodeSnapshot>,
+    pool_buffer: Vec<DynamicObject>,
+    /// Last status written (or read) per pool.
+    last_status: HashMap<String, PrefixPoolStatus>,
+    status_dirty: bool,
+    status_writes: JoinSet<(String, PrefixPoolStatus, Result<(), kube::Error>)>,
+    status_in_flight: HashSet<String>,
+    invalid_reported: HashMap<String, String>,
+    leader: watch::Receiver<bool>,
+    /// Set when leadership was just gained: re-list before the first write.
+    needs_resync: bool,
+}
+
+/// Runs the reconciler until `shutdown` resolves. `leader` tells whether this
+/// replica may write (always true without leader election).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    leader: watch::Receiver<bool>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let pools_api: Api<PrefixPool> = Api::all(client.clone());
+    let pool_ar = ApiResource::erase::<PrefixPool>(&());
+    let dyn_pools: Api<DynamicObject> = Api::all_with(client.clone(), &pool_ar);
+
+    let node_stream = watcher(nodes_api.clone(), watcher::Config::default().page_size(2000))
+        .default_backoff()
+        .map(Input::Node);
+    let pool_stream = watcher(dyn_pools, watcher::Config::default())
+        .default_backoff()
+        .map(Input::Pool);
+    let inputs = futures::stream::select(node_stream, pool_stream);
+
+    let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+    let events = EventSink::start(client.clone(), &settings.instance, metrics.clone());
+    let mut r = Reconciler {
+        settings,
+        client,
+        nodes_api,
+        pools_api,
+        ledger: Ledger::new(),
+        metrics,
+        health,
+        events,
+        queue: VecDeque::new(),
+        queued: HashSet::new(),
+        first_seen: HashMap::new(),
+        attempts: HashMap::new(),
+        warned_waiting: HashSet::new(),
+        warned_conflict: HashSet::new(),
+        writes: JoinSet::new(),
+        in_flight: HashSet::new(),
+        retry_tx,
+        nodes_synced: false,
+        pools_synced: false,
+        node_buffer: vec![],
+        pool_buffer: vec![],
+        last_status: HashMap::new(),
+        status_dirty: false,
+        status_writes: JoinSet::new(),
+        status_in_flight: HashSet::new(),
+        invalid_reported: HashMap::new(),
+        needs_resync: false,
+        leader,
+    };
+    r.main_loop(inputs, retry_rx, shutdown).await
+}
+
+use kube::runtime::watcher::watcher;
+
+impl Reconciler {
+    async fn main_loop(
+        &mut self,
+        inputs: impl Stream<Item = Input>,
+        mut retry_rx: mpsc::UnboundedReceiver<String>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(inputs);
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.settings.status_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leader = self.leader.clone();
+        let mut was_leader = *leader.borrow();
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    info!("shutting down; waiting for {} write(s) in flight", self.writes.len());
+                    while let Some(res) = self.writes.join_next().await {
+                        if let Ok(w) = res { self.on_write(w).await; }
+                    }
+                    return Ok(());
+                }
+                Some(res) = self.writes.join_next(), if !self.writes.is_empty() => {
+                    match res {
+                        Ok(w) => self.on_write(w).await,
+                        Err(e) => warn!("write task failed: {e}"),
+                    }
+                }
+                Some(input) = inputs.next() => {
+                    match input {
+                        Input::Node(ev) => self.on_node_event(ev),
+                        Input::Pool(ev) => self.on_pool_event(ev),
+                    }
+                }
+                Some(node) = retry_rx.recv() => self.enqueue(&node),
+                Some(res) = self.status_writes.join_next(), if !self.status_writes.is_empty() => {
+                    if let Ok((pool, st, result)) = res {
+                        self.status_in_flight.remove(&pool);
+                        match result {
+                            Ok(()) => { self.last_status.insert(pool, st); }
+                            Err(e) => {
+                                self.metrics.error(error_reason(&e));
+                                warn!(%pool, "status write failed: {e}");
+                                self.status_dirty = true;
+                            }
+                        }
+                    }
+                }
+                Ok(()) = leader.changed() => {
+                    let now = *leader.borrow();
+                    if now && !was_leader {
+                        info!("became leader; re-reading every Node before the first write");
+                        self.needs_resync = true;
+                        self.status_dirty = true;
+                    }
+                    was_leader = now;
+                }
+                _ = tick.tick() => self.flush_status(),
+            }
+            if self.needs_resync && self.is_leader() && self.nodes_synced {
+                self.resync_nodes().await;
+            }
+            self.dispatch();
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    fn synced(&self) -> bool {
+        self.nodes_synced && self.pools_synced
+    }
+
+    /// Re-lists every Node (a consistent read) and rebuilds the picture.
+    async fn resync_nodes(&mut self) {
+        match self.nodes_api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let snaps: Vec<NodeSnapshot> = list.items.iter().filter_map(nodes::snapshot).collect();
+                self.ledger.replace_nodes(&snaps);
+                self.needs_resync = false;
+                self.enqueue_all_unallocated();
+                self.status_dirty = true;
+            }
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                warn!("re-listing Nodes failed, will retry: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    fn enqueue(&mut self, node: &str) {
+        if self.queued.insert(node.to_string()) {
+            self.queue.push_back(node.to_string());
+        }
+    }
+
+    fn enqueue_all_unallocated(&mut self) {
+        let mut names = self.ledger.unallocated_nodes();
+        names.sort();
+        for n in names {
+            self.first_seen.entry(n.clone()).or_insert_with(Instant::now);
+            self.enqueue(&n);
+        }
+    }
+
+    fn on_node_event(&mut self, ev: Result<WatchEvent<Node>, watcher::Error>) {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.metrics.error("WatchNodes");
+                warn!("watching Nodes: {e}");
+                return;
+            }
+        };
+        match ev {
+            WatchEvent::Init => self.node_buffer.clear(),
+            WatchEvent::InitApply(n) => {
+                if let Some(s) = nodes::snapshot(&n) {
+                    self.node_buffer.push(s);
+                }
+            }
+            WatchEvent::InitDone => {
+                let buf = std::mem::take(&mut self.node_buffer);
+                info!(nodes = buf.len(), "Node list complete; picture rebuilt");
+                self.ledger.replace_nodes(&buf);
+                self.nodes_synced = true;
+                self.after_sync();
+                self.enqueue_all_unallocated();
+                self.status_dirty = true;
+            }
+            WatchEvent::Apply(n) => {
+                let Some(s) = nodes::snapshot(&n) else { return };
+                let name = s.name.clone();
+                let had_conflict = self.ledger.conflict_of(&name).is_some();
+                self.ledger.upsert_node(&s);
+                if s.pod_cidrs.is_empty() && !s.deleting {
+                    self.first_seen.entry(name.clone()).or_insert_with(Instant::now);
+                    self.enqueue(&name);
+                } else {
+                    self.first_seen.remove(&name);
+                }
+                if !had_conflict {
+                    self.report_conflict(&name, &n);
+                }
+                self.status_dirty = true;
+            }
+            WatchEvent::Delete(n) => {
+                let name = n.name_any();
+                if self.ledger.has_node(&name) {
+                    for pool in self.ledger.pools_touching_node(&name) {
+                        if !n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).is_none_or(Vec::is_empty) {
+                            self.metrics.releases.get_or_create(&self.metrics.pool(&pool)).inc();
+                        }
+                    }
+                }
+                self.ledger.remove_node(&name);
+                self.first_seen.remove(&name);
+                self.warned_waiting.remove(&name);
+                self.warned_conflict.remove(&name);
+                self.attempts.remove(&name);
+                // Freed space may serve Nodes that wait.
+                self.enqueue_all_unallocated();
+                self.status_dirty = true;
+            }
+        }
+    }
+
+    fn report_conflict(&mut self, name: &str, node: &Node) {
+        if let Some(reasons) = self.ledger.conflict_of(name)
+            && self.warned_conflict.insert(name.to_string())
+        {
+            let msg = reasons.join("; ");
+            warn!(node = name, "podCIDRs conflict: {msg}");
+            self.events.send(Note::warning(
+                node.object_ref(&()),
+                "PrefixConflict",
+                "Adopt",
+                format!("{msg}. The Node is left as it is and its space is never handed out; delete and re-register the Node to fix it"),
+            ));
+        }
+    }
+
+    fn after_sync(&mut self) {
+        if self.synced() && !self.health.ready.swap(true, Ordering::SeqCst) {
+            info!("initial sync complete; ready");
+        }
+    }
+
+    fn on_pool_event(&mut self, ev: Result<WatchEvent<DynamicObject>, watcher::Error>) {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.metrics.error("WatchPrefixPools");
+                warn!("watching PrefixPools: {e}");
+                return;
+            }
+        };
+        match ev {
+            WatchEvent::Init => self.pool_buffer.clear(),
+            WatchEvent::InitApply(p) => self.pool_buffer.push(p),
+            WatchEvent::InitDone => {
+                let buf = std::mem::take(&mut self.pool_buffer);
+                let keep: HashSet<String> = buf.iter().map(|p| p.name_any()).collect();
+                for name in self.ledger.pool_names() {
+                    if !keep.contains(&name) {
+                        self.ledger.remove_pool(&name);
+                    }
+                }
+                for p in &buf {
+                    self.apply_pool(p);
+                }
+                self.pools_synced = true;
+                self.after_sync();
+                self.enqueue_all_unallocated();
+                self.status_dirty = true;
+            }
+            WatchEvent::Apply(p) => {
+                self.apply_pool(&p);
+                self.enqueue_all_unallocated();
+                self.status_dirty = true;
+            }
+            WatchEvent::Delete(p) => {
+                let name = p.name_any();
+                self.ledger.remove_pool(&name);
+                self.last_status.remove(&name);
+                self.invalid_reported.remove(&name);
+                self.status_dirty = true;
+            }
+        }
+    }
+
+    fn apply_pool(&mut self, obj: &DynamicObject) {
+        let name = obj.name_any();
+        match pool_snapshot(obj) {
+            Ok((snap, status)) => {
+                if let Some(st) = status {
+                    self.last_status.entry(name.clone()).or_insert(st);
+                }
+                self.ledger.upsert_pool(&snap);
+                if let Some(view) = self.ledger.pool_view(&name)
+                    && let Some(err) = view.error
+                {
+                    self.report_invalid(obj, &name, err);
+                } else {
+                    self.invalid_reported.remove(&name);
+                }
+            }
+            Err(e) => {
+                // A pool that does not even deserialize is skipped, not fatal.
+                self.metrics.error("DecodePrefixPool");
+                warn!(pool = %name, "skipping PrefixPool that does not decode: {e}");
+                self.ledger.remove_pool(&name);
+                self.report_invalid(obj, &name, format!("cannot decode spec: {e}"));
+            }
+        }
+    }
+
+    fn report_invalid(&mut self, obj: &DynamicObject, name: &str, err: String) {
+        if self.invalid_reported.get(name) != Some(&err) {
+            warn!(pool = name, "invalid PrefixPool: {err}");
+            self.invalid_reported.insert(name.to_string(), err.clone());
+            self.events.send(Note::warning(
+                obj.object_ref(&ApiResource::erase::<PrefixPool>(&())),
+                "InvalidSpec",
+                "Validate",
+                err,
+            ));
+        }
+    }
+
+    /// Starts writes for queued Nodes while there is room.
+    fn dispatch(&mut self) {
+        if !self.synced() || !self.is_leader() || self.needs_resync {
+            return;
+        }
+        while self.writes.len() < self.settings.max_concurrent_writes {
+            let Some(node) = self.queue.pop_front() else { break };
+            self.queued.remove(&node);
+            if self.in_flight.contains(&node) {
+                continue;
+            }
+            match self.ledger.plan(&node, self.settings.primary_family) {
+                Plan::Nothing => {}
+                Plan::Wait(Wait::NoPool) => {
+                    debug!(node, "no PrefixPool selects this Node");
+                }
+                Plan::Wait(Wait::Exhausted { family, pools }) => {
+                    self.status_dirty = true;
+                    if self.warned_waiting.insert(node.clone()) {
+                        warn!(node, ?pools, "no free {family} prefix; the Node waits");
+                        self.events.send(Note::warning(
+                            node_ref(&node),
+                            "PoolExhausted",
+                            "Allocate",
+                            format!(
+                                "no free {family} prefix in PrefixPool(s) {}; the Node waits without podCIDRs (nothing is written for any family, podCIDRs is write-once). Add a prefix to a pool to serve it",
+                                pools.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Plan::Allocate(picks) => self.start_write(node, picks),
+            }
+        }
+    }
+
+    fn start_write(&mut self, node: String, picks: Vec<(String, ipnet::IpNet)>) {
+        let uid = self.ledger_uid(&node);
+        let cidrs: Vec<String> = picks.iter().map(|(_, n)| n.to_string()).collect();
+        let api = self.nodes_api.clone();
+        self.in_flight.insert(node.clone());
+        self.metrics.node_writes.inc();
+        self.writes.spawn(async move {
+            let result = nodes::write_pod_cidrs(&api, &node, &uid, &cidrs).await;
+            WriteResult {
+                node,
+                uid,
+                pools: picks,
+                result,
+            }
+        });
+    }
+
+    fn ledger_uid(&self, node: &str) -> String {
+        self.ledger.node_uid(node).unwrap_or_default()
+    }
+
+    async fn on_write(&mut self, w: WriteResult) {
+        self.in_flight.remove(&w.node);
+        match w.result {
+            Ok(n) => {
+                let snap = nodes::snapshot(&n);
+                match snap {
+                    Some(s) => self.ledger.commit(&s),
+                    None => self.ledger.release(&w.node),
+                }
+                self.attempts.remove(&w.node);
+                self.warned_waiting.remove(&w.node);
+                let latency = self.first_seen.remove(&w.node).map(|t| t.elapsed());
+                if let Some(l) = latency {
+                    self.metrics.allocation_latency.observe(l.as_secs_f64());
+                }
+                let written: Vec<String> = w.pools.iter().map(|(p, n)| format!("{n} from {p}")).collect();
+                for (pool, prefix) in &w.pools {
+                    self.metrics.allocations.get_or_create(&self.metrics.pool(pool)).inc();
+                    info!(node = %w.node, %pool, %prefix, latency_ms = latency.map(|l| l.as_millis() as u64), "allocated");
+                }
+                if self.settings.allocation_events {
+                    self.events.send(Note::normal(
+                        n.object_ref(&()),
+                        "PrefixAllocated",
+                        "Allocate",
+                        format!("podCIDRs set to {}", written.join(", ")),
+                    ));
+                }
+                self.status_dirty = true;
+            }
+            Err(e) => {
+                self.ledger.release(&w.node);
+                let reason = error_reason(&e);
+                self.metrics.error(reason);
+                match &e {
+                    kube::Error::Api(s) if s.code == 404 => {
+                        debug!(node = %w.node, "Node gone before its write landed");
+                    }
+                    kube::Error::Api(s) if s.code == 422 || s.code == 409 || (s.code == 403 && s.reason == "Invalid") => {
+                        // Someone else wrote podCIDRs, or the Node was re-created:
+                        // read it back and adopt whatever it holds.
+                        info!(node = %w.node, "write refused ({}); re-reading the Node to adopt it", s.message);
+                        self.adopt(&w.node).await;
+                        self.enqueue(&w.node);
+                    }
+                    _ => {
+                        let attempt = self.attempts.entry(w.node.clone()).or_insert(0);
+                        *attempt += 1;
+                        let delay = backoff(*attempt);
+                        warn!(node = %w.node, uid = %w.uid, "writing podCIDRs failed ({reason}), retrying in {delay:?}: {e}");
+                        let tx = self.retry_tx.clone();
+                        let node = w.node.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.send(node);
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn adopt(&mut self, name: &str) {
+        match self.nodes_api.get_opt(name).await {
+            Ok(Some(n)) => {
+                if let Some(s) = nodes::snapshot(&n) {
+                    self.ledger.upsert_node(&s);
+                    self.report_conflict(name, &n);
+                }
+            }
+            Ok(None) => self.ledger.remove_node(name),
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                warn!(node = name, "re-reading Node failed: {e}");
+            }
+        }
+        self.status_dirty = true;
+    }
+
+    /// Writes the status of every pool whose view changed, at most one write
+    /// per pool in flight.
+    fn flush_status(&mut self) {
+        if !self.status_dirty || !self.synced() || !self.is_leader() {
+            return;
+        }
+        self.status_dirty = false;
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        for name in self.ledger.pool_names() {
+            let Some(view) = self.ledger.pool_view(&name) else { continue };
+            self.publish_pool_metrics(&name, &view);
+            if self.status_in_flight.contains(&name) {
+                self.status_dirty = true;
+                continue;
+            }
+            let prev: &[Condition] = self
+                .last_status
+                .get(&name)
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or(&[]);
+            let st = status::build_status(&view, prev, &now);
+            if self.last_status.get(&name) == Some(&st) {
+                continue;
+            }
+            self.status_in_flight.insert(name.clone());
+            self.metrics.status_writes.inc();
+            let api = self.pools_api.clone();
+            self.status_writes.spawn(async move {
+                let r = tokio::time::timeout(Duration::from_secs(10), status::apply_status(&api, &name, &st))
+                    .await
+                    .unwrap_or_else(|_| Err(kube::Error::Service("status write timed out".into())));
+                (name, st, r)
+            });
+        }
+        let _ = &self.client;
+    }
+
+    fn publish_pool_metrics(&self, name: &str, v: &crate::ledger::PoolView) {
+        let l = self.metrics.pool(name);
+        self.metrics.capacity.get_or_create(&l).set(v.capacity as f64);
+        self.metrics.available.get_or_create(&l).set(v.available as f64);
+        self.metrics.allocated.get_or_create(&l).set(v.allocations.len() as i64);
+        self.metrics.waiting.get_or_create(&l).set(v.waiting as i64);
+        self.metrics
+            .exhausted
+            .get_or_create(&l)
+            .set(i64::from(v.error.is_none() && (v.available == 0 || v.waiting > 0)));
+        self.metrics
+            .conflicts
+            .get_or_create(&l)
+            .set((v.conflicts.len() + v.overlapping_pools.len()) as i64);
+    }
+}
+
+fn node_ref(name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << attempt.min(9));
+    Duration::from_millis(ms.min(30_000))
+}
+
+/// A short, stable name of an error, used as the metric label.
+pub fn error_reason(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            409 => "Conflict",
+            422 => "Invalid",
+            429 => "TooManyRequests",
+            500..=599 => "ServerError",
+            _ => "ApiError",
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => "Transport",
+        kube::Error::SerdeError(_) => "Decode",
+        _ => "Other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert!(backoff(3) > backoff(2));
+        assert_eq!(backoff(40), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,269 @@
+//! Turns a ledger [`PoolView`] into a bounded `PrefixPoolStatus` with
+//! conditions (pure), and writes it by server-side apply to `/status`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+use crate::api::{
+    Allocation, ConflictEntry, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CONFLICTS, PrefixPool,
+    PrefixPoolStatus, PrefixUsage,
+};
+use crate::ledger::PoolView;
+
+/// Field manager of the status writer.
+pub const STATUS_MANAGER: &str = "prefix-operator-status";
+
+/// Condition messages are cut to this many bytes (the API allows 32 KiB).
+const MAX_MESSAGE: usize = 1024;
+
+fn cut(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+fn condition(
+    prev: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: i64,
+    now: &Time,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    // The transition time moves only when the status flips.
+    let since = prev
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: cut(message),
+        observed_generation: Some(generation),
+        last_transition_time: since,
+    }
+}
+
+/// The status of a pool as the ledger sees it. `prev` holds the conditions
+/// last written, so that transition times survive.
+pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPoolStatus {
+    let g = view.generation;
+    if let Some(err) = &view.error {
+        return PrefixPoolStatus {
+            observed_generation: Some(g),
+            conditions: vec![
+                condition(prev, "Ready", false, "InvalidSpec", err.clone(), g, now),
+                condition(prev, "Exhausted", false, "InvalidSpec", "the spec is invalid; nothing is allocated from this pool".into(), g, now),
+                condition(prev, "Conflict", false, "InvalidSpec", "the spec is invalid".into(), g, now),
+            ],
+            ..Default::default()
+        };
+    }
+    let allocated = view.allocations.len();
+    let listed: Vec<Allocation> = view
+        .allocations
+        .iter()
+        .take(MAX_LISTED_ALLOCATIONS)
+        .map(|(p, n)| Allocation {
+            prefix: p.to_string(),
+            node: n.clone(),
+        })
+        .collect();
+    let omitted = allocated.saturating_sub(listed.len());
+    let conflicts: Vec<ConflictEntry> = view
+        .conflicts
+        .iter()
+        .take(MAX_LISTED_CONFLICTS)
+        .map(|(p, n, r)| ConflictEntry {
+            prefix: p.clone(),
+            node: n.clone(),
+            reason: r.clone(),
+        })
+        .collect();
+    let retired: Vec<String> = view
+        .prefixes
+        .iter()
+        .filter(|p| p.3)
+        .map(|p| p.0.to_string())
+        .collect();
+
+    let exhausted = view.available == 0 || view.waiting > 0;
+    let exhausted_msg = if exhausted {
+        format!(
+            "{} of {} node prefixes free; {} Node(s) wait for a prefix. Add a prefix to spec.prefixes (or free reserved ranges) to serve them",
+            view.available, view.capacity, view.waiting
+        )
+    } else {
+        format!("{} of {} node prefixes free", view.available, view.capacity)
+    };
+    let mut conflict_msgs = vec![];
+    if !view.overlapping_pools.is_empty() {
+        conflict_msgs.push(format!(
+            "prefixes overlap PrefixPool(s) {}; space held in one is never handed out by the other, but give each pool its own blocks",
+            view.overlapping_pools.join(", ")
+        ));
+    }
+    if !view.conflicts.is_empty() {
+        let nodes: std::collections::BTreeSet<&str> =
+            view.conflicts.iter().map(|c| c.1.as_str()).collect();
+        conflict_msgs.push(format!(
+            "{} Node(s) hold colliding podCIDRs (see status.conflicts); they are left as they are and their space is never handed out. Fix by deleting and re-registering the Node",
+            nodes.len()
+        ));
+    }
+    let conflict_reason = match (view.overlapping_pools.is_empty(), view.conflicts.is_empty()) {
+        (true, true) => "NoConflict",
+        (false, true) => "PoolsOverlap",
+        (true, false) => "NodesCollide",
+        (false, false) => "PoolsOverlapAndNodesCollide",
+    };
+    let ready_msg = if retired.is_empty() {
+        format!("{allocated} node prefix(es) allocated")
+    } else {
+        format!(
+            "{allocated} node prefix(es) allocated; prefix(es) {} were removed from spec: their allocations stay (podCIDRs are immutable) but give no new ones",
+            retired.join(", ")
+        )
+    };
+    PrefixPoolStatus {
+        observed_generation: Some(g),
+        family: view.family.map(|f| f.to_string()),
+        scope: view.scope.clone(),
+        node_prefix_length: view.node_prefix_length.map(i32::from),
+        capacity: Some(view.capacity.to_string()),
+        allocated: Some(i64::try_from(allocated).unwrap_or(i64::MAX)),
+        available: Some(view.available.to_string()),
+        prefixes: view
+            .prefixes
+            .iter()
+            .map(|(p, cap, alloc, retired)| PrefixUsage {
+                prefix: p.to_string(),
+                capacity: cap.to_string(),
+                allocated: i64::try_from(*alloc).unwrap_or(i64::MAX),
+                retired: *retired,
+            })
+            .collect(),
+        allocations: listed,
+        allocations_omitted: (omitted > 0).then(|| i64::try_from(omitted).unwrap_or(i64::MAX)),
+        conflicts,
+        waiting: (view.waiting > 0).then(|| i64::try_from(view.waiting).unwrap_or(i64::MAX)),
+        conditions: vec![
+            condition(prev, "Ready", true, if retired.is_empty() { "Serving" } else { "ServingWithRetiredPrefixes" }, ready_msg, g, now),
+            condition(prev, "Exhausted", exhausted, if exhausted { "NoFreePrefix" } else { "HasFreePrefixes" }, exhausted_msg, g, now),
+            condition(prev, "Conflict", !conflict_msgs.is_empty(), conflict_reason, if conflict_msgs.is_empty() { "no overlapping pools or colliding Nodes".into() } else { conflict_msgs.join("; ") }, g, now),
+        ],
+    }
+}
+
+/// Writes `status` to the pool by server-side apply.
+pub async fn apply_status(
+    api: &Api<PrefixPool>,
+    name: &str,
+    status: &PrefixPoolStatus,
+) -> Result<(), kube::Error> {
+    let body = serde_json::json!({
+        "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+        "kind": "PrefixPool",
+        "metadata": { "name": name },
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(STATUS_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::Family;
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_000).expect("valid"))
+    }
+
+    fn view() -> PoolView {
+        PoolView {
+            generation: 3,
+            family: Some(Family::V6),
+            scope: Some("GlobalUnicast".into()),
+            node_prefix_length: Some(64),
+            capacity: 65536,
+            available: 65534,
+            allocations: vec![
+                ("2001:db8::/64".parse().expect("cidr"), "a".into()),
+                ("2001:db8:0:1::/64".parse().expect("cidr"), "b".into()),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counts_and_conditions() {
+        let s = build_status(&view(), &[], &now());
+        assert_eq!(s.allocated, Some(2));
+        assert_eq!(s.available.as_deref(), Some("65534"));
+        assert_eq!(s.observed_generation, Some(3));
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+        assert_eq!(ready.status, "True");
+        let ex = s.conditions.iter().find(|c| c.type_ == "Exhausted").expect("Exhausted");
+        assert_eq!(ex.status, "False");
+    }
+
+    #[test]
+    fn allocations_are_bounded() {
+        let mut v = view();
+        v.allocations = (0..(MAX_LISTED_ALLOCATIONS as u32 + 10))
+            .map(|i| {
+                let net: ipnet::IpNet = format!("2001:db8:0:{i:x}::/64").parse().expect("cidr");
+                (net, format!("node-{i}"))
+            })
+            .collect();
+        let s = build_status(&v, &[], &now());
+        assert_eq!(s.allocations.len(), MAX_LISTED_ALLOCATIONS);
+        assert_eq!(s.allocations_omitted, Some(10));
+        assert_eq!(s.allocated, Some(MAX_LISTED_ALLOCATIONS as i64 + 10));
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_status_is_unchanged() {
+        let first = build_status(&view(), &[], &now());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(9_000).expect("valid"));
+        let second = build_status(&view(), &first.conditions, &later);
+        assert_eq!(first.conditions, second.conditions);
+        let mut v = view();
+        v.available = 0;
+        let third = build_status(&v, &second.conditions, &later);
+        let ex = third.conditions.iter().find(|c| c.type_ == "Exhausted").expect("Exhausted");
+        assert_eq!(ex.status, "True");
+        assert_eq!(ex.last_transition_time, later);
+    }
+
+    #[test]
+    fn invalid_spec_shows_reason() {
+        let v = PoolView {
+            generation: 1,
+            error: Some("spec.prefixes: bad".into()),
+            ..Default::default()
+        };
+        let s = build_status(&v, &[], &now());
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, "InvalidSpec");
+        assert!(ready.message.contains("bad"));
+    }
+}

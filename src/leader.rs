@@ -1,0 +1,188 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease.
+//!
+//! kube-runtime has none, so this is the client-go algorithm in small: every
+//! `retry_period` the replica tries to create, renew or take over the Lease
+//! with a resourceVersion precondition. Expiry is judged by the local clock
+//! from the moment a change of the record was last *observed* (not by the
+//! holder's timestamps), so clock skew between replicas does not matter. A
+//! leader that has not renewed for `renew_deadline` stops writing at once;
+//! because `renew_deadline < lease_duration`, it stops before any other
+//! replica can take over.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Lease timing and identity.
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+/// What the last look at the Lease showed.
+struct Observed {
+    holder: Option<String>,
+    renew_time: Option<MicroTime>,
+    at: Instant,
+}
+
+fn now_micro() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Starts the election loop; the receiver says whether this replica leads.
+/// The loop releases the Lease when `stop` fires.
+pub fn spawn(
+    client: Client,
+    s: LeaseSettings,
+    mut stop: watch::Receiver<bool>,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(false);
+    let api: Api<Lease> = Api::namespaced(client, &s.namespace);
+    let handle = tokio::spawn(async move {
+        let mut observed: Option<Observed> = None;
+        let mut last_renew: Option<Instant> = None;
+        loop {
+            let attempt = tokio::time::timeout(s.retry_period.max(Duration::from_secs(1)), try_acquire_or_renew(&api, &s, &mut observed)).await;
+            match attempt {
+                Ok(Ok(true)) => {
+                    last_renew = Some(Instant::now());
+                    if !*tx.borrow() {
+                        info!(lease = %s.name, identity = %s.identity, "acquired leadership");
+                        let _ = tx.send(true);
+                    }
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => warn!(lease = %s.name, "leader election: {e}"),
+                Err(_) => warn!(lease = %s.name, "leader election: Lease request timed out"),
+            }
+            if *tx.borrow() && last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline) {
+                warn!(lease = %s.name, "could not renew the Lease within the renew deadline; stop writing");
+                let _ = tx.send(false);
+            } else if *tx.borrow() && observed.as_ref().is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str())) {
+                let _ = tx.send(false);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(s.retry_period) => {}
+                _ = stop.changed() => {
+                    if *tx.borrow() {
+                        let _ = tx.send(false);
+                        release(&api, &s).await;
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    (rx, handle)
+}
+
+/// One round; `Ok(true)` when this replica holds the Lease afterwards.
+async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    s: &LeaseSettings,
+    observed: &mut Option<Observed>,
+) -> Result<bool, kube::Error> {
+    let duration_secs = i32::try_from(s.lease_duration.as_secs()).unwrap_or(i32::MAX);
+    let Some(mut lease) = api.get_opt(&s.name).await? else {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(s.name.clone()),
+                namespace: Some(s.namespace.clone()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(s.identity.clone()),
+                lease_duration_seconds: Some(duration_secs),
+                acquire_time: Some(now_micro()),
+                renew_time: Some(now_micro()),
+                lease_transitions: Some(0),
+                ..Default::default()
+            }),
+        };
+        return match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => {
+                *observed = Some(Observed {
+                    holder: Some(s.identity.clone()),
+                    renew_time: None,
+                    at: Instant::now(),
+                });
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        };
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+    let changed = observed
+        .as_ref()
+        .is_none_or(|o| o.holder != holder || o.renew_time != spec.renew_time);
+    if changed {
+        *observed = Some(Observed {
+            holder: holder.clone(),
+            renew_time: spec.renew_time.clone(),
+            at: Instant::now(),
+        });
+    }
+    let me = holder.as_deref() == Some(s.identity.as_str());
+    let their_duration = spec
+        .lease_duration_seconds
+        .map(|d| Duration::from_secs(u64::try_from(d).unwrap_or(0)))
+        .unwrap_or(s.lease_duration);
+    let expired = holder.is_none()
+        || observed
+            .as_ref()
+            .is_some_and(|o| o.at.elapsed() >= their_duration);
+    if !me && !expired {
+        return Ok(false);
+    }
+    let mut new_spec = spec.clone();
+    new_spec.holder_identity = Some(s.identity.clone());
+    new_spec.lease_duration_seconds = Some(duration_secs);
+    new_spec.renew_time = Some(now_micro());
+    if !me {
+        new_spec.acquire_time = Some(now_micro());
+        new_spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+    }
+    lease.spec = Some(new_spec.clone());
+    // replace carries the resourceVersion we read: a concurrent writer makes it fail with 409.
+    match api.replace(&s.name, &PostParams::default(), &lease).await {
+        Ok(_) => {
+            *observed = Some(Observed {
+                holder: Some(s.identity.clone()),
+                renew_time: new_spec.renew_time,
+                at: Instant::now(),
+            });
+            Ok(true)
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the Lease up on shutdown so that another replica takes over at once.
+async fn release(api: &Api<Lease>, s: &LeaseSettings) {
+    let Ok(Some(mut lease)) = api.get_opt(&s.name).await else { return };
+    let Some(spec) = lease.spec.as_mut() else { return };
+    if spec.holder_identity.as_deref() != Some(s.identity.as_str()) {
+        return;
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now_micro());
+    match api.replace(&s.name, &PostParams::default(), &lease).await {
+        Ok(_) => info!(lease = %s.name, "released leadership"),
+        Err(e) => warn!(lease = %s.name, "releasing the Lease failed: {e}"),
+    }
+}

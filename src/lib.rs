@@ -1,0 +1,15 @@
+//! prefix-operator: carves per-node IPv6/IPv4 prefixes out of delegated
+//! blocks (`PrefixPool` objects) and writes them into `node.spec.podCIDRs`.
+//!
+//! Data flows one way: watches feed the [`ledger`] (pure), the node
+//! reconciler asks it what to write, and the status writer shows it.
+
+pub mod alloc;
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod http;
+pub mod leader;
+pub mod ledger;
+pub mod metrics;
+pub mod telemetry;

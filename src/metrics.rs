@@ -1,0 +1,130 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text).
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub allocations: Family<PoolLabel, Counter>,
+    pub releases: Family<PoolLabel, Counter>,
+    pub allocation_latency: Histogram,
+    pub capacity: Family<PoolLabel, Gauge<f64, AtomicU64>>,
+    pub allocated: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub available: Family<PoolLabel, Gauge<f64, AtomicU64>>,
+    pub exhausted: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub conflicts: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub waiting: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub reconcile_errors: Family<ReasonLabel, Counter>,
+    pub status_writes: Counter,
+    pub node_writes: Counter,
+    pub events_dropped: Counter,
+    pub leader: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("prefix_operator");
+        let m = Metrics {
+            allocations: Family::default(),
+            releases: Family::default(),
+            allocation_latency: Histogram::new(
+                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
+            ),
+            capacity: Family::default(),
+            allocated: Family::default(),
+            available: Family::default(),
+            exhausted: Family::default(),
+            conflicts: Family::default(),
+            waiting: Family::default(),
+            reconcile_errors: Family::default(),
+            status_writes: Counter::default(),
+            node_writes: Counter::default(),
+            events_dropped: Counter::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("allocations", "Node prefixes written, per pool", m.allocations.clone());
+        registry.register("releases", "Node prefixes freed because their Node is gone, per pool", m.releases.clone());
+        registry.register_with_unit(
+            "allocation_latency",
+            "Time from a Node first seen without podCIDRs to podCIDRs written",
+            prometheus_client::registry::Unit::Seconds,
+            m.allocation_latency.clone(),
+        );
+        registry.register("pool_capacity", "Node prefixes a pool holds in all", m.capacity.clone());
+        registry.register("pool_allocated", "Node prefixes allocated from a pool", m.allocated.clone());
+        registry.register("pool_available", "Node prefixes still free in a pool", m.available.clone());
+        registry.register("pool_exhausted", "1 when a pool has no free prefix or Nodes wait on it", m.exhausted.clone());
+        registry.register("pool_conflicts", "Colliding Node prefixes and overlapping pools seen in a pool", m.conflicts.clone());
+        registry.register("pool_waiting_nodes", "Nodes waiting for space in a pool", m.waiting.clone());
+        registry.register("reconcile_errors", "Failed API calls, by reason", m.reconcile_errors.clone());
+        registry.register("status_writes", "PrefixPool status writes", m.status_writes.clone());
+        registry.register("node_writes", "Node podCIDRs writes attempted", m.node_writes.clone());
+        registry.register("events_dropped", "Events not published because the queue was full", m.events_dropped.clone());
+        registry.register("leader", "1 while this replica holds the leader Lease", m.leader.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn error(&self, reason: &str) {
+        self.reconcile_errors
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn pool(&self, pool: &str) -> PoolLabel {
+        PoolLabel {
+            pool: pool.to_string(),
+        }
+    }
+
+    /// OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let m = Metrics::new();
+        m.allocations.get_or_create(&m.pool("p")).inc();
+        m.allocation_latency.observe(0.02);
+        m.error("Conflict");
+        let text = m.encode();
+        assert!(text.contains("prefix_operator_allocations_total{pool=\"p\"} 1"), "{text}");
+        assert!(text.contains("prefix_operator_allocation_latency_seconds_bucket"), "{text}");
+        assert!(text.contains("prefix_operator_reconcile_errors_total{reason=\"Conflict\"} 1"), "{text}");
+    }
+}
