@@ -1,0 +1,264 @@
+//! Test support: a real control plane, clients, the CRD, Nodes, and the
+//! operator run in-process.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, NodeSpec};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt};
+use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
+use prefix_operator::controller::{self, Health, Settings};
+use prefix_operator::metrics::Metrics;
+pub use prefix_operator_testenv::{ControlPlane, Identity, Options, shared};
+use tokio::sync::{oneshot, watch};
+
+/// Prints the control plane's log tails if the test panics.
+pub struct DumpOnPanic<'a>(pub &'a ControlPlane);
+
+impl Drop for DumpOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.0.log_tails(40));
+        }
+    }
+}
+
+/// A name unique within this run.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub async fn admin(cp: &ControlPlane) -> Client {
+    cp.client(&Identity::Admin).await.expect("admin client")
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Installs (or updates) the PrefixPool CRD and waits until it is served.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = PrefixPool::crd();
+    let name = crd.metadata.name.clone().expect("crd name");
+    crds.patch(
+        &name,
+        &PatchParams::apply("prefix-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    wait_for("CRD established", Duration::from_secs(30), || async {
+        let c = crds.get(&name).await.ok()?;
+        let ok = c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+        if !ok {
+            return None;
+        }
+        // Established can precede discovery; make sure the resource answers.
+        let pools: Api<PrefixPool> = Api::all(client.clone());
+        pools.list(&Default::default()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+pub async fn create_node(client: &Client, name: &str, labels: BTreeMap<String, String>, pod_cidrs: &[&str]) -> Node {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let spec = if pod_cidrs.is_empty() {
+        None
+    } else {
+        Some(NodeSpec {
+            pod_cidr: Some(pod_cidrs[0].to_string()),
+            pod_cidrs: Some(pod_cidrs.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        })
+    };
+    nodes
+        .create(
+            &PostParams::default(),
+            &Node {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    labels: Some(labels),
+                    ..Default::default()
+                },
+                spec,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create Node {name}: {e}"))
+}
+
+pub async fn delete_node(client: &Client, name: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete Node {name}: {e}"));
+}
+
+pub async fn pod_cidrs(client: &Client, name: &str) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .get(name)
+        .await
+        .ok()
+        .and_then(|n| n.spec)
+        .and_then(|s| s.pod_cidrs)
+        .unwrap_or_default()
+}
+
+/// Waits until the Node has podCIDRs and returns them.
+pub async fn wait_pod_cidrs(client: &Client, name: &str) -> Vec<String> {
+    wait_for(&format!("podCIDRs on Node {name}"), Duration::from_secs(30), || async {
+        let c = pod_cidrs(client, name).await;
+        (!c.is_empty()).then_some(c)
+    })
+    .await
+}
+
+pub async fn create_pool(client: &Client, name: &str, spec: PrefixPoolSpec) -> PrefixPool {
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    pools
+        .create(&PostParams::default(), &PrefixPool::new(name, spec))
+        .await
+        .unwrap_or_else(|e| panic!("create PrefixPool {name}: {e}"))
+}
+
+pub fn pool_spec(prefixes: &[&str]) -> PrefixPoolSpec {
+    PrefixPoolSpec {
+        prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Waits until the pool's status satisfies `check`.
+pub async fn wait_pool<F>(client: &Client, name: &str, what: &str, check: F) -> PrefixPool
+where
+    F: Fn(&PrefixPool) -> bool,
+{
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    wait_for(&format!("PrefixPool {name}: {what}"), Duration::from_secs(30), || async {
+        let p = pools.get(name).await.ok()?;
+        check(&p).then_some(p)
+    })
+    .await
+}
+
+pub fn condition<'a>(p: &'a PrefixPool, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    p.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The operator, running in this process until dropped.
+pub struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub leader: watch::Sender<bool>,
+}
+
+impl Operator {
+    pub async fn start(client: Client, settings: Settings) -> Operator {
+        controller::preflight(&client).await.expect("preflight");
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        let (leader, leader_rx) = watch::channel(true);
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(
+            client,
+            settings,
+            metrics.clone(),
+            health.clone(),
+            leader_rx,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        Operator {
+            stop: Some(stop),
+            task: Some(task),
+            metrics,
+            health,
+            leader,
+        }
+    }
+
+    pub async fn default(client: &Client) -> Operator {
+        Operator::start(
+            client.clone(),
+            Settings {
+                status_interval: Duration::from_millis(200),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Stops gracefully and waits for the task.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("operator task").expect("operator result");
+        }
+    }
+
+    /// Kills it at once, as a crash would.
+    pub fn kill(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A control plane of its own for a test that runs an operator (operators
+/// see every Node, so two of them must not share one API server), with the
+/// CRD installed.
+pub async fn own_control_plane() -> (ControlPlane, Client) {
+    let cp = tokio::task::spawn_blocking(|| ControlPlane::start(Options::default()))
+        .await
+        .expect("join")
+        .expect("start control plane");
+    let client = admin(&cp).await;
+    install_crd(&client).await;
+    (cp, client)
+}
