@@ -561,6 +561,13 @@ impl Ledger {
         self.pools.keys().cloned().collect()
     }
 
+    /// Nodes in conflict, sorted.
+    pub fn conflicted_nodes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.conflicts.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Conflict reasons of a Node, if any.
     pub fn conflict_of(&self, node: &str) -> Option<&[String]> {
         self.conflicts.get(node).map(Vec::as_slice)

@@ -148,7 +148,7 @@ impl SlotModel {
     /// Indexes of the universe slots `net` overlaps.
     fn slots(&self, net: &IpNet) -> std::ops::Range<usize> {
         let (a, b) = cidr::range(net);
-        let last_slot = self.first_slot + self.cover.len() as u128 - 1;
+        let last_slot = self.first_slot + (self.cover.len() as u128 - 1);
         let (s, e) = (slot_of(a, self.shift), slot_of(b, self.shift));
         if e < self.first_slot || s > last_slot {
             return 0..0;

@@ -353,6 +353,7 @@ impl Reconciler {
                 info!(nodes = buf.len(), "Node list complete; picture rebuilt");
                 self.ledger.replace_nodes(&buf);
                 self.nodes_synced = true;
+                self.report_new_conflicts();
                 self.after_sync();
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
@@ -369,7 +370,7 @@ impl Reconciler {
                     self.first_seen.remove(&name);
                 }
                 if !had_conflict {
-                    self.report_conflict(&name, &n);
+                    self.report_conflict(&name, n.object_ref(&()));
                 }
                 self.status_dirty = true;
             }
@@ -394,14 +395,25 @@ impl Reconciler {
         }
     }
 
-    fn report_conflict(&mut self, name: &str, node: &Node) {
+    /// Warns once about every Node newly found in conflict.
+    fn report_new_conflicts(&mut self) {
+        for name in self.ledger.conflicted_nodes() {
+            if !self.warned_conflict.contains(&name) {
+                let r = node_ref(&name, self.ledger.node_uid(&name));
+                self.report_conflict(&name, r);
+            }
+        }
+        self.warned_conflict.retain(|n| self.ledger.conflict_of(n).is_some());
+    }
+
+    fn report_conflict(&mut self, name: &str, node: k8s_openapi::api::core::v1::ObjectReference) {
         if let Some(reasons) = self.ledger.conflict_of(name)
             && self.warned_conflict.insert(name.to_string())
         {
             let msg = reasons.join("; ");
             warn!(node = name, "podCIDRs conflict: {msg}");
             self.events.send(Note::warning(
-                node.object_ref(&()),
+                node,
                 "PrefixConflict",
                 "Adopt",
                 format!("{msg}. The Node is left as it is and its space is never handed out; delete and re-register the Node to fix it"),
@@ -439,12 +451,14 @@ impl Reconciler {
                     self.apply_pool(p);
                 }
                 self.pools_synced = true;
+                self.report_new_conflicts();
                 self.after_sync();
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
             }
             WatchEvent::Apply(p) => {
                 self.apply_pool(&p);
+                self.report_new_conflicts();
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
             }
@@ -518,7 +532,7 @@ impl Reconciler {
                     if self.warned_waiting.insert(node.clone()) {
                         warn!(node, ?pools, "no free {family} prefix; the Node waits");
                         self.events.send(Note::warning(
-                            node_ref(&node),
+                            node_ref(&node, self.ledger.node_uid(&node)),
                             "PoolExhausted",
                             "Allocate",
                             format!(
@@ -621,7 +635,7 @@ impl Reconciler {
             Ok(Some(n)) => {
                 if let Some(s) = nodes::snapshot(&n) {
                     self.ledger.upsert_node(&s);
-                    self.report_conflict(name, &n);
+                    self.report_conflict(name, n.object_ref(&()));
                 }
             }
             Ok(None) => self.ledger.remove_node(name),
@@ -687,11 +701,12 @@ impl Reconciler {
     }
 }
 
-fn node_ref(name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+fn node_ref(name: &str, uid: Option<String>) -> k8s_openapi::api::core::v1::ObjectReference {
     k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Node".into()),
         name: Some(name.into()),
+        uid,
         ..Default::default()
     }
 }

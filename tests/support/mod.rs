@@ -1,6 +1,6 @@
 //! Test support: a real control plane, clients, the CRD, Nodes, and the
 //! operator run in-process.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
