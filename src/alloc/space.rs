@@ -172,8 +172,8 @@ impl PoolSpace {
         }
         let key = mark_key(net);
         let count = self.marks.entry(key).or_insert(0);
-        // Saturating: a CIDR marked 2^32 times stays marked for good rather
-        // than wrapping to "unmarked".
+        // Saturating: an absurd number of repeat marks must not wrap the
+        // count to zero, which would free slots that are still claimed.
         *count = count.saturating_add(1);
         if *count == 1 {
             self.marks_per_len[usize::from(key.1)] += 1;

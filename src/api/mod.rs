@@ -97,8 +97,8 @@ pub struct PrefixPoolSpec {
     /// for IPv4. At least the length of every prefix, at most 128 (IPv6) or
     /// 32 (IPv4), and at most 64 longer than any prefix. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 128))]
-    pub node_prefix_length: Option<u8>,
+    #[schemars(range(min = 1, max = 128))]
+    pub node_prefix_length: Option<i32>,
 
     /// Which Nodes this pool serves, by label. Absent means every Node.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -57,7 +57,10 @@ pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError>
     }
     let family = Family::of(&prefixes[0]);
     let node_prefix_length = match spec.node_prefix_length {
-        Some(n) => n,
+        Some(n) => match u8::try_from(n) {
+            Ok(n) if n > 0 => n,
+            _ => return err(format!("spec.nodePrefixLength {n} is out of range 1..=128")),
+        },
         None => match family {
             Family::V6 => DEFAULT_NODE_PREFIX_LENGTH_V6,
             Family::V4 => DEFAULT_NODE_PREFIX_LENGTH_V4,
