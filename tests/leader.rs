@@ -1,0 +1,161 @@
+//! Leader election: two replicas against one API server, only the Lease
+//! holder writes, and a crashed leader is replaced within the lease duration.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use prefix_operator::controller::{self, Health, Settings};
+use prefix_operator::leader::{self, LeaseSettings};
+use prefix_operator::metrics::Metrics;
+use support::*;
+use tokio::sync::watch;
+
+struct Replica {
+    identity: String,
+    leader_task: tokio::task::JoinHandle<()>,
+    op_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    metrics: Arc<Metrics>,
+    is_leader: watch::Receiver<bool>,
+    _stop: watch::Sender<bool>,
+}
+
+impl Replica {
+    fn start(client: &Client, identity: &str, lease: Duration) -> Replica {
+        let (stop, stop_rx) = watch::channel(false);
+        let (is_leader, leader_task) = leader::spawn(
+            client.clone(),
+            LeaseSettings {
+                name: "prefix-operator".into(),
+                namespace: "default".into(),
+                identity: identity.into(),
+                lease_duration: lease,
+                renew_deadline: lease * 2 / 3,
+                retry_period: lease / 6,
+            },
+            stop_rx,
+        );
+        let metrics = Arc::new(Metrics::new());
+        let op_task = tokio::spawn(controller::run(
+            client.clone(),
+            Settings {
+                status_interval: Duration::from_millis(200),
+                instance: identity.into(),
+                ..Default::default()
+            },
+            metrics.clone(),
+            Arc::new(Health::default()),
+            is_leader.clone(),
+            std::future::pending(),
+        ));
+        Replica {
+            identity: identity.into(),
+            leader_task,
+            op_task,
+            metrics,
+            is_leader,
+            _stop: stop,
+        }
+    }
+
+    /// Dies like a crashed process: no Lease release, writes abandoned.
+    fn crash(&self) {
+        self.leader_task.abort();
+        self.op_task.abort();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+async fn holder(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    leases
+        .get_opt("prefix-operator")
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
+    let (cp, client) = own_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "p", pool_spec(&["2001:db8:7::/48"])).await;
+    let lease = Duration::from_secs(3);
+    let a = Replica::start(&client, "replica-a", lease);
+    let b = Replica::start(&client, "replica-b", lease);
+    let first = wait_for("a leader", Duration::from_secs(20), || async { holder(&client).await }).await;
+    let (leader, follower) = if first == a.identity { (a, b) } else { (b, a) };
+    wait_for("leader knows it leads", Duration::from_secs(10), || async {
+        (*leader.is_leader.borrow()).then_some(())
+    })
+    .await;
+    assert!(!*follower.is_leader.borrow(), "two leaders at once");
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    for i in 0..40 {
+        create_node(&client, &format!("n-{i:03}"), labels(&[]), &[]).await;
+    }
+    wait_for("first batch allocated", Duration::from_secs(30), || async {
+        let l = nodes.list(&ListParams::default()).await.ok()?;
+        l.items.iter().all(|n| n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).is_some_and(|c| !c.is_empty())).then_some(())
+    })
+    .await;
+    assert_eq!(follower.metrics.node_writes.get(), 0, "the follower wrote");
+    assert!(leader.metrics.node_writes.get() >= 40);
+
+    // Crash the leader in the middle of a second burst.
+    let creator = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 40..160 {
+                create_node(&client, &format!("n-{i:03}"), labels(&[]), &[]).await;
+            }
+        })
+    };
+    let crashed_at = Instant::now();
+    leader.crash();
+    let new = wait_for("the follower takes over", Duration::from_secs(30), || async {
+        holder(&client).await.filter(|h| *h == follower.identity)
+    })
+    .await;
+    let handover = crashed_at.elapsed();
+    assert_eq!(new, follower.identity);
+    assert!(
+        handover <= lease + lease / 2,
+        "hand-over took {handover:?}, lease is {lease:?}"
+    );
+    creator.await.expect("creator");
+    let list = wait_for("every Node allocated", Duration::from_secs(60), || async {
+        let l = nodes.list(&ListParams::default()).await.ok()?;
+        l.items
+            .iter()
+            .all(|n| n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).is_some_and(|c| c.len() == 1))
+            .then_some(l)
+    })
+    .await;
+    assert_eq!(list.items.len(), 160);
+    let mut seen: HashSet<IpNet> = HashSet::new();
+    for n in &list.items {
+        let c: IpNet = n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).expect("cidrs")[0]
+            .parse()
+            .expect("cidr");
+        assert!(seen.iter().all(|o| !o.contains(&c) && !c.contains(o)), "{c} overlaps another Node");
+        seen.insert(c);
+    }
+    assert!(follower.metrics.node_writes.get() > 0, "the new leader wrote nothing");
+    eprintln!("leader hand-over took {handover:?} (lease {lease:?})");
+}
