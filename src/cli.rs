@@ -31,6 +31,21 @@ pub enum Command {
     Run(RunArgs),
     /// Print the PrefixPool CustomResourceDefinition as YAML.
     Crd,
+    /// Print a fresh Unique Local IPv6 /48 (RFC 4193 section 3.2.2).
+    Ula {
+        /// Print a ready PrefixPool manifest with this name instead.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Print, for every Node with podCIDRs, the route an upstream router needs.
+    Routes {
+        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "ip")]
+        format: crate::routes::Format,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -214,6 +229,23 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `prefix-operator routes`.
+pub async fn print_routes(kubeconfig: Option<&PathBuf>, format: crate::routes::Format) -> Result<()> {
+    let client = client_for(kubeconfig).await?;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let list = nodes
+        .list(&Default::default())
+        .await
+        .context("listing Nodes")?;
+    let routes = crate::routes::routes(&list.items);
+    let missing = routes.iter().filter(|r| r.next_hop.is_none()).count();
+    print!("{}", crate::routes::render(&routes, format));
+    if missing > 0 {
+        eprintln!("{missing} node prefix(es) have no InternalIP of their family to route to");
+    }
+    Ok(())
 }
 
 /// The CRD as YAML, exactly as committed in `crds/`.

@@ -12,4 +12,6 @@ pub mod http;
 pub mod leader;
 pub mod ledger;
 pub mod metrics;
+pub mod routes;
 pub mod telemetry;
+pub mod ula;

@@ -7,6 +7,15 @@ async fn main() {
     let result = match cli.command {
         Command::Run(args) => cli::run(args).await,
         Command::Crd => cli::crd_yaml().map(|y| print!("{y}")),
+        Command::Ula { pool } => {
+            let p = prefix_operator::ula::generate();
+            match pool {
+                Some(name) => print!("{}", prefix_operator::ula::pool_manifest(&name, &p)),
+                None => println!("{p}"),
+            }
+            Ok(())
+        }
+        Command::Routes { kubeconfig, format } => cli::print_routes(kubeconfig.as_ref(), format).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

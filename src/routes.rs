@@ -1,0 +1,176 @@
+//! Route hints: for every Node with podCIDRs, its prefix and the next hop an
+//! upstream router should use (the Node's InternalIP of the same family), as
+//! `ip route` lines, BIRD or FRR static routes, or JSON.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
+use serde::Serialize;
+
+/// Output formats of `prefix-operator routes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Ip,
+    Bird,
+    Frr,
+    Json,
+}
+
+/// One node prefix and where to send it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub node: String,
+    pub prefix: IpNet,
+    /// `None` when the Node has no InternalIP of the prefix's family.
+    pub next_hop: Option<IpAddr>,
+}
+
+/// The routes of all Nodes, sorted by prefix.
+pub fn routes(nodes: &[Node]) -> Vec<Route> {
+    let mut out = vec![];
+    for n in nodes {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let cidrs = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidrs.clone())
+            .unwrap_or_default();
+        let addrs: Vec<IpAddr> = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| a.address.parse().ok())
+            .collect();
+        for c in cidrs {
+            let Ok(prefix) = c.parse::<IpNet>() else { continue };
+            let next_hop = addrs
+                .iter()
+                .find(|a| a.is_ipv6() == matches!(prefix, IpNet::V6(_)))
+                .copied();
+            out.push(Route {
+                node: name.clone(),
+                prefix: prefix.trunc(),
+                next_hop,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.prefix.cmp(&b.prefix).then(a.node.cmp(&b.node)));
+    out
+}
+
+/// Renders routes; routes without a next hop become comments (or `null` in JSON).
+pub fn render(routes: &[Route], format: Format) -> String {
+    let mut s = String::new();
+    let missing = |r: &Route, comment: &str| {
+        format!(
+            "{comment} Node {} holds {} but has no {} InternalIP to route to\n",
+            r.node,
+            r.prefix,
+            if r.prefix.addr().is_ipv6() { "IPv6" } else { "IPv4" }
+        )
+    };
+    match format {
+        Format::Ip => {
+            for r in routes {
+                match r.next_hop {
+                    Some(h) => {
+                        let fam = if r.prefix.addr().is_ipv6() { "-6" } else { "-4" };
+                        s.push_str(&format!("ip {fam} route replace {} via {h}\n", r.prefix));
+                    }
+                    None => s.push_str(&missing(r, "#")),
+                }
+            }
+        }
+        Format::Bird => {
+            for (v6, proto) in [(true, "ipv6"), (false, "ipv4")] {
+                let rs: Vec<&Route> = routes.iter().filter(|r| r.prefix.addr().is_ipv6() == v6).collect();
+                if rs.is_empty() {
+                    continue;
+                }
+                s.push_str(&format!("protocol static prefix_operator_{proto} {{\n  {proto};\n"));
+                for r in rs {
+                    match r.next_hop {
+                        Some(h) => s.push_str(&format!("  route {} via {h}; # {}\n", r.prefix, r.node)),
+                        None => s.push_str(&format!("  {}", missing(r, "#"))),
+                    }
+                }
+                s.push_str("}\n");
+            }
+        }
+        Format::Frr => {
+            for r in routes {
+                match r.next_hop {
+                    Some(h) => {
+                        let kw = if r.prefix.addr().is_ipv6() { "ipv6" } else { "ip" };
+                        s.push_str(&format!("{kw} route {} {h} tag 4193 ! {}\n", r.prefix, r.node));
+                    }
+                    None => s.push_str(&missing(r, "!")),
+                }
+            }
+        }
+        Format::Json => {
+            s = serde_json::to_string_pretty(routes).unwrap_or_else(|_| "[]".into());
+            s.push('\n');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeAddress, NodeSpec, NodeStatus};
+
+    fn node(name: &str, cidrs: &[&str], addrs: &[&str]) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        n.spec = Some(NodeSpec {
+            pod_cidrs: Some(cidrs.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        });
+        n.status = Some(NodeStatus {
+            addresses: Some(
+                addrs
+                    .iter()
+                    .map(|a| NodeAddress {
+                        type_: "InternalIP".into(),
+                        address: a.to_string(),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn pairs_prefixes_with_addresses_of_the_same_family() {
+        let nodes = vec![
+            node("b", &["2001:db8:1:2::/64", "10.0.2.0/24"], &["10.1.0.2", "fd00::2"]),
+            node("a", &["2001:db8:1:1::/64"], &["10.1.0.1"]),
+        ];
+        let r = routes(&nodes);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].node, "b");
+        assert_eq!(r[0].next_hop, Some("10.1.0.2".parse().expect("ip")));
+        assert_eq!(r[1].node, "a");
+        assert_eq!(r[1].next_hop, None);
+        assert_eq!(r[2].next_hop, Some("fd00::2".parse().expect("ip")));
+        let ip = render(&r, Format::Ip);
+        assert!(ip.contains("ip -6 route replace 2001:db8:1:2::/64 via fd00::2"), "{ip}");
+        assert!(ip.contains("ip -4 route replace 10.0.2.0/24 via 10.1.0.2"), "{ip}");
+        assert!(ip.contains("# Node a holds 2001:db8:1:1::/64 but has no IPv6 InternalIP"), "{ip}");
+        let bird = render(&r, Format::Bird);
+        assert!(bird.contains("protocol static prefix_operator_ipv6 {\n  ipv6;\n  route 2001:db8:1:2::/64 via fd00::2;"), "{bird}");
+        let frr = render(&r, Format::Frr);
+        assert!(frr.contains("ipv6 route 2001:db8:1:2::/64 fd00::2"), "{frr}");
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).expect("json");
+        assert_eq!(json[1]["nextHop"], serde_json::Value::Null);
+        assert_eq!(json[0]["prefix"], "10.0.2.0/24");
+    }
+}

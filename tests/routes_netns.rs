@@ -1,0 +1,181 @@
+//! Route hints end to end: Node prefixes from the operator, the `ip route`
+//! lines from `prefix-operator routes` applied in a "router" network
+//! namespace, and a TCP connection between pod addresses of two "node"
+//! namespaces through it — global pod addresses, no NAT.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use prefix_operator::api::PrefixPoolSpec;
+use support::*;
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+fn nsip(ns: &str, args: &[&str]) {
+    let mut v = vec!["netns", "exec", ns, "ip"];
+    v.extend_from_slice(args);
+    ip(&v).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Network namespaces deleted on drop, even when the test panics.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_pod_prefixes_reach_each_other_without_nat() {
+    let tag = std::process::id() % 100_000;
+    let (router, n1, n2) = (format!("por{tag}"), format!("po1n{tag}"), format!("po2n{tag}"));
+    if let Err(e) = ip(&["netns", "add", &router]) {
+        eprintln!("SKIPPED routed_pod_prefixes_reach_each_other_without_nat: this machine forbids network namespaces ({e})");
+        return;
+    }
+    let _ns = Namespaces(vec![router.clone(), n1.clone(), n2.clone()]);
+    ip(&["netns", "add", &n1]).expect("netns n1");
+    ip(&["netns", "add", &n2]).expect("netns n2");
+    // No duplicate address detection: addresses are usable at once.
+    for ns in [&router, &n1, &n2] {
+        for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", ns, "sysctl", "-qw", key])
+                .status()
+                .expect("sysctl");
+            assert!(ok.success(), "sysctl {key} in {ns}");
+        }
+    }
+
+    let (cp, client) = own_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(
+        &client,
+        "gua",
+        PrefixPoolSpec {
+            reserved: vec!["2001:db8:42::/64".into()],
+            ..pool_spec(&["2001:db8:42::/48"])
+        },
+    )
+    .await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (name, addr) in [("node-1", "fd00:100:1::2"), ("node-2", "fd00:100:2::2")] {
+        create_node(&client, name, labels(&[]), &[]).await;
+        nodes
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"addresses": [{"type": "InternalIP", "address": addr}]}})),
+            )
+            .await
+            .expect("node address");
+    }
+    let op = Operator::default(&client).await;
+    let p1: ipnet::IpNet = wait_pod_cidrs(&client, "node-1").await[0].parse().expect("cidr");
+    let p2: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0].parse().expect("cidr");
+    op.stop().await;
+
+    let kubeconfig = cp.dir().join("routes.kubeconfig");
+    cp.write_kubeconfig(&Identity::Admin, &kubeconfig).expect("kubeconfig");
+    let out = Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
+        .args(["routes", "--format", "ip", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .expect("prefix-operator routes");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(lines.contains(&format!("ip -6 route replace {p1} via fd00:100:1::2")), "{lines}");
+
+    // Wire router <-> node-1 and router <-> node-2.
+    for (ns, i) in [(&n1, 1), (&n2, 2)] {
+        let (rv, nv) = (format!("r{i}x{tag}"), format!("n{i}x{tag}"));
+        ip(&["link", "add", &rv, "netns", &router, "type", "veth", "peer", "name", &nv, "netns", ns]).expect("veth");
+        nsip(&router, &["addr", "add", &format!("fd00:100:{i}::1/64"), "dev", &rv, "nodad"]);
+        nsip(&router, &["link", "set", &rv, "up"]);
+        nsip(ns, &["addr", "add", &format!("fd00:100:{i}::2/64"), "dev", &nv, "nodad"]);
+        nsip(ns, &["link", "set", &nv, "up"]);
+        nsip(ns, &["link", "set", "lo", "up"]);
+        nsip(ns, &["-6", "route", "add", "default", "via", &format!("fd00:100:{i}::1")]);
+    }
+    let pod1 = format!("{}1", p1.addr());
+    let pod2 = format!("{}1", p2.addr());
+    nsip(&n1, &["addr", "add", &format!("{pod1}/128"), "dev", "lo"]);
+    nsip(&n2, &["addr", "add", &format!("{pod2}/128"), "dev", "lo"]);
+    let fwd = Command::new("ip")
+        .args(["netns", "exec", &router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        .status()
+        .expect("sysctl");
+    assert!(fwd.success());
+    // Apply exactly what `prefix-operator routes` printed.
+    for line in lines.lines().filter(|l| l.starts_with("ip ")) {
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        nsip(&router, &args);
+    }
+
+    let listen: SocketAddr = format!("[{pod2}]:7000").parse().expect("addr");
+    let listener = in_netns(&n2, move || TcpListener::bind(listen).expect("bind in node-2"));
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).expect("read");
+        s.write_all(b"pong!").expect("write");
+        (peer, buf)
+    });
+    let src: SocketAddr = format!("[{pod1}]:0").parse().expect("addr");
+    let reply = in_netns(&n1, move || {
+        // Neighbour discovery on fresh links may take a moment: retry until connected.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut s: TcpStream = loop {
+            let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).expect("socket");
+            sock.bind(&src.into()).expect("bind source pod address");
+            match sock.connect_timeout(&listen.into(), Duration::from_secs(3)) {
+                Ok(()) => break sock.into(),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("connect through the router: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("connect through the router: {e}"),
+            }
+        };
+        s.write_all(b"ping!").expect("write");
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).expect("read");
+        buf
+    });
+    let (peer, got) = server.join().expect("server");
+    assert_eq!(&got, b"ping!");
+    assert_eq!(&reply, b"pong!");
+    assert_eq!(peer.ip().to_string(), pod1, "the server saw the pod address itself: no NAT");
+}
