@@ -5,6 +5,7 @@
 //! them at any time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::SystemTime;
 
 use ipnet::IpNet;
 use kube::core::SelectorExt;
@@ -23,6 +24,17 @@ pub struct NodeSnapshot {
     /// The Node has a deletion timestamp. Its prefix stays held until the
     /// object is gone (see kubernetes#127792).
     pub deleting: bool,
+    /// Families of the Node's InternalIP addresses (next hops for routes).
+    pub address_families: Vec<Family>,
+}
+
+/// A held-back prefix as recorded in a pool's status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldBackRecord {
+    pub prefix: String,
+    pub node: String,
+    pub retained_until: Option<SystemTime>,
+    pub reusable_at: SystemTime,
 }
 
 /// What the ledger needs to know of a PrefixPool.
@@ -34,6 +46,19 @@ pub struct PoolSnapshot {
     /// Retired prefixes recorded in the last status, so that they survive a
     /// restart of the operator.
     pub retired: Vec<String>,
+    /// Held-back prefixes recorded in the last status (same reason).
+    pub held_back: Vec<HeldBackRecord>,
+}
+
+/// A prefix of a deleted Node kept back from reuse.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HoldBack {
+    pub node: String,
+    pub pool: String,
+    /// Until then a Node of the same name gets it back.
+    pub retained_until: Option<SystemTime>,
+    /// From then on it is free.
+    pub reusable_at: SystemTime,
 }
 
 #[derive(Debug)]
@@ -44,6 +69,7 @@ struct NodeEntry {
     /// podCIDRs text that is not a CIDR (someone else wrote it).
     garbage: Vec<String>,
     deleting: bool,
+    address_families: Vec<Family>,
 }
 
 #[derive(Debug)]
@@ -96,6 +122,12 @@ pub struct PoolView {
     pub overlapping_pools: Vec<String>,
     /// Nodes waiting for this pool to have space.
     pub waiting: u64,
+    /// Held-back prefixes of this pool, sorted by prefix.
+    pub held_back: Vec<(IpNet, HoldBack)>,
+    /// Held-back prefixes still retained for a Node of the same name.
+    pub retained: u64,
+    /// Allocated Nodes without an InternalIP of the pool's family.
+    pub unroutable: u64,
 }
 
 type HeldKey = (Family, u128, u8);
@@ -113,6 +145,10 @@ pub struct Ledger {
     conflicts: HashMap<String, Vec<String>>,
     /// Nodes waiting on full pools.
     waiting: HashMap<String, Vec<String>>,
+    /// Prefixes of deleted Nodes kept back (sticky prefixes, reuse delay).
+    hold_backs: BTreeMap<IpNet, HoldBack>,
+    /// The clock, set by [`Ledger::set_time`]; the ledger reads no clock.
+    now: Option<SystemTime>,
 }
 
 fn key(net: &IpNet) -> HeldKey {
@@ -136,6 +172,62 @@ impl Ledger {
         Self::default()
     }
 
+    // ----- Time -----
+
+    fn now(&self) -> SystemTime {
+        self.now.unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// Advances the clock and frees held-back prefixes whose time has come.
+    /// Returns true when space was freed.
+    pub fn set_time(&mut self, now: SystemTime) -> bool {
+        self.now = Some(now);
+        let due: Vec<IpNet> = self
+            .hold_backs
+            .iter()
+            .filter(|(_, hb)| hb.reusable_at <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in &due {
+            self.hold_backs.remove(n);
+            self.unmark_everywhere(n);
+        }
+        !due.is_empty()
+    }
+
+    /// The next moment a held-back prefix becomes free.
+    pub fn next_release(&self) -> Option<SystemTime> {
+        self.hold_backs.values().map(|h| h.reusable_at).min()
+    }
+
+    /// Records `c` of the deleted Node `node` as held back when its pool asks
+    /// for retention or a reuse delay. Returns true when a new record was made.
+    fn hold_back(&mut self, node: &str, c: &IpNet) -> bool {
+        let Some(pool) = self.owner_of(c).map(str::to_string) else {
+            return false;
+        };
+        let Some(Ok(d)) = self.pools.get(&pool).map(|p| &p.def) else {
+            return false;
+        };
+        let (retain, reuse) = (d.retain_for, d.reuse_after);
+        if retain.is_zero() && reuse.is_zero() {
+            return false;
+        }
+        let now = self.now();
+        let hb = HoldBack {
+            node: node.to_string(),
+            pool,
+            retained_until: (!retain.is_zero()).then(|| now + retain),
+            reusable_at: now + retain.max(reuse),
+        };
+        self.hold_backs.insert(*c, hb).is_none()
+    }
+
+    /// Held-back prefixes, for tests and diagnostics.
+    pub fn hold_backs(&self) -> &BTreeMap<IpNet, HoldBack> {
+        &self.hold_backs
+    }
+
     // ----- Nodes -----
 
     /// Adds or updates a Node from a watch event or a write's response.
@@ -149,6 +241,7 @@ impl Ledger {
             e.labels = n.labels.clone();
             e.deleting = n.deleting;
             e.garbage = garbage;
+            e.address_families = n.address_families.clone();
             if !e.cidrs.is_empty() || e.deleting {
                 self.waiting.remove(&n.name);
             }
@@ -169,6 +262,7 @@ impl Ledger {
                 cidrs: cidrs.clone(),
                 garbage,
                 deleting: n.deleting,
+                address_families: n.address_families.clone(),
             },
         );
         for c in &cidrs {
@@ -190,9 +284,26 @@ impl Ledger {
         };
         self.conflicts.remove(name);
         for c in &old.cidrs {
+            if self.hold_back(name, c) {
+                self.mark_everywhere(c);
+            }
             self.unhold(name, c);
             for o in self.holders_overlapping(c) {
                 self.refresh_conflict(&o);
+            }
+        }
+        self.prune_all_retired();
+    }
+
+    fn prune_all_retired(&mut self) {
+        if self.pools.values().all(|p| p.retired.is_empty()) {
+            return;
+        }
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for n in names {
+            if let Some(mut p) = self.pools.remove(&n) {
+                self.prune_retired(&mut p);
+                self.pools.insert(n, p);
             }
         }
     }
@@ -200,6 +311,19 @@ impl Ledger {
     /// Replaces every Node at once (after a list or re-list). Reservations in
     /// flight stay marked.
     pub fn replace_nodes(&mut self, nodes: &[NodeSnapshot]) {
+        // Nodes that vanished while the watch was down were deleted meanwhile.
+        let present: std::collections::HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        let vanished: Vec<(String, Vec<IpNet>)> = self
+            .nodes
+            .iter()
+            .filter(|(n, _)| !present.contains(n.as_str()))
+            .map(|(n, e)| (n.clone(), e.cidrs.clone()))
+            .collect();
+        for (n, cidrs) in vanished {
+            for c in &cidrs {
+                self.hold_back(&n, c);
+            }
+        }
         self.nodes.clear();
         self.held.clear();
         self.conflicts.clear();
@@ -223,6 +347,7 @@ impl Ledger {
                     cidrs,
                     garbage,
                     deleting: n.deleting,
+                    address_families: n.address_families.clone(),
                 },
             );
         }
@@ -232,6 +357,10 @@ impl Ledger {
 
     fn hold(&mut self, node: &str, c: &IpNet) {
         self.held.entry(key(c)).or_default().insert(node.to_string());
+        // A live Node holds it again: the hold-back has done its job.
+        if self.hold_backs.remove(c).is_some() {
+            self.unmark_everywhere(c);
+        }
         for p in self.pools.values_mut() {
             if let Some(s) = p.space.as_mut()
                 && s.overlaps(c)
@@ -338,6 +467,20 @@ impl Ledger {
         if let Ok(d) = &def {
             retired.retain(|r| !d.prefixes.contains(r));
         }
+        let now = self.now();
+        for r in &p.held_back {
+            if let Ok(net) = cidr::parse_lenient(&r.prefix)
+                && r.reusable_at > now
+                && !self.held.contains_key(&key(&net))
+            {
+                self.hold_backs.entry(net).or_insert_with(|| HoldBack {
+                    node: r.node.clone(),
+                    pool: p.name.clone(),
+                    retained_until: r.retained_until,
+                    reusable_at: r.reusable_at,
+                });
+            }
+        }
         let mut entry = PoolEntry {
             generation: p.generation,
             def,
@@ -387,7 +530,13 @@ impl Ledger {
             .filter_map(|p| p.def.as_ref().ok())
             .flat_map(|d| d.reserved.iter().copied())
             .collect();
-        let in_flight: Vec<IpNet> = self.reservations.values().flatten().copied().collect();
+        let in_flight: Vec<IpNet> = self
+            .reservations
+            .values()
+            .flatten()
+            .chain(self.hold_backs.keys())
+            .copied()
+            .collect();
         let held: Vec<IpNet> = self
             .held
             .keys()
@@ -459,6 +608,17 @@ impl Ledger {
                 continue;
             }
             any_candidate = true;
+            let now = self.now();
+            let sticky = self.hold_backs.iter().find(|(net, hb)| {
+                hb.node == node
+                    && Family::of(net) == fam
+                    && hb.retained_until.is_some_and(|t| t > now)
+                    && cands.contains(&hb.pool.as_str())
+            });
+            if let Some((net, hb)) = sticky {
+                picks.push((hb.pool.clone(), *net));
+                continue;
+            }
             let found = cands.iter().find_map(|name| {
                 let s = self.pools.get(*name)?.space.as_ref()?;
                 s.first_free().map(|n| (name.to_string(), n))
@@ -483,6 +643,10 @@ impl Ledger {
         let nets: Vec<IpNet> = picks.iter().map(|(_, n)| *n).collect();
         for n in &nets {
             self.mark_everywhere(n);
+            // A sticky prefix moves from its hold-back to the reservation.
+            if self.hold_backs.remove(n).is_some() {
+                self.unmark_everywhere(n);
+            }
         }
         self.reservations.insert(node.to_string(), nets);
         Plan::Allocate(picks)
@@ -668,6 +832,27 @@ impl Ledger {
                 v.overlapping_pools.push(other.clone());
             }
         }
+        let now = self.now();
+        v.held_back = self
+            .hold_backs
+            .iter()
+            .filter(|(_, hb)| hb.pool == name)
+            .map(|(n, hb)| (*n, hb.clone()))
+            .collect();
+        v.retained = v
+            .held_back
+            .iter()
+            .filter(|(_, hb)| hb.retained_until.is_some_and(|t| t > now))
+            .count() as u64;
+        v.unroutable = v
+            .allocations
+            .iter()
+            .filter(|(_, node)| {
+                self.nodes
+                    .get(node)
+                    .is_some_and(|e| !e.address_families.contains(&d.family))
+            })
+            .count() as u64;
         v.waiting = self
             .waiting
             .values()
@@ -697,5 +882,243 @@ impl Ledger {
             })
             .map(|(n, _)| n.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pool(name: &str, prefixes: &[&str]) -> PoolSnapshot {
+        PoolSnapshot {
+            name: name.into(),
+            generation: 1,
+            spec: PrefixPoolSpec {
+                prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            retired: vec![],
+            held_back: vec![],
+        }
+    }
+
+    fn node(name: &str, cidrs: &[&str]) -> NodeSnapshot {
+        NodeSnapshot {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            pod_cidrs: cidrs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("cidr")
+    }
+
+    /// plan + commit as the reconciler does after a successful write.
+    fn allocate(l: &mut Ledger, name: &str) -> Vec<IpNet> {
+        match l.plan(name, Family::V6) {
+            Plan::Allocate(picks) => {
+                let nets: Vec<IpNet> = picks.iter().map(|(_, n)| *n).collect();
+                let mut n = node(name, &[]);
+                n.pod_cidrs = nets.iter().map(|n| n.to_string()).collect();
+                l.commit(&n);
+                nets
+            }
+            other => panic!("expected an allocation for {name}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lowest_free_first_and_no_duplicates() {
+        let mut l = Ledger::new();
+        l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+        for i in 0..4 {
+            l.upsert_node(&node(&format!("n{i}"), &[]));
+        }
+        let got: Vec<IpNet> = (0..4).flat_map(|i| allocate(&mut l, &format!("n{i}"))).collect();
+        assert_eq!(got, vec![net("2001:db8::/64"), net("2001:db8:0:1::/64"), net("2001:db8:0:2::/64"), net("2001:db8:0:3::/64")]);
+        l.upsert_node(&node("n4", &[]));
+        assert!(matches!(l.plan("n4", Family::V6), Plan::Wait(Wait::Exhausted { .. })));
+        let v = l.pool_view("p").expect("view");
+        assert_eq!((v.capacity, v.available, v.allocations.len(), v.waiting), (4, 0, 4, 1));
+    }
+
+    #[test]
+    fn a_reservation_in_flight_blocks_its_prefix() {
+        let mut l = Ledger::new();
+        l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+        l.upsert_node(&node("a", &[]));
+        l.upsert_node(&node("b", &[]));
+        let Plan::Allocate(a) = l.plan("a", Family::V6) else { panic!("a") };
+        let Plan::Allocate(b) = l.plan("b", Family::V6) else { panic!("b") };
+        assert_ne!(a[0].1, b[0].1);
+        // A second plan for a Node with a write in flight does nothing.
+        assert_eq!(l.plan("a", Family::V6), Plan::Nothing);
+        // A failed write frees the prefix again.
+        l.release("a");
+        l.upsert_node(&node("c", &[]));
+        let Plan::Allocate(c) = l.plan("c", Family::V6) else { panic!("c") };
+        assert_eq!(c[0].1, a[0].1);
+    }
+
+    #[test]
+    fn rebuild_from_nodes_adopts_and_blocks_foreign_prefixes() {
+        let mut l = Ledger::new();
+        l.upsert_pool(&pool("p", &["2001:db8::/48"]));
+        l.replace_nodes(&[node("old", &["2001:db8::/64"]), node("foreign", &["2001:db8:0:100::/56"]), node("new", &[])]);
+        let got = allocate(&mut l, "new");
+        assert_eq!(got, vec![net("2001:db8:0:1::/64")]);
+        let v = l.pool_view("p").expect("view");
+        // 65536 - 1 (old) - 256 (the /56) - 1 (new)
+        assert_eq!(v.available, 65536 - 258);
+        assert_eq!(v.allocations.len(), 3, "a foreign /56 inside the pool counts as its allocation too");
+    }
+
+    #[test]
+    fn conflicts_are_found_and_cleared() {
+        let mut l = Ledger::new();
+        let mut p = pool("p", &["2001:db8::/48"]);
+        p.spec.reserved = vec!["2001:db8:0:ff::/64".into()];
+        l.upsert_pool(&p);
+        l.replace_nodes(&[node("a", &["2001:db8::/64"]), node("b", &["2001:db8::/56"]), node("r", &["2001:db8:0:ff::/64"])]);
+        assert!(l.conflict_of("a").is_some());
+        assert!(l.conflict_of("b").is_some());
+        assert!(l.conflict_of("r").expect("r").iter().any(|m| m.contains("reserved")));
+        l.remove_node("b");
+        assert!(l.conflict_of("a").is_none(), "a no longer collides");
+        assert_eq!(l.conflicted_nodes(), vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn deletion_timestamp_keeps_the_prefix() {
+        let mut l = Ledger::new();
+        l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+        l.upsert_node(&node("a", &[]));
+        let a = allocate(&mut l, "a");
+        let mut dying = node("a", &[&a[0].to_string()]);
+        dying.deleting = true;
+        l.upsert_node(&dying);
+        l.upsert_node(&node("b", &[]));
+        assert_ne!(allocate(&mut l, "b"), a);
+        l.upsert_node(&node("c", &[]));
+        assert!(matches!(l.plan("c", Family::V6), Plan::Wait(_)), "a's prefix is still taken");
+        l.remove_node("a");
+        assert_eq!(allocate(&mut l, "c"), a);
+    }
+
+    #[test]
+    fn priority_then_name_and_overflow_to_the_next_pool() {
+        let mut l = Ledger::new();
+        let mut hi = pool("zz-high", &["2001:db8:1::/64"]);
+        hi.spec.node_prefix_length = Some(64);
+        hi.spec.priority = 5;
+        l.upsert_pool(&hi);
+        l.upsert_pool(&pool("b", &["2001:db8:3::/48"]));
+        l.upsert_pool(&pool("a", &["2001:db8:2::/48"]));
+        l.upsert_node(&node("n1", &[]));
+        l.upsert_node(&node("n2", &[]));
+        assert_eq!(allocate(&mut l, "n1"), vec![net("2001:db8:1::/64")]);
+        assert_eq!(allocate(&mut l, "n2"), vec![net("2001:db8:2::/64")], "full high-priority pool passes to 'a' before 'b'");
+    }
+
+    #[test]
+    fn dual_stack_is_all_or_nothing() {
+        let mut l = Ledger::new();
+        l.upsert_pool(&pool("v6", &["2001:db8::/48"]));
+        let mut v4 = pool("v4", &["10.0.0.0/24"]);
+        v4.spec.node_prefix_length = Some(24);
+        l.upsert_pool(&v4);
+        l.upsert_node(&node("a", &[]));
+        l.upsert_node(&node("b", &[]));
+        match l.plan("a", Family::V4) {
+            Plan::Allocate(p) => assert_eq!(p.iter().map(|x| x.1).collect::<Vec<_>>(), vec![net("10.0.0.0/24"), net("2001:db8::/64")]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            l.plan("b", Family::V6),
+            Plan::Wait(Wait::Exhausted { family: Family::V4, pools: vec!["v4".into()] })
+        );
+        let v = l.pool_view("v6").expect("view");
+        assert_eq!(v.available, 65535, "nothing reserved for b");
+    }
+
+    #[test]
+    fn sticky_prefix_returns_to_the_same_name_and_reuse_waits() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut l = Ledger::new();
+        l.set_time(t0);
+        let mut p = pool("p", &["2001:db8::/63"]);
+        p.spec.retain_for = Some("60s".into());
+        p.spec.reuse_after = Some("120s".into());
+        l.upsert_pool(&p);
+        l.upsert_node(&node("a", &[]));
+        let a = allocate(&mut l, "a");
+        l.remove_node("a");
+        let hb = l.hold_backs().get(&a[0]).expect("held back");
+        assert_eq!(hb.retained_until, Some(t0 + Duration::from_secs(60)));
+        assert_eq!(hb.reusable_at, t0 + Duration::from_secs(120));
+        // Another Node does not get it.
+        l.upsert_node(&node("b", &[]));
+        assert_ne!(allocate(&mut l, "b"), a);
+        l.upsert_node(&node("c", &[]));
+        assert!(matches!(l.plan("c", Family::V6), Plan::Wait(_)));
+        // The same name within the window gets it back.
+        l.set_time(t0 + Duration::from_secs(30));
+        l.upsert_node(&node("a", &[]));
+        assert_eq!(allocate(&mut l, "a"), a);
+        assert!(l.hold_backs().is_empty());
+        // Deleted again; past retention but before reuse, the name no longer sticks.
+        l.remove_node("a");
+        l.set_time(t0 + Duration::from_secs(100));
+        l.upsert_node(&node("a", &[]));
+        assert!(matches!(l.plan("a", Family::V6), Plan::Wait(_)));
+        // Once reusable, anyone gets it.
+        assert!(l.set_time(t0 + Duration::from_secs(30 + 121)));
+        assert_eq!(allocate(&mut l, "c"), a);
+    }
+
+    #[test]
+    fn hold_backs_survive_a_restart_through_the_status_record() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000_000);
+        let mut l = Ledger::new();
+        l.set_time(t0);
+        let mut p = pool("p", &["2001:db8::/63"]);
+        p.spec.reuse_after = Some("10m".into());
+        p.held_back = vec![HeldBackRecord {
+            prefix: "2001:db8::/64".into(),
+            node: "gone".into(),
+            retained_until: None,
+            reusable_at: t0 + Duration::from_secs(600),
+        }];
+        l.upsert_pool(&p);
+        l.replace_nodes(&[node("n", &[])]);
+        assert_eq!(allocate(&mut l, "n"), vec![net("2001:db8:0:1::/64")]);
+        assert_eq!(l.pool_view("p").expect("view").held_back.len(), 1);
+    }
+
+    #[test]
+    fn retired_prefix_keeps_its_allocations() {
+        let mut l = Ledger::new();
+        l.upsert_pool(&pool("p", &["2001:db8:1::/64"]));
+        l.upsert_node(&node("a", &[]));
+        allocate(&mut l, "a");
+        l.upsert_pool(&pool("p", &["2001:db8:2::/64"]));
+        let v = l.pool_view("p").expect("view");
+        assert!(v.prefixes.iter().any(|(p, _, n, retired)| *p == net("2001:db8:1::/64") && *retired && *n == 1));
+        assert_eq!(v.allocations.len(), 1);
+        l.remove_node("a");
+        let v = l.pool_view("p").expect("view");
+        assert!(v.prefixes.iter().all(|(_, _, _, retired)| !retired), "retired prefix dropped once empty");
+    }
+
+    #[test]
+    fn invalid_pool_serves_nothing_and_says_why() {
+        let mut l = Ledger::new();
+        l.upsert_pool(&pool("bad", &["2001:db8::1/64"]));
+        l.upsert_node(&node("a", &[]));
+        assert_eq!(l.plan("a", Family::V6), Plan::Wait(Wait::NoPool));
+        assert!(l.pool_view("bad").expect("view").error.expect("error").contains("host bits"));
     }
 }

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub exhausted: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub conflicts: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub waiting: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub unroutable: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub held_back: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub reconcile_errors: Family<ReasonLabel, Counter>,
     pub status_writes: Counter,
     pub node_writes: Counter,
@@ -59,6 +61,8 @@ impl Metrics {
             exhausted: Family::default(),
             conflicts: Family::default(),
             waiting: Family::default(),
+            unroutable: Family::default(),
+            held_back: Family::default(),
             reconcile_errors: Family::default(),
             status_writes: Counter::default(),
             node_writes: Counter::default(),
@@ -80,6 +84,8 @@ impl Metrics {
         registry.register("pool_exhausted", "1 when a pool has no free prefix or Nodes wait on it", m.exhausted.clone());
         registry.register("pool_conflicts", "Colliding Node prefixes and overlapping pools seen in a pool", m.conflicts.clone());
         registry.register("pool_waiting_nodes", "Nodes waiting for space in a pool", m.waiting.clone());
+        registry.register("pool_unroutable_nodes", "Allocated Nodes without an InternalIP of the pool's family to route to", m.unroutable.clone());
+        registry.register("pool_held_back_prefixes", "Prefixes of deleted Nodes retained or cooling down before reuse", m.held_back.clone());
         registry.register("reconcile_errors", "Failed API calls, by reason", m.reconcile_errors.clone());
         registry.register("status_writes", "PrefixPool status writes", m.status_writes.clone());
         registry.register("node_writes", "Node podCIDRs writes attempted", m.node_writes.clone());

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-pub use validate::{PoolDefinition, SpecError, validate_spec};
+pub use validate::{PoolDefinition, SpecError, parse_go_duration, validate_spec};
 
 /// API group of every prefix-operator resource.
 pub const GROUP: &str = "ipam.prefix-operator.io";
@@ -30,6 +30,8 @@ pub const MAX_RESERVED: usize = 256;
 pub const MAX_LISTED_ALLOCATIONS: usize = 1000;
 /// At most this many conflicts are listed in a pool's status.
 pub const MAX_LISTED_CONFLICTS: usize = 50;
+/// At most this many held-back prefixes are recorded in a pool's status.
+pub const MAX_LISTED_HELD_BACK: usize = 1000;
 
 const CIDR_MSG: &str = "must be a CIDR such as 2001:db8:1::/48 or 10.64.0.0/16";
 const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-case, zeros compressed (for example 2001:db8:1::/48, not 2001:DB8:1::1/48)";
@@ -113,6 +115,24 @@ pub struct PrefixPoolSpec {
     #[schemars(length(max = 256), inner(length(max = 49)))]
     pub reserved: Vec<String>,
 
+    /// Sticky prefixes: when a Node is deleted, its prefix is kept for a
+    /// Node of the same name that registers within this window (a Go
+    /// duration such as "30m" or "24h"), so firewall rules and DNS stay valid
+    /// across a node rebuild. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')").message("must be a duration such as 90s, 30m or 24h"))]
+    #[schemars(length(max = 32))]
+    pub retain_for: Option<String>,
+
+    /// Reuse delay: a freed prefix is not handed to another Node before this
+    /// long after its Node was deleted (a Go duration such as "10m"), so
+    /// traffic for a dead Node's pods cannot reach a new Node's pods. Off by
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')").message("must be a duration such as 90s, 10m or 1h"))]
+    #[schemars(length(max = 32))]
+    pub reuse_after: Option<String>,
+
     /// When several pools of one family select a Node, the highest priority
     /// is used first, then pool names in alphabetical order; a full pool
     /// passes to the next one. Default 0.
@@ -140,6 +160,21 @@ pub struct ConflictEntry {
     pub node: String,
     /// What it collides with.
     pub reason: String,
+}
+
+/// A prefix freed by a deleted Node and not yet handed out again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldBack {
+    /// The prefix.
+    pub prefix: String,
+    /// The deleted Node that held it.
+    pub node: String,
+    /// Until then only a Node of the same name gets it back (`retainFor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// From then on any Node may get it (`reuseAfter`, at least `retainFor`).
+    pub reusable_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// Usage of one of the pool's prefixes.
@@ -199,6 +234,25 @@ pub struct PrefixPoolStatus {
     /// Nodes whose podCIDRs collide inside this pool; at most 50 listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<ConflictEntry>,
+    /// Prefixes of deleted Nodes kept back (retained or cooling down),
+    /// sorted by prefix; at most 1000 listed. These records let the
+    /// retention and the reuse delay survive an operator restart; an entry
+    /// lost to the bound can only mean an earlier reuse, never an overlap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<HeldBack>,
+    /// Prefixes kept for a Node of the same name (`retainFor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained: Option<i64>,
+    /// Prefixes cooling down before reuse (`reuseAfter`), retained ones included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooling_down: Option<i64>,
+    /// When the last cooling prefix becomes free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooling_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Allocated Nodes without an InternalIP of the pool's family: an
+    /// upstream router has no next hop for their prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unroutable: Option<i64>,
     /// Nodes selected by the pool still waiting for a prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<i64>,

@@ -12,7 +12,7 @@ pub mod status;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::alloc::Family;
 use crate::api::{PrefixPool, PrefixPoolStatus};
-use crate::ledger::{Ledger, NodeSnapshot, Plan, PoolSnapshot, Wait};
+use crate::ledger::{HeldBackRecord, Ledger, NodeSnapshot, Plan, PoolSnapshot, Wait};
 use crate::metrics::Metrics;
 use events::{EventSink, Note};
 
@@ -106,12 +106,28 @@ fn pool_snapshot(obj: &DynamicObject) -> Result<(PoolSnapshot, Option<PrefixPool
                 .collect()
         })
         .unwrap_or_default();
+    let held_back = pool
+        .status
+        .as_ref()
+        .map(|s| {
+            s.held_back
+                .iter()
+                .map(|h| HeldBackRecord {
+                    prefix: h.prefix.clone(),
+                    node: h.node.clone(),
+                    retained_until: h.retained_until.as_ref().map(|t| SystemTime::from(t.0)),
+                    reusable_at: SystemTime::from(h.reusable_at.0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok((
         PoolSnapshot {
             name: pool.name_any(),
             generation: pool.metadata.generation.unwrap_or_default(),
             spec: pool.spec.clone(),
             retired,
+            held_back,
         },
         pool.status,
     ))
@@ -238,6 +254,16 @@ impl Reconciler {
         let mut leader = self.leader.clone();
         let mut was_leader = *leader.borrow();
         loop {
+            if self.ledger.set_time(SystemTime::now()) {
+                // Held-back prefixes became free: waiting Nodes may fit now.
+                self.enqueue_all_unallocated();
+                self.status_dirty = true;
+            }
+            let next_release = self
+                .ledger
+                .next_release()
+                .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 () = &mut shutdown => {
@@ -283,6 +309,7 @@ impl Reconciler {
                     was_leader = now;
                 }
                 _ = tick.tick() => self.flush_status(),
+                () = tokio::time::sleep(next_release + Duration::from_millis(1)) => {}
             }
             if self.needs_resync && self.is_leader() && self.nodes_synced {
                 self.resync_nodes().await;
@@ -690,6 +717,8 @@ impl Reconciler {
         self.metrics.available.get_or_create(&l).set(v.available as f64);
         self.metrics.allocated.get_or_create(&l).set(v.allocations.len() as i64);
         self.metrics.waiting.get_or_create(&l).set(v.waiting as i64);
+        self.metrics.unroutable.get_or_create(&l).set(v.unroutable as i64);
+        self.metrics.held_back.get_or_create(&l).set(v.held_back.len() as i64);
         self.metrics
             .exhausted
             .get_or_create(&l)

@@ -4,6 +4,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
+use crate::alloc::Family;
 use crate::ledger::NodeSnapshot;
 
 /// Field manager of the podCIDRs writes.
@@ -23,7 +24,20 @@ pub fn snapshot(node: &Node) -> Option<NodeSnapshot> {
     {
         pod_cidrs.push(one);
     }
+    let mut address_families: Vec<Family> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse::<std::net::IpAddr>().ok())
+        .map(|ip| if ip.is_ipv6() { Family::V6 } else { Family::V4 })
+        .collect();
+    address_families.sort();
+    address_families.dedup();
     Some(NodeSnapshot {
+        address_families,
         name,
         uid: node.metadata.uid.clone().unwrap_or_default(),
         labels: node.metadata.labels.clone().unwrap_or_default(),

@@ -6,9 +6,20 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use crate::api::{
-    Allocation, ConflictEntry, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CONFLICTS, PrefixPool,
-    PrefixPoolStatus, PrefixUsage,
+    Allocation, ConflictEntry, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CONFLICTS,
+    MAX_LISTED_HELD_BACK, PrefixPool, PrefixPoolStatus, PrefixUsage,
 };
+
+/// A wall-clock time as an API time stamp, to the second (status must not
+/// change on every write just because of sub-second digits), rounded up.
+fn to_time(t: std::time::SystemTime) -> Option<Time> {
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    // Rounded up: a restored hold-back must never end earlier than recorded.
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    k8s_openapi::jiff::Timestamp::from_second(i64::try_from(secs).ok()?)
+        .ok()
+        .map(Time)
+}
 use crate::ledger::PoolView;
 
 /// Field manager of the status writer.
@@ -157,6 +168,21 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         allocations: listed,
         allocations_omitted: (omitted > 0).then(|| i64::try_from(omitted).unwrap_or(i64::MAX)),
         conflicts,
+        held_back: view
+            .held_back
+            .iter()
+            .take(MAX_LISTED_HELD_BACK)
+            .map(|(p, hb)| HeldBack {
+                prefix: p.to_string(),
+                node: hb.node.clone(),
+                retained_until: hb.retained_until.and_then(to_time),
+                reusable_at: to_time(hb.reusable_at).unwrap_or_else(|| now.clone()),
+            })
+            .collect(),
+        retained: (view.retained > 0).then(|| i64::try_from(view.retained).unwrap_or(i64::MAX)),
+        cooling_down: (!view.held_back.is_empty()).then(|| i64::try_from(view.held_back.len()).unwrap_or(i64::MAX)),
+        cooling_until: view.held_back.iter().map(|(_, hb)| hb.reusable_at).max().and_then(to_time),
+        unroutable: (view.unroutable > 0).then(|| i64::try_from(view.unroutable).unwrap_or(i64::MAX)),
         waiting: (view.waiting > 0).then(|| i64::try_from(view.waiting).unwrap_or(i64::MAX)),
         conditions: vec![
             condition(prev, "Ready", true, if retired.is_empty() { "Serving" } else { "ServingWithRetiredPrefixes" }, ready_msg, g, now),
