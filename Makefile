@@ -63,3 +63,28 @@ crd:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Copy the CRD into the chart and render deploy/prefix-operator.yaml from it
+## (tests/chart.rs fails when either is stale).
+manifests:
+	cp crds/prefixpools.ipam.prefix-operator.io.yaml charts/prefix-operator/crds/
+	e2e/render-manifests.sh
+
+.PHONY: static-build
+MUSL_TARGET := x86_64-unknown-linux-musl
+STATIC_BIN := target/$(MUSL_TARGET)/release/prefix-operator
+
+## The static (musl) binary the Dockerfile builds, without a container engine.
+## ring compiles C, so a musl C compiler (musl-gcc, Debian's musl-tools) is needed.
+static-build:
+	rustup target add $(MUSL_TARGET)
+	@command -v musl-gcc >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq musl-tools; \
+	  else echo "musl-gcc not found: install musl-tools (Debian/Ubuntu) or musl-gcc"; exit 1; fi; }
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release --locked --target $(MUSL_TARGET) --bin prefix-operator
+	file $(STATIC_BIN)
+	@file $(STATIC_BIN) | grep -Eq 'statically linked|static-pie linked' || { echo "$(STATIC_BIN) is not static"; exit 1; }
+	@out="$$(ldd $(STATIC_BIN) 2>&1 || true)"; echo "ldd: $$out"; \
+	  echo "$$out" | grep -Eq 'not a dynamic executable|statically linked' || { echo "$(STATIC_BIN) has dynamic dependencies"; exit 1; }
+	$(STATIC_BIN) --version

@@ -166,7 +166,9 @@ mod tests {
         assert!(ip.contains("ip -4 route replace 10.0.2.0/24 via 10.1.0.2"), "{ip}");
         assert!(ip.contains("# Node a holds 2001:db8:1:1::/64 but has no IPv6 InternalIP"), "{ip}");
         let bird = render(&r, Format::Bird);
-        assert!(bird.contains("protocol static prefix_operator_ipv6 {\n  ipv6;\n  route 2001:db8:1:2::/64 via fd00::2;"), "{bird}");
+        assert!(bird.contains("protocol static prefix_operator_ipv6 {\n  ipv6;\n"), "{bird}");
+        assert!(bird.contains("  route 2001:db8:1:2::/64 via fd00::2; # b\n"), "{bird}");
+        assert!(bird.contains("protocol static prefix_operator_ipv4 {\n  ipv4;\n  route 10.0.2.0/24 via 10.1.0.2; # b\n}"), "{bird}");
         let frr = render(&r, Format::Frr);
         assert!(frr.contains("ipv6 route 2001:db8:1:2::/64 fd00::2"), "{frr}");
         let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).expect("json");

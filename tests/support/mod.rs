@@ -75,7 +75,11 @@ pub async fn install_crd(client: &Client) {
     .expect("apply CRD");
     wait_for("CRD established", Duration::from_secs(30), || async {
         let c = crds.get(&name).await.ok()?;
-        let ok = c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+        let ok = c
+            .status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
         if !ok {
             return None;
         }
@@ -87,10 +91,18 @@ pub async fn install_crd(client: &Client) {
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-pub async fn create_node(client: &Client, name: &str, labels: BTreeMap<String, String>, pod_cidrs: &[&str]) -> Node {
+pub async fn create_node(
+    client: &Client,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    pod_cidrs: &[&str],
+) -> Node {
     let nodes: Api<Node> = Api::all(client.clone());
     let spec = if pod_cidrs.is_empty() {
         None
@@ -139,10 +151,14 @@ pub async fn pod_cidrs(client: &Client, name: &str) -> Vec<String> {
 
 /// Waits until the Node has podCIDRs and returns them.
 pub async fn wait_pod_cidrs(client: &Client, name: &str) -> Vec<String> {
-    wait_for(&format!("podCIDRs on Node {name}"), Duration::from_secs(30), || async {
-        let c = pod_cidrs(client, name).await;
-        (!c.is_empty()).then_some(c)
-    })
+    wait_for(
+        &format!("podCIDRs on Node {name}"),
+        Duration::from_secs(30),
+        || async {
+            let c = pod_cidrs(client, name).await;
+            (!c.is_empty()).then_some(c)
+        },
+    )
     .await
 }
 
@@ -167,15 +183,26 @@ where
     F: Fn(&PrefixPool) -> bool,
 {
     let pools: Api<PrefixPool> = Api::all(client.clone());
-    wait_for(&format!("PrefixPool {name}: {what}"), Duration::from_secs(30), || async {
-        let p = pools.get(name).await.ok()?;
-        check(&p).then_some(p)
-    })
+    wait_for(
+        &format!("PrefixPool {name}: {what}"),
+        Duration::from_secs(30),
+        || async {
+            let p = pools.get(name).await.ok()?;
+            check(&p).then_some(p)
+        },
+    )
     .await
 }
 
-pub fn condition<'a>(p: &'a PrefixPool, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    p.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+pub fn condition<'a>(
+    p: &'a PrefixPool,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// The operator, running in this process until dropped.
