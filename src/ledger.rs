@@ -493,6 +493,22 @@ impl Ledger {
         self.refresh_all_conflicts();
     }
 
+    /// Records a pool whose object could not even be decoded: it serves
+    /// nothing and its status says why.
+    pub fn upsert_pool_error(&mut self, name: &str, generation: i64, error: String) {
+        self.pools.insert(
+            name.to_string(),
+            PoolEntry {
+                generation,
+                def: Err(SpecError(error)),
+                space: None,
+                retired: BTreeSet::new(),
+            },
+        );
+        self.rebuild_spaces();
+        self.refresh_all_conflicts();
+    }
+
     /// Forgets a pool. Its Nodes keep their prefixes; a pool re-created with
     /// the same prefixes adopts them again.
     pub fn remove_pool(&mut self, name: &str) {

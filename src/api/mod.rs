@@ -72,6 +72,9 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
     "self.prefixes.all(p, !isCIDR(p) || (has(self.nodePrefixLength) ? self.nodePrefixLength : (cidr(p).ip().family() == 4 ? 24 : 64)) - cidr(p).prefixLength() <= 64)"
 ).message("a prefix may hold at most 2^64 node prefixes: nodePrefixLength minus a prefix's length must be at most 64").field_path(".nodePrefixLength"))]
 #[x_kube(validation = Rule::new(
+    "self.prefixes.all(p, !isCIDR(p) || (cidr(p).ip().family() == 6 ? ['ff00::/8', 'fe80::/10', '::/127'] : ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/3']).all(s, !cidr(s).containsCIDR(cidr(p)) && !cidr(p).containsCIDR(cidr(s))))"
+).message("prefixes must be unicast space a node can route: not multicast, link-local, loopback, unspecified or IPv4-mapped (ff00::/8, fe80::/10, ::/127, ::ffff:0:0/96; 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/3)").field_path(".prefixes"))]
+#[x_kube(validation = Rule::new(
     "self.prefixes.all(a, self.prefixes.all(b, a == b || !isCIDR(a) || !isCIDR(b) || cidr(a).ip().family() != cidr(b).ip().family() || !cidr(a).containsCIDR(cidr(b))))"
 ).message("prefixes must not overlap each other").field_path(".prefixes"))]
 #[x_kube(validation = Rule::new(
@@ -135,8 +138,9 @@ pub struct PrefixPoolSpec {
 
     /// When several pools of one family select a Node, the highest priority
     /// is used first, then pool names in alphabetical order; a full pool
-    /// passes to the next one. Default 0.
+    /// passes to the next one. Default 0, between -1000000 and 1000000.
     #[serde(default)]
+    #[schemars(range(min = -1000000, max = 1000000))]
     pub priority: i32,
 }
 

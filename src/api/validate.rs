@@ -57,6 +57,13 @@ pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError>
             Err(e) => return err(format!("spec.prefixes: {e}")),
         }
     }
+    for p in &prefixes {
+        if let Some(special) = non_unicast(p) {
+            return err(format!(
+                "spec.prefixes: {p} overlaps {special}, which is not unicast space a node can route"
+            ));
+        }
+    }
     let family = Family::of(&prefixes[0]);
     let node_prefix_length = match spec.node_prefix_length {
         Some(n) => match u8::try_from(n) {
@@ -122,6 +129,26 @@ pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError>
         reserved,
         priority: spec.priority,
     })
+}
+
+/// Ranges no node prefix may come from: multicast, link-local, loopback,
+/// unspecified, IPv4-mapped (the same list as the CRD's CEL rule).
+const NON_UNICAST: &[&str] = &[
+    "ff00::/8",
+    "fe80::/10",
+    "::/127",
+    "::ffff:0:0/96",
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/3",
+];
+
+fn non_unicast(p: &IpNet) -> Option<IpNet> {
+    NON_UNICAST
+        .iter()
+        .filter_map(|s| s.parse::<IpNet>().ok())
+        .find(|s| crate::alloc::cidr::overlaps(s, p))
 }
 
 /// Parses a Go-style duration made of `<digits><unit>` parts with units
@@ -218,6 +245,9 @@ mod tests {
             (spec(&[]), "empty"),
             (spec(&["2001:db8::1/48"]), "host bits"),
             (spec(&["not-a-cidr"]), "not a CIDR"),
+            (spec(&["::/0"]), "not unicast"),
+            (spec(&["fe80::/64"]), "not unicast"),
+            (spec(&["127.0.0.0/16"]), "not unicast"),
             (spec(&["2001:db8::/48", "10.0.0.0/8"]), ""),
             (spec(&["2001:db8::/48", "2001:db8:0:1::/64"]), ""),
             (

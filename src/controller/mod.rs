@@ -519,8 +519,9 @@ impl Reconciler {
                 // A pool that does not even deserialize is skipped, not fatal.
                 self.metrics.error("DecodePrefixPool");
                 warn!(pool = %name, "skipping PrefixPool that does not decode: {e}");
-                self.ledger.remove_pool(&name);
-                self.report_invalid(obj, &name, format!("cannot decode spec: {e}"));
+                let msg = format!("cannot decode the object: {e}");
+                self.ledger.upsert_pool_error(&name, obj.metadata.generation.unwrap_or_default(), msg.clone());
+                self.report_invalid(obj, &name, msg);
             }
         }
     }
