@@ -73,6 +73,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A listen address: `HOST:PORT`, `[V6]:PORT`, or `:PORT` for every address.
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("{s:?}: bad port"))?;
+        return Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a listen address such as :8080, 0.0.0.0:8080 or [::]:8080"))
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
@@ -90,8 +100,8 @@ pub struct RunArgs {
     /// Publish a Normal Event on each Node when it gets a prefix.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub allocation_events: bool,
-    /// Address for /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    /// Address for /healthz, /readyz and /metrics (`:8080` means every address).
+    #[arg(long, default_value = "[::]:8080", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
@@ -260,6 +270,14 @@ pub fn crd_yaml() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen_addr(":8080").expect("ok").port(), 8080);
+        assert!(parse_listen_addr(":8080").expect("ok").ip().is_unspecified());
+        assert_eq!(parse_listen_addr("127.0.0.1:0").expect("ok").to_string(), "127.0.0.1:0");
+        assert!(parse_listen_addr("8080").is_err());
+    }
 
     #[test]
     fn durations() {

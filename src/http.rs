@@ -53,7 +53,14 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .with_state(AppState { health, metrics });
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        // A host with IPv6 disabled cannot bind [::]: serve on every IPv4 address.
+        Err(_) if addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) => {
+            tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, addr.port())).await?
+        }
+        Err(e) => return Err(e),
+    };
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -63,7 +63,7 @@ pub fn spawn(
                     }
                 }
                 Ok(Ok(false)) => {}
-                Ok(Err(e)) => warn!(lease = %s.name, "leader election: {e}"),
+                Ok(Err(e)) => warn!(lease = %s.name, "leader election: {}", crate::controller::error_message(&e)),
                 Err(_) => warn!(lease = %s.name, "leader election: Lease request timed out"),
             }
             if *tx.borrow() && last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline) {

@@ -43,7 +43,7 @@ fn refused() -> Vec<(&'static str, serde_json::Value, &'static str)> {
         ("upper-case", json!({"prefixes": ["2001:DB8::/48"]}), "canonical form"),
         ("mixed families", json!({"prefixes": ["2001:db8::/48", "10.0.0.0/16"]}), "one address family"),
         ("overlapping prefixes", json!({"prefixes": ["2001:db8::/48", "2001:db8::/56"]}), "must not overlap"),
-        ("duplicate prefixes", json!({"prefixes": ["2001:db8::/48", "2001:db8::/48"]}), "Duplicate value"),
+        ("duplicate prefixes", json!({"prefixes": ["2001:db8::/48", "2001:db8::/48"]}), "must not overlap or repeat"),
         ("no prefixes", json!({"prefixes": []}), "should have at least 1 items"),
         ("node prefix shorter than the block", json!({"prefixes": ["2001:db8::/48"], "nodePrefixLength": 40}), "at least the length of every prefix"),
         ("default /64 shorter than a /96", json!({"prefixes": ["2001:db8::/96"]}), "at least the length of every prefix"),
@@ -131,15 +131,22 @@ async fn explain_describes_every_spec_field() {
     client().await;
     let kubeconfig = cp.dir().join("explain.kubeconfig");
     cp.write_kubeconfig(&Identity::Admin, &kubeconfig).expect("kubeconfig");
-    for field in ["prefixes", "nodePrefixLength", "nodeSelector", "reserved", "priority"] {
-        let out = std::process::Command::new(cp.bin("kubectl"))
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["explain", &format!("prefixpool.spec.{field}")])
-            .output()
-            .expect("kubectl explain");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for field in ["prefixes", "nodePrefixLength", "nodeSelector", "reserved", "priority", "retainFor", "reuseAfter"] {
+        let explain = || {
+            std::process::Command::new(cp.bin("kubectl"))
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["explain", &format!("prefixpool.spec.{field}")])
+                .output()
+                .expect("kubectl explain")
+        };
+        // The OpenAPI document of a new CRD is published a moment after it is
+        // Established: wait for kubectl to find it.
+        let text = wait_for(&format!("kubectl explain prefixpool.spec.{field}"), std::time::Duration::from_secs(30), || {
+            let out = explain();
+            async move { out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string()) }
+        })
+        .await;
         let desc = text.split("DESCRIPTION:").nth(1).unwrap_or_default().trim();
         assert!(desc.len() > 20, "no description for spec.{field}: {text}");
     }

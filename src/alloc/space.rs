@@ -11,6 +11,7 @@
 //! slot is one ordered lookup per pool prefix.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use ipnet::IpNet;
 
@@ -65,9 +66,11 @@ pub struct PoolSpace {
     /// Ordering by first address also orders by first slot, which lets
     /// `unmark` find the marks inside a block with one range scan.
     marks: BTreeMap<(u128, u8), u32>,
-    /// Distinct marked CIDRs per prefix length, so `unmark` probes for
-    /// covering supernets only at lengths that are in use.
+    /// Distinct marked CIDRs per prefix length.
     marks_per_len: [u32; 129],
+    /// Bit `l` is set while some length-`l` CIDR is marked (l < 128), so
+    /// `unmark` probes for covering supernets only at lengths in use.
+    lens_in_use: u128,
 }
 
 impl PoolSpace {
@@ -117,6 +120,7 @@ impl PoolSpace {
             coverage: Coverage::default(),
             marks: BTreeMap::new(),
             marks_per_len: [0; 129],
+            lens_in_use: 0,
         };
         let prefix_slots: Vec<(u128, u128)> = sorted.iter().map(|p| space.slots_of(p)).collect();
         space.capacity = prefix_slots.iter().map(|&(s, e)| e - s + 1).sum();
@@ -176,7 +180,7 @@ impl PoolSpace {
         // count to zero, which would free slots that are still claimed.
         *count = count.saturating_add(1);
         if *count == 1 {
-            self.marks_per_len[usize::from(key.1)] += 1;
+            self.count_length(key.1, true);
             let (s, e) = self.slots_of(net);
             self.coverage.cover(s, e);
         }
@@ -189,17 +193,35 @@ impl PoolSpace {
             return false;
         }
         let key = mark_key(net);
-        let Some(count) = self.marks.get_mut(&key) else {
+        let Entry::Occupied(mut entry) = self.marks.entry(key) else {
             return false;
         };
-        // Entries are removed when they reach zero, so `count` is at least 1.
-        *count -= 1;
-        if *count == 0 {
-            self.marks.remove(&key);
-            self.marks_per_len[usize::from(key.1)] -= 1;
+        // Entries are removed when they reach zero, so the count is at least 1.
+        *entry.get_mut() -= 1;
+        if *entry.get() == 0 {
+            entry.remove();
+            self.count_length(key.1, false);
             self.release(net);
         }
         true
+    }
+
+    /// Track a distinct CIDR of length `len` being marked or fully unmarked.
+    fn count_length(&mut self, len: u8, added: bool) {
+        let count = &mut self.marks_per_len[usize::from(len)];
+        if added {
+            *count += 1;
+        } else {
+            *count -= 1;
+        }
+        if len < 128 {
+            let bit = 1u128 << len;
+            if *count > 0 {
+                self.lens_in_use |= bit;
+            } else {
+                self.lens_in_use &= !bit;
+            }
+        }
     }
 
     /// Recompute coverage of the block of slots `net` used to block, now that
@@ -212,16 +234,17 @@ impl PoolSpace {
         let (s, e) = self.slots_of(net);
         let block_len = net.prefix_len().min(self.node_prefix_length);
         let block_first = self.slot_addr(s);
-        let block_last = self.slot_addr(e) | host_mask(self.shift);
+        let block_last = self.slot_addr(e) | low_bits(self.shift);
         let bits = self.family.bits();
-        let held_by_supernet = (0..block_len).any(|len| {
-            self.marks_per_len[usize::from(len)] > 0
-                && self
-                    .marks
-                    .contains_key(&(block_first & !host_mask(u32::from(bits - len)), len))
-        });
-        if held_by_supernet {
-            return;
+        let mut shorter = self.lens_in_use & low_bits(u32::from(block_len));
+        while shorter != 0 {
+            let len = shorter.trailing_zeros();
+            shorter &= shorter - 1;
+            let supernet = block_first & !low_bits(u32::from(bits) - len);
+            // `len` < 128 here, so the cast is lossless.
+            if self.marks.contains_key(&(supernet, len as u8)) {
+                return;
+            }
         }
         self.coverage.uncover(s, e);
         // Marks inside the block come in slot order, so contiguous ones are
@@ -232,7 +255,7 @@ impl PoolSpace {
             .range((block_first, 0)..=(block_last, u8::MAX))
             .map(|(k, _)| k)
         {
-            let last = addr | host_mask(u32::from(bits - len));
+            let last = addr | low_bits(u32::from(bits - len));
             let (ms, me) = (slot_of(addr, self.shift), slot_of(last, self.shift));
             run = match run {
                 Some((rs, re)) if ms <= re.saturating_add(1) => Some((rs, re.max(me))),
@@ -293,9 +316,19 @@ fn slot_of(addr: u128, shift: u32) -> u128 {
     addr.checked_shr(shift).unwrap_or(0)
 }
 
-/// The low `host_bits` bits set (all of them for 128).
-fn host_mask(host_bits: u32) -> u128 {
-    u128::MAX.checked_shr(128 - host_bits).unwrap_or(0)
+/// The low `count` bits set (all of them for 128).
+fn low_bits(count: u32) -> u128 {
+    u128::MAX.checked_shr(128 - count).unwrap_or(0)
+}
+
+/// Number of slots in `[a, b]` that lie inside the pool's `prefix_slots`.
+fn slots_inside(prefix_slots: &[(u128, u128)], a: u128, b: u128) -> u128 {
+    let from = prefix_slots.partition_point(|&(_, pe)| pe < a);
+    prefix_slots[from..]
+        .iter()
+        .take_while(|&&(ps, _)| ps <= b)
+        .map(|&(ps, pe)| pe.min(b) - ps.max(a) + 1)
+        .sum()
 }
 
 fn mark_key(net: &IpNet) -> (u128, u8) {
@@ -314,30 +347,36 @@ struct Coverage {
 }
 
 impl Coverage {
-    /// Number of slots in `[a, b]` that lie inside the pool.
-    fn inside(&self, a: u128, b: u128) -> u128 {
-        let from = self.prefix_slots.partition_point(|&(_, pe)| pe < a);
-        self.prefix_slots[from..]
-            .iter()
-            .take_while(|&&(ps, _)| ps <= b)
-            .map(|&(ps, pe)| pe.min(b) - ps.max(a) + 1)
-            .sum()
-    }
-
     fn cover(&mut self, s: u128, e: u128) {
         // Count the whole range as new, then take back what existing
         // intervals already covered while merging them in.
-        let mut newly = self.inside(s, e);
+        let mut newly = slots_inside(&self.prefix_slots, s, e);
+        // `saturating_add` keeps the top slot (u128::MAX) usable.
+        let reach = e.saturating_add(1);
+        // Fast path, hit by every allocation that extends a run: the
+        // rightmost interval that could touch [s, e] starts at or before `s`,
+        // so no other interval touches and this one grows in place.
+        if let Some((&a, b)) = self.intervals.range_mut(..=reach).next_back()
+            && a <= s
+            && b.saturating_add(1) >= s
+        {
+            if *b >= s {
+                newly -= slots_inside(&self.prefix_slots, s, (*b).min(e));
+            }
+            *b = (*b).max(e);
+            self.used += newly;
+            return;
+        }
+        // Otherwise walk right to left, absorbing every interval that
+        // overlaps or touches [lo, hi].
         let (mut lo, mut hi) = (s, e);
-        // Walk right to left over every interval that overlaps or touches
-        // [lo, hi]; `saturating_add` keeps the top slot (u128::MAX) usable.
         while let Some((&a, &b)) = self.intervals.range(..=hi.saturating_add(1)).next_back() {
             if b.saturating_add(1) < lo {
                 break;
             }
             let (oa, ob) = (a.max(s), b.min(e));
             if oa <= ob {
-                newly -= self.inside(oa, ob);
+                newly -= slots_inside(&self.prefix_slots, oa, ob);
             }
             self.intervals.remove(&a);
             lo = lo.min(a);
@@ -348,19 +387,28 @@ impl Coverage {
     }
 
     fn uncover(&mut self, s: u128, e: u128) {
-        while let Some((&a, &b)) = self.intervals.range(..=e).next_back() {
-            if b < s {
+        // Right to left over the intervals overlapping [s, e]. The leftmost
+        // one is trimmed in place rather than removed and reinserted, since
+        // releasing one slot from the middle of a run is the common case.
+        while let Some((&a, b)) = self.intervals.range_mut(..=e).next_back() {
+            let end = *b;
+            if end < s {
                 break;
             }
-            self.intervals.remove(&a);
-            self.used -= self.inside(a.max(s), b.min(e));
-            // The bounds below cannot overflow: a < s means s > 0, b > e
+            self.used -= slots_inside(&self.prefix_slots, a.max(s), end.min(e));
+            // The bounds below cannot overflow: a < s means s > 0, end > e
             // means e < u128::MAX.
-            if a < s {
-                self.intervals.insert(a, s - 1);
+            let leftmost = a < s;
+            if leftmost {
+                *b = s - 1;
+            } else {
+                self.intervals.remove(&a);
             }
-            if b > e {
-                self.intervals.insert(e + 1, b);
+            if end > e {
+                self.intervals.insert(e + 1, end);
+            }
+            if leftmost {
+                break;
             }
         }
     }

@@ -75,8 +75,8 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
     "self.prefixes.all(p, !isCIDR(p) || (cidr(p).ip().family() == 6 ? ['ff00::/8', 'fe80::/10', '::/127'] : ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/3']).all(s, !cidr(s).containsCIDR(cidr(p)) && !cidr(p).containsCIDR(cidr(s))))"
 ).message("prefixes must be unicast space a node can route: not multicast, link-local, loopback, unspecified or IPv4-mapped (ff00::/8, fe80::/10, ::/127, ::ffff:0:0/96; 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/3)").field_path(".prefixes"))]
 #[x_kube(validation = Rule::new(
-    "self.prefixes.all(a, self.prefixes.all(b, a == b || !isCIDR(a) || !isCIDR(b) || cidr(a).ip().family() != cidr(b).ip().family() || !cidr(a).containsCIDR(cidr(b))))"
-).message("prefixes must not overlap each other").field_path(".prefixes"))]
+    "self.prefixes.all(a, !isCIDR(a) || self.prefixes.exists_one(b, isCIDR(b) && cidr(a).ip().family() == cidr(b).ip().family() && (cidr(a).containsCIDR(cidr(b)) || cidr(b).containsCIDR(cidr(a)))))"
+).message("prefixes must not overlap or repeat each other").field_path(".prefixes"))]
 #[x_kube(validation = Rule::new(
     "!has(self.reserved) || self.reserved.all(r, !isCIDR(r) || self.prefixes.exists(p, isCIDR(p) && cidr(p).ip().family() == cidr(r).ip().family() && cidr(p).containsCIDR(cidr(r))))"
 ).message("every reserved range must lie inside one of the pool's prefixes").field_path(".reserved"))]
@@ -94,7 +94,7 @@ pub struct PrefixPoolSpec {
     /// no new ones.
     #[x_kube(validation = Rule::new("self.all(p, isCIDR(p))").message(CIDR_MSG))]
     #[x_kube(validation = Rule::new("self.all(p, !isCIDR(p) || string(cidr(p).masked()) == p)").message(CANONICAL_MSG))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
     #[schemars(length(min = 1, max = 64), inner(length(max = 49)))]
     pub prefixes: Vec<String>,
 
@@ -114,7 +114,7 @@ pub struct PrefixPoolSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(p, isCIDR(p))").message(CIDR_MSG))]
     #[x_kube(validation = Rule::new("self.all(p, !isCIDR(p) || string(cidr(p).masked()) == p)").message(CANONICAL_MSG))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
     #[schemars(length(max = 256), inner(length(max = 49)))]
     pub reserved: Vec<String>,
 

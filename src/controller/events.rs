@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
 
@@ -54,12 +54,14 @@ impl EventSink {
             },
         );
         let m = metrics.clone();
+        let warned: Arc<std::sync::Mutex<std::collections::HashSet<&'static str>>> = Arc::default();
         tokio::spawn(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
             while let Some(n) = rx.recv().await {
                 let Ok(permit) = sem.clone().acquire_owned().await else { break };
                 let recorder = recorder.clone();
                 let m = m.clone();
+                let warned = warned.clone();
                 tokio::spawn(async move {
                     let ev = Event {
                         type_: n.type_,
@@ -70,7 +72,19 @@ impl EventSink {
                     };
                     if let Err(e) = recorder.publish(&ev, &n.regarding).await {
                         m.error("PublishEvent");
-                        debug!("publishing Event failed: {e}");
+                        let reason = crate::controller::error_reason(&e);
+                        // Warn once per failure reason; the metric counts the rest.
+                        if warned.lock().map(|mut w| w.insert(reason)).unwrap_or(false) {
+                            warn!(
+                                "publishing Event {} on {} {} failed ({reason}; further failures of this kind are only counted): {}",
+                                ev.reason,
+                                n.regarding.kind.as_deref().unwrap_or("object"),
+                                n.regarding.name.as_deref().unwrap_or(""),
+                                crate::controller::error_message(&e)
+                            );
+                        } else {
+                            debug!("publishing Event failed: {e}");
+                        }
                     }
                     drop(permit);
                 });

@@ -140,7 +140,6 @@ enum Input {
 
 struct WriteResult {
     node: String,
-    uid: String,
     pools: Vec<(String, ipnet::IpNet)>,
     result: Result<Node, kube::Error>,
 }
@@ -293,7 +292,7 @@ impl Reconciler {
                             Ok(()) => { self.last_status.insert(pool, st); }
                             Err(e) => {
                                 self.metrics.error(error_reason(&e));
-                                warn!(%pool, "status write failed: {e}");
+                                warn!(%pool, "status write failed: {}", error_message(&e));
                                 self.status_dirty = true;
                             }
                         }
@@ -338,7 +337,7 @@ impl Reconciler {
             }
             Err(e) => {
                 self.metrics.error(error_reason(&e));
-                warn!("re-listing Nodes failed, will retry: {e}");
+                warn!("re-listing Nodes failed, will retry: {}", error_message(&e));
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -585,7 +584,6 @@ impl Reconciler {
             let result = nodes::write_pod_cidrs(&api, &node, &uid, &cidrs).await;
             WriteResult {
                 node,
-                uid,
                 pools: picks,
                 result,
             }
@@ -639,23 +637,28 @@ impl Reconciler {
                         // read it back and adopt whatever it holds.
                         info!(node = %w.node, "write refused ({}); re-reading the Node to adopt it", s.message);
                         self.adopt(&w.node).await;
-                        self.enqueue(&w.node);
+                        // Still without podCIDRs (for example an admission policy
+                        // refuses the write): try again later, not at once.
+                        self.retry_later(&w.node, reason, &error_message(&e));
                     }
-                    _ => {
-                        let attempt = self.attempts.entry(w.node.clone()).or_insert(0);
-                        *attempt += 1;
-                        let delay = backoff(*attempt);
-                        warn!(node = %w.node, uid = %w.uid, "writing podCIDRs failed ({reason}), retrying in {delay:?}: {e}");
-                        let tx = self.retry_tx.clone();
-                        let node = w.node.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = tx.send(node);
-                        });
-                    }
+                    _ => self.retry_later(&w.node, reason, &error_message(&e)),
                 }
             }
         }
+    }
+
+    /// Re-queues `node` after an exponential backoff.
+    fn retry_later(&mut self, node: &str, reason: &str, message: &str) {
+        let attempt = self.attempts.entry(node.to_string()).or_insert(0);
+        *attempt += 1;
+        let delay = backoff(*attempt);
+        warn!(node, "writing podCIDRs failed ({reason}), retrying in {delay:?}: {message}");
+        let tx = self.retry_tx.clone();
+        let node = node.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(node);
+        });
     }
 
     async fn adopt(&mut self, name: &str) {
@@ -669,7 +672,7 @@ impl Reconciler {
             Ok(None) => self.ledger.remove_node(name),
             Err(e) => {
                 self.metrics.error(error_reason(&e));
-                warn!(node = name, "re-reading Node failed: {e}");
+                warn!(node = name, "re-reading Node failed: {}", error_message(&e));
             }
         }
         self.status_dirty = true;
@@ -744,6 +747,14 @@ fn node_ref(name: &str, uid: Option<String>) -> k8s_openapi::api::core::v1::Obje
 fn backoff(attempt: u32) -> Duration {
     let ms = 100u64.saturating_mul(1u64 << attempt.min(9));
     Duration::from_millis(ms.min(30_000))
+}
+
+/// The server's message of an API error, or the error's text.
+pub fn error_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// A short, stable name of an error, used as the metric label.
