@@ -40,7 +40,7 @@ dev-up: controlplane
 	@ln -sf "$$(e2e/controlplane/build.sh)/helm" $(DEV)/helm
 	@echo "control plane running. Use it with:"
 	@echo "  export KUBECONFIG=$$PWD/$(DEV)/kubeconfig"
-	@echo "  $(DEV)/kubectl get nodes      # kubectl $(shell echo) built from the pinned release"
+	@echo "  $(DEV)/kubectl get nodes      # kubectl built from the pinned release"
 	@echo "Stop it with: make dev-down"
 
 ## Stop the background control plane and remove its state.
@@ -88,3 +88,19 @@ static-build:
 	@out="$$(ldd $(STATIC_BIN) 2>&1 || true)"; echo "ldd: $$out"; \
 	  echo "$$out" | grep -Eq 'not a dynamic executable|statically linked' || { echo "$(STATIC_BIN) has dynamic dependencies"; exit 1; }
 	$(STATIC_BIN) --version
+
+## Scale benchmark against a local control plane: `make bench` (5000 Nodes) or
+## `make bench N=20000`; extra flags in BENCH_ARGS. Figures in target/bench/.
+bench: controlplane
+	$(CARGO) build --release --locked --bin prefix-operator
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin scale-bench -- --nodes $(or $(N),5000) $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory check-leftovers
+	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
+
+## Long fault runs (SIGKILLs, kube-apiserver and etcd restarts, leader failover,
+## all mid-burst); extra flags in CHAOS_ARGS, e.g. CHAOS_ARGS="--scenarios sigkill --kills 40".
+chaos: controlplane
+	$(CARGO) build --release --locked --bin prefix-operator
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin chaos -- $(CHAOS_ARGS)
+	@$(MAKE) --no-print-directory check-leftovers
+	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
