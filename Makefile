@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
-DEV := .dev
+DEV ?= .dev
 
 .PHONY: test controlplane demo dev-up dev-down crd manifests lint bench chaos clean-dev check-leftovers
 
