@@ -19,7 +19,11 @@ use crate::metrics::Metrics;
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
-#[command(name = "prefix-operator", version, about = "Gives every Kubernetes node a routable pod prefix carved from PrefixPools")]
+#[command(
+    name = "prefix-operator",
+    version,
+    about = "Gives every Kubernetes node a routable pod prefix carved from PrefixPools"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -60,7 +64,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map(|i| s.split_at(i))
         .unwrap_or((s, "s"));
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 15s or 500ms"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 15s or 500ms"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "s" | "" => v,
@@ -79,8 +85,9 @@ fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
         let port: u16 = port.parse().map_err(|_| format!("{s:?}: bad port"))?;
         return Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
     }
-    s.parse()
-        .map_err(|_| format!("{s:?} is not a listen address such as :8080, 0.0.0.0:8080 or [::]:8080"))
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a listen address such as :8080, 0.0.0.0:8080 or [::]:8080")
+    })
 }
 
 #[derive(Args, Debug, Clone)]
@@ -155,7 +162,9 @@ fn default_identity() -> String {
 pub async fn run(args: RunArgs) -> Result<()> {
     telemetry::init(args.log_format);
     if args.renew_deadline >= args.lease_duration {
-        anyhow::bail!("--renew-deadline must be shorter than --lease-duration, so a leader stops writing before another can take over");
+        anyhow::bail!(
+            "--renew-deadline must be shorter than --lease-duration, so a leader stops writing before another can take over"
+        );
     }
     let client = client_for(args.kubeconfig.as_ref()).await?;
     controller::preflight(&client).await?;
@@ -225,13 +234,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -242,7 +252,10 @@ async fn shutdown_signal() {
 }
 
 /// `prefix-operator routes`.
-pub async fn print_routes(kubeconfig: Option<&PathBuf>, format: crate::routes::Format) -> Result<()> {
+pub async fn print_routes(
+    kubeconfig: Option<&PathBuf>,
+    format: crate::routes::Format,
+) -> Result<()> {
     let client = client_for(kubeconfig).await?;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
     let list = nodes
@@ -274,8 +287,16 @@ mod tests {
     #[test]
     fn listen_addresses() {
         assert_eq!(parse_listen_addr(":8080").expect("ok").port(), 8080);
-        assert!(parse_listen_addr(":8080").expect("ok").ip().is_unspecified());
-        assert_eq!(parse_listen_addr("127.0.0.1:0").expect("ok").to_string(), "127.0.0.1:0");
+        assert!(
+            parse_listen_addr(":8080")
+                .expect("ok")
+                .ip()
+                .is_unspecified()
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0").expect("ok").to_string(),
+            "127.0.0.1:0"
+        );
         assert!(parse_listen_addr("8080").is_err());
     }
 

@@ -53,7 +53,11 @@ pub fn spawn(
         let mut observed: Option<Observed> = None;
         let mut last_renew: Option<Instant> = None;
         loop {
-            let attempt = tokio::time::timeout(s.retry_period.max(Duration::from_secs(1)), try_acquire_or_renew(&api, &s, &mut observed)).await;
+            let attempt = tokio::time::timeout(
+                s.retry_period.max(Duration::from_secs(1)),
+                try_acquire_or_renew(&api, &s, &mut observed),
+            )
+            .await;
             match attempt {
                 Ok(Ok(true)) => {
                     last_renew = Some(Instant::now());
@@ -63,13 +67,19 @@ pub fn spawn(
                     }
                 }
                 Ok(Ok(false)) => {}
-                Ok(Err(e)) => warn!(lease = %s.name, "leader election: {}", crate::controller::error_message(&e)),
+                Ok(Err(e)) => {
+                    warn!(lease = %s.name, "leader election: {}", crate::controller::error_message(&e))
+                }
                 Err(_) => warn!(lease = %s.name, "leader election: Lease request timed out"),
             }
             if *tx.borrow() && last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline) {
                 warn!(lease = %s.name, "could not renew the Lease within the renew deadline; stop writing");
                 let _ = tx.send(false);
-            } else if *tx.borrow() && observed.as_ref().is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str())) {
+            } else if *tx.borrow()
+                && observed
+                    .as_ref()
+                    .is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str()))
+            {
                 let _ = tx.send(false);
             }
             tokio::select! {
@@ -173,8 +183,12 @@ async fn try_acquire_or_renew(
 
 /// Gives the Lease up on shutdown so that another replica takes over at once.
 async fn release(api: &Api<Lease>, s: &LeaseSettings) {
-    let Ok(Some(mut lease)) = api.get_opt(&s.name).await else { return };
-    let Some(spec) = lease.spec.as_mut() else { return };
+    let Ok(Some(mut lease)) = api.get_opt(&s.name).await else {
+        return;
+    };
+    let Some(spec) = lease.spec.as_mut() else {
+        return;
+    };
     if spec.holder_identity.as_deref() != Some(s.identity.as_str()) {
         return;
     }

@@ -312,7 +312,8 @@ impl Ledger {
     /// flight stay marked.
     pub fn replace_nodes(&mut self, nodes: &[NodeSnapshot]) {
         // Nodes that vanished while the watch was down were deleted meanwhile.
-        let present: std::collections::HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        let present: std::collections::HashSet<&str> =
+            nodes.iter().map(|n| n.name.as_str()).collect();
         let vanished: Vec<(String, Vec<IpNet>)> = self
             .nodes
             .iter()
@@ -334,10 +335,7 @@ impl Ledger {
         for n in nodes {
             let (cidrs, garbage) = parse_node_cidrs(&n.pod_cidrs);
             for c in &cidrs {
-                self.held
-                    .entry(key(c))
-                    .or_default()
-                    .insert(n.name.clone());
+                self.held.entry(key(c)).or_default().insert(n.name.clone());
             }
             self.nodes.insert(
                 n.name.clone(),
@@ -356,7 +354,10 @@ impl Ledger {
     }
 
     fn hold(&mut self, node: &str, c: &IpNet) {
-        self.held.entry(key(c)).or_default().insert(node.to_string());
+        self.held
+            .entry(key(c))
+            .or_default()
+            .insert(node.to_string());
         // A live Node holds it again: the hold-back has done its job.
         if self.hold_backs.remove(c).is_some() {
             self.unmark_everywhere(c);
@@ -426,7 +427,9 @@ impl Ledger {
                 if let Ok(def) = &p.def {
                     for r in &def.reserved {
                         if cidr::overlaps(r, c) {
-                            reasons.push(format!("{c} overlaps reserved range {r} of PrefixPool {pname}"));
+                            reasons.push(format!(
+                                "{c} overlaps reserved range {r} of PrefixPool {pname}"
+                            ));
                         }
                     }
                 }
@@ -520,8 +523,7 @@ impl Ledger {
 
     /// Retired prefixes stay only while some Node holds space inside them.
     fn prune_retired(&self, p: &mut PoolEntry) {
-        p.retired
-            .retain(|r| self.held_inside(r).next().is_some());
+        p.retired.retain(|r| self.held_inside(r).next().is_some());
     }
 
     fn held_inside<'a>(&'a self, net: &IpNet) -> impl Iterator<Item = (IpNet, &'a String)> + 'a {
@@ -590,7 +592,8 @@ impl Ledger {
             .filter_map(|(name, p)| {
                 let d = p.def.as_ref().ok()?;
                 p.space.as_ref()?;
-                (d.family == family && d.selector.matches(labels)).then_some((name.as_str(), d.priority))
+                (d.family == family && d.selector.matches(labels))
+                    .then_some((name.as_str(), d.priority))
             })
             .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -644,10 +647,7 @@ impl Ledger {
                 None => {
                     let pools: Vec<String> = cands.iter().map(|s| s.to_string()).collect();
                     self.waiting.insert(node.to_string(), pools.clone());
-                    return Plan::Wait(Wait::Exhausted {
-                        family: fam,
-                        pools,
-                    });
+                    return Plan::Wait(Wait::Exhausted { family: fam, pools });
                 }
             }
         }
@@ -759,7 +759,11 @@ impl Ledger {
         let mut best: Option<(&str, i32)> = None;
         for (name, p) in &self.pools {
             let Ok(d) = &p.def else { continue };
-            let inside = d.prefixes.iter().chain(p.retired.iter()).any(|x| x.contains(net));
+            let inside = d
+                .prefixes
+                .iter()
+                .chain(p.retired.iter())
+                .any(|x| x.contains(net));
             if inside && best.is_none_or(|(_, pr)| d.priority > pr) {
                 best = Some((name, d.priority));
             }
@@ -783,7 +787,11 @@ impl Ledger {
         };
         v.family = Some(d.family);
         v.node_prefix_length = Some(d.node_prefix_length);
-        let scopes: BTreeSet<String> = d.prefixes.iter().map(|x| cidr::scope(x).to_string()).collect();
+        let scopes: BTreeSet<String> = d
+            .prefixes
+            .iter()
+            .map(|x| cidr::scope(x).to_string())
+            .collect();
         v.scope = Some(if scopes.len() == 1 {
             scopes.into_iter().next().unwrap_or_default()
         } else {
@@ -793,8 +801,7 @@ impl Ledger {
             v.capacity = s.capacity();
             v.available = s.available();
         }
-        let mut all_prefixes: Vec<(IpNet, bool)> =
-            d.prefixes.iter().map(|x| (*x, false)).collect();
+        let mut all_prefixes: Vec<(IpNet, bool)> = d.prefixes.iter().map(|x| (*x, false)).collect();
         all_prefixes.extend(p.retired.iter().map(|x| (*x, true)));
         for (px, retired) in all_prefixes {
             let mut count = 0u64;
@@ -953,12 +960,28 @@ mod tests {
         for i in 0..4 {
             l.upsert_node(&node(&format!("n{i}"), &[]));
         }
-        let got: Vec<IpNet> = (0..4).flat_map(|i| allocate(&mut l, &format!("n{i}"))).collect();
-        assert_eq!(got, vec![net("2001:db8::/64"), net("2001:db8:0:1::/64"), net("2001:db8:0:2::/64"), net("2001:db8:0:3::/64")]);
+        let got: Vec<IpNet> = (0..4)
+            .flat_map(|i| allocate(&mut l, &format!("n{i}")))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                net("2001:db8::/64"),
+                net("2001:db8:0:1::/64"),
+                net("2001:db8:0:2::/64"),
+                net("2001:db8:0:3::/64")
+            ]
+        );
         l.upsert_node(&node("n4", &[]));
-        assert!(matches!(l.plan("n4", Family::V6), Plan::Wait(Wait::Exhausted { .. })));
+        assert!(matches!(
+            l.plan("n4", Family::V6),
+            Plan::Wait(Wait::Exhausted { .. })
+        ));
         let v = l.pool_view("p").expect("view");
-        assert_eq!((v.capacity, v.available, v.allocations.len(), v.waiting), (4, 0, 4, 1));
+        assert_eq!(
+            (v.capacity, v.available, v.allocations.len(), v.waiting),
+            (4, 0, 4, 1)
+        );
     }
 
     #[test]
@@ -967,15 +990,21 @@ mod tests {
         l.upsert_pool(&pool("p", &["2001:db8::/63"]));
         l.upsert_node(&node("a", &[]));
         l.upsert_node(&node("b", &[]));
-        let Plan::Allocate(a) = l.plan("a", Family::V6) else { panic!("a") };
-        let Plan::Allocate(b) = l.plan("b", Family::V6) else { panic!("b") };
+        let Plan::Allocate(a) = l.plan("a", Family::V6) else {
+            panic!("a")
+        };
+        let Plan::Allocate(b) = l.plan("b", Family::V6) else {
+            panic!("b")
+        };
         assert_ne!(a[0].1, b[0].1);
         // A second plan for a Node with a write in flight does nothing.
         assert_eq!(l.plan("a", Family::V6), Plan::Nothing);
         // A failed write frees the prefix again.
         l.release("a");
         l.upsert_node(&node("c", &[]));
-        let Plan::Allocate(c) = l.plan("c", Family::V6) else { panic!("c") };
+        let Plan::Allocate(c) = l.plan("c", Family::V6) else {
+            panic!("c")
+        };
         assert_eq!(c[0].1, a[0].1);
     }
 
@@ -983,13 +1012,21 @@ mod tests {
     fn rebuild_from_nodes_adopts_and_blocks_foreign_prefixes() {
         let mut l = Ledger::new();
         l.upsert_pool(&pool("p", &["2001:db8::/48"]));
-        l.replace_nodes(&[node("old", &["2001:db8::/64"]), node("foreign", &["2001:db8:0:100::/56"]), node("new", &[])]);
+        l.replace_nodes(&[
+            node("old", &["2001:db8::/64"]),
+            node("foreign", &["2001:db8:0:100::/56"]),
+            node("new", &[]),
+        ]);
         let got = allocate(&mut l, "new");
         assert_eq!(got, vec![net("2001:db8:0:1::/64")]);
         let v = l.pool_view("p").expect("view");
         // 65536 - 1 (old) - 256 (the /56) - 1 (new)
         assert_eq!(v.available, 65536 - 258);
-        assert_eq!(v.allocations.len(), 3, "a foreign /56 inside the pool counts as its allocation too");
+        assert_eq!(
+            v.allocations.len(),
+            3,
+            "a foreign /56 inside the pool counts as its allocation too"
+        );
     }
 
     #[test]
@@ -998,10 +1035,19 @@ mod tests {
         let mut p = pool("p", &["2001:db8::/48"]);
         p.spec.reserved = vec!["2001:db8:0:ff::/64".into()];
         l.upsert_pool(&p);
-        l.replace_nodes(&[node("a", &["2001:db8::/64"]), node("b", &["2001:db8::/56"]), node("r", &["2001:db8:0:ff::/64"])]);
+        l.replace_nodes(&[
+            node("a", &["2001:db8::/64"]),
+            node("b", &["2001:db8::/56"]),
+            node("r", &["2001:db8:0:ff::/64"]),
+        ]);
         assert!(l.conflict_of("a").is_some());
         assert!(l.conflict_of("b").is_some());
-        assert!(l.conflict_of("r").expect("r").iter().any(|m| m.contains("reserved")));
+        assert!(
+            l.conflict_of("r")
+                .expect("r")
+                .iter()
+                .any(|m| m.contains("reserved"))
+        );
         l.remove_node("b");
         assert!(l.conflict_of("a").is_none(), "a no longer collides");
         assert_eq!(l.conflicted_nodes(), vec!["r".to_string()]);
@@ -1019,7 +1065,10 @@ mod tests {
         l.upsert_node(&node("b", &[]));
         assert_ne!(allocate(&mut l, "b"), a);
         l.upsert_node(&node("c", &[]));
-        assert!(matches!(l.plan("c", Family::V6), Plan::Wait(_)), "a's prefix is still taken");
+        assert!(
+            matches!(l.plan("c", Family::V6), Plan::Wait(_)),
+            "a's prefix is still taken"
+        );
         l.remove_node("a");
         assert_eq!(allocate(&mut l, "c"), a);
     }
@@ -1036,7 +1085,11 @@ mod tests {
         l.upsert_node(&node("n1", &[]));
         l.upsert_node(&node("n2", &[]));
         assert_eq!(allocate(&mut l, "n1"), vec![net("2001:db8:1::/64")]);
-        assert_eq!(allocate(&mut l, "n2"), vec![net("2001:db8:2::/64")], "full high-priority pool passes to 'a' before 'b'");
+        assert_eq!(
+            allocate(&mut l, "n2"),
+            vec![net("2001:db8:2::/64")],
+            "full high-priority pool passes to 'a' before 'b'"
+        );
     }
 
     #[test]
@@ -1049,12 +1102,18 @@ mod tests {
         l.upsert_node(&node("a", &[]));
         l.upsert_node(&node("b", &[]));
         match l.plan("a", Family::V4) {
-            Plan::Allocate(p) => assert_eq!(p.iter().map(|x| x.1).collect::<Vec<_>>(), vec![net("10.0.0.0/24"), net("2001:db8::/64")]),
+            Plan::Allocate(p) => assert_eq!(
+                p.iter().map(|x| x.1).collect::<Vec<_>>(),
+                vec![net("10.0.0.0/24"), net("2001:db8::/64")]
+            ),
             other => panic!("{other:?}"),
         }
         assert_eq!(
             l.plan("b", Family::V6),
-            Plan::Wait(Wait::Exhausted { family: Family::V4, pools: vec!["v4".into()] })
+            Plan::Wait(Wait::Exhausted {
+                family: Family::V4,
+                pools: vec!["v4".into()]
+            })
         );
         let v = l.pool_view("v6").expect("view");
         assert_eq!(v.available, 65535, "nothing reserved for b");
@@ -1122,11 +1181,18 @@ mod tests {
         allocate(&mut l, "a");
         l.upsert_pool(&pool("p", &["2001:db8:2::/64"]));
         let v = l.pool_view("p").expect("view");
-        assert!(v.prefixes.iter().any(|(p, _, n, retired)| *p == net("2001:db8:1::/64") && *retired && *n == 1));
+        assert!(
+            v.prefixes
+                .iter()
+                .any(|(p, _, n, retired)| *p == net("2001:db8:1::/64") && *retired && *n == 1)
+        );
         assert_eq!(v.allocations.len(), 1);
         l.remove_node("a");
         let v = l.pool_view("p").expect("view");
-        assert!(v.prefixes.iter().all(|(_, _, _, retired)| !retired), "retired prefix dropped once empty");
+        assert!(
+            v.prefixes.iter().all(|(_, _, _, retired)| !retired),
+            "retired prefix dropped once empty"
+        );
     }
 
     #[test]
@@ -1135,6 +1201,12 @@ mod tests {
         l.upsert_pool(&pool("bad", &["2001:db8::1/64"]));
         l.upsert_node(&node("a", &[]));
         assert_eq!(l.plan("a", Family::V6), Plan::Wait(Wait::NoPool));
-        assert!(l.pool_view("bad").expect("view").error.expect("error").contains("host bits"));
+        assert!(
+            l.pool_view("bad")
+                .expect("view")
+                .error
+                .expect("error")
+                .contains("host bits")
+        );
     }
 }

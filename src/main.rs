@@ -15,7 +15,9 @@ async fn main() {
             }
             Ok(())
         }
-        Command::Routes { kubeconfig, format } => cli::print_routes(kubeconfig.as_ref(), format).await,
+        Command::Routes { kubeconfig, format } => {
+            cli::print_routes(kubeconfig.as_ref(), format).await
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

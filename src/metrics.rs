@@ -52,9 +52,9 @@ impl Metrics {
         let m = Metrics {
             allocations: Family::default(),
             releases: Family::default(),
-            allocation_latency: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
-            ),
+            allocation_latency: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             capacity: Family::default(),
             allocated: Family::default(),
             available: Family::default(),
@@ -70,27 +70,87 @@ impl Metrics {
             leader: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("allocations", "Node prefixes written, per pool", m.allocations.clone());
-        registry.register("releases", "Node prefixes freed because their Node is gone, per pool", m.releases.clone());
+        registry.register(
+            "allocations",
+            "Node prefixes written, per pool",
+            m.allocations.clone(),
+        );
+        registry.register(
+            "releases",
+            "Node prefixes freed because their Node is gone, per pool",
+            m.releases.clone(),
+        );
         registry.register_with_unit(
             "allocation_latency",
             "Time from a Node first seen without podCIDRs to podCIDRs written",
             prometheus_client::registry::Unit::Seconds,
             m.allocation_latency.clone(),
         );
-        registry.register("pool_capacity", "Node prefixes a pool holds in all", m.capacity.clone());
-        registry.register("pool_allocated", "Node prefixes allocated from a pool", m.allocated.clone());
-        registry.register("pool_available", "Node prefixes still free in a pool", m.available.clone());
-        registry.register("pool_exhausted", "1 when a pool has no free prefix or Nodes wait on it", m.exhausted.clone());
-        registry.register("pool_conflicts", "Colliding Node prefixes and overlapping pools seen in a pool", m.conflicts.clone());
-        registry.register("pool_waiting_nodes", "Nodes waiting for space in a pool", m.waiting.clone());
-        registry.register("pool_unroutable_nodes", "Allocated Nodes without an InternalIP of the pool's family to route to", m.unroutable.clone());
-        registry.register("pool_held_back_prefixes", "Prefixes of deleted Nodes retained or cooling down before reuse", m.held_back.clone());
-        registry.register("reconcile_errors", "Failed API calls, by reason", m.reconcile_errors.clone());
-        registry.register("status_writes", "PrefixPool status writes", m.status_writes.clone());
-        registry.register("node_writes", "Node podCIDRs writes attempted", m.node_writes.clone());
-        registry.register("events_dropped", "Events not published because the queue was full", m.events_dropped.clone());
-        registry.register("leader", "1 while this replica holds the leader Lease", m.leader.clone());
+        registry.register(
+            "pool_capacity",
+            "Node prefixes a pool holds in all",
+            m.capacity.clone(),
+        );
+        registry.register(
+            "pool_allocated",
+            "Node prefixes allocated from a pool",
+            m.allocated.clone(),
+        );
+        registry.register(
+            "pool_available",
+            "Node prefixes still free in a pool",
+            m.available.clone(),
+        );
+        registry.register(
+            "pool_exhausted",
+            "1 when a pool has no free prefix or Nodes wait on it",
+            m.exhausted.clone(),
+        );
+        registry.register(
+            "pool_conflicts",
+            "Colliding Node prefixes and overlapping pools seen in a pool",
+            m.conflicts.clone(),
+        );
+        registry.register(
+            "pool_waiting_nodes",
+            "Nodes waiting for space in a pool",
+            m.waiting.clone(),
+        );
+        registry.register(
+            "pool_unroutable_nodes",
+            "Allocated Nodes without an InternalIP of the pool's family to route to",
+            m.unroutable.clone(),
+        );
+        registry.register(
+            "pool_held_back_prefixes",
+            "Prefixes of deleted Nodes retained or cooling down before reuse",
+            m.held_back.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed API calls, by reason",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "PrefixPool status writes",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "node_writes",
+            "Node podCIDRs writes attempted",
+            m.node_writes.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events not published because the queue was full",
+            m.events_dropped.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            m.leader.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -129,8 +189,17 @@ mod tests {
         m.allocation_latency.observe(0.02);
         m.error("Conflict");
         let text = m.encode();
-        assert!(text.contains("prefix_operator_allocations_total{pool=\"p\"} 1"), "{text}");
-        assert!(text.contains("prefix_operator_allocation_latency_seconds_bucket"), "{text}");
-        assert!(text.contains("prefix_operator_reconcile_errors_total{reason=\"Conflict\"} 1"), "{text}");
+        assert!(
+            text.contains("prefix_operator_allocations_total{pool=\"p\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prefix_operator_allocation_latency_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prefix_operator_reconcile_errors_total{reason=\"Conflict\"} 1"),
+            "{text}"
+        );
     }
 }

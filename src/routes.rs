@@ -47,7 +47,9 @@ pub fn routes(nodes: &[Node]) -> Vec<Route> {
             .filter_map(|a| a.address.parse().ok())
             .collect();
         for c in cidrs {
-            let Ok(prefix) = c.parse::<IpNet>() else { continue };
+            let Ok(prefix) = c.parse::<IpNet>() else {
+                continue;
+            };
             let next_hop = addrs
                 .iter()
                 .find(|a| a.is_ipv6() == matches!(prefix, IpNet::V6(_)))
@@ -71,7 +73,11 @@ pub fn render(routes: &[Route], format: Format) -> String {
             "{comment} Node {} holds {} but has no {} InternalIP to route to\n",
             r.node,
             r.prefix,
-            if r.prefix.addr().is_ipv6() { "IPv6" } else { "IPv4" }
+            if r.prefix.addr().is_ipv6() {
+                "IPv6"
+            } else {
+                "IPv4"
+            }
         )
     };
     match format {
@@ -79,7 +85,11 @@ pub fn render(routes: &[Route], format: Format) -> String {
             for r in routes {
                 match r.next_hop {
                     Some(h) => {
-                        let fam = if r.prefix.addr().is_ipv6() { "-6" } else { "-4" };
+                        let fam = if r.prefix.addr().is_ipv6() {
+                            "-6"
+                        } else {
+                            "-4"
+                        };
                         s.push_str(&format!("ip {fam} route replace {} via {h}\n", r.prefix));
                     }
                     None => s.push_str(&missing(r, "#")),
@@ -88,14 +98,21 @@ pub fn render(routes: &[Route], format: Format) -> String {
         }
         Format::Bird => {
             for (v6, proto) in [(true, "ipv6"), (false, "ipv4")] {
-                let rs: Vec<&Route> = routes.iter().filter(|r| r.prefix.addr().is_ipv6() == v6).collect();
+                let rs: Vec<&Route> = routes
+                    .iter()
+                    .filter(|r| r.prefix.addr().is_ipv6() == v6)
+                    .collect();
                 if rs.is_empty() {
                     continue;
                 }
-                s.push_str(&format!("protocol static prefix_operator_{proto} {{\n  {proto};\n"));
+                s.push_str(&format!(
+                    "protocol static prefix_operator_{proto} {{\n  {proto};\n"
+                ));
                 for r in rs {
                     match r.next_hop {
-                        Some(h) => s.push_str(&format!("  route {} via {h}; # {}\n", r.prefix, r.node)),
+                        Some(h) => {
+                            s.push_str(&format!("  route {} via {h}; # {}\n", r.prefix, r.node))
+                        }
                         None => s.push_str(&format!("  {}", missing(r, "#"))),
                     }
                 }
@@ -106,8 +123,15 @@ pub fn render(routes: &[Route], format: Format) -> String {
             for r in routes {
                 match r.next_hop {
                     Some(h) => {
-                        let kw = if r.prefix.addr().is_ipv6() { "ipv6" } else { "ip" };
-                        s.push_str(&format!("{kw} route {} {h} tag 4193 ! {}\n", r.prefix, r.node));
+                        let kw = if r.prefix.addr().is_ipv6() {
+                            "ipv6"
+                        } else {
+                            "ip"
+                        };
+                        s.push_str(&format!(
+                            "{kw} route {} {h} tag 4193 ! {}\n",
+                            r.prefix, r.node
+                        ));
                     }
                     None => s.push_str(&missing(r, "!")),
                 }
@@ -151,7 +175,11 @@ mod tests {
     #[test]
     fn pairs_prefixes_with_addresses_of_the_same_family() {
         let nodes = vec![
-            node("b", &["2001:db8:1:2::/64", "10.0.2.0/24"], &["10.1.0.2", "fd00::2"]),
+            node(
+                "b",
+                &["2001:db8:1:2::/64", "10.0.2.0/24"],
+                &["10.1.0.2", "fd00::2"],
+            ),
             node("a", &["2001:db8:1:1::/64"], &["10.1.0.1"]),
         ];
         let r = routes(&nodes);
@@ -162,16 +190,35 @@ mod tests {
         assert_eq!(r[1].next_hop, None);
         assert_eq!(r[2].next_hop, Some("fd00::2".parse().expect("ip")));
         let ip = render(&r, Format::Ip);
-        assert!(ip.contains("ip -6 route replace 2001:db8:1:2::/64 via fd00::2"), "{ip}");
-        assert!(ip.contains("ip -4 route replace 10.0.2.0/24 via 10.1.0.2"), "{ip}");
-        assert!(ip.contains("# Node a holds 2001:db8:1:1::/64 but has no IPv6 InternalIP"), "{ip}");
+        assert!(
+            ip.contains("ip -6 route replace 2001:db8:1:2::/64 via fd00::2"),
+            "{ip}"
+        );
+        assert!(
+            ip.contains("ip -4 route replace 10.0.2.0/24 via 10.1.0.2"),
+            "{ip}"
+        );
+        assert!(
+            ip.contains("# Node a holds 2001:db8:1:1::/64 but has no IPv6 InternalIP"),
+            "{ip}"
+        );
         let bird = render(&r, Format::Bird);
-        assert!(bird.contains("protocol static prefix_operator_ipv6 {\n  ipv6;\n"), "{bird}");
-        assert!(bird.contains("  route 2001:db8:1:2::/64 via fd00::2; # b\n"), "{bird}");
+        assert!(
+            bird.contains("protocol static prefix_operator_ipv6 {\n  ipv6;\n"),
+            "{bird}"
+        );
+        assert!(
+            bird.contains("  route 2001:db8:1:2::/64 via fd00::2; # b\n"),
+            "{bird}"
+        );
         assert!(bird.contains("protocol static prefix_operator_ipv4 {\n  ipv4;\n  route 10.0.2.0/24 via 10.1.0.2; # b\n}"), "{bird}");
         let frr = render(&r, Format::Frr);
-        assert!(frr.contains("ipv6 route 2001:db8:1:2::/64 fd00::2"), "{frr}");
-        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).expect("json");
+        assert!(
+            frr.contains("ipv6 route 2001:db8:1:2::/64 fd00::2"),
+            "{frr}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&r, Format::Json)).expect("json");
         assert_eq!(json[1]["nextHop"], serde_json::Value::Null);
         assert_eq!(json[0]["prefix"], "10.0.2.0/24");
     }

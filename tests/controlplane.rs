@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Api;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use support::*;
 
 fn pod_cidr_patch(cidrs: &[&str]) -> Patch<serde_json::Value> {
@@ -24,13 +24,26 @@ async fn pod_cidrs_are_write_once() {
     create_node(&client, &name, labels(&[]), &["fd00:1::/64"]).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let err = nodes
-        .patch(&name, &PatchParams::default(), &pod_cidr_patch(&["fd00:2::/64"]))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &pod_cidr_patch(&["fd00:2::/64"]),
+        )
         .await
         .expect_err("changing podCIDRs must fail");
     match err {
         kube::Error::Api(s) => {
-            assert!(s.code == 422 || s.code == 403, "unexpected code {}: {}", s.code, s.message);
-            assert!(s.message.contains("Forbidden") && s.message.contains("may not change podCIDR"), "{}", s.message);
+            assert!(
+                s.code == 422 || s.code == 403,
+                "unexpected code {}: {}",
+                s.code,
+                s.message
+            );
+            assert!(
+                s.message.contains("Forbidden") && s.message.contains("may not change podCIDR"),
+                "{}",
+                s.message
+            );
         }
         other => panic!("unexpected error {other}"),
     }
@@ -56,7 +69,10 @@ async fn two_cidrs_of_one_family_are_invalid() {
         }),
         ..Default::default()
     };
-    let err = nodes.create(&PostParams::default(), &node).await.expect_err("must be refused");
+    let err = nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect_err("must be refused");
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 422, "{}", s.message);
@@ -127,12 +143,29 @@ async fn rbac_is_enforced() {
         .await
         .expect("create binding");
     // RBAC changes reach the authorizer through its informer: wait for it.
-    wait_for("patch allowed after binding", Duration::from_secs(20), || async {
-        nodes.patch(&node, &PatchParams::default(), &patch).await.ok()
-    })
+    wait_for(
+        "patch allowed after binding",
+        Duration::from_secs(20),
+        || async {
+            nodes
+                .patch(&node, &PatchParams::default(), &patch)
+                .await
+                .ok()
+        },
+    )
     .await;
-    let n = Api::<Node>::all(admin_client).get(&node).await.expect("get");
-    assert_eq!(n.metadata.labels.unwrap_or_default().get("touched").map(String::as_str), Some("yes"));
+    let n = Api::<Node>::all(admin_client)
+        .get(&node)
+        .await
+        .expect("get");
+    assert_eq!(
+        n.metadata
+            .labels
+            .unwrap_or_default()
+            .get("touched")
+            .map(String::as_str),
+        Some("yes")
+    );
 }
 
 #[tokio::test]
@@ -140,7 +173,11 @@ async fn version_is_the_pinned_release() {
     let cp = shared();
     let client = admin(cp).await;
     let v = client.apiserver_version().await.expect("version");
-    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/controlplane/build.sh")).expect("build.sh");
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/e2e/controlplane/build.sh"
+    ))
+    .expect("build.sh");
     let pinned = script
         .lines()
         .find_map(|l| l.strip_prefix("KUBE_VERSION="))
@@ -159,7 +196,11 @@ fn a_panicking_process_leaves_no_control_plane_behind() {
         .parent()
         .expect("target dir")
         .join("controlplane");
-    assert!(exe.exists(), "{} is built by `cargo build --workspace` (make test does it)", exe.display());
+    assert!(
+        exe.exists(),
+        "{} is built by `cargo build --workspace` (make test does it)",
+        exe.display()
+    );
     let out = std::process::Command::new(&exe)
         .args(["panic-probe", "--pidfile"])
         .arg(&pidfile)
@@ -184,7 +225,10 @@ fn a_panicking_process_leaves_no_control_plane_behind() {
             if !alive {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "process {pid} outlived its panicking parent");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} outlived its panicking parent"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

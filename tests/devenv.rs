@@ -27,8 +27,15 @@ fn dev_up_gives_a_working_kubeconfig_and_dev_down_leaves_nothing() {
     }
     let _down = Down(dev_arg.clone());
     let up = make(&["dev-up", &dev_arg]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    assert!(String::from_utf8_lossy(&up.stdout).contains("kubectl"), "prints how to use it");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&up.stdout).contains("kubectl"),
+        "prints how to use it"
+    );
     let kubectl = dev.join("kubectl");
     let out = Command::new(&kubectl)
         .arg("--kubeconfig")
@@ -36,16 +43,36 @@ fn dev_up_gives_a_working_kubeconfig_and_dev_down_leaves_nothing() {
         .args(["get", "nodes"])
         .output()
         .expect("kubectl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pid: u32 = std::fs::read_to_string(dev.join("controlplane.pid"))
         .expect("pid file")
         .trim()
         .parse()
         .expect("pid");
     let down = make(&["dev-down", &dev_arg]);
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")), "controlplane still running");
-    let ps = Command::new("pgrep").args(["-f", &dev.display().to_string()]).output().expect("pgrep");
-    assert!(String::from_utf8_lossy(&ps.stdout).trim().is_empty(), "processes left: {}", String::from_utf8_lossy(&ps.stdout));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "controlplane still running"
+    );
+    let ps = Command::new("pgrep")
+        .args(["-f", &dev.display().to_string()])
+        .output()
+        .expect("pgrep");
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
     assert!(!dev.exists(), "state removed");
 }

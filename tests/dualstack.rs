@@ -41,9 +41,19 @@ async fn dual_stack_nodes_get_both_families_in_one_write_or_nothing() {
     let a = pod_cidrs(&client, "dual-a").await;
     let mut v4s = vec![a[1].clone(), b[1].clone()];
     v4s.sort();
-    assert_eq!(v4s, vec!["10.8.0.0/24".to_string(), "10.8.1.0/24".to_string()]);
-    assert!(a[0].starts_with("2001:db8:8:") && b[0].starts_with("2001:db8:8:"), "IPv6 first: {a:?} {b:?}");
-    assert_eq!(wait_pod_cidrs(&client, "v6-only").await.len(), 1, "single-family pools work alone");
+    assert_eq!(
+        v4s,
+        vec!["10.8.0.0/24".to_string(), "10.8.1.0/24".to_string()]
+    );
+    assert!(
+        a[0].starts_with("2001:db8:8:") && b[0].starts_with("2001:db8:8:"),
+        "IPv6 first: {a:?} {b:?}"
+    );
+    assert_eq!(
+        wait_pod_cidrs(&client, "v6-only").await.len(),
+        1,
+        "single-family pools work alone"
+    );
 
     // The IPv4 pool is now full: a dual-stack Node gets nothing, not even IPv6.
     create_node(&client, "dual-c", labels(&[("dual", "true")]), &[]).await;
@@ -52,7 +62,10 @@ async fn dual_stack_nodes_get_both_families_in_one_write_or_nothing() {
             && p.status.as_ref().and_then(|s| s.waiting) == Some(1)
     })
     .await;
-    assert!(pod_cidrs(&client, "dual-c").await.is_empty(), "one family written alone");
+    assert!(
+        pod_cidrs(&client, "dual-c").await.is_empty(),
+        "one family written alone"
+    );
     // Meanwhile IPv6-only Nodes are still served.
     create_node(&client, "v6-later", labels(&[]), &[]).await;
     assert_eq!(wait_pod_cidrs(&client, "v6-later").await.len(), 1);

@@ -57,11 +57,15 @@ struct Catalogue {
 fn pool_spec_of(c: &PoolCase) -> Value {
     let mut spec = c.spec.clone();
     if let Some(n) = c.reserved_count {
-        let r: Vec<String> = (0..n).map(|i| format!("2001:db8:ff01:{:x}::/64", i % 65536)).collect();
+        let r: Vec<String> = (0..n)
+            .map(|i| format!("2001:db8:ff01:{:x}::/64", i % 65536))
+            .collect();
         spec["reserved"] = json!(r);
     }
     if let Some(n) = c.prefix_count {
-        let p: Vec<String> = (0..n).map(|i| format!("2001:db8:{:x}::/48", 0x8000 + i)).collect();
+        let p: Vec<String> = (0..n)
+            .map(|i| format!("2001:db8:{:x}::/48", 0x8000 + i))
+            .collect();
         spec["prefixes"] = json!(p);
     }
     if let Some(n) = c.long_prefix {
@@ -85,10 +89,16 @@ fn node_names(c: &NodeCase) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hostile-inputs.yaml"))
-        .expect("catalogue");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/hostile-inputs.yaml"
+    ))
+    .expect("catalogue");
     let cat: Catalogue = serde_yaml::from_str(&text).expect("catalogue parses");
-    assert!(cat.pools.len() + cat.nodes.len() >= 30, "the catalogue holds at least 30 inputs");
+    assert!(
+        cat.pools.len() + cat.nodes.len() >= 30,
+        "the catalogue holds at least 30 inputs"
+    );
 
     let (cp, client) = own_control_plane().await;
     let _d = DumpOnPanic(&cp);
@@ -113,7 +123,10 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
         let created = pools.create(&PostParams::default(), &obj).await;
         match (c.expect.as_str(), created) {
             ("refused", Err(kube::Error::Api(s))) if s.message.contains(&c.phrase) => {}
-            ("refused", Err(e)) => failures.push(format!("pool {}: refused without {:?}: {e}", c.name, c.phrase)),
+            ("refused", Err(e)) => failures.push(format!(
+                "pool {}: refused without {:?}: {e}",
+                c.name, c.phrase
+            )),
             ("refused", Ok(_)) => failures.push(format!("pool {}: accepted", c.name)),
             (_, Err(e)) => failures.push(format!("pool {}: refused: {e}", c.name)),
             (_, Ok(_)) => {}
@@ -130,9 +143,15 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
                 "spec": if c.pod_cidrs.is_empty() { json!({}) } else { json!({"podCIDR": c.pod_cidrs[0], "podCIDRs": c.pod_cidrs}) },
             }))
             .expect("node");
-            match (c.expect.as_str(), nodes.create(&PostParams::default(), &node).await) {
+            match (
+                c.expect.as_str(),
+                nodes.create(&PostParams::default(), &node).await,
+            ) {
                 ("refused", Err(kube::Error::Api(s))) if s.message.contains(&c.phrase) => {}
-                ("refused", Err(e)) => failures.push(format!("node {}: refused without {:?}: {e}", c.name, c.phrase)),
+                ("refused", Err(e)) => failures.push(format!(
+                    "node {}: refused without {:?}: {e}",
+                    c.name, c.phrase
+                )),
                 ("refused", Ok(_)) => failures.push(format!("node {}: accepted", c.name)),
                 (_, Err(e)) => failures.push(format!("node {}: refused: {e}", c.name)),
                 (_, Ok(_)) => {}
@@ -145,11 +164,18 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
     for c in cat.pools.iter().filter(|c| c.expect != "refused") {
         let ok = wait_for_opt(Duration::from_secs(20), || async {
             let p = typed.get(&c.name).await.ok()?;
-            let cond = |t: &str| condition(&p, t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+            let cond = |t: &str| {
+                condition(&p, t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+            };
             let good = match c.expect.as_str() {
-                "invalid" => cond("Ready").is_some_and(|(s, r, m)| s == "False" && r == "InvalidSpec" && m.contains(&c.phrase)),
+                "invalid" => cond("Ready").is_some_and(|(s, r, m)| {
+                    s == "False" && r == "InvalidSpec" && m.contains(&c.phrase)
+                }),
                 "conflict" => cond("Conflict").is_some_and(|(s, _, _)| s == "True"),
-                "exhausted" => cond("Ready").is_some_and(|(s, _, _)| s == "True") && cond("Exhausted").is_some_and(|(s, _, _)| s == "True"),
+                "exhausted" => {
+                    cond("Ready").is_some_and(|(s, _, _)| s == "True")
+                        && cond("Exhausted").is_some_and(|(s, _, _)| s == "True")
+                }
                 "served" => cond("Ready").is_some_and(|(s, _, _)| s == "True"),
                 other => panic!("unknown expectation {other}"),
             };
@@ -158,7 +184,10 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
         .await;
         if ok.is_none() {
             let st = typed.get(&c.name).await.ok().and_then(|p| p.status);
-            failures.push(format!("pool {}: expected {} ({:?}), status {st:?}", c.name, c.expect, c.phrase));
+            failures.push(format!(
+                "pool {}: expected {} ({:?}), status {st:?}",
+                c.name, c.expect, c.phrase
+            ));
         }
     }
     for c in cat.nodes.iter().filter(|c| c.expect != "refused") {
@@ -178,7 +207,11 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
             })
             .await;
             if ok.is_none() {
-                failures.push(format!("node {name}: expected {}, has {:?}", c.expect, pod_cidrs(&client, &name).await));
+                failures.push(format!(
+                    "node {name}: expected {}, has {:?}",
+                    c.expect,
+                    pod_cidrs(&client, &name).await
+                ));
             }
         }
     }
@@ -187,10 +220,18 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
     let canary = wait_pod_cidrs(&client, "canary-after").await;
     assert!(canary[0].starts_with("2001:db8:1:"), "{canary:?}");
     for c in cat.nodes.iter().filter(|c| c.expect == "untouched") {
-        assert_eq!(pod_cidrs(&client, &c.name).await, c.pod_cidrs, "{} was rewritten", c.name);
+        assert_eq!(
+            pod_cidrs(&client, &c.name).await,
+            c.pod_cidrs,
+            "{} was rewritten",
+            c.name
+        );
     }
     let healthy = typed.get("healthy").await.expect("healthy");
-    assert_eq!(condition(&healthy, "Ready").map(|c| c.status.as_str()), Some("True"));
+    assert_eq!(
+        condition(&healthy, "Ready").map(|c| c.status.as_str()),
+        Some("True")
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     op.stop().await;
 }

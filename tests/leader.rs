@@ -97,7 +97,10 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
     let lease = Duration::from_secs(3);
     let a = Replica::start(&client, "replica-a", lease);
     let b = Replica::start(&client, "replica-b", lease);
-    let first = wait_for("a leader", Duration::from_secs(20), || async { holder(&client).await }).await;
+    let first = wait_for("a leader", Duration::from_secs(20), || async {
+        holder(&client).await
+    })
+    .await;
     let (leader, follower) = if first == a.identity { (a, b) } else { (b, a) };
     wait_for("leader knows it leads", Duration::from_secs(10), || async {
         (*leader.is_leader.borrow()).then_some(())
@@ -111,7 +114,15 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
     }
     wait_for("first batch allocated", Duration::from_secs(30), || async {
         let l = nodes.list(&ListParams::default()).await.ok()?;
-        l.items.iter().all(|n| n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).is_some_and(|c| !c.is_empty())).then_some(())
+        l.items
+            .iter()
+            .all(|n| {
+                n.spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidrs.as_ref())
+                    .is_some_and(|c| !c.is_empty())
+            })
+            .then_some(())
     })
     .await;
     assert_eq!(follower.metrics.node_writes.get(), 0, "the follower wrote");
@@ -128,9 +139,11 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
     };
     let crashed_at = Instant::now();
     leader.crash();
-    let new = wait_for("the follower takes over", Duration::from_secs(30), || async {
-        holder(&client).await.filter(|h| *h == follower.identity)
-    })
+    let new = wait_for(
+        "the follower takes over",
+        Duration::from_secs(30),
+        || async { holder(&client).await.filter(|h| *h == follower.identity) },
+    )
     .await;
     let handover = crashed_at.elapsed();
     assert_eq!(new, follower.identity);
@@ -143,19 +156,34 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
         let l = nodes.list(&ListParams::default()).await.ok()?;
         l.items
             .iter()
-            .all(|n| n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).is_some_and(|c| c.len() == 1))
+            .all(|n| {
+                n.spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidrs.as_ref())
+                    .is_some_and(|c| c.len() == 1)
+            })
             .then_some(l)
     })
     .await;
     assert_eq!(list.items.len(), 160);
     let mut seen: HashSet<IpNet> = HashSet::new();
     for n in &list.items {
-        let c: IpNet = n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).expect("cidrs")[0]
+        let c: IpNet = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidrs.as_ref())
+            .expect("cidrs")[0]
             .parse()
             .expect("cidr");
-        assert!(seen.iter().all(|o| !o.contains(&c) && !c.contains(o)), "{c} overlaps another Node");
+        assert!(
+            seen.iter().all(|o| !o.contains(&c) && !c.contains(o)),
+            "{c} overlaps another Node"
+        );
         seen.insert(c);
     }
-    assert!(follower.metrics.node_writes.get() > 0, "the new leader wrote nothing");
+    assert!(
+        follower.metrics.node_writes.get() > 0,
+        "the new leader wrote nothing"
+    );
     eprintln!("leader hand-over took {handover:?} (lease {lease:?})");
 }

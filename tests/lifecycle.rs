@@ -25,9 +25,19 @@ async fn a_rebuilt_node_gets_its_prefix_back_even_across_a_restart() {
     create_node(&client, "db-0", labels(&[]), &[]).await;
     let mine = wait_pod_cidrs(&client, "db-0").await;
     delete_node(&client, "db-0").await;
-    let p = wait_pool(&client, "sticky", "held back in status", |p: &PrefixPool| {
-        p.status.as_ref().is_some_and(|s| s.held_back.iter().any(|h| h.node == "db-0" && h.retained_until.is_some()) && s.retained == Some(1))
-    })
+    let p = wait_pool(
+        &client,
+        "sticky",
+        "held back in status",
+        |p: &PrefixPool| {
+            p.status.as_ref().is_some_and(|s| {
+                s.held_back
+                    .iter()
+                    .any(|h| h.node == "db-0" && h.retained_until.is_some())
+                    && s.retained == Some(1)
+            })
+        },
+    )
     .await;
     assert_eq!(p.status.expect("status").held_back[0].prefix, mine[0]);
     // Restart: the record lives in the pool's status.
@@ -37,9 +47,15 @@ async fn a_rebuilt_node_gets_its_prefix_back_even_across_a_restart() {
     let other = wait_pod_cidrs(&client, "other").await;
     assert_ne!(other, mine, "a retained prefix went to another Node");
     create_node(&client, "db-0", labels(&[]), &[]).await;
-    assert_eq!(wait_pod_cidrs(&client, "db-0").await, mine, "the rebuilt Node did not get its prefix back");
+    assert_eq!(
+        wait_pod_cidrs(&client, "db-0").await,
+        mine,
+        "the rebuilt Node did not get its prefix back"
+    );
     wait_pool(&client, "sticky", "hold-back cleared", |p: &PrefixPool| {
-        p.status.as_ref().is_some_and(|s| s.held_back.is_empty() && s.allocated == Some(2))
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.held_back.is_empty() && s.allocated == Some(2))
     })
     .await;
     op.stop().await;
@@ -63,7 +79,9 @@ async fn a_freed_prefix_cools_down_before_reuse() {
     let first = wait_pod_cidrs(&client, "r1").await;
     delete_node(&client, "r1").await;
     wait_pool(&client, "cool", "cooling down", |p: &PrefixPool| {
-        p.status.as_ref().is_some_and(|s| s.cooling_down == Some(1) && s.cooling_until.is_some())
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.cooling_down == Some(1) && s.cooling_until.is_some())
     })
     .await;
     let deleted = std::time::Instant::now();

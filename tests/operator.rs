@@ -10,8 +10,8 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use support::*;
 
@@ -73,8 +73,14 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
         assert_ne!(n, net("2001:db8:1::/64"), "reserved range handed out");
         assert!(seen.insert(n), "duplicate {n}");
         // podCIDR mirrors podCIDRs[0] in canonical text.
-        let node = Api::<Node>::all(client.clone()).get(&format!("worker-{i}")).await.expect("get");
-        assert_eq!(node.spec.and_then(|s| s.pod_cidr).as_deref(), Some(c[0].as_str()));
+        let node = Api::<Node>::all(client.clone())
+            .get(&format!("worker-{i}"))
+            .await
+            .expect("get");
+        assert_eq!(
+            node.spec.and_then(|s| s.pod_cidr).as_deref(),
+            Some(c[0].as_str())
+        );
         assert_eq!(c[0], n.to_string());
     }
     // Lowest free first, skipping the reserved /64.
@@ -93,7 +99,11 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
     assert_eq!(st.family.as_deref(), Some("IPv6"));
     assert_eq!(st.scope.as_deref(), Some("GlobalUnicast"));
     assert_eq!(st.capacity.as_deref(), Some("65536"));
-    assert_eq!(st.available.as_deref(), Some("65529"), "65536 - 6 allocated - 1 reserved");
+    assert_eq!(
+        st.available.as_deref(),
+        Some("65529"),
+        "65536 - 6 allocated - 1 reserved"
+    );
     assert_eq!(st.allocations.len(), 6);
     let mut sorted = st.allocations.clone();
     sorted.sort_by_key(|a| net(&a.prefix));
@@ -103,21 +113,28 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
         p.status.as_ref().and_then(|s| s.allocated) == Some(1)
     })
     .await;
-    assert_eq!(ula.status.and_then(|s| s.scope).as_deref(), Some("UniqueLocal"));
+    assert_eq!(
+        ula.status.and_then(|s| s.scope).as_deref(),
+        Some("UniqueLocal")
+    );
 
     // A Normal Event on each allocated Node.
     wait_for("PrefixAllocated event", Duration::from_secs(20), || async {
         events_for(&client, "worker-0")
             .await
             .iter()
-            .any(|e| e.reason.as_deref() == Some("PrefixAllocated") && e.type_.as_deref() == Some("Normal"))
+            .any(|e| {
+                e.reason.as_deref() == Some("PrefixAllocated")
+                    && e.type_.as_deref() == Some("Normal")
+            })
             .then_some(())
     })
     .await;
 
     // Printer columns, as kubectl reads them (Table output).
     let kubeconfig = cp.dir().join("admin.kubeconfig");
-    cp.write_kubeconfig(&Identity::Admin, &kubeconfig).expect("kubeconfig");
+    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
+        .expect("kubeconfig");
     let out = std::process::Command::new(cp.bin("kubectl"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -125,13 +142,38 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
         .output()
         .expect("kubectl");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let header = text.lines().next().unwrap_or_default();
-    for col in ["NAME", "PREFIXES", "FAMILY", "SCOPE", "NODE-LEN", "ALLOCATED", "AVAILABLE", "READY", "AGE"] {
+    for col in [
+        "NAME",
+        "PREFIXES",
+        "FAMILY",
+        "SCOPE",
+        "NODE-LEN",
+        "ALLOCATED",
+        "AVAILABLE",
+        "READY",
+        "AGE",
+    ] {
         assert!(header.contains(col), "missing column {col} in {header}");
     }
-    let gua_line = text.lines().find(|l| l.starts_with("gua ")).expect("gua row");
-    for cell in ["2001:db8:1::/48", "IPv6", "GlobalUnicast", "64", "6", "65529", "True"] {
+    let gua_line = text
+        .lines()
+        .find(|l| l.starts_with("gua "))
+        .expect("gua row");
+    for cell in [
+        "2001:db8:1::/48",
+        "IPv6",
+        "GlobalUnicast",
+        "64",
+        "6",
+        "65529",
+        "True",
+    ] {
         assert!(gua_line.contains(cell), "{cell} missing in {gua_line}");
     }
     op.stop().await;
@@ -139,7 +181,9 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
 
 async fn condition_status(client: &kube::Client, pool: &str, type_: &str) -> String {
     let p: PrefixPool = Api::all(client.clone()).get(pool).await.expect("pool");
-    condition(&p, type_).map(|c| c.status.clone()).unwrap_or_default()
+    condition(&p, type_)
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,23 +216,36 @@ async fn adopts_preset_prefixes_and_reports_conflicts() {
     let st = p.status.expect("status");
     let conflicted: HashSet<&str> = st.conflicts.iter().map(|c| c.node.as_str()).collect();
     for n in ["preset", "clash-a", "clash-b", "on-reserved"] {
-        assert!(conflicted.contains(n), "{n} not reported in {:?}", st.conflicts);
+        assert!(
+            conflicted.contains(n),
+            "{n} not reported in {:?}",
+            st.conflicts
+        );
     }
     assert!(
-        st.conflicts.iter().any(|c| c.node == "on-reserved" && c.reason.contains("reserved")),
+        st.conflicts
+            .iter()
+            .any(|c| c.node == "on-reserved" && c.reason.contains("reserved")),
         "{:?}",
         st.conflicts
     );
     // Adopted as they are: nothing rewritten.
     assert_eq!(pod_cidrs(&client, "preset").await, vec!["2001:db8:2::/64"]);
     assert_eq!(pod_cidrs(&client, "clash-b").await, vec!["2001:db8:2::/56"]);
-    wait_for("PrefixConflict warning", Duration::from_secs(20), || async {
-        events_for(&client, "clash-a")
-            .await
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("PrefixConflict") && e.type_.as_deref() == Some("Warning"))
-            .then_some(())
-    })
+    wait_for(
+        "PrefixConflict warning",
+        Duration::from_secs(20),
+        || async {
+            events_for(&client, "clash-a")
+                .await
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("PrefixConflict")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .then_some(())
+        },
+    )
     .await;
     op.stop().await;
 }
@@ -217,15 +274,22 @@ async fn exhaustion_growth_retirement_and_pool_recreation() {
             && p.status.as_ref().and_then(|s| s.waiting) == Some(1)
     })
     .await;
-    assert_eq!(p.status.as_ref().and_then(|s| s.available.as_deref()), Some("0"));
+    assert_eq!(
+        p.status.as_ref().and_then(|s| s.available.as_deref()),
+        Some("0")
+    );
     assert!(pod_cidrs(&client, "c").await.is_empty(), "c must wait");
-    wait_for("PoolExhausted warning on c", Duration::from_secs(20), || async {
-        events_for(&client, "c")
-            .await
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("PoolExhausted"))
-            .then_some(())
-    })
+    wait_for(
+        "PoolExhausted warning on c",
+        Duration::from_secs(20),
+        || async {
+            events_for(&client, "c")
+                .await
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("PoolExhausted"))
+                .then_some(())
+        },
+    )
     .await;
 
     // Growth: a new prefix serves the waiting Node without a restart.
@@ -234,11 +298,16 @@ async fn exhaustion_growth_retirement_and_pool_recreation() {
         .patch(
             "small",
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"prefixes": ["2001:db8:3::/63", "2001:db8:4::/64"]}})),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"prefixes": ["2001:db8:3::/63", "2001:db8:4::/64"]}}),
+            ),
         )
         .await
         .expect("grow");
-    assert_eq!(wait_pod_cidrs(&client, "c").await, vec!["2001:db8:4::/64".to_string()]);
+    assert_eq!(
+        wait_pod_cidrs(&client, "c").await,
+        vec!["2001:db8:4::/64".to_string()]
+    );
     wait_pool(&client, "small", "c served, nobody waits", |p| {
         condition(p, "Exhausted").is_some_and(|c| c.status == "True")
             && p.status.as_ref().and_then(|s| s.waiting).is_none()
@@ -251,30 +320,55 @@ async fn exhaustion_growth_retirement_and_pool_recreation() {
         .patch(
             "small",
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"prefixes": ["2001:db8:4::/64", "2001:db8:5::/64"]}})),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"prefixes": ["2001:db8:4::/64", "2001:db8:5::/64"]}}),
+            ),
         )
         .await
         .expect("shrink");
     let p = wait_pool(&client, "small", "retired prefix shown", |p| {
-        p.status
-            .as_ref()
-            .is_some_and(|s| s.prefixes.iter().any(|x| x.prefix == "2001:db8:3::/63" && x.retired && x.allocated == 2))
+        p.status.as_ref().is_some_and(|s| {
+            s.prefixes
+                .iter()
+                .any(|x| x.prefix == "2001:db8:3::/63" && x.retired && x.allocated == 2)
+        })
     })
     .await;
     let ready = condition(&p, "Ready").expect("Ready");
-    assert!(ready.message.contains("2001:db8:3::/63"), "{}", ready.message);
+    assert!(
+        ready.message.contains("2001:db8:3::/63"),
+        "{}",
+        ready.message
+    );
     create_node(&client, "d", labels(&[]), &[]).await;
-    assert_eq!(wait_pod_cidrs(&client, "d").await, vec!["2001:db8:5::/64".to_string()]);
+    assert_eq!(
+        wait_pod_cidrs(&client, "d").await,
+        vec!["2001:db8:5::/64".to_string()]
+    );
     assert_eq!(pod_cidrs(&client, "a").await.len(), 1);
 
     // Deleting the pool leaves the Nodes' prefixes; re-creating adopts them.
-    pools.delete("small", &DeleteParams::default()).await.expect("delete pool");
+    pools
+        .delete("small", &DeleteParams::default())
+        .await
+        .expect("delete pool");
     wait_for("pool gone", Duration::from_secs(20), || async {
-        pools.get_opt("small").await.ok().flatten().is_none().then_some(())
+        pools
+            .get_opt("small")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
     })
     .await;
     assert_eq!(pod_cidrs(&client, "c").await, vec!["2001:db8:4::/64"]);
-    create_pool(&client, "small", pool_spec(&["2001:db8:3::/63", "2001:db8:4::/64", "2001:db8:5::/64"])).await;
+    create_pool(
+        &client,
+        "small",
+        pool_spec(&["2001:db8:3::/63", "2001:db8:4::/64", "2001:db8:5::/64"]),
+    )
+    .await;
     let p = wait_pool(&client, "small", "adopted 4", |p| {
         p.status.as_ref().and_then(|s| s.allocated) == Some(4)
     })
@@ -301,10 +395,16 @@ async fn frees_only_when_the_node_is_gone_and_survives_restarts() {
         .expect("add finalizer");
     let held = wait_pod_cidrs(&client, "held").await;
     assert_eq!(held, vec!["2001:db8:6::/64".to_string()]);
-    nodes.delete("held", &DeleteParams::default()).await.expect("delete");
+    nodes
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete");
     // The Node lingers with a deletion timestamp: its prefix stays taken.
     create_node(&client, "next", labels(&[]), &[]).await;
-    assert_eq!(wait_pod_cidrs(&client, "next").await, vec!["2001:db8:6:1::/64".to_string()]);
+    assert_eq!(
+        wait_pod_cidrs(&client, "next").await,
+        vec!["2001:db8:6:1::/64".to_string()]
+    );
     // Once it is gone, the lowest prefix is free again.
     nodes
         .patch(
@@ -315,11 +415,20 @@ async fn frees_only_when_the_node_is_gone_and_survives_restarts() {
         .await
         .expect("drop finalizer");
     wait_for("held gone", Duration::from_secs(20), || async {
-        nodes.get_opt("held").await.ok().flatten().is_none().then_some(())
+        nodes
+            .get_opt("held")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
     })
     .await;
     create_node(&client, "after", labels(&[]), &[]).await;
-    assert_eq!(wait_pod_cidrs(&client, "after").await, vec!["2001:db8:6::/64".to_string()]);
+    assert_eq!(
+        wait_pod_cidrs(&client, "after").await,
+        vec!["2001:db8:6::/64".to_string()]
+    );
 
     // A burst, with the operator killed mid-way and restarted: no duplicates,
     // every allocation kept, and far fewer status writes than allocations.
@@ -333,11 +442,24 @@ async fn frees_only_when_the_node_is_gone_and_survives_restarts() {
             }
         })
     };
-    wait_for("some burst nodes allocated", Duration::from_secs(30), || async {
-        let list = nodes.list(&ListParams::default()).await.ok()?;
-        let done = list.items.iter().filter(|n| n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).is_some_and(|c| !c.is_empty())).count();
-        (done >= 50).then_some(())
-    })
+    wait_for(
+        "some burst nodes allocated",
+        Duration::from_secs(30),
+        || async {
+            let list = nodes.list(&ListParams::default()).await.ok()?;
+            let done = list
+                .items
+                .iter()
+                .filter(|n| {
+                    n.spec
+                        .as_ref()
+                        .and_then(|s| s.pod_cidrs.as_ref())
+                        .is_some_and(|c| !c.is_empty())
+                })
+                .count();
+            (done >= 50).then_some(())
+        },
+    )
     .await;
     let status_writes_before_kill = op.metrics.status_writes.get();
     op.kill();
@@ -347,14 +469,23 @@ async fn frees_only_when_the_node_is_gone_and_survives_restarts() {
         let list = nodes.list(&ListParams::default()).await.ok()?;
         list.items
             .iter()
-            .all(|n| n.spec.as_ref().and_then(|s| s.pod_cidrs.as_ref()).is_some_and(|c| c.len() == 1))
+            .all(|n| {
+                n.spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidrs.as_ref())
+                    .is_some_and(|c| c.len() == 1)
+            })
             .then_some(list)
     })
     .await;
     assert_eq!(list.items.len(), 302, "300 burst + next + after");
     let mut seen = HashSet::new();
     for n in &list.items {
-        let c = &n.spec.as_ref().and_then(|s| s.pod_cidrs.clone()).unwrap_or_default()[0];
+        let c = &n
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidrs.clone())
+            .unwrap_or_default()[0];
         assert!(seen.insert(c.clone()), "duplicate {c}");
     }
     wait_pool(&client, "p", "302 allocated", |p| {

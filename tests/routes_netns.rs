@@ -18,11 +18,18 @@ use prefix_operator::api::PrefixPoolSpec;
 use support::*;
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -60,9 +67,15 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_pod_prefixes_reach_each_other_without_nat() {
     let tag = std::process::id() % 100_000;
-    let (router, n1, n2) = (format!("por{tag}"), format!("po1n{tag}"), format!("po2n{tag}"));
+    let (router, n1, n2) = (
+        format!("por{tag}"),
+        format!("po1n{tag}"),
+        format!("po2n{tag}"),
+    );
     if let Err(e) = ip(&["netns", "add", &router]) {
-        eprintln!("SKIPPED routed_pod_prefixes_reach_each_other_without_nat: this machine forbids network namespaces ({e})");
+        eprintln!(
+            "SKIPPED routed_pod_prefixes_reach_each_other_without_nat: this machine forbids network namespaces ({e})"
+        );
         return;
     }
     let _ns = Namespaces(vec![router.clone(), n1.clone(), n2.clone()]);
@@ -70,7 +83,10 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
     ip(&["netns", "add", &n2]).expect("netns n2");
     // No duplicate address detection: addresses are usable at once.
     for ns in [&router, &n1, &n2] {
-        for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+        for key in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
             let ok = Command::new("ip")
                 .args(["netns", "exec", ns, "sysctl", "-qw", key])
                 .status()
@@ -103,38 +119,90 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
             .expect("node address");
     }
     let op = Operator::default(&client).await;
-    let p1: ipnet::IpNet = wait_pod_cidrs(&client, "node-1").await[0].parse().expect("cidr");
-    let p2: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0].parse().expect("cidr");
+    let p1: ipnet::IpNet = wait_pod_cidrs(&client, "node-1").await[0]
+        .parse()
+        .expect("cidr");
+    let p2: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0]
+        .parse()
+        .expect("cidr");
     op.stop().await;
 
     let kubeconfig = cp.dir().join("routes.kubeconfig");
-    cp.write_kubeconfig(&Identity::Admin, &kubeconfig).expect("kubeconfig");
+    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
+        .expect("kubeconfig");
     let out = Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
         .args(["routes", "--format", "ip", "--kubeconfig"])
         .arg(&kubeconfig)
         .output()
         .expect("prefix-operator routes");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(lines.contains(&format!("ip -6 route replace {p1} via fd00:100:1::2")), "{lines}");
+    assert!(
+        lines.contains(&format!("ip -6 route replace {p1} via fd00:100:1::2")),
+        "{lines}"
+    );
 
     // Wire router <-> node-1 and router <-> node-2.
     for (ns, i) in [(&n1, 1), (&n2, 2)] {
         let (rv, nv) = (format!("r{i}x{tag}"), format!("n{i}x{tag}"));
-        ip(&["link", "add", &rv, "netns", &router, "type", "veth", "peer", "name", &nv, "netns", ns]).expect("veth");
-        nsip(&router, &["addr", "add", &format!("fd00:100:{i}::1/64"), "dev", &rv, "nodad"]);
+        ip(&[
+            "link", "add", &rv, "netns", &router, "type", "veth", "peer", "name", &nv, "netns", ns,
+        ])
+        .expect("veth");
+        nsip(
+            &router,
+            &[
+                "addr",
+                "add",
+                &format!("fd00:100:{i}::1/64"),
+                "dev",
+                &rv,
+                "nodad",
+            ],
+        );
         nsip(&router, &["link", "set", &rv, "up"]);
-        nsip(ns, &["addr", "add", &format!("fd00:100:{i}::2/64"), "dev", &nv, "nodad"]);
+        nsip(
+            ns,
+            &[
+                "addr",
+                "add",
+                &format!("fd00:100:{i}::2/64"),
+                "dev",
+                &nv,
+                "nodad",
+            ],
+        );
         nsip(ns, &["link", "set", &nv, "up"]);
         nsip(ns, &["link", "set", "lo", "up"]);
-        nsip(ns, &["-6", "route", "add", "default", "via", &format!("fd00:100:{i}::1")]);
+        nsip(
+            ns,
+            &[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd00:100:{i}::1"),
+            ],
+        );
     }
     let pod1 = format!("{}1", p1.addr());
     let pod2 = format!("{}1", p2.addr());
     nsip(&n1, &["addr", "add", &format!("{pod1}/128"), "dev", "lo"]);
     nsip(&n2, &["addr", "add", &format!("{pod2}/128"), "dev", "lo"]);
     let fwd = Command::new("ip")
-        .args(["netns", "exec", &router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        .args([
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ])
         .status()
         .expect("sysctl");
     assert!(fwd.success());
@@ -145,7 +213,9 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
     }
 
     let listen: SocketAddr = format!("[{pod2}]:7000").parse().expect("addr");
-    let listener = in_netns(&n2, move || TcpListener::bind(listen).expect("bind in node-2"));
+    let listener = in_netns(&n2, move || {
+        TcpListener::bind(listen).expect("bind in node-2")
+    });
     let server = std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().expect("accept");
         let mut buf = [0u8; 5];
@@ -158,7 +228,8 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
         // Neighbour discovery on fresh links may take a moment: retry until connected.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         let mut s: TcpStream = loop {
-            let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).expect("socket");
+            let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)
+                .expect("socket");
             sock.bind(&src.into()).expect("bind source pod address");
             match sock.connect_timeout(&listen.into(), Duration::from_secs(3)) {
                 Ok(()) => break sock.into(),
@@ -177,5 +248,9 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
     let (peer, got) = server.join().expect("server");
     assert_eq!(&got, b"ping!");
     assert_eq!(&reply, b"pong!");
-    assert_eq!(peer.ip().to_string(), pod1, "the server saw the pod address itself: no NAT");
+    assert_eq!(
+        peer.ip().to_string(),
+        pod1,
+        "the server saw the pod address itself: no NAT"
+    );
 }

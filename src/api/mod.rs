@@ -2,6 +2,10 @@
 //! and the admission rules (OpenAPI schema + CEL) generated into the CRD.
 //! No I/O here.
 
+// kube's printcolumn(...) entries repeat `type_ = "string"`, which clippy
+// mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 mod validate;
 
 use std::collections::BTreeMap;
@@ -49,14 +53,53 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
     shortname = "ppool",
     status = "PrefixPoolStatus",
     doc = "PrefixPool: delegated address blocks carved into per-node pod prefixes",
-    printcolumn(name = "Prefixes", type_ = "string", json_path = ".spec.prefixes", description = "Delegated blocks"),
-    printcolumn(name = "Family", type_ = "string", json_path = ".status.family", description = "Address family"),
-    printcolumn(name = "Scope", type_ = "string", json_path = ".status.scope", description = "GlobalUnicast, UniqueLocal, Private, ..."),
-    printcolumn(name = "Node-Len", type_ = "integer", json_path = ".status.nodePrefixLength", description = "Prefix length carved per node"),
-    printcolumn(name = "Allocated", type_ = "integer", json_path = ".status.allocated", description = "Node prefixes allocated"),
-    printcolumn(name = "Available", type_ = "string", json_path = ".status.available", description = "Node prefixes still free"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Prefixes",
+        type_ = "string",
+        json_path = ".spec.prefixes",
+        description = "Delegated blocks"
+    ),
+    printcolumn(
+        name = "Family",
+        type_ = "string",
+        json_path = ".status.family",
+        description = "Address family"
+    ),
+    printcolumn(
+        name = "Scope",
+        type_ = "string",
+        json_path = ".status.scope",
+        description = "GlobalUnicast, UniqueLocal, Private, ..."
+    ),
+    printcolumn(
+        name = "Node-Len",
+        type_ = "integer",
+        json_path = ".status.nodePrefixLength",
+        description = "Prefix length carved per node"
+    ),
+    printcolumn(
+        name = "Allocated",
+        type_ = "integer",
+        json_path = ".status.allocated",
+        description = "Node prefixes allocated"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.available",
+        description = "Node prefixes still free"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
@@ -145,7 +188,9 @@ pub struct PrefixPoolSpec {
 }
 
 /// One node prefix held by a Node.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Allocation {
     /// The node prefix, canonical.
@@ -155,7 +200,9 @@ pub struct Allocation {
 }
 
 /// A Node whose podCIDRs collide with another Node or a reserved range.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ConflictEntry {
     /// The Node's prefix, as written on the Node.

@@ -113,8 +113,11 @@ pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError>
     };
     let duration = |field: &str, v: &Option<String>| match v {
         None => Ok(std::time::Duration::ZERO),
-        Some(text) => parse_go_duration(text)
-            .ok_or_else(|| SpecError(format!("spec.{field}: {text:?} is not a duration such as 90s, 30m or 24h"))),
+        Some(text) => parse_go_duration(text).ok_or_else(|| {
+            SpecError(format!(
+                "spec.{field}: {text:?} is not a duration such as 90s, 30m or 24h"
+            ))
+        }),
     };
     let retain_for = duration("retainFor", &spec.retain_for)?;
     let reuse_after = duration("reuseAfter", &spec.reuse_after)?;
@@ -160,7 +163,9 @@ pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 || digits > 12 {
             return None;
         }
@@ -207,7 +212,8 @@ fn check_label_key(key: &str) -> Result<(), String> {
                     && l.len() <= 63
                     && l.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
                     && l.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             })
     });
     if name_ok && prefix_ok {

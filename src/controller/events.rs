@@ -27,12 +27,34 @@ pub struct Note {
 }
 
 impl Note {
-    pub fn normal(regarding: ObjectReference, reason: &'static str, action: &'static str, message: String) -> Self {
-        Note { regarding, type_: EventType::Normal, reason, action, message }
+    pub fn normal(
+        regarding: ObjectReference,
+        reason: &'static str,
+        action: &'static str,
+        message: String,
+    ) -> Self {
+        Note {
+            regarding,
+            type_: EventType::Normal,
+            reason,
+            action,
+            message,
+        }
     }
 
-    pub fn warning(regarding: ObjectReference, reason: &'static str, action: &'static str, message: String) -> Self {
-        Note { regarding, type_: EventType::Warning, reason, action, message }
+    pub fn warning(
+        regarding: ObjectReference,
+        reason: &'static str,
+        action: &'static str,
+        message: String,
+    ) -> Self {
+        Note {
+            regarding,
+            type_: EventType::Warning,
+            reason,
+            action,
+            message,
+        }
     }
 }
 
@@ -58,7 +80,9 @@ impl EventSink {
         tokio::spawn(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
             while let Some(n) = rx.recv().await {
-                let Ok(permit) = sem.clone().acquire_owned().await else { break };
+                let Ok(permit) = sem.clone().acquire_owned().await else {
+                    break;
+                };
                 let recorder = recorder.clone();
                 let m = m.clone();
                 let warned = warned.clone();

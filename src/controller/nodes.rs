@@ -15,9 +15,7 @@ pub const NODE_MANAGER: &str = "prefix-operator";
 pub fn snapshot(node: &Node) -> Option<NodeSnapshot> {
     let name = node.metadata.name.clone()?;
     let spec = node.spec.as_ref();
-    let mut pod_cidrs: Vec<String> = spec
-        .and_then(|s| s.pod_cidrs.clone())
-        .unwrap_or_default();
+    let mut pod_cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
     if pod_cidrs.is_empty()
         && let Some(one) = spec.and_then(|s| s.pod_cidr.clone())
         && !one.is_empty()
@@ -66,8 +64,8 @@ pub async fn write_pod_cidrs(
     uid: &str,
     cidrs: &[String],
 ) -> Result<Node, kube::Error> {
-    let patch: json_patch::Patch = serde_json::from_value(pod_cidrs_patch(uid, cidrs))
-        .map_err(kube::Error::SerdeError)?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(pod_cidrs_patch(uid, cidrs)).map_err(kube::Error::SerdeError)?;
     api.patch(
         name,
         &PatchParams {

@@ -75,8 +75,24 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             observed_generation: Some(g),
             conditions: vec![
                 condition(prev, "Ready", false, "InvalidSpec", err.clone(), g, now),
-                condition(prev, "Exhausted", false, "InvalidSpec", "the spec is invalid; nothing is allocated from this pool".into(), g, now),
-                condition(prev, "Conflict", false, "InvalidSpec", "the spec is invalid".into(), g, now),
+                condition(
+                    prev,
+                    "Exhausted",
+                    false,
+                    "InvalidSpec",
+                    "the spec is invalid; nothing is allocated from this pool".into(),
+                    g,
+                    now,
+                ),
+                condition(
+                    prev,
+                    "Conflict",
+                    false,
+                    "InvalidSpec",
+                    "the spec is invalid".into(),
+                    g,
+                    now,
+                ),
             ],
             ..Default::default()
         };
@@ -180,14 +196,57 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             })
             .collect(),
         retained: (view.retained > 0).then(|| i64::try_from(view.retained).unwrap_or(i64::MAX)),
-        cooling_down: (!view.held_back.is_empty()).then(|| i64::try_from(view.held_back.len()).unwrap_or(i64::MAX)),
-        cooling_until: view.held_back.iter().map(|(_, hb)| hb.reusable_at).max().and_then(to_time),
-        unroutable: (view.unroutable > 0).then(|| i64::try_from(view.unroutable).unwrap_or(i64::MAX)),
+        cooling_down: (!view.held_back.is_empty())
+            .then(|| i64::try_from(view.held_back.len()).unwrap_or(i64::MAX)),
+        cooling_until: view
+            .held_back
+            .iter()
+            .map(|(_, hb)| hb.reusable_at)
+            .max()
+            .and_then(to_time),
+        unroutable: (view.unroutable > 0)
+            .then(|| i64::try_from(view.unroutable).unwrap_or(i64::MAX)),
         waiting: (view.waiting > 0).then(|| i64::try_from(view.waiting).unwrap_or(i64::MAX)),
         conditions: vec![
-            condition(prev, "Ready", true, if retired.is_empty() { "Serving" } else { "ServingWithRetiredPrefixes" }, ready_msg, g, now),
-            condition(prev, "Exhausted", exhausted, if exhausted { "NoFreePrefix" } else { "HasFreePrefixes" }, exhausted_msg, g, now),
-            condition(prev, "Conflict", !conflict_msgs.is_empty(), conflict_reason, if conflict_msgs.is_empty() { "no overlapping pools or colliding Nodes".into() } else { conflict_msgs.join("; ") }, g, now),
+            condition(
+                prev,
+                "Ready",
+                true,
+                if retired.is_empty() {
+                    "Serving"
+                } else {
+                    "ServingWithRetiredPrefixes"
+                },
+                ready_msg,
+                g,
+                now,
+            ),
+            condition(
+                prev,
+                "Exhausted",
+                exhausted,
+                if exhausted {
+                    "NoFreePrefix"
+                } else {
+                    "HasFreePrefixes"
+                },
+                exhausted_msg,
+                g,
+                now,
+            ),
+            condition(
+                prev,
+                "Conflict",
+                !conflict_msgs.is_empty(),
+                conflict_reason,
+                if conflict_msgs.is_empty() {
+                    "no overlapping pools or colliding Nodes".into()
+                } else {
+                    conflict_msgs.join("; ")
+                },
+                g,
+                now,
+            ),
         ],
     }
 }
@@ -244,9 +303,17 @@ mod tests {
         assert_eq!(s.allocated, Some(2));
         assert_eq!(s.available.as_deref(), Some("65534"));
         assert_eq!(s.observed_generation, Some(3));
-        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+        let ready = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
         assert_eq!(ready.status, "True");
-        let ex = s.conditions.iter().find(|c| c.type_ == "Exhausted").expect("Exhausted");
+        let ex = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Exhausted")
+            .expect("Exhausted");
         assert_eq!(ex.status, "False");
     }
 
@@ -274,7 +341,11 @@ mod tests {
         let mut v = view();
         v.available = 0;
         let third = build_status(&v, &second.conditions, &later);
-        let ex = third.conditions.iter().find(|c| c.type_ == "Exhausted").expect("Exhausted");
+        let ex = third
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Exhausted")
+            .expect("Exhausted");
         assert_eq!(ex.status, "True");
         assert_eq!(ex.last_transition_time, later);
     }
@@ -287,7 +358,11 @@ mod tests {
             ..Default::default()
         };
         let s = build_status(&v, &[], &now());
-        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+        let ready = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason, "InvalidSpec");
         assert!(ready.message.contains("bad"));

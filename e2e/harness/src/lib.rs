@@ -327,7 +327,10 @@ impl ControlPlane {
                     "client-certificate-data".into(),
                     b64(&self.pki.admin_cert_pem).into(),
                 );
-                user.insert("client-key-data".into(), b64(&self.pki.admin_key_pem).into());
+                user.insert(
+                    "client-key-data".into(),
+                    b64(&self.pki.admin_key_pem).into(),
+                );
                 match other {
                     Identity::User { name, groups } => {
                         user.insert("as".into(), name.clone().into());
@@ -457,4 +460,3 @@ pub fn shared() -> &'static ControlPlane {
         Err(e) => panic!("starting the test control plane failed: {e:#}"),
     })
 }
-

@@ -47,10 +47,7 @@ impl Supervised {
             .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
         // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
         // between fork and exec.
         let parent = std::process::id();
