@@ -749,3 +749,68 @@ async fn helm_install_upgrade_and_uninstall() {
     // The namespace stays: without kube-controller-manager it would never
     // finish terminating, and the control plane goes away with the test binary.
 }
+
+#[tokio::test]
+async fn chart_creates_a_ula_pool_and_keeps_its_prefix_on_upgrade() {
+    let cp = shared();
+    let client = admin(cp).await;
+    install_crd(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = admin_kubeconfig(dir.path());
+    let helm = Helm::new();
+    let ns = unique("chart-ula");
+    let pool_name = unique("ula");
+    let run = |args: &[&str]| {
+        let out = helm
+            .cmd()
+            .args(args)
+            .args(["--namespace", &ns, "--kubeconfig"])
+            .arg(&kubeconfig)
+            .output()
+            .expect("helm");
+        ok(&format!("helm {args:?}"), out)
+    };
+    let chart = chart_dir().display().to_string();
+    let name_value = format!("ulaPool.name={pool_name}");
+    run(&[
+        "install",
+        &ns,
+        &chart,
+        "--create-namespace",
+        "--skip-crds",
+        "--set",
+        "ulaPool.create=true",
+        "--set",
+        &name_value,
+    ]);
+    let pools: Api<prefix_operator::api::PrefixPool> = Api::all(client.clone());
+    let pool = pools.get(&pool_name).await.expect("ULA PrefixPool created");
+    let prefix: ipnet::Ipv6Net = pool.spec.prefixes[0].parse().expect("a CIDR");
+    assert_eq!(prefix.prefix_len(), 48);
+    assert!(
+        "fd00::/8"
+            .parse::<ipnet::Ipv6Net>()
+            .expect("net")
+            .contains(&prefix),
+        "{prefix}"
+    );
+    run(&[
+        "upgrade",
+        &ns,
+        &chart,
+        "--skip-crds",
+        "--reuse-values",
+        "--set",
+        "replicas=3",
+    ]);
+    let again = pools.get(&pool_name).await.expect("pool");
+    assert_eq!(
+        again.spec.prefixes, pool.spec.prefixes,
+        "the prefix changed on upgrade"
+    );
+    run(&["uninstall", &ns, "--wait"]);
+    assert!(
+        pools.get_opt(&pool_name).await.expect("get").is_some(),
+        "the pool is kept on uninstall"
+    );
+}
