@@ -402,7 +402,9 @@ impl Reconciler {
                         .entry(name.clone())
                         .or_insert_with(Instant::now);
                     self.enqueue(&name);
-                } else {
+                } else if !self.in_flight.contains(&name) {
+                    // Written by someone else (our own write's response records
+                    // the latency, even when its watch event comes first).
                     self.first_seen.remove(&name);
                 }
                 if !had_conflict {
