@@ -37,15 +37,7 @@ pub fn routes(nodes: &[Node]) -> Vec<Route> {
             .as_ref()
             .and_then(|s| s.pod_cidrs.clone())
             .unwrap_or_default();
-        let addrs: Vec<IpAddr> = n
-            .status
-            .as_ref()
-            .and_then(|s| s.addresses.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|a| a.type_ == "InternalIP")
-            .filter_map(|a| a.address.parse().ok())
-            .collect();
+        let addrs: Vec<IpAddr> = crate::controller::nodes::internal_ips(n).collect();
         for c in cidrs {
             let Ok(prefix) = c.parse::<IpNet>() else {
                 continue;

@@ -3,14 +3,10 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::ListParams;
 use kube::{Api, Client};
 use prefix_operator::controller::{self, Health, Settings};
 use prefix_operator::leader::{self, LeaseSettings};
@@ -108,23 +104,10 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
     .await;
     assert!(!*follower.is_leader.borrow(), "two leaders at once");
 
-    let nodes: Api<Node> = Api::all(client.clone());
     for i in 0..40 {
         create_node(&client, &format!("n-{i:03}"), labels(&[]), &[]).await;
     }
-    wait_for("first batch allocated", Duration::from_secs(30), || async {
-        let l = nodes.list(&ListParams::default()).await.ok()?;
-        l.items
-            .iter()
-            .all(|n| {
-                n.spec
-                    .as_ref()
-                    .and_then(|s| s.pod_cidrs.as_ref())
-                    .is_some_and(|c| !c.is_empty())
-            })
-            .then_some(())
-    })
-    .await;
+    wait_allocated(&client, None, None, Duration::from_secs(30)).await;
     assert_eq!(follower.metrics.node_writes.get(), 0, "the follower wrote");
     assert!(leader.metrics.node_writes.get() >= 40);
 
@@ -152,35 +135,10 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
         "hand-over took {handover:?}, lease is {lease:?}"
     );
     creator.await.expect("creator");
-    let list = wait_for("every Node allocated", Duration::from_secs(60), || async {
-        let l = nodes.list(&ListParams::default()).await.ok()?;
-        l.items
-            .iter()
-            .all(|n| {
-                n.spec
-                    .as_ref()
-                    .and_then(|s| s.pod_cidrs.as_ref())
-                    .is_some_and(|c| c.len() == 1)
-            })
-            .then_some(l)
-    })
-    .await;
-    assert_eq!(list.items.len(), 160);
-    let mut seen: HashSet<IpNet> = HashSet::new();
-    for n in &list.items {
-        let c: IpNet = n
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidrs.as_ref())
-            .expect("cidrs")[0]
-            .parse()
-            .expect("cidr");
-        assert!(
-            seen.iter().all(|o| !o.contains(&c) && !c.contains(o)),
-            "{c} overlaps another Node"
-        );
-        seen.insert(c);
-    }
+    let list = wait_allocated(&client, None, None, Duration::from_secs(60)).await;
+    assert_eq!(list.len(), 160);
+    assert!(list.iter().all(|n| node_cidrs(n).len() == 1));
+    assert_disjoint(&list);
     assert!(
         follower.metrics.node_writes.get() > 0,
         "the new leader wrote nothing"

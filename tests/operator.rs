@@ -8,26 +8,15 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::events::v1::Event;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use support::*;
 
 fn net(s: &str) -> IpNet {
     s.parse().expect("cidr")
-}
-
-async fn events_for(client: &kube::Client, name: &str) -> Vec<Event> {
-    let evs: Api<Event> = Api::namespaced(client.clone(), "default");
-    evs.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,17 +108,7 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
     );
 
     // A Normal Event on each allocated Node.
-    wait_for("PrefixAllocated event", Duration::from_secs(20), || async {
-        events_for(&client, "worker-0")
-            .await
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("PrefixAllocated")
-                    && e.type_.as_deref() == Some("Normal")
-            })
-            .then_some(())
-    })
-    .await;
+    wait_event(&client, "worker-0", "PrefixAllocated").await;
 
     // Printer columns, as kubectl reads them (Table output).
     let kubeconfig = cp.dir().join("admin.kubeconfig");
@@ -232,21 +211,7 @@ async fn adopts_preset_prefixes_and_reports_conflicts() {
     // Adopted as they are: nothing rewritten.
     assert_eq!(pod_cidrs(&client, "preset").await, vec!["2001:db8:2::/64"]);
     assert_eq!(pod_cidrs(&client, "clash-b").await, vec!["2001:db8:2::/56"]);
-    wait_for(
-        "PrefixConflict warning",
-        Duration::from_secs(20),
-        || async {
-            events_for(&client, "clash-a")
-                .await
-                .iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("PrefixConflict")
-                        && e.type_.as_deref() == Some("Warning")
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    wait_event(&client, "clash-a", "PrefixConflict").await;
     op.stop().await;
 }
 
@@ -279,18 +244,7 @@ async fn exhaustion_growth_retirement_and_pool_recreation() {
         Some("0")
     );
     assert!(pod_cidrs(&client, "c").await.is_empty(), "c must wait");
-    wait_for(
-        "PoolExhausted warning on c",
-        Duration::from_secs(20),
-        || async {
-            events_for(&client, "c")
-                .await
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("PoolExhausted"))
-                .then_some(())
-        },
-    )
-    .await;
+    wait_event(&client, "c", "PoolExhausted").await;
 
     // Growth: a new prefix serves the waiting Node without a restart.
     let pools: Api<PrefixPool> = Api::all(client.clone());
@@ -442,52 +396,15 @@ async fn frees_only_when_the_node_is_gone_and_survives_restarts() {
             }
         })
     };
-    wait_for(
-        "some burst nodes allocated",
-        Duration::from_secs(30),
-        || async {
-            let list = nodes.list(&ListParams::default()).await.ok()?;
-            let done = list
-                .items
-                .iter()
-                .filter(|n| {
-                    n.spec
-                        .as_ref()
-                        .and_then(|s| s.pod_cidrs.as_ref())
-                        .is_some_and(|c| !c.is_empty())
-                })
-                .count();
-            (done >= 50).then_some(())
-        },
-    )
-    .await;
+    wait_allocated(&client, None, Some(50), Duration::from_secs(30)).await;
     let status_writes_before_kill = op.metrics.status_writes.get();
     op.kill();
     let op = Operator::default(&client).await;
     creator.await.expect("creator");
-    let list = wait_for("all nodes allocated", Duration::from_secs(60), || async {
-        let list = nodes.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .all(|n| {
-                n.spec
-                    .as_ref()
-                    .and_then(|s| s.pod_cidrs.as_ref())
-                    .is_some_and(|c| c.len() == 1)
-            })
-            .then_some(list)
-    })
-    .await;
-    assert_eq!(list.items.len(), 302, "300 burst + next + after");
-    let mut seen = HashSet::new();
-    for n in &list.items {
-        let c = &n
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidrs.clone())
-            .unwrap_or_default()[0];
-        assert!(seen.insert(c.clone()), "duplicate {c}");
-    }
+    let list = wait_allocated(&client, None, None, Duration::from_secs(60)).await;
+    assert_eq!(list.len(), 302, "300 burst + next + after");
+    assert!(list.iter().all(|n| node_cidrs(n).len() == 1));
+    assert_disjoint(&list);
     wait_pool(&client, "p", "302 allocated", |p| {
         p.status.as_ref().and_then(|s| s.allocated) == Some(302)
     })

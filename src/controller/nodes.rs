@@ -22,14 +22,7 @@ pub fn snapshot(node: &Node) -> Option<NodeSnapshot> {
     {
         pod_cidrs.push(one);
     }
-    let mut address_families: Vec<Family> = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|a| a.type_ == "InternalIP")
-        .filter_map(|a| a.address.parse::<std::net::IpAddr>().ok())
+    let mut address_families: Vec<Family> = internal_ips(node)
         .map(|ip| if ip.is_ipv6() { Family::V6 } else { Family::V4 })
         .collect();
     address_families.sort();
@@ -42,6 +35,17 @@ pub fn snapshot(node: &Node) -> Option<NodeSnapshot> {
         pod_cidrs,
         deleting: node.metadata.deletion_timestamp.is_some(),
     })
+}
+
+/// The Node's InternalIP addresses (the next hops for its prefixes).
+pub fn internal_ips(node: &Node) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse().ok())
 }
 
 /// The JSON patch that writes `cidrs` (canonical text, in order) into

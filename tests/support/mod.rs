@@ -289,3 +289,92 @@ pub async fn own_control_plane() -> (ControlPlane, Client) {
     install_crd(&client).await;
     (cp, client)
 }
+
+/// A Node's podCIDRs.
+pub fn node_cidrs(n: &Node) -> Vec<String> {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.pod_cidrs.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until every Node (matching `labels`, if given) has at least
+/// `min_done` Nodes with podCIDRs — or all of them when `min_done` is None —
+/// and returns the list.
+pub async fn wait_allocated(
+    client: &Client,
+    label_selector: Option<&str>,
+    min_done: Option<usize>,
+    timeout: Duration,
+) -> Vec<Node> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut lp = kube::api::ListParams::default();
+    if let Some(l) = label_selector {
+        lp = lp.labels(l);
+    }
+    let what = match min_done {
+        Some(n) => format!("{n} Nodes allocated"),
+        None => "every Node allocated".to_string(),
+    };
+    wait_for(&what, timeout, || async {
+        let list = nodes.list(&lp).await.ok()?;
+        let done = list
+            .items
+            .iter()
+            .filter(|n| !node_cidrs(n).is_empty())
+            .count();
+        let enough = match min_done {
+            Some(m) => done >= m,
+            None => done == list.items.len(),
+        };
+        enough.then_some(list.items)
+    })
+    .await
+}
+
+/// Fails unless every Node holds exactly one prefix of each family it has
+/// and no two Nodes' prefixes overlap.
+pub fn assert_disjoint(nodes: &[Node]) {
+    let mut seen: Vec<(ipnet::IpNet, String)> = vec![];
+    for n in nodes {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        for c in node_cidrs(n) {
+            let net: ipnet::IpNet = c.parse().unwrap_or_else(|e| panic!("{name}: {c}: {e}"));
+            if let Some((o, other)) = seen
+                .iter()
+                .find(|(o, _)| o.contains(&net) || net.contains(o))
+            {
+                panic!("{net} of {name} overlaps {o} of {other}");
+            }
+            seen.push((net, name.clone()));
+        }
+    }
+}
+
+/// Events (in `default`, where those of cluster-scoped objects land) about `name`.
+pub async fn events_for(client: &Client, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let evs: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    evs.list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Waits for an Event with `reason` about `name`.
+pub async fn wait_event(client: &Client, name: &str, reason: &str) {
+    wait_for(
+        &format!("{reason} Event on {name}"),
+        Duration::from_secs(20),
+        || async {
+            events_for(client, name)
+                .await
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(reason))
+                .then_some(())
+        },
+    )
+    .await
+}
