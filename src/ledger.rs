@@ -147,6 +147,8 @@ pub struct Ledger {
     waiting: HashMap<String, Vec<String>>,
     /// Prefixes of deleted Nodes kept back (sticky prefixes, reuse delay).
     hold_backs: BTreeMap<IpNet, HoldBack>,
+    /// The same, ordered by the time each becomes free.
+    release_order: BTreeSet<(SystemTime, IpNet)>,
     /// The clock, set by [`Ledger::set_time`]; the ledger reads no clock.
     now: Option<SystemTime>,
 }
@@ -182,22 +184,37 @@ impl Ledger {
     /// Returns true when space was freed.
     pub fn set_time(&mut self, now: SystemTime) -> bool {
         self.now = Some(now);
-        let due: Vec<IpNet> = self
-            .hold_backs
-            .iter()
-            .filter(|(_, hb)| hb.reusable_at <= now)
-            .map(|(n, _)| *n)
-            .collect();
-        for n in &due {
-            self.hold_backs.remove(n);
-            self.unmark_everywhere(n);
+        let mut freed = false;
+        while let Some(&(at, net)) = self.release_order.first() {
+            if at > now {
+                break;
+            }
+            self.remove_hold_back(&net);
+            self.unmark_everywhere(&net);
+            freed = true;
         }
-        !due.is_empty()
+        freed
+    }
+
+    fn insert_hold_back(&mut self, net: IpNet, hb: HoldBack) -> bool {
+        let at = hb.reusable_at;
+        let old = self.hold_backs.insert(net, hb);
+        if let Some(o) = &old {
+            self.release_order.remove(&(o.reusable_at, net));
+        }
+        self.release_order.insert((at, net));
+        old.is_none()
+    }
+
+    fn remove_hold_back(&mut self, net: &IpNet) -> Option<HoldBack> {
+        let hb = self.hold_backs.remove(net)?;
+        self.release_order.remove(&(hb.reusable_at, *net));
+        Some(hb)
     }
 
     /// The next moment a held-back prefix becomes free.
     pub fn next_release(&self) -> Option<SystemTime> {
-        self.hold_backs.values().map(|h| h.reusable_at).min()
+        self.release_order.first().map(|(t, _)| *t)
     }
 
     /// Records `c` of the deleted Node `node` as held back when its pool asks
@@ -220,7 +237,7 @@ impl Ledger {
             retained_until: (!retain.is_zero()).then(|| now + retain),
             reusable_at: now + retain.max(reuse),
         };
-        self.hold_backs.insert(*c, hb).is_none()
+        self.insert_hold_back(*c, hb)
     }
 
     /// Held-back prefixes, for tests and diagnostics.
@@ -359,7 +376,7 @@ impl Ledger {
             .or_default()
             .insert(node.to_string());
         // A live Node holds it again: the hold-back has done its job.
-        if self.hold_backs.remove(c).is_some() {
+        if self.remove_hold_back(c).is_some() {
             self.unmark_everywhere(c);
         }
         for p in self.pools.values_mut() {
@@ -476,12 +493,17 @@ impl Ledger {
                 && r.reusable_at > now
                 && !self.held.contains_key(&key(&net))
             {
-                self.hold_backs.entry(net).or_insert_with(|| HoldBack {
-                    node: r.node.clone(),
-                    pool: p.name.clone(),
-                    retained_until: r.retained_until,
-                    reusable_at: r.reusable_at,
-                });
+                if !self.hold_backs.contains_key(&net) {
+                    self.insert_hold_back(
+                        net,
+                        HoldBack {
+                            node: r.node.clone(),
+                            pool: p.name.clone(),
+                            retained_until: r.retained_until,
+                            reusable_at: r.reusable_at,
+                        },
+                    );
+                }
             }
         }
         let mut entry = PoolEntry {
@@ -660,7 +682,7 @@ impl Ledger {
         for n in &nets {
             self.mark_everywhere(n);
             // A sticky prefix moves from its hold-back to the reservation.
-            if self.hold_backs.remove(n).is_some() {
+            if self.remove_hold_back(n).is_some() {
                 self.unmark_everywhere(n);
             }
         }
@@ -723,6 +745,13 @@ impl Ledger {
             })
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    /// Nodes that wait on full pools.
+    pub fn waiting_nodes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.waiting.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     pub fn node_count(&self) -> usize {

@@ -260,7 +260,9 @@ impl Reconciler {
         loop {
             if self.ledger.set_time(SystemTime::now()) {
                 // Held-back prefixes became free: waiting Nodes may fit now.
-                self.enqueue_all_unallocated();
+                for n in self.ledger.waiting_nodes() {
+                    self.enqueue(&n);
+                }
                 self.status_dirty = true;
             }
             let next_release = self
@@ -434,8 +436,11 @@ impl Reconciler {
                 self.warned_waiting.remove(&name);
                 self.warned_conflict.remove(&name);
                 self.attempts.remove(&name);
-                // Freed space may serve Nodes that wait.
-                self.enqueue_all_unallocated();
+                // Freed space may serve Nodes that wait (only those: a mass
+                // deletion must not re-plan every Node once per deleted Node).
+                for n in self.ledger.waiting_nodes() {
+                    self.enqueue(&n);
+                }
                 self.status_dirty = true;
             }
         }
