@@ -131,12 +131,36 @@ pub struct RunArgs {
     /// How often to try to acquire or renew.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
+    /// Client-side limit on API requests per second (0: none). Requests
+    /// over the limit wait; nothing is dropped.
+    #[arg(long, default_value_t = 0)]
+    pub qps: u32,
     /// Identity in the Lease and in Events (defaults to $POD_NAME, else the host name and pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 }
 
+/// A client for `config`, limited to `qps` requests per second when non-zero.
+pub fn build_client(config: kube::Config, qps: u32) -> Result<kube::Client> {
+    let builder =
+        kube::client::ClientBuilder::try_from(config).context("building the Kubernetes client")?;
+    Ok(if qps > 0 {
+        builder
+            .with_layer(&tower::limit::RateLimitLayer::new(
+                u64::from(qps),
+                std::time::Duration::from_secs(1),
+            ))
+            .build()
+    } else {
+        builder.build()
+    })
+}
+
 pub async fn client_for(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
+    client_with_qps(kubeconfig, 0).await
+}
+
+async fn client_with_qps(kubeconfig: Option<&PathBuf>, qps: u32) -> Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -149,7 +173,7 @@ pub async fn client_for(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
             .await
             .context("no kubeconfig given and no in-cluster config found")?,
     };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    build_client(config, qps)
 }
 
 fn default_identity() -> String {
@@ -166,7 +190,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             "--renew-deadline must be shorter than --lease-duration, so a leader stops writing before another can take over"
         );
     }
-    let client = client_for(args.kubeconfig.as_ref()).await?;
+    let client = client_with_qps(args.kubeconfig.as_ref(), args.qps).await?;
     controller::preflight(&client).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::new());
@@ -178,8 +202,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (leader_rx, leader_task) = if args.leader_elect {
+        // Its own client: Lease renewals must not queue behind a rate limit.
+        let lease_client = client_for(args.kubeconfig.as_ref()).await?;
         let (rx, task) = leader::spawn(
-            client.clone(),
+            lease_client,
             LeaseSettings {
                 name: args.lease_name.clone(),
                 namespace: args.lease_namespace.clone(),
