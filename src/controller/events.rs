@@ -58,6 +58,75 @@ impl Note {
     }
 }
 
+/// `<object>.<hex nanoseconds>` as client-go names Events, cut so that it
+/// stays within 253 characters; a counter keeps names unique within a process.
+fn event_name(base: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let suffix = format!(
+        "{:x}",
+        nanos.wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed))
+    );
+    let mut cut = base.len().min(252 - suffix.len());
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // A name must not end in '.' or '-' before the separator.
+    let head = base[..cut].trim_end_matches(['.', '-']);
+    format!("{head}.{suffix}")
+}
+
+/// Creates an `events.k8s.io/v1` Event without series aggregation.
+async fn create_event(client: &Client, instance: &str, n: Note) -> Result<(), kube::Error> {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let ns = n
+        .regarding
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let base = n.regarding.name.clone().unwrap_or_else(|| "object".into());
+    let ev = K8sEvent {
+        metadata: kube::api::ObjectMeta {
+            name: Some(event_name(&base)),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        action: Some(n.action.into()),
+        reason: Some(n.reason.into()),
+        note: Some(n.message),
+        type_: Some("Normal".into()),
+        regarding: Some(n.regarding),
+        reporting_controller: Some("prefix-operator".into()),
+        reporting_instance: Some(instance.to_string()),
+        ..Default::default()
+    };
+    kube::Api::<K8sEvent>::namespaced(client.clone(), &ns)
+        .create(&kube::api::PostParams::default(), &ev)
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_name;
+
+    #[test]
+    fn event_names_are_valid_and_unique() {
+        let a = event_name("worker-1");
+        let b = event_name("worker-1");
+        assert!(a.starts_with("worker-1.") && a != b);
+        let long = event_name(&"n".repeat(253));
+        assert!(long.len() <= 253, "{}", long.len());
+        assert!(!event_name("a.-").contains(".-."));
+    }
+}
+
 /// Sends Events without waiting for them.
 #[derive(Clone)]
 pub struct EventSink {
@@ -68,11 +137,12 @@ pub struct EventSink {
 impl EventSink {
     pub fn start(client: Client, instance: &str, metrics: Arc<Metrics>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Note>(QUEUE);
+        let instance = instance.to_string();
         let recorder = Recorder::new(
-            client,
+            client.clone(),
             Reporter {
                 controller: "prefix-operator".into(),
-                instance: Some(instance.to_string()),
+                instance: Some(instance.clone()),
             },
         );
         let m = metrics.clone();
@@ -86,28 +156,41 @@ impl EventSink {
                 let recorder = recorder.clone();
                 let m = m.clone();
                 let warned = warned.clone();
+                let client = client.clone();
+                let instance = instance.clone();
                 tokio::spawn(async move {
-                    let ev = Event {
-                        type_: n.type_,
-                        reason: n.reason.into(),
-                        note: Some(n.message),
-                        action: n.action.into(),
-                        secondary: None,
+                    let (reason, kind, name) = (
+                        n.reason,
+                        n.regarding.kind.clone().unwrap_or_else(|| "object".into()),
+                        n.regarding.name.clone().unwrap_or_default(),
+                    );
+                    let result = if n.type_ == EventType::Normal {
+                        // One-off Events skip the Recorder: it keeps every Event
+                        // for six minutes and sweeps that cache on each publish,
+                        // which costs O(allocations) per allocation in a burst.
+                        create_event(&client, &instance, n).await
+                    } else {
+                        // Warnings repeat: the Recorder turns repeats into a series.
+                        let ev = Event {
+                            type_: n.type_,
+                            reason: n.reason.into(),
+                            note: Some(n.message),
+                            action: n.action.into(),
+                            secondary: None,
+                        };
+                        recorder.publish(&ev, &n.regarding).await
                     };
-                    if let Err(e) = recorder.publish(&ev, &n.regarding).await {
+                    if let Err(e) = result {
                         m.error("PublishEvent");
-                        let reason = crate::controller::error_reason(&e);
+                        let why = crate::controller::error_reason(&e);
                         // Warn once per failure reason; the metric counts the rest.
-                        if warned.lock().map(|mut w| w.insert(reason)).unwrap_or(false) {
+                        if warned.lock().map(|mut w| w.insert(why)).unwrap_or(false) {
                             warn!(
-                                "publishing Event {} on {} {} failed ({reason}; further failures of this kind are only counted): {}",
-                                ev.reason,
-                                n.regarding.kind.as_deref().unwrap_or("object"),
-                                n.regarding.name.as_deref().unwrap_or(""),
+                                "publishing Event {reason} on {kind} {name} failed ({why}; further failures of this kind are only counted): {}",
                                 crate::controller::error_message(&e)
                             );
                         } else {
-                            debug!("publishing Event failed: {e}");
+                            debug!("publishing Event {reason} on {kind} {name} failed: {e}");
                         }
                     }
                     drop(permit);
