@@ -1,0 +1,452 @@
+//! `chaos`: the long fault runs. Each scenario starts its own control plane,
+//! runs the operator binary as a child process, creates a burst of Nodes and
+//! breaks something in the middle of it. Every scenario ends with the same
+//! check: every Node holds exactly one /64 of the pool, no two overlap
+//! (address ranges compared pairwise), and the pool's `status.allocated`
+//! agrees with the Nodes.
+//!
+//! Scenarios:
+//! - `sigkill`: the operator is SIGKILLed `--kills` times (20 by default) at
+//!   random points of the burst and restarted at once; about one restart in
+//!   four is killed again before it is ready.
+//! - `apiserver`: kube-apiserver is killed and restarted `--restarts` times
+//!   (3) mid-burst; the operator must recover by itself (same process).
+//! - `etcd`: etcd is killed and restarted `--restarts` times mid-burst
+//!   (same process).
+//! - `leader`: two replicas with leader election; the leader is SIGKILLed
+//!   mid-burst; the other takes over.
+//! - `leader-pause`: two replicas; the leader is frozen (SIGSTOP) past its
+//!   Lease while the other takes over, then thawed (SIGCONT) mid-burst: a
+//!   stale leader must not write.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use prefix_operator_bench::cluster::{
+    Cluster, OnError, Tracker, create_burst, create_pool, loadavg, poll, verify_allocations,
+    wait_pool_allocated,
+};
+use prefix_operator_bench::opproc::{OperatorProcess, default_operator_bin, target_dir};
+use rand::Rng;
+
+const POOL: &str = "chaos";
+const POOL_PREFIX: &str = "2001:db8::/32";
+const NODE_LEN: u8 = 64;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "chaos",
+    about = "Long fault runs of prefix-operator against a local control plane"
+)]
+struct Args {
+    /// Nodes per burst.
+    #[arg(long, default_value_t = 2000)]
+    nodes: usize,
+    /// Node creates in flight.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// SIGKILLs in the `sigkill` scenario.
+    #[arg(long, default_value_t = 20)]
+    kills: usize,
+    /// kube-apiserver (or etcd) restarts in the `apiserver` (`etcd`) scenario.
+    #[arg(long, default_value_t = 3)]
+    restarts: usize,
+    /// Scenarios to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sigkill,apiserver,etcd,leader,leader-pause"
+    )]
+    scenarios: Vec<String>,
+    /// Operator binary [default: target/release/prefix-operator or $PREFIX_OPERATOR_BIN].
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// Longest wait for the burst to be allocated after the last fault, seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+}
+
+struct Ctx {
+    args: Args,
+    bin: PathBuf,
+    logs: PathBuf,
+}
+
+impl Ctx {
+    fn log(&self, scenario: &str, role: &str) -> PathBuf {
+        self.logs.join(format!("{scenario}-{role}.log"))
+    }
+
+    fn names(&self, prefix: &str) -> Vec<String> {
+        (0..self.args.nodes)
+            .map(|i| format!("{prefix}-{i:05}"))
+            .collect()
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.args.timeout)
+    }
+}
+
+/// A fresh control plane with the pool, and a watch on the Nodes.
+async fn setup() -> Result<(Cluster, Tracker)> {
+    let cl = Cluster::start().await?;
+    create_pool(&cl.client, POOL, POOL_PREFIX, NODE_LEN).await?;
+    let t = Tracker::start(&cl.client).await?;
+    Ok((cl, t))
+}
+
+/// The end-state check every scenario shares.
+async fn check_end(ctx: &Ctx, cl: &Cluster, tracker: &Tracker, names: &[String]) -> Result<String> {
+    tracker.wait_all(names, ctx.timeout()).await?;
+    let end = verify_allocations(&cl.client, POOL_PREFIX.parse()?, NODE_LEN, names).await?;
+    wait_pool_allocated(&cl.client, POOL, end.nodes, Duration::from_secs(60)).await?;
+    Ok(format!(
+        "{} Nodes, one /64 each, {} pairs compared, status.allocated = {}",
+        end.nodes, end.pairs_checked, end.nodes
+    ))
+}
+
+fn spawn_burst(
+    cl: &Cluster,
+    names: &[String],
+    concurrency: usize,
+    on_error: OnError,
+) -> tokio::task::JoinHandle<Result<()>> {
+    let client = cl.client.clone();
+    let names = names.to_vec();
+    tokio::spawn(async move {
+        create_burst(&client, &names, concurrency, on_error)
+            .await
+            .map(|_| ())
+    })
+}
+
+async fn sigkill(ctx: &Ctx) -> Result<String> {
+    let (cl, tracker) = setup().await?;
+    let names = ctx.names("kill");
+    let n = names.len();
+    let mut rng = rand::rng();
+    // Kill points, as numbers of Nodes allocated, spread over the burst.
+    let mut targets: Vec<usize> = (0..ctx.args.kills)
+        .map(|_| rng.random_range(n / 50..n * 95 / 100))
+        .collect();
+    targets.sort_unstable();
+    let log = ctx.log("sigkill", "operator");
+    let mut op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
+    op.wait_ready(Duration::from_secs(30)).await?;
+    let burst = spawn_burst(&cl, &names, ctx.args.concurrency, OnError::Fail);
+    let mut at = vec![];
+    let mut during_startup = 0;
+    for (i, target) in targets.iter().enumerate() {
+        poll(
+            &format!("kill point {}: {target} Nodes allocated", i + 1),
+            Duration::from_secs(60),
+            || async { (tracker.count_of(&names) >= *target).then_some(()) },
+        )
+        .await
+        .map_err(|e| with_log(e, &op))?;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
+        op.kill();
+        at.push(tracker.count_of(&names));
+        op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
+        // One restart in four is killed again a moment later, often while it
+        // starts up (lists, rebuilds its picture, makes its first writes).
+        if rng.random_bool(0.25) {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+            if op.wait_ready(Duration::ZERO).await.is_err() {
+                during_startup += 1;
+            }
+            op.kill();
+            at.push(tracker.count_of(&names));
+            op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
+        }
+    }
+    burst.await??;
+    let end = check_end(ctx, &cl, &tracker, &names)
+        .await
+        .map_err(|e| with_log(e, &op))?;
+    Ok(format!(
+        "{} SIGKILLs ({during_startup} before the restarted process was ready) at {:?} Nodes allocated; {end}",
+        at.len(),
+        at
+    ))
+}
+
+/// Breaks the control plane at a third of the burst with `fault`; the one
+/// operator process must finish the burst by itself.
+async fn control_plane_fault(ctx: &Ctx, scenario: &str, etcd: bool) -> Result<String> {
+    let (cl, tracker) = setup().await?;
+    let names = ctx.names(scenario);
+    let log = ctx.log(scenario, "operator");
+    let mut op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, scenario, &[], &log)?;
+    op.wait_ready(Duration::from_secs(30)).await?;
+    let burst = spawn_burst(
+        &cl,
+        &names,
+        ctx.args.concurrency,
+        OnError::RetryFor(Duration::from_secs(180)),
+    );
+    // `--restarts` outages, evenly spread over the burst, each a random
+    // 0.5-2.5 s long: writes in flight at each kill may land unanswered.
+    let restarts = ctx.args.restarts.max(1);
+    let mut outages = vec![];
+    for k in 1..=restarts {
+        let point = names.len() * k / (restarts + 1);
+        poll(
+            &format!("{point} Nodes allocated"),
+            Duration::from_secs(120),
+            || async { (tracker.count_of(&names) >= point).then_some(()) },
+        )
+        .await
+        .map_err(|e| with_log(e, &op))?;
+        let at = tracker.count_of(&names);
+        let outage = Duration::from_millis(rand::rng().random_range(500..2500));
+        let t = Instant::now();
+        if etcd {
+            cl.restart_etcd(outage).await?;
+        } else {
+            cl.restart_apiserver(outage).await?;
+        }
+        outages.push(format!(
+            "at {at} allocated: down {:.1} s, serving after {:.1} s",
+            outage.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    burst.await??;
+    let after = Instant::now();
+    let end = check_end(ctx, &cl, &tracker, &names)
+        .await
+        .map_err(|e| with_log(e, &op))?;
+    if !op.alive() {
+        bail!("the operator exited\n{}", op.log_tail(30));
+    }
+    Ok(format!(
+        "{} killed {restarts} times ({}); burst finished {:.1} s after the creates; operator pid {} never restarted; {end}",
+        if etcd { "etcd" } else { "kube-apiserver" },
+        outages.join("; "),
+        after.elapsed().as_secs_f64(),
+        op.pid
+    ))
+}
+
+fn leader_flags() -> Vec<String> {
+    [
+        "--leader-elect=true",
+        "--lease-namespace=default",
+        "--lease-name=prefix-operator-chaos",
+        "--lease-duration=4s",
+        "--renew-deadline=3s",
+        "--retry-period=1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Waits until exactly one of `ops` says it leads; returns its index.
+async fn one_leader(ops: &[&OperatorProcess], timeout: Duration) -> Result<usize> {
+    poll("exactly one leader", timeout, || async {
+        let mut leaders = vec![];
+        for (i, o) in ops.iter().enumerate() {
+            if o.is_leader().await {
+                leaders.push(i);
+            }
+        }
+        (leaders.len() == 1).then(|| leaders[0])
+    })
+    .await
+}
+
+async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
+    let scenario = if pause { "leader-pause" } else { "leader" };
+    let (cl, tracker) = setup().await?;
+    let names = ctx.names(scenario);
+    let flags = leader_flags();
+    let mut ops = [
+        OperatorProcess::spawn(
+            &ctx.bin,
+            &cl.kubeconfig,
+            "replica",
+            &flags,
+            &ctx.log(scenario, "a"),
+        )?,
+        OperatorProcess::spawn(
+            &ctx.bin,
+            &cl.kubeconfig,
+            "replica",
+            &flags,
+            &ctx.log(scenario, "b"),
+        )?,
+    ];
+    for o in ops.iter_mut() {
+        o.wait_ready(Duration::from_secs(30)).await?;
+    }
+    let first = one_leader(&[&ops[0], &ops[1]], Duration::from_secs(30)).await?;
+    let burst = spawn_burst(&cl, &names, ctx.args.concurrency, OnError::Fail);
+    let third = names.len() / 3;
+    poll(
+        "a third of the burst allocated",
+        Duration::from_secs(60),
+        || async { (tracker.count_of(&names) >= third).then_some(()) },
+    )
+    .await?;
+    let at = tracker.count_of(&names);
+    let t = Instant::now();
+    let other = 1 - first;
+    if pause {
+        ops[first].pause();
+    } else {
+        ops[first].kill();
+    }
+    poll(
+        "the other replica to lead",
+        Duration::from_secs(30),
+        || async { ops[other].is_leader().await.then_some(()) },
+    )
+    .await?;
+    let takeover = t.elapsed();
+    let moved = tracker.count_of(&names);
+    poll("allocation to resume", Duration::from_secs(30), || async {
+        (tracker.count_of(&names) > moved || moved == names.len()).then_some(())
+    })
+    .await?;
+    let resumed = t.elapsed();
+    let detail = if pause {
+        // Thaw the old leader while the new one writes. It must notice that
+        // it lost the Lease before it writes anything. While it is frozen its
+        // log cannot grow, so the write outcomes logged after the thaw are
+        // exactly the writes it tried as a stale leader.
+        let before = write_outcomes(&ops[first].log);
+        ops[first].resume();
+        poll(
+            "the thawed replica to step down",
+            Duration::from_secs(10),
+            || async { (!ops[first].is_leader().await).then_some(()) },
+        )
+        .await?;
+        let stale = write_outcomes(&ops[first].log) - before;
+        if stale > 0 {
+            eprintln!(
+                "   the thawed leader tried {stale} Node write(s) after the thaw (see {})",
+                ops[first].log.display()
+            );
+        }
+        format!(
+            "leader frozen (SIGSTOP) at {at} Nodes allocated; the other replica led after {:.1} s and allocated again after {:.1} s; thawed, the old leader tried {stale} Node write(s) before stepping down",
+            takeover.as_secs_f64(),
+            resumed.as_secs_f64()
+        )
+    } else {
+        ops[first] = OperatorProcess::spawn(
+            &ctx.bin,
+            &cl.kubeconfig,
+            "replica",
+            &flags,
+            &ctx.log(scenario, "a2"),
+        )?;
+        format!(
+            "leader SIGKILLed at {at} Nodes allocated; the other replica led after {:.1} s and allocated again after {:.1} s; a new replica was started as follower",
+            takeover.as_secs_f64(),
+            resumed.as_secs_f64()
+        )
+    };
+    burst.await??;
+    let end = check_end(ctx, &cl, &tracker, &names)
+        .await
+        .map_err(|e| with_log(e, &ops[other]))?;
+    one_leader(&[&ops[0], &ops[1]], Duration::from_secs(30)).await?;
+    Ok(format!("{detail}; {end}"))
+}
+
+/// The error first, then the operator's last log lines.
+fn with_log(e: anyhow::Error, op: &OperatorProcess) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}\n{}", op.log_tail(30))
+}
+
+/// Node write outcomes in an operator log: landed ("allocated"), refused,
+/// or failed.
+fn write_outcomes(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            (l.contains(" allocated") && l.contains("node="))
+                || l.contains("write refused")
+                || l.contains("writing podCIDRs failed")
+        })
+        .count()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = args
+        .operator_bin
+        .clone()
+        .unwrap_or_else(default_operator_bin);
+    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
+    if !bin.exists() {
+        bail!(
+            "{} not found; build it with `cargo build --release --bin prefix-operator`",
+            bin.display()
+        );
+    }
+    let logs = target_dir().join("chaos").join("logs");
+    std::fs::create_dir_all(&logs)?;
+    for e in std::fs::read_dir(&logs)? {
+        let _ = std::fs::remove_file(e?.path());
+    }
+    let ctx = Ctx {
+        args: args.clone(),
+        bin,
+        logs,
+    };
+    eprintln!("chaos: {} Nodes per burst, load {}", args.nodes, loadavg());
+    let mut rows = vec![];
+    for s in &args.scenarios {
+        eprintln!("== {s}");
+        let load = loadavg();
+        let t = Instant::now();
+        let r = match s.as_str() {
+            "sigkill" => sigkill(&ctx).await,
+            "apiserver" => control_plane_fault(&ctx, "apiserver", false).await,
+            "etcd" => control_plane_fault(&ctx, "etcd", true).await,
+            "leader" => leader(&ctx, false).await,
+            "leader-pause" => leader(&ctx, true).await,
+            other => Err(anyhow::anyhow!("unknown scenario {other}")),
+        };
+        let took = t.elapsed();
+        match &r {
+            Ok(d) => eprintln!("   PASS in {:.1} s: {d}", took.as_secs_f64()),
+            Err(e) => eprintln!("   FAIL in {:.1} s: {e:#}", took.as_secs_f64()),
+        }
+        rows.push((s.clone(), took, load, r));
+    }
+    println!("\n| scenario | result | time | load avg at start | detail |\n|---|---|---:|---|---|");
+    for (s, took, load, r) in &rows {
+        let (res, d) = match r {
+            Ok(d) => ("PASS", d.clone()),
+            Err(e) => (
+                "FAIL",
+                format!("{e:#}")
+                    .lines()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        };
+        println!(
+            "| {s} | {res} | {:.1} s | {load} | {d} |",
+            took.as_secs_f64()
+        );
+    }
+    println!("\nlogs: {}", ctx.logs.display());
+    if rows.iter().any(|r| r.3.is_err()) {
+        bail!("some scenarios failed");
+    }
+    Ok(())
+}

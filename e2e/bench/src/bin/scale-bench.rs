@@ -1,0 +1,792 @@
+//! `scale-bench`: how fast the operator carves prefixes for N Nodes, against
+//! what the API server itself can take, on this machine.
+//!
+//! 1. The limit: a bare client creates N Nodes (not timed as the limit), then
+//!    writes the operator's own podCIDRs patch into each, C at a time (timed).
+//!    The creates alone are timed too: in a burst the API server must take
+//!    both, so N / (create time + patch time) is the combined limit.
+//!    Also, unless `--skip-bare-controller`: a bare watch-and-patch
+//!    controller (no ledger, status or Events) during the same burst.
+//! 2. The operator (release binary, a child process), for each
+//!    `--allocation-events` value: N Nodes created in a burst against a
+//!    /32 pool split into /64s; time from the first create sent to the last
+//!    podCIDRs seen on the watch; per-node latency; then a steady trickle;
+//!    RSS, CPU, status writes and status size; then cold starts.
+//!
+//! Every phase runs on a fresh control plane. Figures go to stdout and to
+//! `target/bench/scale-N.{json,md}`. Targets are reported, not asserted.
+
+#![recursion_limit = "256"]
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, watcher};
+use prefix_operator_bench::cluster::{
+    Cluster, Created, OnError, Tracker, create_burst, create_pool, create_trickle, latencies,
+    loadavg, nth_prefix, patch_pod_cidrs, pool_json_size, verify_allocations, wait_pool_allocated,
+};
+use prefix_operator_bench::opproc::{OperatorProcess, default_operator_bin, target_dir};
+use prefix_operator_bench::promtext::{Histogram, Scrape};
+use prefix_operator_bench::stats::{Summary, summarize};
+use prefix_operator_testenv::Identity;
+use serde_json::{Value, json};
+
+const POOL: &str = "bench";
+const POOL_PREFIX: &str = "2001:db8::/32";
+const NODE_LEN: u8 = 64;
+const LATENCY: &str = "prefix_operator_allocation_latency_seconds";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Events {
+    True,
+    False,
+    Both,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "scale-bench",
+    about = "Operator throughput, latency, memory and cold start at N Nodes"
+)]
+struct Args {
+    /// Nodes in the burst.
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Requests in flight: the bare client's patches, the creators, and the
+    /// operator's --max-concurrent-writes.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// The operator's --allocation-events; `both` runs the operator phases twice.
+    #[arg(long, value_enum, default_value = "both")]
+    allocation_events: Events,
+    /// Nodes per second in the steady trickle.
+    #[arg(long, default_value_t = 20.0)]
+    trickle_rate: f64,
+    /// Seconds of trickle (0 skips it).
+    #[arg(long, default_value_t = 30.0)]
+    trickle_secs: f64,
+    /// Cold starts to time (each a fresh process against the allocated cluster).
+    #[arg(long, default_value_t = 3)]
+    cold_starts: usize,
+    /// Skip the bare watch-and-patch controller baseline.
+    #[arg(long)]
+    skip_bare_controller: bool,
+    /// Operator binary [default: target/release/prefix-operator or $PREFIX_OPERATOR_BIN].
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// Longest wait for any one condition, seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Where to write scale-N.json and scale-N.md [default: target/bench].
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn ms(s: f64) -> String {
+    format!("{:.1}", s * 1000.0)
+}
+
+fn summary_json(s: &Summary) -> Value {
+    json!({"n": s.n, "p50_ms": s.p50 * 1e3, "p90_ms": s.p90 * 1e3, "p99_ms": s.p99 * 1e3, "max_ms": s.max * 1e3, "mean_ms": s.mean * 1e3})
+}
+
+fn hist_json(h: &Histogram) -> Value {
+    let q = |x| h.quantile(x).map(|v| v * 1e3);
+    json!({"count": h.count, "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "mean_ms": if h.count > 0.0 { Some(h.sum / h.count * 1e3) } else { None }})
+}
+
+struct Limit {
+    load: (String, String),
+    create: Duration,
+    patch: Duration,
+}
+
+/// A bare client, no operator: create N Nodes, then time the patches.
+async fn limit(args: &Args) -> Result<Limit> {
+    let load0 = loadavg();
+    let cl = Cluster::start().await?;
+    let names: Vec<String> = (0..args.nodes).map(|i| format!("node-{i:06}")).collect();
+    let t = Instant::now();
+    let (_, created) = create_burst(&cl.client, &names, args.concurrency, OnError::Fail).await?;
+    let create = t.elapsed();
+    let pool: IpNet = POOL_PREFIX.parse()?;
+    let api: Api<Node> = Api::all(cl.client.clone());
+    let jobs: Vec<(Created, IpNet)> = created
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Ok((c, nth_prefix(pool, NODE_LEN, i as u128)?)))
+        .collect::<Result<_>>()?;
+    let t = Instant::now();
+    futures::stream::iter(jobs.iter())
+        .map(|(c, net)| patch_pod_cidrs(&api, &c.name, &c.uid, net))
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let patch = t.elapsed();
+    verify_allocations(&cl.client, pool, NODE_LEN, &names).await?;
+    Ok(Limit {
+        load: (load0, loadavg()),
+        create,
+        patch,
+    })
+}
+
+struct BareRun {
+    load: (String, String),
+    total: Duration,
+    lat: Summary,
+}
+
+/// A bare controller, no operator: a watch on Nodes feeds the podCIDRs patch
+/// of every Node seen without podCIDRs, C patches at a time (its own client,
+/// as its own process would have), while the burst is created C at a time.
+/// No ledger, no status, no Events: what any watch-driven allocator pays.
+async fn bare_controller(args: &Args) -> Result<BareRun> {
+    let load0 = loadavg();
+    let cl = Cluster::start().await?;
+    let tracker = Tracker::start(&cl.client).await?;
+    let names: Vec<String> = (0..args.nodes).map(|i| format!("node-{i:06}")).collect();
+    let pool: IpNet = POOL_PREFIX.parse()?;
+    let api: Api<Node> = Api::all(cl.cp.client(&Identity::Admin).await?);
+    let (tx, rx) = futures::channel::mpsc::unbounded::<(String, String)>();
+    let watch = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut sent = HashSet::new();
+            let stream = watcher(api, watcher::Config::default()).default_backoff();
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) = ev
+                    && n.spec
+                        .as_ref()
+                        .and_then(|s| s.pod_cidrs.as_ref())
+                        .is_none_or(Vec::is_empty)
+                    && let (Some(name), Some(uid)) = (n.metadata.name, n.metadata.uid)
+                    && sent.insert(name.clone())
+                {
+                    let _ = tx.unbounded_send((name, uid));
+                }
+            }
+        })
+    };
+    let concurrency = args.concurrency;
+    let patch = tokio::spawn(async move {
+        rx.enumerate()
+            .map(|(i, (name, uid))| {
+                let api = api.clone();
+                async move {
+                    patch_pod_cidrs(&api, &name, &uid, &nth_prefix(pool, NODE_LEN, i as u128)?)
+                        .await
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<()>>()
+            .await
+    });
+    let (t0, created) = create_burst(&cl.client, &names, args.concurrency, OnError::Fail).await?;
+    let last = tracker
+        .wait_all(&names, Duration::from_secs(args.timeout))
+        .await;
+    watch.abort();
+    if patch.is_finished() {
+        patch.await??;
+    } else {
+        patch.abort();
+    }
+    let last = last?;
+    verify_allocations(&cl.client, pool, NODE_LEN, &names).await?;
+    Ok(BareRun {
+        load: (load0, loadavg()),
+        total: last.duration_since(t0),
+        lat: summarize(&latencies(&tracker, &created)),
+    })
+}
+
+#[derive(Default)]
+struct OpRun {
+    events: bool,
+    load: (String, String, String),
+    ready: Duration,
+    burst_total: Duration,
+    burst_create: Duration,
+    burst_lat: Summary,
+    burst_hist: Histogram,
+    trickle_nodes: usize,
+    trickle_lat: Summary,
+    trickle_hist: Histogram,
+    peak_rss_burst: u64,
+    peak_rss: u64,
+    rss_end: u64,
+    cpu_burst: f64,
+    cpu_total: f64,
+    status_writes_burst: f64,
+    status_writes: f64,
+    node_writes: f64,
+    errors: Vec<(String, f64)>,
+    events_dropped: f64,
+    status_lag: Duration,
+    pool_size_burst: usize,
+    pool_size: usize,
+    end_nodes: usize,
+    pairs_checked: u64,
+    cold: Vec<Duration>,
+    cold_rss: u64,
+    cold_node_writes: f64,
+    /// (what, requests, mean server-side seconds) during the burst.
+    api_costs: Vec<(String, f64, f64)>,
+}
+
+fn log_path(args: &Args, what: &str) -> Result<PathBuf> {
+    let dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| target_dir().join("bench"))
+        .join("logs");
+    std::fs::create_dir_all(&dir)?;
+    let p = dir.join(format!("{what}-{}.log", args.nodes));
+    let _ = std::fs::remove_file(&p);
+    Ok(p)
+}
+
+async fn operator_run(args: &Args, bin: &Path, events: bool) -> Result<OpRun> {
+    let mut r = OpRun {
+        events,
+        ..Default::default()
+    };
+    let load0 = loadavg();
+    let timeout = Duration::from_secs(args.timeout);
+    let cl = Cluster::start().await?;
+    create_pool(&cl.client, POOL, POOL_PREFIX, NODE_LEN).await?;
+    let flags = vec![
+        "--max-concurrent-writes".to_string(),
+        args.concurrency.to_string(),
+        format!("--allocation-events={events}"),
+        "--status-interval=1s".to_string(),
+    ];
+    let log = log_path(args, &format!("operator-events-{events}"))?;
+    let mut op = OperatorProcess::spawn(bin, &cl.kubeconfig, "bench", &flags, &log)?;
+    r.ready = op.wait_ready(Duration::from_secs(60)).await?;
+    let tracker = Tracker::start(&cl.client).await?;
+    let m0 = op.scrape().await?;
+    let api0 = apiserver_metrics(&cl.client).await?;
+    let cpu0 = op.cpu_seconds().unwrap_or(0.0);
+
+    // The burst.
+    let names: Vec<String> = (0..args.nodes).map(|i| format!("node-{i:06}")).collect();
+    eprintln!(
+        "  burst: creating {} Nodes, {} at a time",
+        args.nodes, args.concurrency
+    );
+    let (t0, created) = create_burst(&cl.client, &names, args.concurrency, OnError::Fail).await?;
+    r.burst_create = created
+        .iter()
+        .map(|c| c.at)
+        .max()
+        .context("no Nodes")?
+        .duration_since(t0);
+    let last = tracker
+        .wait_all(&names, timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", op.log_tail(20)))?;
+    r.burst_total = last.duration_since(t0);
+    r.burst_lat = summarize(&latencies(&tracker, &created));
+    let m1 = op.scrape().await?;
+    r.burst_hist = m1.histogram(LATENCY).minus(&m0.histogram(LATENCY));
+    r.api_costs = api_costs(&api0, &apiserver_metrics(&cl.client).await?);
+    r.cpu_burst = op.cpu_seconds().unwrap_or(0.0) - cpu0;
+    r.peak_rss_burst = op.peak_rss().unwrap_or(0);
+    wait_pool_allocated(&cl.client, POOL, args.nodes, timeout).await?;
+    r.status_lag = last.elapsed();
+    r.status_writes_burst = m1
+        .value("prefix_operator_status_writes_total")
+        .unwrap_or(0.0)
+        - m0.value("prefix_operator_status_writes_total")
+            .unwrap_or(0.0);
+    r.pool_size_burst = pool_json_size(&cl.client, POOL).await?;
+
+    // The trickle.
+    let mut all = names.clone();
+    r.trickle_nodes = (args.trickle_rate * args.trickle_secs).round() as usize;
+    if r.trickle_nodes > 0 {
+        eprintln!(
+            "  trickle: {} Nodes at {}/s",
+            r.trickle_nodes, args.trickle_rate
+        );
+        let m2 = op.scrape().await?;
+        let created =
+            create_trickle(&cl.client, "trickle", r.trickle_nodes, args.trickle_rate).await?;
+        let tnames: Vec<String> = created.iter().map(|c| c.name.clone()).collect();
+        tracker.wait_all(&tnames, timeout).await?;
+        r.trickle_lat = summarize(&latencies(&tracker, &created));
+        let m3 = op.scrape().await?;
+        r.trickle_hist = m3.histogram(LATENCY).minus(&m2.histogram(LATENCY));
+        all.extend(tnames);
+        wait_pool_allocated(&cl.client, POOL, all.len(), timeout).await?;
+    }
+    let m4 = op.scrape().await?;
+    r.status_writes = m4
+        .value("prefix_operator_status_writes_total")
+        .unwrap_or(0.0);
+    r.node_writes = m4.value("prefix_operator_node_writes_total").unwrap_or(0.0);
+    r.errors = m4.series("prefix_operator_reconcile_errors_total");
+    r.events_dropped = m4
+        .value("prefix_operator_events_dropped_total")
+        .unwrap_or(0.0);
+    r.pool_size = pool_json_size(&cl.client, POOL).await?;
+    r.cpu_total = op.cpu_seconds().unwrap_or(0.0);
+    r.peak_rss = op.peak_rss().unwrap_or(0);
+    r.rss_end = op.rss().unwrap_or(0);
+    let end = verify_allocations(&cl.client, POOL_PREFIX.parse()?, NODE_LEN, &all).await?;
+    r.end_nodes = end.nodes;
+    r.pairs_checked = end.pairs_checked;
+    r.load.1 = loadavg();
+
+    // Cold starts against the allocated cluster.
+    op.kill();
+    drop(op);
+    for i in 0..args.cold_starts {
+        let log = log_path(args, &format!("operator-events-{events}-cold-{i}"))?;
+        let mut op = OperatorProcess::spawn(bin, &cl.kubeconfig, "cold", &flags, &log)?;
+        let t = op.wait_ready(timeout).await?;
+        r.cold.push(t);
+        r.cold_rss = r.cold_rss.max(op.peak_rss().unwrap_or(0));
+        r.cold_node_writes += op
+            .scrape()
+            .await?
+            .value("prefix_operator_node_writes_total")
+            .unwrap_or(0.0);
+    }
+    r.load.0 = load0;
+    r.load.2 = loadavg();
+    Ok(r)
+}
+
+/// kube-apiserver's own `/metrics`.
+async fn apiserver_metrics(client: &kube::Client) -> Result<Scrape> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    Ok(Scrape::parse(&client.request_text(req).await?))
+}
+
+/// Requests and mean server-side time of the calls a burst is made of,
+/// between two scrapes of kube-apiserver's `apiserver_request_duration_seconds`.
+fn api_costs(before: &Scrape, after: &Scrape) -> Vec<(String, f64, f64)> {
+    let calls = [
+        ("create Node", "nodes", "POST", ""),
+        ("patch Node (podCIDRs)", "nodes", "PATCH", ""),
+        ("create Event", "events", "POST", ""),
+        ("apply PrefixPool status", "prefixpools", "APPLY", "status"),
+    ];
+    let pick = |s: &Scrape, metric: &str, resource: &str, verb: &str, sub: &str| -> f64 {
+        s.series(metric)
+            .iter()
+            .filter(|(l, _)| {
+                l.contains(&format!("resource=\"{resource}\""))
+                    && l.contains(&format!("verb=\"{verb}\""))
+                    && l.contains(&format!("subresource=\"{sub}\""))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    calls
+        .iter()
+        .map(|(what, res, verb, sub)| {
+            let count = pick(
+                after,
+                "apiserver_request_duration_seconds_count",
+                res,
+                verb,
+                sub,
+            ) - pick(
+                before,
+                "apiserver_request_duration_seconds_count",
+                res,
+                verb,
+                sub,
+            );
+            let sum = pick(
+                after,
+                "apiserver_request_duration_seconds_sum",
+                res,
+                verb,
+                sub,
+            ) - pick(
+                before,
+                "apiserver_request_duration_seconds_sum",
+                res,
+                verb,
+                sub,
+            );
+            (
+                what.to_string(),
+                count,
+                if count > 0.0 { sum / count } else { 0.0 },
+            )
+        })
+        .collect()
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = args
+        .operator_bin
+        .clone()
+        .unwrap_or_else(default_operator_bin);
+    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
+    if !bin.exists() {
+        bail!(
+            "{} not found; build it with `cargo build --release --bin prefix-operator`",
+            bin.display()
+        );
+    }
+    let started = Instant::now();
+    let n = args.nodes;
+    let c = args.concurrency;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    eprintln!(
+        "scale-bench: N={n}, C={c}, operator {}, {cores} cores, load {}",
+        bin.display(),
+        loadavg()
+    );
+
+    eprintln!("[1/3] limit: bare client patches (fresh control plane)");
+    let lim = limit(&args).await?;
+    let limit_rate = rate(n, lim.patch);
+    let combined_rate = rate(n, lim.create + lim.patch);
+    eprintln!(
+        "  create {:.0}/s, patch {:.0}/s",
+        rate(n, lim.create),
+        limit_rate
+    );
+    let pipe = if args.skip_bare_controller {
+        None
+    } else {
+        eprintln!(
+            "[2/3] limit: bare watch-and-patch controller during the burst (fresh control plane)"
+        );
+        let p = bare_controller(&args).await?;
+        eprintln!(
+            "  {:.0} nodes/s, p99 {} ms",
+            rate(n, p.total),
+            ms(p.lat.p99)
+        );
+        Some(p)
+    };
+    let modes: Vec<bool> = match args.allocation_events {
+        Events::True => vec![true],
+        Events::False => vec![false],
+        Events::Both => vec![true, false],
+    };
+    let mut runs = vec![];
+    for ev in modes {
+        eprintln!("[3/3] operator, --allocation-events={ev} (fresh control plane)");
+        let r = operator_run(&args, &bin, ev).await?;
+        eprintln!(
+            "  {:.0} nodes/s ({:.2} of the limit), burst p99 {} ms, trickle p99 {} ms, peak RSS {:.1} MiB",
+            rate(n, r.burst_total),
+            rate(n, r.burst_total) / limit_rate,
+            ms(r.burst_lat.p99),
+            ms(r.trickle_lat.p99),
+            mib(r.peak_rss)
+        );
+        runs.push(r);
+    }
+
+    // Report.
+    let mut md = String::new();
+    let _ = writeln!(md, "# prefix-operator scale benchmark, N = {n}\n");
+    let _ = writeln!(
+        md,
+        "{cores} cores, C = {c} requests in flight, kube-apiserver v1.36.3 + etcd v3.6.16 on loopback (etcd --unsafe-no-fsync), operator `{}`; total run {:.0} s.\n",
+        bin.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(md, "## Limit (bare client, no operator)\n");
+    let _ = writeln!(
+        md,
+        "| what | nodes/s | time | load avg before → after |\n|---|---:|---:|---|"
+    );
+    let _ = writeln!(
+        md,
+        "| create N Nodes, C at a time | {:.0} | {:.2} s | {} → {} |",
+        rate(n, lim.create),
+        lim.create.as_secs_f64(),
+        lim.load.0,
+        lim.load.1
+    );
+    let _ = writeln!(
+        md,
+        "| **podCIDRs patch of N Nodes, C at a time (the limit)** | **{:.0}** | {:.2} s | |",
+        limit_rate,
+        lim.patch.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| create + patch, one after the other: N / (create time + patch time) (the combined limit) | {:.0} | {:.2} s | |",
+        combined_rate,
+        (lim.create + lim.patch).as_secs_f64()
+    );
+    if let Some(p) = &pipe {
+        let _ = writeln!(
+            md,
+            "| bare watch-and-patch controller (C patches in flight) during a burst created C at a time: first create → last podCIDRs seen | {:.0} | {:.2} s | {} → {} |",
+            rate(n, p.total),
+            p.total.as_secs_f64(),
+            p.load.0,
+            p.load.1
+        );
+    }
+    for r in &runs {
+        let th = rate(n, r.burst_total);
+        let q = |h: &Histogram, x: f64| h.quantile(x).map(ms).unwrap_or_else(|| "-".into());
+        let cold_mean =
+            r.cold.iter().map(Duration::as_secs_f64).sum::<f64>() / r.cold.len().max(1) as f64;
+        let cold_max = r.cold.iter().map(Duration::as_secs_f64).fold(0.0, f64::max);
+        let _ = writeln!(md, "\n## Operator, `--allocation-events={}`\n", r.events);
+        let _ = writeln!(
+            md,
+            "Load average: before {}, after trickle {}, after cold starts {}.\n",
+            r.load.0, r.load.1, r.load.2
+        );
+        let _ = writeln!(md, "| figure | value | target |\n|---|---:|---|");
+        let _ = writeln!(
+            md,
+            "| burst: first create → last podCIDRs seen | {:.2} s | |",
+            r.burst_total.as_secs_f64()
+        );
+        let _ = writeln!(
+            md,
+            "| burst: creates alone (first sent → last answered) | {:.2} s ({:.0}/s) | |",
+            r.burst_create.as_secs_f64(),
+            rate(n, r.burst_create)
+        );
+        let _ = writeln!(md, "| **throughput** | **{th:.0} nodes/s** | |");
+        let _ = writeln!(
+            md,
+            "| ratio to the patch limit | {:.2} | ≥ 0.9 {} |",
+            th / limit_rate,
+            if th / limit_rate >= 0.9 { "✔" } else { "✘" }
+        );
+        let _ = writeln!(
+            md,
+            "| ratio to the combined create+patch limit | {:.2} | |",
+            th / combined_rate
+        );
+        let _ = writeln!(
+            md,
+            "| lag: last create answered → last podCIDRs seen | {:.2} s | |",
+            (r.burst_total.saturating_sub(r.burst_create)).as_secs_f64()
+        );
+        if let Some(p) = &pipe {
+            let _ = writeln!(
+                md,
+                "| ratio to the bare watch-and-patch controller | {:.2} | |",
+                th / rate(n, p.total)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| burst latency create → podCIDRs seen (client) p50 / p90 / p99 / max | {} / {} / {} / {} ms | |",
+            ms(r.burst_lat.p50),
+            ms(r.burst_lat.p90),
+            ms(r.burst_lat.p99),
+            ms(r.burst_lat.max)
+        );
+        let _ = writeln!(
+            md,
+            "| burst latency (operator histogram, interpolated) p50 / p90 / p99 | {} / {} / {} ms | |",
+            q(&r.burst_hist, 0.5),
+            q(&r.burst_hist, 0.9),
+            q(&r.burst_hist, 0.99)
+        );
+        let _ = writeln!(
+            md,
+            "| trickle {} Nodes at {}/s: latency (client) p50 / p90 / p99 / max | {} / {} / {} / {} ms | p99 < 100 ms {} |",
+            r.trickle_nodes,
+            args.trickle_rate,
+            ms(r.trickle_lat.p50),
+            ms(r.trickle_lat.p90),
+            ms(r.trickle_lat.p99),
+            ms(r.trickle_lat.max),
+            if r.trickle_lat.p99 < 0.1 {
+                "✔"
+            } else {
+                "✘"
+            }
+        );
+        let _ = writeln!(
+            md,
+            "| trickle latency (operator histogram, interpolated) p50 / p90 / p99 | {} / {} / {} ms | |",
+            q(&r.trickle_hist, 0.5),
+            q(&r.trickle_hist, 0.9),
+            q(&r.trickle_hist, 0.99)
+        );
+        let _ = writeln!(
+            md,
+            "| peak RSS (VmHWM) after burst / at end | {:.1} / {:.1} MiB | < 64 MiB at 5,000 {} |",
+            mib(r.peak_rss_burst),
+            mib(r.peak_rss),
+            if mib(r.peak_rss) < 64.0 { "✔" } else { "✘" }
+        );
+        let _ = writeln!(md, "| RSS at end | {:.1} MiB | |", mib(r.rss_end));
+        let _ = writeln!(
+            md,
+            "| CPU seconds: burst / whole run | {:.2} / {:.2} s | |",
+            r.cpu_burst, r.cpu_total
+        );
+        let _ = writeln!(
+            md,
+            "| status writes: burst / whole run | {:.0} / {:.0} | |",
+            r.status_writes_burst, r.status_writes
+        );
+        let _ = writeln!(
+            md,
+            "| status caught up after last allocation | {:.2} s | |",
+            r.status_lag.as_secs_f64()
+        );
+        let _ = writeln!(
+            md,
+            "| Node writes attempted (for {} Nodes) | {:.0} | |",
+            n + r.trickle_nodes,
+            r.node_writes
+        );
+        let _ = writeln!(
+            md,
+            "| reconcile errors | {} | |",
+            if r.errors.is_empty() {
+                "none".to_string()
+            } else {
+                r.errors
+                    .iter()
+                    .map(|(l, v)| format!("{l}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        for (what, count, mean) in &r.api_costs {
+            let _ = writeln!(
+                md,
+                "| kube-apiserver during the burst: {what} | {count:.0} requests, mean {} ms server-side | |",
+                ms(*mean)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| Events dropped (queue full) | {:.0} | |",
+            r.events_dropped
+        );
+        let _ = writeln!(
+            md,
+            "| PrefixPool object size after burst / at end (GET, JSON) | {} / {} bytes | < 1 MiB {} |",
+            r.pool_size_burst,
+            r.pool_size,
+            if r.pool_size < 1 << 20 { "✔" } else { "✘" }
+        );
+        let _ = writeln!(
+            md,
+            "| cold start, process start → /readyz 200 ({} runs, {} Nodes): mean / max | {:.3} / {:.3} s | < 3 s {} |",
+            r.cold.len(),
+            r.end_nodes,
+            cold_mean,
+            cold_max,
+            if cold_max < 3.0 { "✔" } else { "✘" }
+        );
+        let _ = writeln!(
+            md,
+            "| cold start: peak RSS at ready / Node writes by the new process | {:.1} MiB / {:.0} | |",
+            mib(r.cold_rss),
+            r.cold_node_writes
+        );
+        let _ = writeln!(
+            md,
+            "| first start → ready (empty cluster) | {:.3} s | |",
+            r.ready.as_secs_f64()
+        );
+        let _ = writeln!(
+            md,
+            "| end state: {} Nodes, one /64 each in {POOL_PREFIX}, no overlap ({} pairs compared) | ok | |",
+            r.end_nodes, r.pairs_checked
+        );
+    }
+    println!("{md}");
+
+    let out = json!({
+        "nodes": n,
+        "concurrency": c,
+        "cores": cores,
+        "operator_bin": bin.display().to_string(),
+        "total_seconds": started.elapsed().as_secs_f64(),
+        "limit": {
+            "load_before": lim.load.0, "load_after": lim.load.1,
+            "create_seconds": lim.create.as_secs_f64(), "create_nodes_per_s": rate(n, lim.create),
+            "patch_seconds": lim.patch.as_secs_f64(), "patch_nodes_per_s": limit_rate,
+            "combined_nodes_per_s": combined_rate,
+        },
+        "bare_controller": pipe.as_ref().map(|p| json!({
+            "load_before": p.load.0, "load_after": p.load.1,
+            "seconds": p.total.as_secs_f64(), "nodes_per_s": rate(n, p.total), "latency": summary_json(&p.lat),
+        })),
+        "operator": runs.iter().map(|r| json!({
+            "allocation_events": r.events,
+            "load_before": r.load.0, "load_after_trickle": r.load.1, "load_after_cold_starts": r.load.2,
+            "first_ready_seconds": r.ready.as_secs_f64(),
+            "burst_seconds": r.burst_total.as_secs_f64(),
+            "burst_create_seconds": r.burst_create.as_secs_f64(),
+            "nodes_per_s": rate(n, r.burst_total),
+            "ratio_to_limit": rate(n, r.burst_total) / limit_rate,
+            "ratio_to_combined_limit": rate(n, r.burst_total) / combined_rate,
+            "lag_after_last_create_seconds": r.burst_total.saturating_sub(r.burst_create).as_secs_f64(),
+            "ratio_to_bare_controller": pipe.as_ref().map(|p| rate(n, r.burst_total) / rate(n, p.total)),
+            "burst_latency": summary_json(&r.burst_lat),
+            "burst_latency_histogram": hist_json(&r.burst_hist),
+            "trickle_nodes": r.trickle_nodes, "trickle_rate": args.trickle_rate,
+            "trickle_latency": summary_json(&r.trickle_lat),
+            "trickle_latency_histogram": hist_json(&r.trickle_hist),
+            "peak_rss_bytes_after_burst": r.peak_rss_burst, "peak_rss_bytes": r.peak_rss, "rss_bytes_end": r.rss_end,
+            "cpu_seconds_burst": r.cpu_burst, "cpu_seconds_total": r.cpu_total,
+            "status_writes_burst": r.status_writes_burst, "status_writes_total": r.status_writes,
+            "status_lag_seconds": r.status_lag.as_secs_f64(),
+            "node_writes_total": r.node_writes,
+            "reconcile_errors": r.errors.iter().map(|(l, v)| json!({"labels": l, "value": v})).collect::<Vec<_>>(),
+            "events_dropped": r.events_dropped,
+            "apiserver_burst": r.api_costs.iter().map(|(w, c, m)| json!({"call": w, "requests": c, "mean_ms": m * 1e3})).collect::<Vec<_>>(),
+            "pool_bytes_after_burst": r.pool_size_burst, "pool_bytes_end": r.pool_size,
+            "end_nodes": r.end_nodes, "pairs_checked": r.pairs_checked,
+            "cold_start_seconds": r.cold.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+            "cold_start_peak_rss_bytes": r.cold_rss,
+            "cold_start_node_writes": r.cold_node_writes,
+        })).collect::<Vec<_>>(),
+    });
+    let dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| target_dir().join("bench"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join(format!("scale-{n}.json")),
+        serde_json::to_string_pretty(&out)? + "\n",
+    )?;
+    std::fs::write(dir.join(format!("scale-{n}.md")), &md)?;
+    eprintln!("wrote {}/scale-{n}.json and .md", dir.display());
+    Ok(())
+}

@@ -1,0 +1,649 @@
+//! The cluster side of a run: a fresh control plane with the CRD, a pool,
+//! Nodes created in bursts or at a steady rate, a watch that records when
+//! each Node's podCIDRs were first seen, and the end-state check.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::{StreamExt, TryStreamExt};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, CustomResourceExt};
+use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
+use prefix_operator_testenv::{ControlPlane, Identity, Options};
+
+/// A control plane with the CRD installed and an admin kubeconfig on disk.
+pub struct Cluster {
+    /// Dropped last: kills etcd and kube-apiserver.
+    pub cp: Arc<ControlPlane>,
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    /// Starts etcd + kube-apiserver on loopback and installs the CRD.
+    pub async fn start() -> Result<Cluster> {
+        let cp = tokio::task::spawn_blocking(|| ControlPlane::start(Options::default()))
+            .await
+            .context("joining control-plane start")??;
+        let kubeconfig = cp.dir().join("admin.kubeconfig");
+        cp.write_kubeconfig(&Identity::Admin, &kubeconfig)?;
+        let client = cp.client(&Identity::Admin).await?;
+        install_crd(&client).await?;
+        Ok(Cluster {
+            cp: Arc::new(cp),
+            client,
+            kubeconfig,
+        })
+    }
+
+    /// Kills kube-apiserver and starts it again (blocking work off the runtime).
+    pub async fn restart_apiserver(&self, outage: Duration) -> Result<()> {
+        let cp = self.cp.clone();
+        tokio::task::spawn_blocking(move || {
+            cp.stop_apiserver();
+            std::thread::sleep(outage);
+            cp.start_apiserver()
+        })
+        .await?
+    }
+
+    /// Kills etcd and starts it again; kube-apiserver stays up and fails
+    /// requests meanwhile. Returns once the API answers a write again.
+    pub async fn restart_etcd(&self, outage: Duration) -> Result<()> {
+        let cp = self.cp.clone();
+        tokio::task::spawn_blocking(move || {
+            cp.stop_etcd();
+            std::thread::sleep(outage);
+            cp.start_etcd()
+        })
+        .await??;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.client.clone(), "default");
+        poll(
+            "the API to write through etcd again",
+            Duration::from_secs(120),
+            || async {
+                let cm = k8s_openapi::api::core::v1::ConfigMap {
+                    metadata: ObjectMeta {
+                        generate_name: Some("etcd-probe-".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                cms.create(&PostParams::default(), &cm)
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing after `timeout`.
+pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Applies the PrefixPool CRD and waits until the resource is served.
+pub async fn install_crd(client: &Client) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = PrefixPool::crd();
+    let name = crd.metadata.name.clone().context("CRD name")?;
+    crds.patch(
+        &name,
+        &PatchParams::apply("prefix-operator-bench").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("applying the CRD")?;
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    poll(
+        "the PrefixPool CRD to be served",
+        Duration::from_secs(30),
+        || async {
+            let c = crds.get(&name).await.ok()?;
+            let established = c
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if !established {
+                return None;
+            }
+            pools.list(&ListParams::default()).await.ok().map(|_| ())
+        },
+    )
+    .await
+}
+
+/// Creates a pool of `prefix` split into /`node_len`.
+pub async fn create_pool(client: &Client, name: &str, prefix: &str, node_len: u8) -> Result<()> {
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    let spec = PrefixPoolSpec {
+        prefixes: vec![prefix.to_string()],
+        node_prefix_length: Some(node_len.into()),
+        ..Default::default()
+    };
+    pools
+        .create(&PostParams::default(), &PrefixPool::new(name, spec))
+        .await
+        .with_context(|| format!("creating PrefixPool {name}"))?;
+    Ok(())
+}
+
+/// The pool's `status.allocated`, if written.
+pub async fn pool_allocated(client: &Client, name: &str) -> Option<i64> {
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    pools.get(name).await.ok()?.status?.allocated
+}
+
+/// The pool object as the API server returns it, in bytes of JSON.
+pub async fn pool_json_size(client: &Client, name: &str) -> Result<usize> {
+    let req = http::Request::get(format!(
+        "/apis/ipam.prefix-operator.io/v1alpha1/prefixpools/{name}"
+    ))
+    .body(Vec::new())?;
+    Ok(client.request_text(req).await?.len())
+}
+
+fn node(name: &str) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(
+                [
+                    ("kubernetes.io/hostname".to_string(), name.to_string()),
+                    ("kubernetes.io/os".to_string(), "linux".to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// One created Node: name, uid, when the create returned.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub name: String,
+    pub uid: String,
+    pub at: Instant,
+}
+
+/// How a creator deals with errors.
+#[derive(Clone, Copy, Debug)]
+pub enum OnError {
+    Fail,
+    /// Keep retrying (an API server or etcd may be down): until this long
+    /// after the first attempt. An AlreadyExists after a retry counts as
+    /// created (the first attempt landed but its answer was lost).
+    RetryFor(Duration),
+}
+
+/// Creates one Node.
+pub async fn create_node(api: &Api<Node>, name: &str, on_error: OnError) -> Result<Created> {
+    let first = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match api.create(&PostParams::default(), &node(name)).await {
+            Ok(n) => {
+                return Ok(Created {
+                    name: name.to_string(),
+                    uid: n.metadata.uid.unwrap_or_default(),
+                    at: Instant::now(),
+                });
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt > 1 => {
+                let n = api.get(name).await?;
+                return Ok(Created {
+                    name: name.to_string(),
+                    uid: n.metadata.uid.unwrap_or_default(),
+                    at: Instant::now(),
+                });
+            }
+            Err(e) => match on_error {
+                OnError::RetryFor(d) if first.elapsed() < d => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => return Err(anyhow!(e).context(format!("creating Node {name}"))),
+            },
+        }
+    }
+}
+
+/// Creates `names` with `concurrency` requests in flight, as fast as the API
+/// server takes them. `first_sent` is set just before the first request.
+pub async fn create_burst(
+    client: &Client,
+    names: &[String],
+    concurrency: usize,
+    on_error: OnError,
+) -> Result<(Instant, Vec<Created>)> {
+    let api: Api<Node> = Api::all(client.clone());
+    let first_sent = Instant::now();
+    let out: Vec<Created> = futures::stream::iter(names.iter().cloned())
+        .map(|n| {
+            let api = api.clone();
+            async move { create_node(&api, &n, on_error).await }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok((first_sent, out))
+}
+
+/// Creates `count` Nodes named `prefix-NNNNNN` at `rate` per second, each in
+/// its own task so a slow answer does not hold up the pace.
+pub async fn create_trickle(
+    client: &Client,
+    prefix: &str,
+    count: usize,
+    rate: f64,
+) -> Result<Vec<Created>> {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        tick.tick().await;
+        let api = api.clone();
+        let name = format!("{prefix}-{i:06}");
+        tasks.spawn(async move { create_node(&api, &name, OnError::Fail).await });
+    }
+    let mut out = Vec::with_capacity(count);
+    while let Some(r) = tasks.join_next().await {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+/// The prefix a bare client writes into the `i`-th Node: the `i`-th /`len`
+/// of `pool`.
+pub fn nth_prefix(pool: IpNet, len: u8, i: u128) -> Result<IpNet> {
+    let (IpNet::V6(p), true) = (pool, len <= 128) else {
+        bail!("IPv6 pools only");
+    };
+    let base = u128::from(p.network());
+    let addr = base + (i << (128 - u32::from(len)));
+    Ok(IpNet::V6(ipnet::Ipv6Net::new(addr.into(), len)?))
+}
+
+/// The operator's own podCIDRs patch (`pod_cidrs_patch`), sent the way the
+/// operator sends it.
+pub async fn patch_pod_cidrs(api: &Api<Node>, name: &str, uid: &str, cidr: &IpNet) -> Result<()> {
+    let value = prefix_operator::controller::nodes::pod_cidrs_patch(uid, &[cidr.to_string()]);
+    let patch: json_patch::Patch = serde_json::from_value(value)?;
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(prefix_operator::controller::nodes::NODE_MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::<()>::Json(patch),
+    )
+    .await
+    .with_context(|| format!("patching Node {name}"))?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct TrackState {
+    synced: bool,
+    /// Node → when its podCIDRs were first seen, and what they were.
+    allocated: HashMap<String, (Instant, Vec<String>)>,
+}
+
+/// Watches every Node and records when each one's podCIDRs were first seen.
+pub struct Tracker {
+    state: Arc<Mutex<TrackState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tracker {
+    /// Starts the watch and waits for its initial list.
+    pub async fn start(client: &Client) -> Result<Tracker> {
+        let api: Api<Node> = Api::all(client.clone());
+        let state = Arc::new(Mutex::new(TrackState::default()));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            let stream = watcher(api, watcher::Config::default().page_size(5000)).default_backoff();
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                let now = Instant::now();
+                let Ok(ev) = ev else { continue };
+                let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+                match ev {
+                    Event::Apply(n) | Event::InitApply(n) => {
+                        let cidrs = n.spec.and_then(|s| s.pod_cidrs).unwrap_or_default();
+                        if let Some(name) = n.metadata.name
+                            && !cidrs.is_empty()
+                        {
+                            s.allocated.entry(name).or_insert((now, cidrs));
+                        }
+                    }
+                    Event::InitDone => s.synced = true,
+                    Event::Init | Event::Delete(_) => {}
+                }
+            }
+        });
+        let t = Tracker { state, task };
+        poll(
+            "the Node watch to list",
+            Duration::from_secs(60),
+            || async { t.lock().synced.then_some(()) },
+        )
+        .await?;
+        Ok(t)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrackState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Nodes seen with podCIDRs.
+    pub fn count(&self) -> usize {
+        self.lock().allocated.len()
+    }
+
+    /// When `name`'s podCIDRs were first seen.
+    pub fn allocated_at(&self, name: &str) -> Option<Instant> {
+        self.lock().allocated.get(name).map(|a| a.0)
+    }
+
+    /// How many of `names` have been seen with podCIDRs.
+    pub fn count_of(&self, names: &[String]) -> usize {
+        let s = self.lock();
+        names
+            .iter()
+            .filter(|n| s.allocated.contains_key(*n))
+            .count()
+    }
+
+    /// Waits until every one of `names` has podCIDRs; returns the latest
+    /// first-seen time among them.
+    pub async fn wait_all(&self, names: &[String], timeout: Duration) -> Result<Instant> {
+        let mut pending: Vec<&String> = names.iter().collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let s = self.lock();
+                pending.retain(|n| !s.allocated.contains_key(*n));
+                if pending.is_empty() {
+                    return names
+                        .iter()
+                        .filter_map(|n| s.allocated.get(n).map(|a| a.0))
+                        .max()
+                        .context("no names");
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out after {timeout:?}: {} of {} Nodes still without podCIDRs (first: {:?})",
+                    pending.len(),
+                    names.len(),
+                    pending.iter().take(5).collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+use kube::runtime::watcher::watcher;
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Per-Node latency, create answered → podCIDRs first seen, in seconds.
+pub fn latencies(tracker: &Tracker, created: &[Created]) -> Vec<f64> {
+    created
+        .iter()
+        .filter_map(|c| {
+            let seen = tracker.allocated_at(&c.name)?;
+            Some(seen.saturating_duration_since(c.at).as_secs_f64())
+        })
+        .collect()
+}
+
+/// What the end-state check found.
+#[derive(Clone, Debug)]
+pub struct EndState {
+    pub nodes: usize,
+    pub pairs_checked: u64,
+}
+
+/// Reads every Node (a consistent list) and checks that each of `expect`
+/// exists and holds exactly one canonical /`node_len` inside `pool`, with
+/// `podCIDR == podCIDRs[0]`, and that no two Nodes' prefixes overlap
+/// (pairwise, as address ranges). Every Node in the cluster takes part in
+/// the overlap check, not only `expect`.
+pub async fn verify_allocations(
+    client: &Client,
+    pool: IpNet,
+    node_len: u8,
+    expect: &[String],
+) -> Result<EndState> {
+    let api: Api<Node> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .context("listing Nodes")?;
+    let mut problems: Vec<String> = vec![];
+    let mut held: Vec<(IpNet, String)> = vec![];
+    for n in &list.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let spec = n.spec.clone().unwrap_or_default();
+        let cidrs = spec.pod_cidrs.clone().unwrap_or_default();
+        if cidrs.len() != 1 {
+            problems.push(format!(
+                "Node {name} has {} podCIDRs: {cidrs:?}",
+                cidrs.len()
+            ));
+        }
+        if spec.pod_cidr.as_ref() != cidrs.first() {
+            problems.push(format!(
+                "Node {name}: podCIDR {:?} is not podCIDRs[0] {:?}",
+                spec.pod_cidr,
+                cidrs.first()
+            ));
+        }
+        for c in &cidrs {
+            match c.parse::<IpNet>() {
+                Ok(net) => {
+                    if net.trunc().to_string() != *c {
+                        problems.push(format!("Node {name}: {c} is not canonical"));
+                    }
+                    if net.prefix_len() != node_len || !pool.contains(&net) {
+                        problems.push(format!(
+                            "Node {name}: {c} is not a /{node_len} inside {pool}"
+                        ));
+                    }
+                    held.push((net, name.clone()));
+                }
+                Err(e) => problems.push(format!("Node {name}: {c} is not a CIDR: {e}")),
+            }
+        }
+    }
+    let present: HashSet<&str> = list
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    let missing: Vec<&String> = expect
+        .iter()
+        .filter(|n| !present.contains(n.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} expected Nodes missing, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        ));
+    }
+    let (overlaps, pairs_checked) = find_overlaps(&held, 10);
+    for ((a, an), (b, bn)) in overlaps {
+        problems.push(format!("overlap: {a} of Node {an} and {b} of Node {bn}"));
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        problems.truncate(20);
+        bail!(
+            "{n} problem(s) in the end state:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    Ok(EndState {
+        nodes: list.items.len(),
+        pairs_checked,
+    })
+}
+
+/// A prefix and the Node that holds it.
+pub type Held = (IpNet, String);
+
+/// Two prefixes overlap when either contains the other's first address
+/// (CIDRs are nested or disjoint).
+pub fn overlap(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Up to `max` overlapping pairs among `held`, and how many pairs were
+/// compared. Every pair is compared up to 5,000 prefixes; above that the
+/// list is sorted by (first address, length) and neighbours are compared,
+/// which finds an overlap whenever there is one, because in that order a
+/// prefix that contains another also contains everything sorted between them.
+pub fn find_overlaps(held: &[(IpNet, String)], max: usize) -> (Vec<(Held, Held)>, u64) {
+    let mut out = vec![];
+    let mut pairs = 0u64;
+    if held.len() <= 5000 {
+        for i in 0..held.len() {
+            for j in i + 1..held.len() {
+                pairs += 1;
+                if overlap(&held[i].0, &held[j].0) && out.len() < max {
+                    out.push((held[i].clone(), held[j].clone()));
+                }
+            }
+        }
+    } else {
+        let mut sorted: Vec<&(IpNet, String)> = held.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.0.network(), a.0.prefix_len()).cmp(&(b.0.network(), b.0.prefix_len()))
+        });
+        for w in sorted.windows(2) {
+            pairs += 1;
+            if overlap(&w[0].0, &w[1].0) && out.len() < max {
+                out.push((w[0].clone(), w[1].clone()));
+            }
+        }
+    }
+    (out, pairs)
+}
+
+/// Waits until the pool's status says `expected` allocated; returns how long
+/// that took.
+pub async fn wait_pool_allocated(
+    client: &Client,
+    pool: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Duration> {
+    let start = Instant::now();
+    let last = Mutex::new(None);
+    let r = poll(
+        &format!("PrefixPool {pool} status.allocated = {expected}"),
+        timeout,
+        || async {
+            let a = pool_allocated(client, pool).await;
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = a;
+            (a == Some(expected as i64)).then_some(())
+        },
+    )
+    .await;
+    let last = *last.lock().unwrap_or_else(|e| e.into_inner());
+    r.with_context(|| format!("status.allocated is {last:?}"))?;
+    Ok(start.elapsed())
+}
+
+/// `/proc/loadavg`'s first three fields.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(v: &[&str]) -> Vec<(IpNet, String)> {
+        v.iter()
+            .enumerate()
+            .map(|(i, s)| (s.parse().expect("cidr"), format!("n{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn finds_nested_and_equal_overlaps() {
+        let (o, _) = find_overlaps(
+            &held(&["2001:db8::/64", "2001:db8:0:1::/64", "2001:db8::/64"]),
+            10,
+        );
+        assert_eq!(o.len(), 1);
+        let (o, _) = find_overlaps(&held(&["2001:db8::/48", "2001:db8:0:5::/64"]), 10);
+        assert_eq!(o.len(), 1);
+        let (o, _) = find_overlaps(&held(&["2001:db8::/64", "2001:db8:0:1::/64"]), 10);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn sorted_path_finds_a_nested_overlap_with_prefixes_in_between() {
+        let pool: IpNet = "2001:db8::/32".parse().expect("cidr");
+        let mut v: Vec<(IpNet, String)> = (0..6000u128)
+            .map(|i| (nth_prefix(pool, 64, i).expect("prefix"), format!("n{i}")))
+            .collect();
+        assert!(find_overlaps(&v, 10).0.is_empty());
+        // A /56 covering 256 of them, sorted between them.
+        v.push(("2001:db8:0:100::/56".parse().expect("cidr"), "big".into()));
+        assert!(!find_overlaps(&v, 10).0.is_empty());
+    }
+
+    #[test]
+    fn nth_prefix_counts_slots() {
+        let pool: IpNet = "2001:db8::/32".parse().expect("cidr");
+        assert_eq!(
+            nth_prefix(pool, 64, 0).expect("p").to_string(),
+            "2001:db8::/64"
+        );
+        assert_eq!(
+            nth_prefix(pool, 64, 65537).expect("p").to_string(),
+            "2001:db8:1:1::/64"
+        );
+    }
+}
