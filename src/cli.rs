@@ -201,10 +201,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     info!(%addr, %identity, "serving /healthz, /readyz and /metrics");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (leader_rx, leader_task) = if args.leader_elect {
+    let (leader_rx, lease_deadline, leader_task) = if args.leader_elect {
         // Its own client: Lease renewals must not queue behind a rate limit.
         let lease_client = client_for(args.kubeconfig.as_ref()).await?;
-        let (rx, task) = leader::spawn(
+        let (rx, deadline, task) = leader::spawn_with_deadline(
             lease_client,
             LeaseSettings {
                 name: args.lease_name.clone(),
@@ -216,11 +216,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
             stop_rx.clone(),
         );
-        (rx, Some(task))
+        (rx, Some(deadline), Some(task))
     } else {
         let (tx, rx) = watch::channel(true);
         std::mem::forget(tx);
-        (rx, None)
+        (rx, None, None)
     };
     {
         let m = metrics.clone();
@@ -243,6 +243,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         status_interval: args.status_interval,
         allocation_events: args.allocation_events,
         instance: identity,
+        lease_deadline,
     };
     let shutdown = async {
         shutdown_signal().await;

@@ -9,6 +9,7 @@
 //! because `renew_deadline < lease_duration`, it stops before any other
 //! replica can take over.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -40,19 +41,47 @@ fn now_micro() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// Until when this replica may write: the moment its last successful renew
+/// was *sent* plus the renew deadline. Checked right before every write, so
+/// a process that was frozen (SIGSTOP, a long GC-like stall, a VM pause)
+/// does not write on a stale "I am the leader" once it wakes.
+pub type Deadline = Arc<Mutex<Option<Instant>>>;
+
+/// True while `deadline` lies in the future.
+pub fn within(deadline: &Deadline) -> bool {
+    deadline
+        .lock()
+        .ok()
+        .and_then(|d| *d)
+        .is_some_and(|t| Instant::now() < t)
+}
+
 /// Starts the election loop; the receiver says whether this replica leads.
 /// The loop releases the Lease when `stop` fires.
 pub fn spawn(
     client: Client,
     s: LeaseSettings,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (rx, _, task) = spawn_with_deadline(client, s, stop);
+    (rx, task)
+}
+
+/// Like [`spawn`], also returning the write [`Deadline`].
+pub fn spawn_with_deadline(
+    client: Client,
+    s: LeaseSettings,
+    mut stop: watch::Receiver<bool>,
+) -> (watch::Receiver<bool>, Deadline, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
+    let deadline: Deadline = Arc::default();
+    let dl = deadline.clone();
     let api: Api<Lease> = Api::namespaced(client, &s.namespace);
     let handle = tokio::spawn(async move {
         let mut observed: Option<Observed> = None;
         let mut last_renew: Option<Instant> = None;
         loop {
+            let sent = Instant::now();
             let attempt = tokio::time::timeout(
                 s.retry_period.max(Duration::from_secs(1)),
                 try_acquire_or_renew(&api, &s, &mut observed),
@@ -60,7 +89,10 @@ pub fn spawn(
             .await;
             match attempt {
                 Ok(Ok(true)) => {
-                    last_renew = Some(Instant::now());
+                    last_renew = Some(sent);
+                    if let Ok(mut d) = dl.lock() {
+                        *d = Some(sent + s.renew_deadline);
+                    }
                     if !*tx.borrow() {
                         info!(lease = %s.name, identity = %s.identity, "acquired leadership");
                         let _ = tx.send(true);
@@ -71,6 +103,15 @@ pub fn spawn(
                     warn!(lease = %s.name, "leader election: {}", crate::controller::error_message(&e))
                 }
                 Err(_) => warn!(lease = %s.name, "leader election: Lease request timed out"),
+            }
+            if last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline)
+                || observed
+                    .as_ref()
+                    .is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str()))
+            {
+                if let Ok(mut d) = dl.lock() {
+                    *d = None;
+                }
             }
             if *tx.borrow() && last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline) {
                 warn!(lease = %s.name, "could not renew the Lease within the renew deadline; stop writing");
@@ -85,6 +126,9 @@ pub fn spawn(
             tokio::select! {
                 _ = tokio::time::sleep(s.retry_period) => {}
                 _ = stop.changed() => {
+                    if let Ok(mut d) = dl.lock() {
+                        *d = None;
+                    }
                     if *tx.borrow() {
                         let _ = tx.send(false);
                         release(&api, &s).await;
@@ -94,7 +138,7 @@ pub fn spawn(
             }
         }
     });
-    (rx, handle)
+    (rx, deadline, handle)
 }
 
 /// One round; `Ok(true)` when this replica holds the Lease afterwards.

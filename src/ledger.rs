@@ -758,6 +758,11 @@ impl Ledger {
         self.nodes.len()
     }
 
+    /// Whether the Node holds prefixes (None: unknown Node).
+    pub fn node_has_prefixes(&self, name: &str) -> Option<bool> {
+        self.nodes.get(name).map(|e| !e.cidrs.is_empty())
+    }
+
     pub fn node_uid(&self, name: &str) -> Option<String> {
         self.nodes.get(name).map(|e| e.uid.clone())
     }

@@ -26,7 +26,7 @@ struct Replica {
 impl Replica {
     fn start(client: &Client, identity: &str, lease: Duration) -> Replica {
         let (stop, stop_rx) = watch::channel(false);
-        let (is_leader, leader_task) = leader::spawn(
+        let (is_leader, deadline, leader_task) = leader::spawn_with_deadline(
             client.clone(),
             LeaseSettings {
                 name: "prefix-operator".into(),
@@ -44,6 +44,7 @@ impl Replica {
             Settings {
                 status_interval: Duration::from_millis(200),
                 instance: identity.into(),
+                lease_deadline: Some(deadline),
                 ..Default::default()
             },
             metrics.clone(),

@@ -44,6 +44,8 @@ pub struct Settings {
     pub allocation_events: bool,
     /// Reporting instance in Events (the pod name).
     pub instance: String,
+    /// With leader election: writes stop the moment this passes.
+    pub lease_deadline: Option<crate::leader::Deadline>,
 }
 
 impl Default for Settings {
@@ -54,6 +56,7 @@ impl Default for Settings {
             status_interval: Duration::from_secs(1),
             allocation_events: true,
             instance: "prefix-operator".into(),
+            lease_deadline: None,
         }
     }
 }
@@ -165,6 +168,9 @@ struct Reconciler {
     warned_conflict: HashSet<String>,
     writes: JoinSet<WriteResult>,
     in_flight: HashSet<String>,
+    /// Writes whose outcome is unknown: their prefixes stay reserved and are
+    /// sent again as they are.
+    uncertain: HashMap<String, Vec<(String, ipnet::IpNet)>>,
     retry_tx: mpsc::UnboundedSender<String>,
     nodes_synced: bool,
     pools_synced: bool,
@@ -226,6 +232,7 @@ pub async fn run(
         warned_conflict: HashSet::new(),
         writes: JoinSet::new(),
         in_flight: HashSet::new(),
+        uncertain: HashMap::new(),
         retry_tx,
         nodes_synced: false,
         pools_synced: false,
@@ -326,6 +333,11 @@ impl Reconciler {
 
     fn is_leader(&self) -> bool {
         *self.leader.borrow()
+            && self
+                .settings
+                .lease_deadline
+                .as_ref()
+                .is_none_or(crate::leader::within)
     }
 
     fn synced(&self) -> bool {
@@ -581,6 +593,15 @@ impl Reconciler {
             if self.in_flight.contains(&node) {
                 continue;
             }
+            if let Some(picks) = self.uncertain.remove(&node) {
+                match self.ledger.node_has_prefixes(&node) {
+                    // Still empty: resend exactly what may have landed.
+                    Some(false) => self.start_write(node, picks),
+                    // Gone, or the watch showed the Node filled: done with it.
+                    _ => self.ledger.release(&node),
+                }
+                continue;
+            }
             match self.ledger.plan(&node, self.settings.primary_family) {
                 Plan::Nothing => {}
                 Plan::Wait(Wait::NoPool) => {
@@ -612,8 +633,21 @@ impl Reconciler {
         let api = self.nodes_api.clone();
         self.in_flight.insert(node.clone());
         self.metrics.node_writes.inc();
+        let deadline = self.settings.lease_deadline.clone();
         self.writes.spawn(async move {
-            let result = nodes::write_pod_cidrs(&api, &node, &uid, &cidrs).await;
+            // Last look before sending: a leader past its deadline must not write.
+            let result = if deadline.as_ref().is_some_and(|d| !crate::leader::within(d)) {
+                Err(kube::Error::Api(
+                    kube::core::Status::failure(
+                        "leadership lapsed before the write was sent",
+                        "NotLeader",
+                    )
+                    .with_code(403)
+                    .boxed(),
+                ))
+            } else {
+                nodes::write_pod_cidrs(&api, &node, &uid, &cidrs).await
+            };
             WriteResult {
                 node,
                 pools: picks,
@@ -664,27 +698,39 @@ impl Reconciler {
                 self.status_dirty = true;
             }
             Err(e) => {
-                self.ledger.release(&w.node);
                 let reason = error_reason(&e);
                 self.metrics.error(reason);
-                match &e {
-                    kube::Error::Api(s) if s.code == 404 => {
+                match write_outcome(&e) {
+                    WriteOutcome::Gone => {
+                        self.ledger.release(&w.node);
                         debug!(node = %w.node, "Node gone before its write landed");
                     }
-                    kube::Error::Api(s)
-                        if s.code == 422
-                            || s.code == 409
-                            || (s.code == 403 && s.reason == "Invalid") =>
-                    {
+                    WriteOutcome::Refused => {
                         // Someone else wrote podCIDRs, or the Node was re-created:
-                        // read it back and adopt whatever it holds.
-                        info!(node = %w.node, "write refused ({}); re-reading the Node to adopt it", s.message);
+                        // read it back and adopt whatever it holds, then free ours.
+                        info!(node = %w.node, "write refused ({}); re-reading the Node to adopt it", error_message(&e));
                         self.adopt(&w.node).await;
+                        self.ledger.release(&w.node);
                         // Still without podCIDRs (for example an admission policy
                         // refuses the write): try again later, not at once.
                         self.retry_later(&w.node, reason, &error_message(&e));
                     }
-                    _ => self.retry_later(&w.node, reason, &error_message(&e)),
+                    WriteOutcome::NotApplied => {
+                        self.ledger.release(&w.node);
+                        self.retry_later(&w.node, reason, &error_message(&e));
+                    }
+                    WriteOutcome::Unknown => {
+                        // The write may have landed and only its answer got lost:
+                        // keep the reservation and send the same prefixes again.
+                        // Writing the same value passes the write-once rule; a
+                        // different value on the Node gets a 422 and is adopted.
+                        self.uncertain.insert(w.node.clone(), w.pools.clone());
+                        self.retry_later(
+                            &w.node,
+                            reason,
+                            &format!("{} (result unknown; the same prefixes stay reserved and are sent again)", error_message(&e)),
+                        );
+                    }
                 }
             }
         }
@@ -814,6 +860,34 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(ms.min(30_000))
 }
 
+/// What a failed write means for its reservation.
+#[derive(Debug, PartialEq, Eq)]
+enum WriteOutcome {
+    /// The Node is gone.
+    Gone,
+    /// The server refused this write after looking at the Node (write-once,
+    /// UID test, admission): it did not land, but the Node may hold
+    /// something else now.
+    Refused,
+    /// Refused before it was processed (authn/authz, bad request, throttled).
+    NotApplied,
+    /// No answer, or a server error: it may or may not have landed.
+    Unknown,
+}
+
+fn write_outcome(e: &kube::Error) -> WriteOutcome {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            404 => WriteOutcome::Gone,
+            409 | 422 => WriteOutcome::Refused,
+            403 if s.reason == "Invalid" => WriteOutcome::Refused,
+            400 | 401 | 403 | 429 => WriteOutcome::NotApplied,
+            _ => WriteOutcome::Unknown,
+        },
+        _ => WriteOutcome::Unknown,
+    }
+}
+
 /// The server's message of an API error, or the error's text.
 pub fn error_message(e: &kube::Error) -> String {
     match e {
@@ -845,6 +919,36 @@ pub fn error_reason(e: &kube::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_definite_refusals_free_a_reservation() {
+        let api = |code: u16, reason: &str| {
+            kube::Error::Api(
+                kube::core::Status::failure("x", reason)
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert_eq!(write_outcome(&api(404, "NotFound")), WriteOutcome::Gone);
+        assert_eq!(write_outcome(&api(422, "Invalid")), WriteOutcome::Refused);
+        assert_eq!(
+            write_outcome(&api(403, "Forbidden")),
+            WriteOutcome::NotApplied
+        );
+        assert_eq!(
+            write_outcome(&api(429, "TooManyRequests")),
+            WriteOutcome::NotApplied
+        );
+        assert_eq!(
+            write_outcome(&api(500, "InternalError")),
+            WriteOutcome::Unknown
+        );
+        assert_eq!(write_outcome(&api(504, "Timeout")), WriteOutcome::Unknown);
+        assert_eq!(
+            write_outcome(&kube::Error::Service("reset".into())),
+            WriteOutcome::Unknown
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
