@@ -29,9 +29,11 @@ pub const MAX_PREFIXES: usize = 64;
 /// At most this many reserved ranges per pool.
 pub const MAX_RESERVED: usize = 256;
 /// At most this many allocations are listed in a pool's status; the rest are
-/// counted in `status.allocationsOmitted`. With node names of at most 253
-/// characters this keeps the status well below 512 KiB.
-pub const MAX_LISTED_ALLOCATIONS: usize = 1000;
+/// counted in `status.allocationsOmitted`. Every status write is a
+/// server-side apply of the whole status, so the list is kept short: with
+/// node names of at most 253 characters the status stays below 400 KiB,
+/// about 15 KiB with typical names.
+pub const MAX_LISTED_ALLOCATIONS: usize = 256;
 /// At most this many conflicts are listed in a pool's status.
 pub const MAX_LISTED_CONFLICTS: usize = 50;
 /// At most this many held-back prefixes are recorded in a pool's status.
@@ -275,7 +277,7 @@ pub struct PrefixPoolStatus {
     /// Per-prefix usage, including retired prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<PrefixUsage>,
-    /// Allocations sorted by prefix; at most 1000 are listed, the rest are
+    /// Allocations sorted by prefix; at most 256 are listed, the rest are
     /// counted in `allocationsOmitted`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allocations: Vec<Allocation>,

@@ -204,7 +204,7 @@ pub async fn run(
 
     let node_stream = watcher(
         nodes_api.clone(),
-        watcher::Config::default().page_size(2000),
+        watcher::Config::default().page_size(500),
     )
     .default_backoff()
     .map(Input::Node);
