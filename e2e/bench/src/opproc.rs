@@ -4,38 +4,15 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::promtext::Scrape;
-
-type Job = (Command, Sender<std::io::Result<Child>>);
-
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends, so
-/// every child is forked from one thread that lives as long as the process.
-fn spawner() -> &'static std::sync::Mutex<Sender<Job>> {
-    static TX: OnceLock<std::sync::Mutex<Sender<Job>>> = OnceLock::new();
-    TX.get_or_init(|| {
-        let (tx, rx) = channel::<Job>();
-        std::thread::Builder::new()
-            .name("operator-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawning the spawner thread");
-        std::sync::Mutex::new(tx)
-    })
-}
 
 /// Every operator started here carries `--identity` with this prefix, so a
 /// leftover check can find exactly ours (`pgrep -f -- '--identity pob-'`).
@@ -116,30 +93,8 @@ impl OperatorProcess {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        let parent = std::process::id();
-        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
-        // between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other("parent already exited"));
-                }
-                Ok(())
-            });
-        }
         let started = Instant::now();
-        let (tx, rx) = channel();
-        spawner()
-            .lock()
-            .map_err(|_| anyhow!("spawner lock poisoned"))?
-            .send((cmd, tx))
-            .map_err(|_| anyhow!("spawner thread is gone"))?;
-        let child = rx
-            .recv()
-            .map_err(|_| anyhow!("spawner thread is gone"))?
+        let child = prefix_operator_testenv::spawn_tied(cmd)
             .with_context(|| format!("starting {}", bin.display()))?;
         Ok(OperatorProcess {
             pid: child.id(),

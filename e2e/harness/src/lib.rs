@@ -18,6 +18,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub use certs::Pki;
 use process::Supervised;
+pub use process::spawn_tied;
 
 /// Who a client acts as.
 #[derive(Clone, Debug)]

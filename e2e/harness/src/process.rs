@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc::{Sender, channel};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 
 type Job = (Command, Sender<std::io::Result<Child>>);
 
@@ -33,6 +33,34 @@ fn spawner() -> &'static std::sync::Mutex<Sender<Job>> {
     })
 }
 
+/// Spawns `cmd` so that the kernel kills it (SIGKILL) when this process
+/// ends, however it ends.
+pub fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    let parent = std::process::id();
+    // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("parent already exited"));
+            }
+            Ok(())
+        });
+    }
+    let (tx, rx) = channel();
+    spawner()
+        .lock()
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
+        .send((cmd, tx))
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?
+}
+
 /// A child process killed on drop and when the parent dies.
 pub struct Supervised {
     child: Child,
@@ -50,29 +78,7 @@ impl Supervised {
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
         // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
         // between fork and exec.
-        let parent = std::process::id();
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other("parent already exited"));
-                }
-                Ok(())
-            });
-        }
-        let (tx, rx) = channel();
-        spawner()
-            .lock()
-            .map_err(|_| anyhow!("spawner lock poisoned"))?
-            .send((cmd, tx))
-            .map_err(|_| anyhow!("spawner thread is gone"))?;
-        let child = rx
-            .recv()
-            .map_err(|_| anyhow!("spawner thread is gone"))?
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let child = spawn_tied(cmd).with_context(|| format!("starting {}", bin.display()))?;
         Ok(Supervised { child })
     }
 
