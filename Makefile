@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 DEV ?= .dev
+# How dev-up gets target/debug/controlplane; tests that already built it pass ":".
+CONTROLPLANE_BUILD ?= $(CARGO) build -p prefix-operator-testenv --bin controlplane --locked
 
 .PHONY: test controlplane demo dev-up dev-down crd manifests lint bench chaos clean-dev check-leftovers
 
@@ -25,7 +27,7 @@ check-leftovers:
 
 ## Start a control plane in the background; kubeconfig in .dev/kubeconfig.
 dev-up: controlplane
-	$(CARGO) build -p prefix-operator-testenv --bin controlplane --locked
+	$(CONTROLPLANE_BUILD)
 	@if [ -f $(DEV)/controlplane.pid ] && kill -0 "$$(cat $(DEV)/controlplane.pid)" 2>/dev/null; then \
 	  echo "already running (pid $$(cat $(DEV)/controlplane.pid))"; exit 0; fi
 	@mkdir -p $(DEV); rm -f $(DEV)/kubeconfig

@@ -15,6 +15,15 @@ fn make(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn dev_up_gives_a_working_kubeconfig_and_dev_down_leaves_nothing() {
+    let controlplane = Path::new(env!("CARGO_BIN_EXE_prefix-operator"))
+        .parent()
+        .expect("target dir")
+        .join("controlplane");
+    assert!(
+        controlplane.exists(),
+        "{} is built by `cargo build --workspace` (make test does it)",
+        controlplane.display()
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let dev = dir.path().join("dev");
     let dev_arg = format!("DEV={}", dev.display());
@@ -26,7 +35,9 @@ fn dev_up_gives_a_working_kubeconfig_and_dev_down_leaves_nothing() {
         }
     }
     let _down = Down(dev_arg.clone());
-    let up = make(&["dev-up", &dev_arg]);
+    // `cargo test --workspace` has built target/debug/controlplane already; a
+    // nested cargo build would only re-resolve features and recompile.
+    let up = make(&["dev-up", &dev_arg, "CONTROLPLANE_BUILD=:"]);
     assert!(
         up.status.success(),
         "{}",
