@@ -298,6 +298,45 @@ pub async fn print_routes(
     Ok(())
 }
 
+/// Applies the PrefixPool CRD (server-side apply as `field_manager`) and
+/// waits until PrefixPools are served. Used by the tests and benchmarks.
+pub async fn apply_crd(client: &kube::Client, field_manager: &str) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let crd = PrefixPool::crd();
+    let name = crd.metadata.name.clone().context("CRD name")?;
+    crds.patch(
+        &name,
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("applying the CRD")?;
+    let pools: kube::Api<PrefixPool> = kube::Api::all(client.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let established = crds
+            .get(&name)
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        // Established can precede discovery: make sure the resource answers.
+        if established && pools.list(&Default::default()).await.is_ok() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the PrefixPool CRD was not served within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The CRD as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml() -> Result<String> {
     let crd = PrefixPool::crd();

@@ -104,14 +104,12 @@ pub fn spawn_with_deadline(
                 }
                 Err(_) => warn!(lease = %s.name, "leader election: Lease request timed out"),
             }
-            if last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline)
+            let lapsed = last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline)
                 || observed
                     .as_ref()
-                    .is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str()))
-            {
-                if let Ok(mut d) = dl.lock() {
-                    *d = None;
-                }
+                    .is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str()));
+            if lapsed && let Ok(mut d) = dl.lock() {
+                *d = None;
             }
             if *tx.borrow() && last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline) {
                 warn!(lease = %s.name, "could not renew the Lease within the renew deadline; stop writing");

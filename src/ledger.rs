@@ -492,18 +492,17 @@ impl Ledger {
             if let Ok(net) = cidr::parse_lenient(&r.prefix)
                 && r.reusable_at > now
                 && !self.held.contains_key(&key(&net))
+                && !self.hold_backs.contains_key(&net)
             {
-                if !self.hold_backs.contains_key(&net) {
-                    self.insert_hold_back(
-                        net,
-                        HoldBack {
-                            node: r.node.clone(),
-                            pool: p.name.clone(),
-                            retained_until: r.retained_until,
-                            reusable_at: r.reusable_at,
-                        },
-                    );
-                }
+                self.insert_hold_back(
+                    net,
+                    HoldBack {
+                        node: r.node.clone(),
+                        pool: p.name.clone(),
+                        retained_until: r.retained_until,
+                        reusable_at: r.reusable_at,
+                    },
+                );
             }
         }
         let mut entry = PoolEntry {

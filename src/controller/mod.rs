@@ -202,12 +202,9 @@ pub async fn run(
     let pool_ar = ApiResource::erase::<PrefixPool>(&());
     let dyn_pools: Api<DynamicObject> = Api::all_with(client.clone(), &pool_ar);
 
-    let node_stream = watcher(
-        nodes_api.clone(),
-        watcher::Config::default().page_size(500),
-    )
-    .default_backoff()
-    .map(Input::Node);
+    let node_stream = watcher(nodes_api.clone(), watcher::Config::default().page_size(500))
+        .default_backoff()
+        .map(Input::Node);
     let pool_stream = watcher(dyn_pools, watcher::Config::default())
         .default_backoff()
         .map(Input::Pool);

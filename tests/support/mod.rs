@@ -63,31 +63,9 @@ where
 
 /// Installs (or updates) the PrefixPool CRD and waits until it is served.
 pub async fn install_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = PrefixPool::crd();
-    let name = crd.metadata.name.clone().expect("crd name");
-    crds.patch(
-        &name,
-        &PatchParams::apply("prefix-operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply CRD");
-    wait_for("CRD established", Duration::from_secs(30), || async {
-        let c = crds.get(&name).await.ok()?;
-        let ok = c
-            .status?
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if !ok {
-            return None;
-        }
-        // Established can precede discovery; make sure the resource answers.
-        let pools: Api<PrefixPool> = Api::all(client.clone());
-        pools.list(&Default::default()).await.ok().map(|_| ())
-    })
-    .await;
+    prefix_operator::cli::apply_crd(client, "prefix-operator-tests")
+        .await
+        .expect("install the CRD");
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -11,11 +11,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, CustomResourceExt};
+use kube::{Api, Client};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use prefix_operator_testenv::{ControlPlane, Identity, Options};
 
@@ -108,34 +107,7 @@ where
 
 /// Applies the PrefixPool CRD and waits until the resource is served.
 pub async fn install_crd(client: &Client) -> Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = PrefixPool::crd();
-    let name = crd.metadata.name.clone().context("CRD name")?;
-    crds.patch(
-        &name,
-        &PatchParams::apply("prefix-operator-bench").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .context("applying the CRD")?;
-    let pools: Api<PrefixPool> = Api::all(client.clone());
-    poll(
-        "the PrefixPool CRD to be served",
-        Duration::from_secs(30),
-        || async {
-            let c = crds.get(&name).await.ok()?;
-            let established = c
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if !established {
-                return None;
-            }
-            pools.list(&ListParams::default()).await.ok().map(|_| ())
-        },
-    )
-    .await
+    prefix_operator::cli::apply_crd(client, "prefix-operator-bench").await
 }
 
 /// Creates a pool of `prefix` split into /`node_len`.
