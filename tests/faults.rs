@@ -8,9 +8,7 @@
 mod support;
 
 use std::collections::HashSet;
-use std::ffi::{c_int, c_ulong};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -29,17 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BURST: usize = 300;
 
-// The root package does not depend on the libc crate; these two calls are
-// all the tests need to tie the operator to the test's thread.
-unsafe extern "C" {
-    fn prctl(option: c_int, ...) -> c_int;
-    fn getppid() -> c_int;
-}
-const PR_SET_PDEATHSIG: c_int = 1;
-const SIGKILL: c_ulong = 9;
-
 /// `prefix-operator run` as a child process, SIGKILLed on drop (also when
-/// the test panics) and by the kernel when the test's thread ends.
+/// the test panics) and by the kernel when the test binary ends.
 struct OperatorProcess {
     child: Child,
     http: String,
@@ -72,21 +61,8 @@ impl OperatorProcess {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-        let parent = std::process::id() as c_int;
-        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
-        // between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if getppid() != parent {
-                    return Err(std::io::Error::other("parent already exited"));
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start the operator");
+        // Tied to this process: killed by the kernel if the test binary dies.
+        let child = prefix_operator_testenv::spawn_tied(cmd).expect("start the operator");
         OperatorProcess {
             child,
             http,

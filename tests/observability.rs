@@ -49,23 +49,22 @@ async fn health_readiness_metrics_and_json_logs() {
         .local_addr()
         .expect("addr")
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--status-interval",
-            "200ms",
-            "--http-addr",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start operator");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prefix-operator"));
+    cmd.args([
+        "run",
+        "--log-format",
+        "json",
+        "--status-interval",
+        "200ms",
+        "--http-addr",
+    ])
+    .arg(format!("127.0.0.1:{port}"))
+    .arg("--kubeconfig")
+    .arg(&kubeconfig)
+    .env("RUST_LOG", "info")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = prefix_operator_testenv::spawn_tied(cmd).expect("start operator");
     let stderr = child.stderr.take().expect("stderr");
     let _p = Proc(child);
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
