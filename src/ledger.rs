@@ -250,11 +250,11 @@ impl Ledger {
     /// Adds or updates a Node from a watch event or a write's response.
     pub fn upsert_node(&mut self, n: &NodeSnapshot) {
         let (cidrs, garbage) = parse_node_cidrs(&n.pod_cidrs);
-        if let Some(old) = self.nodes.get(&n.name)
-            && old.uid == n.uid
-            && old.cidrs == cidrs
+        if let Some(e) = self.nodes.get_mut(&n.name)
+            && e.uid == n.uid
+            && e.cidrs == cidrs
         {
-            let e = self.nodes.get_mut(&n.name).expect("checked above");
+            // Same object, same prefixes: only what selection and routes read.
             e.labels = n.labels.clone();
             e.deleting = n.deleting;
             e.garbage = garbage;
@@ -282,10 +282,9 @@ impl Ledger {
                 address_families: n.address_families.clone(),
             },
         );
+        self.refresh_conflict(&n.name);
         for c in &cidrs {
-            self.refresh_conflict(&n.name);
-            let others = self.holders_overlapping(c);
-            for o in others {
+            for o in self.holders_overlapping(c) {
                 if o != n.name {
                     self.refresh_conflict(&o);
                 }
@@ -293,12 +292,18 @@ impl Ledger {
         }
     }
 
-    /// Forgets a Node whose object is gone, freeing its prefixes.
-    pub fn remove_node(&mut self, name: &str) {
+    /// Forgets a Node whose object is gone, freeing its prefixes. Returns
+    /// the pools those prefixes belonged to.
+    pub fn remove_node(&mut self, name: &str) -> Vec<String> {
         self.waiting.remove(name);
         let Some(old) = self.nodes.remove(name) else {
-            return;
+            return vec![];
         };
+        let owners: Vec<String> = old
+            .cidrs
+            .iter()
+            .filter_map(|c| self.owner_of(c).map(str::to_string))
+            .collect();
         self.conflicts.remove(name);
         for c in &old.cidrs {
             if self.hold_back(name, c) {
@@ -310,6 +315,7 @@ impl Ledger {
             }
         }
         self.prune_all_retired();
+        owners
     }
 
     fn prune_all_retired(&mut self) {
@@ -470,7 +476,18 @@ impl Ledger {
     // ----- Pools -----
 
     /// Adds or updates a pool.
-    pub fn upsert_pool(&mut self, p: &PoolSnapshot) {
+    /// Returns false when nothing changed: the pool is known at this
+    /// generation (its spec is the same; our own status writes come back as
+    /// such updates and must not rebuild the picture each time).
+    pub fn upsert_pool(&mut self, p: &PoolSnapshot) -> bool {
+        if p.generation > 0
+            && self
+                .pools
+                .get(&p.name)
+                .is_some_and(|old| old.generation == p.generation)
+        {
+            return false;
+        }
         let def = validate_spec(&p.spec);
         let mut retired: BTreeSet<IpNet> = self
             .pools
@@ -515,6 +532,7 @@ impl Ledger {
         self.pools.insert(p.name.clone(), entry);
         self.rebuild_spaces();
         self.refresh_all_conflicts();
+        true
     }
 
     /// Records a pool whose object could not even be decoded: it serves
@@ -774,6 +792,16 @@ impl Ledger {
         self.pools.keys().cloned().collect()
     }
 
+    /// Why pool `name` serves nothing, if it does not.
+    pub fn pool_error(&self, name: &str) -> Option<&str> {
+        self.pools
+            .get(name)?
+            .def
+            .as_ref()
+            .err()
+            .map(|e| e.0.as_str())
+    }
+
     /// Nodes in conflict, sorted.
     pub fn conflicted_nodes(&self) -> Vec<String> {
         let mut v: Vec<String> = self.conflicts.keys().cloned().collect();
@@ -915,29 +943,6 @@ impl Ledger {
             .filter(|pools| pools.iter().any(|x| x == name))
             .count() as u64;
         Some(v)
-    }
-
-    /// Pools whose status may show something about `node`'s prefixes.
-    pub fn pools_touching_node(&self, node: &str) -> Vec<String> {
-        let Some(e) = self.nodes.get(node) else {
-            return vec![];
-        };
-        self.pools
-            .iter()
-            .filter(|(_, p)| match &p.def {
-                Ok(d) => {
-                    d.selector.matches(&e.labels)
-                        || e.cidrs.iter().any(|c| {
-                            d.prefixes
-                                .iter()
-                                .chain(p.retired.iter())
-                                .any(|x| cidr::overlaps(x, c))
-                        })
-                }
-                Err(_) => false,
-            })
-            .map(|(n, _)| n.clone())
-            .collect()
     }
 }
 
@@ -1212,7 +1217,10 @@ mod tests {
         l.upsert_pool(&pool("p", &["2001:db8:1::/64"]));
         l.upsert_node(&node("a", &[]));
         allocate(&mut l, "a");
-        l.upsert_pool(&pool("p", &["2001:db8:2::/64"]));
+        // A spec change comes with a new generation.
+        let mut shrunk = pool("p", &["2001:db8:2::/64"]);
+        shrunk.generation = 2;
+        l.upsert_pool(&shrunk);
         let v = l.pool_view("p").expect("view");
         assert!(
             v.prefixes
@@ -1226,6 +1234,17 @@ mod tests {
             v.prefixes.iter().all(|(_, _, _, retired)| !retired),
             "retired prefix dropped once empty"
         );
+    }
+
+    #[test]
+    fn a_status_only_update_does_not_rebuild() {
+        let mut l = Ledger::new();
+        assert!(l.upsert_pool(&pool("p", &["2001:db8::/48"])));
+        assert!(!l.upsert_pool(&pool("p", &["2001:db8::/48"])), "same generation");
+        let mut next = pool("p", &["2001:db8::/48", "2001:db9::/48"]);
+        next.generation = 2;
+        assert!(l.upsert_pool(&next));
+        assert_eq!(l.pool_view("p").expect("view").capacity, 2 * 65536);
     }
 
     #[test]

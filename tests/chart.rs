@@ -55,6 +55,18 @@ impl Helm {
         c
     }
 
+    /// `helm <args> --namespace <ns> --kubeconfig <kubeconfig>`, which must succeed; its stdout.
+    fn run_in(&self, ns: &str, kubeconfig: &Path, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .args(args)
+            .args(["--namespace", ns, "--kubeconfig"])
+            .arg(kubeconfig)
+            .output()
+            .expect("helm");
+        ok(&format!("helm {args:?}"), out)
+    }
+
     /// `helm template prefix-operator <chart> -n kube-system --kube-version 1.33.0 <extra>`.
     fn template(&self, extra: &[&str]) -> Output {
         self.cmd()
@@ -669,16 +681,7 @@ async fn helm_install_upgrade_and_uninstall() {
     let ns = unique("chart-install");
     let release = ns.clone();
     let full = format!("{release}-prefix-operator");
-    let run = |args: &[&str]| {
-        let out = helm
-            .cmd()
-            .args(args)
-            .args(["--namespace", &ns, "--kubeconfig"])
-            .arg(&kubeconfig)
-            .output()
-            .expect("helm");
-        ok(&format!("helm {args:?}"), out)
-    };
+    let run = |args: &[&str]| helm.run_in(&ns, &kubeconfig, args);
     let chart = chart_dir().display().to_string();
     run(&[
         "install",
@@ -760,16 +763,7 @@ async fn chart_creates_a_ula_pool_and_keeps_its_prefix_on_upgrade() {
     let helm = Helm::new();
     let ns = unique("chart-ula");
     let pool_name = unique("ula");
-    let run = |args: &[&str]| {
-        let out = helm
-            .cmd()
-            .args(args)
-            .args(["--namespace", &ns, "--kubeconfig"])
-            .arg(&kubeconfig)
-            .output()
-            .expect("helm");
-        ok(&format!("helm {args:?}"), out)
-    };
+    let run = |args: &[&str]| helm.run_in(&ns, &kubeconfig, args);
     let chart = chart_dir().display().to_string();
     let name_value = format!("ulaPool.name={pool_name}");
     run(&[

@@ -218,6 +218,26 @@ fn spawn_burst(client: &Client, names: Vec<String>) -> tokio::task::JoinHandle<(
 /// Every Node in `names` (and no other) holds exactly one /64 of `pool`,
 /// `podCIDR == podCIDRs[0]`, and no two prefixes share an address (compared
 /// pairwise as ranges, not as strings).
+/// Waits for the burst and every allocation, then checks the end state and
+/// that pool "p" counts every Node.
+async fn finish_burst(
+    client: &Client,
+    burst: tokio::task::JoinHandle<()>,
+    allocated: &Allocated,
+    pool: &str,
+    names: &[String],
+) {
+    burst.await.expect("burst");
+    allocated
+        .wait_at_least(BURST, Duration::from_secs(60))
+        .await;
+    assert_end_state(client, pool, names).await;
+    wait_pool(client, "p", "status.allocated = 300", |p| {
+        p.status.as_ref().and_then(|s| s.allocated) == Some(BURST as i64)
+    })
+    .await;
+}
+
 async fn assert_end_state(client: &Client, pool: &str, names: &[String]) {
     let pool: IpNet = pool.parse().expect("pool");
     let nodes: Api<Node> = Api::all(client.clone());
@@ -293,15 +313,7 @@ async fn sigkilled_five_times_during_a_burst_no_prefix_is_lost_or_shared() {
         op = OperatorProcess::start(&kubeconfig, &log);
     }
     eprintln!("operator SIGKILLed with {killed_at:?} Nodes allocated");
-    burst.await.expect("burst");
-    allocated
-        .wait_at_least(BURST, Duration::from_secs(60))
-        .await;
-    assert_end_state(&client, pool, &names).await;
-    wait_pool(&client, "p", "status.allocated = 300", |p| {
-        p.status.as_ref().and_then(|s| s.allocated) == Some(BURST as i64)
-    })
-    .await;
+    finish_burst(&client, burst, &allocated, pool, &names).await;
     assert!(op.running(), "the last operator exited\n{}", op.log_tail());
 }
 
@@ -334,15 +346,7 @@ async fn recovers_by_itself_from_apiserver_restarts_mid_burst() {
         });
         eprintln!("kube-apiserver restarted with {at} of {BURST} Nodes allocated");
     }
-    burst.await.expect("burst");
-    allocated
-        .wait_at_least(BURST, Duration::from_secs(60))
-        .await;
-    assert_end_state(&client, pool, &names).await;
-    wait_pool(&client, "p", "status.allocated = 300", |p| {
-        p.status.as_ref().and_then(|s| s.allocated) == Some(BURST as i64)
-    })
-    .await;
+    finish_burst(&client, burst, &allocated, pool, &names).await;
     // The same process, never restarted.
     assert!(op.running(), "the operator exited\n{}", op.log_tail());
 }

@@ -306,16 +306,7 @@ async fn exhaustion_growth_retirement_and_pool_recreation() {
         .delete("small", &DeleteParams::default())
         .await
         .expect("delete pool");
-    wait_for("pool gone", Duration::from_secs(20), || async {
-        pools
-            .get_opt("small")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&pools, "small").await;
     assert_eq!(pod_cidrs(&client, "c").await, vec!["2001:db8:4::/64"]);
     create_pool(
         &client,
@@ -368,16 +359,7 @@ async fn frees_only_when_the_node_is_gone_and_survives_restarts() {
         )
         .await
         .expect("drop finalizer");
-    wait_for("held gone", Duration::from_secs(20), || async {
-        nodes
-            .get_opt("held")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&nodes, "held").await;
     create_node(&client, "after", labels(&[]), &[]).await;
     assert_eq!(
         wait_pod_cidrs(&client, "after").await,

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -152,7 +152,6 @@ struct WriteResult {
 /// The reconciler's state, owned by one task.
 struct Reconciler {
     settings: Settings,
-    client: Client,
     nodes_api: Api<Node>,
     pools_api: Api<PrefixPool>,
     ledger: Ledger,
@@ -214,7 +213,6 @@ pub async fn run(
     let events = EventSink::start(client.clone(), &settings.instance, metrics.clone());
     let mut r = Reconciler {
         settings,
-        client,
         nodes_api,
         pools_api,
         ledger: Ledger::new(),
@@ -245,8 +243,6 @@ pub async fn run(
     };
     r.main_loop(inputs, retry_rx, shutdown).await
 }
-
-use kube::runtime::watcher::watcher;
 
 impl Reconciler {
     async fn main_loop(
@@ -425,22 +421,12 @@ impl Reconciler {
             }
             WatchEvent::Delete(n) => {
                 let name = n.name_any();
-                if self.ledger.has_node(&name) {
-                    for pool in self.ledger.pools_touching_node(&name) {
-                        if !n
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.pod_cidrs.as_ref())
-                            .is_none_or(Vec::is_empty)
-                        {
-                            self.metrics
-                                .releases
-                                .get_or_create(&self.metrics.pool(&pool))
-                                .inc();
-                        }
-                    }
+                for pool in self.ledger.remove_node(&name) {
+                    self.metrics
+                        .releases
+                        .get_or_create(&self.metrics.pool(&pool))
+                        .inc();
                 }
-                self.ledger.remove_node(&name);
                 self.first_seen.remove(&name);
                 self.warned_waiting.remove(&name);
                 self.warned_conflict.remove(&name);
@@ -518,7 +504,10 @@ impl Reconciler {
                 self.status_dirty = true;
             }
             WatchEvent::Apply(p) => {
-                self.apply_pool(&p);
+                if !self.apply_pool(&p) {
+                    // Our own status write coming back, or a label change.
+                    return;
+                }
                 self.report_new_conflicts();
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
@@ -533,21 +522,24 @@ impl Reconciler {
         }
     }
 
-    fn apply_pool(&mut self, obj: &DynamicObject) {
+    /// Feeds a pool to the ledger; false when its spec did not change.
+    fn apply_pool(&mut self, obj: &DynamicObject) -> bool {
         let name = obj.name_any();
         match pool_snapshot(obj) {
             Ok((snap, status)) => {
                 if let Some(st) = status {
                     self.last_status.entry(name.clone()).or_insert(st);
                 }
-                self.ledger.upsert_pool(&snap);
-                if let Some(view) = self.ledger.pool_view(&name)
-                    && let Some(err) = view.error
-                {
-                    self.report_invalid(obj, &name, err);
-                } else {
-                    self.invalid_reported.remove(&name);
+                if !self.ledger.upsert_pool(&snap) {
+                    return false;
                 }
+                match self.ledger.pool_error(&name).map(str::to_string) {
+                    Some(err) => self.report_invalid(obj, &name, err),
+                    None => {
+                        self.invalid_reported.remove(&name);
+                    }
+                }
+                true
             }
             Err(e) => {
                 // A pool that does not even deserialize is skipped, not fatal.
@@ -560,6 +552,7 @@ impl Reconciler {
                     msg.clone(),
                 );
                 self.report_invalid(obj, &name, msg);
+                true
             }
         }
     }
@@ -625,7 +618,7 @@ impl Reconciler {
     }
 
     fn start_write(&mut self, node: String, picks: Vec<(String, ipnet::IpNet)>) {
-        let uid = self.ledger_uid(&node);
+        let uid = self.ledger.node_uid(&node).unwrap_or_default();
         let cidrs: Vec<String> = picks.iter().map(|(_, n)| n.to_string()).collect();
         let api = self.nodes_api.clone();
         self.in_flight.insert(node.clone());
@@ -651,10 +644,6 @@ impl Reconciler {
                 result,
             }
         });
-    }
-
-    fn ledger_uid(&self, node: &str) -> String {
-        self.ledger.node_uid(node).unwrap_or_default()
     }
 
     async fn on_write(&mut self, w: WriteResult) {
@@ -758,7 +747,9 @@ impl Reconciler {
                     self.report_conflict(name, n.object_ref(&()));
                 }
             }
-            Ok(None) => self.ledger.remove_node(name),
+            Ok(None) => {
+                self.ledger.remove_node(name);
+            }
             Err(e) => {
                 self.metrics.error(error_reason(&e));
                 warn!(node = name, "re-reading Node failed: {}", error_message(&e));
@@ -806,7 +797,6 @@ impl Reconciler {
                 (name, st, r)
             });
         }
-        let _ = &self.client;
     }
 
     fn publish_pool_metrics(&self, name: &str, v: &crate::ledger::PoolView) {

@@ -356,3 +356,14 @@ pub async fn wait_event(client: &Client, name: &str, reason: &str) {
     )
     .await
 }
+
+/// Waits until the object `name` no longer exists.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(&format!("{name} gone"), Duration::from_secs(20), || async {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await
+}
