@@ -1240,7 +1240,10 @@ mod tests {
     fn a_status_only_update_does_not_rebuild() {
         let mut l = Ledger::new();
         assert!(l.upsert_pool(&pool("p", &["2001:db8::/48"])));
-        assert!(!l.upsert_pool(&pool("p", &["2001:db8::/48"])), "same generation");
+        assert!(
+            !l.upsert_pool(&pool("p", &["2001:db8::/48"])),
+            "same generation"
+        );
         let mut next = pool("p", &["2001:db8::/48", "2001:db9::/48"]);
         next.generation = 2;
         assert!(l.upsert_pool(&next));

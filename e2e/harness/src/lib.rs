@@ -82,9 +82,20 @@ pub fn bin_dir() -> Result<PathBuf> {
     .map_err(|e| anyhow!(e))
 }
 
+/// A free loopback port, never one this process handed out before: the
+/// probe listener is closed at once, so without the record two control
+/// planes started side by side could get the same port, and the second
+/// kube-apiserver would talk to the first one's etcd.
 fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")?;
-    Ok(l.local_addr()?.port())
+    static TAKEN: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")?;
+        let port = l.local_addr()?.port();
+        if TAKEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 impl ControlPlane {
@@ -274,6 +285,14 @@ impl ControlPlane {
                             && let Some(status) = p.exited()
                         {
                             bail!("kube-apiserver exited with {status}");
+                        }
+                        // An etcd that could not start (its port taken) must not
+                        // go unnoticed behind an apiserver that reached another.
+                        if let Some(p) =
+                            self.etcd.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                            && let Some(status) = p.exited()
+                        {
+                            bail!("etcd exited with {status}");
                         }
                         let req = http::Request::get("/readyz").body(Vec::new())?;
                         match client.request_text(req).await {
