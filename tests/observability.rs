@@ -127,3 +127,57 @@ async fn health_readiness_metrics_and_json_logs() {
     assert_eq!(v["prefix"], cidr[0]);
     assert_eq!(v["level"], "INFO");
 }
+
+/// Allocation Events (Normal) wait while the reconciler has Node writes
+/// queued or in flight, so they never compete with podCIDRs writes; Warnings
+/// go out at once. Runs the Event publisher against the real API server with
+/// the idle signal in the test's hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_events_wait_until_the_reconciler_is_idle() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use prefix_operator::controller::events::{EventSink, Note};
+
+    let client = admin(shared()).await;
+    let (idle, idle_rx) = tokio::sync::watch::channel(false);
+    let sink = EventSink::start(
+        client.clone(),
+        "events-test",
+        Arc::new(prefix_operator::metrics::Metrics::new()),
+        idle_rx,
+    );
+    let node = unique("busy-node");
+    let about = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.clone()),
+        ..Default::default()
+    };
+    sink.send(Note::normal(
+        about.clone(),
+        "PrefixAllocated",
+        "Allocate",
+        "podCIDRs set to 2001:db8::/64 from test".into(),
+    ));
+    // Busy: a Warning sent after the Normal Event overtakes it.
+    for reason in ["PoolExhausted", "PrefixConflict"] {
+        sink.send(Note::warning(
+            about.clone(),
+            reason,
+            "Allocate",
+            "a warning".into(),
+        ));
+        wait_event(&client, &node, reason).await;
+    }
+    let reasons: Vec<String> = events_for(&client, &node)
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        !reasons.iter().any(|r| r == "PrefixAllocated"),
+        "an allocation Event went out while Node writes were pending: {reasons:?}"
+    );
+    // Idle: it goes out.
+    idle.send(true).expect("publisher alive");
+    wait_event(&client, &node, "PrefixAllocated").await;
+}

@@ -1,13 +1,14 @@
-//! Kubernetes Events, published off the reconciler's path: a bounded queue
-//! feeds a publisher task, and when the queue is full an Event is dropped
-//! (and counted) rather than slowing down allocation.
+//! Kubernetes Events, published off the reconciler's path: bounded queues
+//! feed a publisher task, and when a queue is full an Event is dropped (and
+//! counted) rather than slowing down allocation. Allocation Events wait for
+//! the reconciler to be idle, so they never compete with podCIDRs writes.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
@@ -128,15 +129,45 @@ mod tests {
 }
 
 /// Sends Events without waiting for them.
+///
+/// Two queues: Warnings go out at once; Normal Events (one per allocation)
+/// wait until the reconciler is idle — nothing queued, no Node write in
+/// flight — so that in a burst the API server spends itself on podCIDRs,
+/// not on telling about them. Each queue holds [`QUEUE`] Events; beyond
+/// that an Event is dropped and counted.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: mpsc::Sender<Note>,
+    urgent: mpsc::Sender<Note>,
+    deferred: mpsc::Sender<Note>,
     metrics: Arc<Metrics>,
 }
 
+/// The next deferred Event, once the reconciler is idle. Cancel-safe: an
+/// Event taken from the queue waits in `held` until it may go.
+async fn next_deferred(
+    held: &mut Option<Note>,
+    deferred: &mut mpsc::Receiver<Note>,
+    idle: &mut watch::Receiver<bool>,
+) -> Option<Note> {
+    if held.is_none() {
+        *held = Some(deferred.recv().await?);
+    }
+    // A closed channel means the reconciler is gone: nothing to yield to.
+    let _ = idle.wait_for(|idle| *idle).await;
+    held.take()
+}
+
 impl EventSink {
-    pub fn start(client: Client, instance: &str, metrics: Arc<Metrics>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Note>(QUEUE);
+    /// Starts the publisher. `idle` is true while the reconciler has no
+    /// Node write queued or in flight.
+    pub fn start(
+        client: Client,
+        instance: &str,
+        metrics: Arc<Metrics>,
+        mut idle: watch::Receiver<bool>,
+    ) -> Self {
+        let (urgent_tx, mut urgent) = mpsc::channel::<Note>(QUEUE);
+        let (deferred_tx, mut deferred) = mpsc::channel::<Note>(QUEUE);
         let instance = instance.to_string();
         let recorder = Recorder::new(
             client.clone(),
@@ -149,9 +180,16 @@ impl EventSink {
         let warned: Arc<std::sync::Mutex<std::collections::HashSet<&'static str>>> = Arc::default();
         tokio::spawn(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
-            while let Some(n) = rx.recv().await {
+            let mut held = None;
+            loop {
                 let Ok(permit) = sem.clone().acquire_owned().await else {
                     break;
+                };
+                let n = tokio::select! {
+                    biased;
+                    Some(n) = urgent.recv() => n,
+                    Some(n) = next_deferred(&mut held, &mut deferred, &mut idle) => n,
+                    else => break,
                 };
                 let recorder = recorder.clone();
                 let m = m.clone();
@@ -197,11 +235,22 @@ impl EventSink {
                 });
             }
         });
-        EventSink { tx, metrics }
+        EventSink {
+            urgent: urgent_tx,
+            deferred: deferred_tx,
+            metrics,
+        }
     }
 
+    /// Queues `note`: a Warning to go out at once, a Normal Event to go out
+    /// when the reconciler is idle.
     pub fn send(&self, note: Note) {
-        if self.tx.try_send(note).is_err() {
+        let queue = if note.type_ == EventType::Normal {
+            &self.deferred
+        } else {
+            &self.urgent
+        };
+        if queue.try_send(note).is_err() {
             self.metrics.events_dropped.inc();
         }
     }

@@ -158,6 +158,9 @@ struct Reconciler {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     events: EventSink,
+    /// True while no Node write is queued or in flight: allocation Events
+    /// are published only then.
+    idle: watch::Sender<bool>,
     queue: VecDeque<String>,
     queued: HashSet<String>,
     first_seen: HashMap<String, Instant>,
@@ -210,7 +213,8 @@ pub async fn run(
     let inputs = futures::stream::select(node_stream, pool_stream);
 
     let (retry_tx, retry_rx) = mpsc::unbounded_channel();
-    let events = EventSink::start(client.clone(), &settings.instance, metrics.clone());
+    let (idle_tx, idle_rx) = watch::channel(false);
+    let events = EventSink::start(client.clone(), &settings.instance, metrics.clone(), idle_rx);
     let mut r = Reconciler {
         settings,
         nodes_api,
@@ -219,6 +223,7 @@ pub async fn run(
         metrics,
         health,
         events,
+        idle: idle_tx,
         queue: VecDeque::new(),
         queued: HashSet::new(),
         first_seen: HashMap::new(),
@@ -321,6 +326,9 @@ impl Reconciler {
                 self.resync_nodes().await;
             }
             self.dispatch();
+            let idle = self.queue.is_empty() && self.writes.is_empty();
+            self.idle
+                .send_if_modified(|v| std::mem::replace(v, idle) != idle);
         }
     }
 
