@@ -104,7 +104,8 @@ pub struct RunArgs {
     /// At most one status write per pool per this interval.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub status_interval: Duration,
-    /// Publish a Normal Event on each Node when it gets a prefix.
+    /// Publish a Normal Event on each Node when it gets a prefix (sent when no
+    /// Node write is pending, so they never slow allocation down).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub allocation_events: bool,
     /// Address for /healthz, /readyz and /metrics (`:8080` means every address).
