@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::WatchStreamExt;
@@ -30,6 +29,7 @@ use crate::api::{PrefixPool, PrefixPoolStatus};
 use crate::ledger::{HeldBackRecord, Ledger, NodeSnapshot, Plan, PoolSnapshot, Wait};
 use crate::metrics::Metrics;
 use events::{EventSink, Note};
+use nodes::NodeLite;
 
 /// How the reconciler behaves.
 #[derive(Clone, Debug)]
@@ -139,20 +139,20 @@ fn pool_snapshot(obj: &DynamicObject) -> Result<(PoolSnapshot, Option<PrefixPool
 // Inputs live for one loop turn; boxing the larger variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 enum Input {
-    Node(Result<WatchEvent<Node>, watcher::Error>),
+    Node(Result<WatchEvent<NodeLite>, watcher::Error>),
     Pool(Result<WatchEvent<DynamicObject>, watcher::Error>),
 }
 
 struct WriteResult {
     node: String,
     pools: Vec<(String, ipnet::IpNet)>,
-    result: Result<Node, kube::Error>,
+    result: Result<NodeLite, kube::Error>,
 }
 
 /// The reconciler's state, owned by one task.
 struct Reconciler {
     settings: Settings,
-    nodes_api: Api<Node>,
+    nodes_api: Api<NodeLite>,
     pools_api: Api<PrefixPool>,
     ledger: Ledger,
     metrics: Arc<Metrics>,
@@ -199,7 +199,7 @@ pub async fn run(
     leader: watch::Receiver<bool>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let nodes_api: Api<Node> = Api::all(client.clone());
+    let nodes_api: Api<NodeLite> = Api::all(client.clone());
     let pools_api: Api<PrefixPool> = Api::all(client.clone());
     let pool_ar = ApiResource::erase::<PrefixPool>(&());
     let dyn_pools: Api<DynamicObject> = Api::all_with(client.clone(), &pool_ar);
@@ -381,7 +381,7 @@ impl Reconciler {
         }
     }
 
-    fn on_node_event(&mut self, ev: Result<WatchEvent<Node>, watcher::Error>) {
+    fn on_node_event(&mut self, ev: Result<WatchEvent<NodeLite>, watcher::Error>) {
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
