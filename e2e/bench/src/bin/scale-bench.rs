@@ -304,6 +304,16 @@ struct Backlog {
     peak_rss: u64,
 }
 
+/// The operator's flags in every phase.
+fn operator_flags(args: &Args, events: bool) -> Vec<String> {
+    vec![
+        "--max-concurrent-writes".to_string(),
+        args.concurrency.to_string(),
+        format!("--allocation-events={events}"),
+        "--status-interval=1s".to_string(),
+    ]
+}
+
 async fn backlog_run(args: &Args, bin: &Path, events: bool) -> Result<Backlog> {
     let timeout = Duration::from_secs(args.timeout);
     let cl = Cluster::start().await?;
@@ -311,12 +321,7 @@ async fn backlog_run(args: &Args, bin: &Path, events: bool) -> Result<Backlog> {
     let names: Vec<String> = (0..args.nodes).map(|i| format!("node-{i:06}")).collect();
     create_burst(&cl.client, &names, args.concurrency, OnError::Fail).await?;
     let tracker = Tracker::start(&cl.client).await?;
-    let flags = vec![
-        "--max-concurrent-writes".to_string(),
-        args.concurrency.to_string(),
-        format!("--allocation-events={events}"),
-        "--status-interval=1s".to_string(),
-    ];
+    let flags = operator_flags(args, events);
     let log = log_path(args, &format!("operator-backlog-events-{events}"))?;
     let mut op = OperatorProcess::spawn(bin, &cl.kubeconfig, "backlog", &flags, &log)?;
     let ready = op.wait_ready(timeout).await?;
@@ -352,12 +357,7 @@ async fn operator_run(args: &Args, bin: &Path, events: bool, full: bool) -> Resu
     let timeout = Duration::from_secs(args.timeout);
     let cl = Cluster::start().await?;
     create_pool(&cl.client, POOL, POOL_PREFIX, NODE_LEN).await?;
-    let flags = vec![
-        "--max-concurrent-writes".to_string(),
-        args.concurrency.to_string(),
-        format!("--allocation-events={events}"),
-        "--status-interval=1s".to_string(),
-    ];
+    let flags = operator_flags(args, events);
     let log = log_path(args, &format!("operator-events-{events}"))?;
     let mut op = OperatorProcess::spawn(bin, &cl.kubeconfig, "bench", &flags, &log)?;
     r.ready = op.wait_ready(Duration::from_secs(60)).await?;
