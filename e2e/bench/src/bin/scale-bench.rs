@@ -690,7 +690,6 @@ async fn main() -> Result<()> {
                 .join(", ")
         };
         let backlog_ratios = paired(&backlogs, &limit_rates);
-        let backlog_ratio = median(backlog_ratios.clone());
         let burst_ratios = paired(&bursts, &bare_rates);
         let start_ratios = paired(&backlogs_start, &bare_backlog_rates);
         let q = |h: &Histogram, x: f64| h.quantile(x).map(ms).unwrap_or_else(|| "-".into());
@@ -713,11 +712,20 @@ async fn main() -> Result<()> {
             "| **backlog throughput**: {n} Nodes waiting when the operator starts; ready → last podCIDRs seen (the limit's work: same N patches, same C) | **{bth:.0} nodes/s** | rounds: {} |",
             each(&backlogs)
         );
-        let _ = writeln!(
-            md,
-            "| **backlog: ratio to the patch limit of the same round** | **{backlog_ratio:.2}** | ≥ 0.9 {}; rounds: {} |",
-            if backlog_ratio >= 0.9 { "✔" } else { "✘" },
-            each2(&backlog_ratios)
+        // A ratio with its ≥ 0.9 target and every round's value.
+        let target_row = |md: &mut String, what: &str, ratios: &[f64]| {
+            let ratio = median(ratios.to_vec());
+            let _ = writeln!(
+                md,
+                "| **{what}** | **{ratio:.2}** | ≥ 0.9 {}; rounds: {} |",
+                if ratio >= 0.9 { "✔" } else { "✘" },
+                each2(ratios)
+            );
+        };
+        target_row(
+            &mut md,
+            "backlog: ratio to the patch limit of the same round",
+            &backlog_ratios,
         );
         let _ = writeln!(
             md,
@@ -747,12 +755,10 @@ async fn main() -> Result<()> {
             each(&bursts)
         );
         if !burst_ratios.is_empty() {
-            let ratio = median(burst_ratios.clone());
-            let _ = writeln!(
-                md,
-                "| **burst: ratio to the bare watch-and-patch controller of the same round** (same creates, same patches) | **{ratio:.2}** | ≥ 0.9 {}; rounds: {} |",
-                if ratio >= 0.9 { "✔" } else { "✘" },
-                each2(&burst_ratios)
+            target_row(
+                &mut md,
+                "burst: ratio to the bare watch-and-patch controller of the same round (same creates, same patches)",
+                &burst_ratios,
             );
         }
         let _ = writeln!(
