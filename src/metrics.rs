@@ -38,6 +38,8 @@ pub struct Metrics {
     pub node_writes: Counter,
     pub events_dropped: Counter,
     pub leader: Gauge<i64, AtomicI64>,
+    pub writes_in_flight: Gauge<i64, AtomicI64>,
+    pub queued_nodes: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -68,6 +70,8 @@ impl Metrics {
             node_writes: Counter::default(),
             events_dropped: Counter::default(),
             leader: Gauge::default(),
+            writes_in_flight: Gauge::default(),
+            queued_nodes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -150,6 +154,16 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader Lease",
             m.leader.clone(),
+        );
+        registry.register(
+            "node_writes_in_flight",
+            "Node podCIDRs writes sent and not yet answered (at most --max-concurrent-writes)",
+            m.writes_in_flight.clone(),
+        );
+        registry.register(
+            "queued_nodes",
+            "Nodes waiting for a write slot",
+            m.queued_nodes.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -102,6 +102,8 @@ async fn health_readiness_metrics_and_json_logs() {
         "prefix_operator_pool_exhausted{pool=\"obs\"} 0",
         "prefix_operator_leader 1",
         "prefix_operator_node_writes_total 1",
+        "prefix_operator_node_writes_in_flight 0",
+        "prefix_operator_queued_nodes 0",
         "# TYPE prefix_operator_status_writes counter",
     ] {
         assert!(

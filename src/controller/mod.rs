@@ -326,6 +326,8 @@ impl Reconciler {
                 self.resync_nodes().await;
             }
             self.dispatch();
+            self.metrics.writes_in_flight.set(self.writes.len() as i64);
+            self.metrics.queued_nodes.set(self.queue.len() as i64);
             let idle = self.queue.is_empty() && self.writes.is_empty();
             self.idle
                 .send_if_modified(|v| std::mem::replace(v, idle) != idle);
