@@ -104,21 +104,19 @@ pub fn spawn_with_deadline(
                 }
                 Err(_) => warn!(lease = %s.name, "leader election: Lease request timed out"),
             }
-            let lapsed = last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline)
-                || observed
-                    .as_ref()
-                    .is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str()));
-            if lapsed && let Ok(mut d) = dl.lock() {
+            let overdue = last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline);
+            let taken = observed
+                .as_ref()
+                .is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str()));
+            if (overdue || taken)
+                && let Ok(mut d) = dl.lock()
+            {
                 *d = None;
             }
-            if *tx.borrow() && last_renew.is_none_or(|t| t.elapsed() >= s.renew_deadline) {
-                warn!(lease = %s.name, "could not renew the Lease within the renew deadline; stop writing");
-                let _ = tx.send(false);
-            } else if *tx.borrow()
-                && observed
-                    .as_ref()
-                    .is_some_and(|o| o.holder.as_deref() != Some(s.identity.as_str()))
-            {
+            if *tx.borrow() && (overdue || taken) {
+                if overdue {
+                    warn!(lease = %s.name, "could not renew the Lease within the renew deadline; stop writing");
+                }
                 let _ = tx.send(false);
             }
             tokio::select! {

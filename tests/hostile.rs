@@ -162,7 +162,7 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
     // Reported or served, as the catalogue says.
     let typed: Api<PrefixPool> = Api::all(client.clone());
     for c in cat.pools.iter().filter(|c| c.expect != "refused") {
-        let ok = wait_for_opt(Duration::from_secs(20), || async {
+        let ok = wait_for_opt(&c.name, || async {
             let p = typed.get(&c.name).await.ok()?;
             let cond = |t: &str| {
                 condition(&p, t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -192,7 +192,7 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
     }
     for c in cat.nodes.iter().filter(|c| c.expect != "refused") {
         for name in node_names(c) {
-            let ok = wait_for_opt(Duration::from_secs(20), || async {
+            let ok = wait_for_opt(&c.name, || async {
                 let got = pod_cidrs(&client, &name).await;
                 let good = match c.expect.as_str() {
                     "served" => !got.is_empty(),
@@ -236,19 +236,19 @@ async fn hostile_inputs_are_refused_or_reported_and_everything_else_is_served() 
     op.stop().await;
 }
 
-async fn wait_for_opt<F, Fut>(timeout: Duration, mut check: F) -> Option<()>
+/// Polls `check` for up to 20 s; `None` when it never held (the caller
+/// collects every failure before asserting).
+async fn wait_for_opt<F, Fut>(what: &str, check: F) -> Option<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<()>>,
 {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if check().await.is_some() {
-            return Some(());
-        }
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    prefix_operator_testenv::poll(
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        check,
+    )
+    .await
+    .ok()
 }

@@ -143,6 +143,14 @@ enum Input {
     Pool(Result<WatchEvent<DynamicObject>, watcher::Error>),
 }
 
+/// A Node read back after its write was refused.
+struct Adoption {
+    node: String,
+    reason: &'static str,
+    message: String,
+    read: Result<Option<NodeLite>, kube::Error>,
+}
+
 struct WriteResult {
     node: String,
     pools: Vec<(String, ipnet::IpNet)>,
@@ -169,6 +177,7 @@ struct Reconciler {
     warned_waiting: HashSet<String>,
     warned_conflict: HashSet<String>,
     writes: JoinSet<WriteResult>,
+    adoptions: JoinSet<Adoption>,
     in_flight: HashSet<String>,
     /// Writes whose outcome is unknown: their prefixes stay reserved and are
     /// sent again as they are.
@@ -231,6 +240,7 @@ pub async fn run(
         warned_waiting: HashSet::new(),
         warned_conflict: HashSet::new(),
         writes: JoinSet::new(),
+        adoptions: JoinSet::new(),
         in_flight: HashSet::new(),
         uncertain: HashMap::new(),
         retry_tx,
@@ -280,14 +290,20 @@ impl Reconciler {
                 () = &mut shutdown => {
                     info!("shutting down; waiting for {} write(s) in flight", self.writes.len());
                     while let Some(res) = self.writes.join_next().await {
-                        if let Ok(w) = res { self.on_write(w).await; }
+                        if let Ok(w) = res { self.on_write(w); }
                     }
                     return Ok(());
                 }
                 Some(res) = self.writes.join_next(), if !self.writes.is_empty() => {
                     match res {
-                        Ok(w) => self.on_write(w).await,
+                        Ok(w) => self.on_write(w),
                         Err(e) => warn!("write task failed: {e}"),
+                    }
+                }
+                Some(res) = self.adoptions.join_next(), if !self.adoptions.is_empty() => {
+                    match res {
+                        Ok(a) => self.on_adopted(a),
+                        Err(e) => warn!("adoption task failed: {e}"),
                     }
                 }
                 Some(input) = inputs.next() => {
@@ -656,7 +672,7 @@ impl Reconciler {
         });
     }
 
-    async fn on_write(&mut self, w: WriteResult) {
+    fn on_write(&mut self, w: WriteResult) {
         self.in_flight.remove(&w.node);
         match w.result {
             Ok(n) => {
@@ -704,12 +720,16 @@ impl Reconciler {
                     WriteOutcome::Refused => {
                         // Someone else wrote podCIDRs, or the Node was re-created:
                         // read it back and adopt whatever it holds, then free ours.
-                        info!(node = %w.node, "write refused ({}); re-reading the Node to adopt it", error_message(&e));
-                        self.adopt(&w.node).await;
-                        self.ledger.release(&w.node);
-                        // Still without podCIDRs (for example an admission policy
-                        // refuses the write): try again later, not at once.
-                        self.retry_later(&w.node, reason, &error_message(&e));
+                        // The reservation and the in-flight mark stay until the
+                        // read comes back (see `on_adopted`), off the event loop.
+                        let message = error_message(&e);
+                        info!(node = %w.node, "write refused ({message}); re-reading the Node to adopt it");
+                        self.in_flight.insert(w.node.clone());
+                        let api = self.nodes_api.clone();
+                        self.adoptions.spawn(async move {
+                            let read = api.get_opt(&w.node).await;
+                            Adoption { node: w.node, reason, message, read }
+                        });
                     }
                     WriteOutcome::NotApplied => {
                         self.ledger.release(&w.node);
@@ -749,10 +769,19 @@ impl Reconciler {
         });
     }
 
-    async fn adopt(&mut self, name: &str) {
-        match self.nodes_api.get_opt(name).await {
+    /// A refused write's Node, read back: adopt whatever it holds, free our
+    /// reservation, and try again later (still without podCIDRs — for example
+    /// an admission policy refuses the write — it must not be retried at once).
+    fn on_adopted(&mut self, a: Adoption) {
+        let name = a.node.as_str();
+        self.in_flight.remove(name);
+        match a.read {
             Ok(Some(n)) => {
                 if let Some(s) = nodes::snapshot(&n) {
+                    if !s.pod_cidrs.is_empty() {
+                        // Filled by someone else: no latency of ours to record.
+                        self.first_seen.remove(name);
+                    }
                     self.ledger.upsert_node(&s);
                     self.report_conflict(name, n.object_ref(&()));
                 }
@@ -766,6 +795,8 @@ impl Reconciler {
             }
         }
         self.status_dirty = true;
+        self.ledger.release(name);
+        self.retry_later(name, a.reason, &a.message);
     }
 
     /// Writes the status of every pool whose view changed, at most one write

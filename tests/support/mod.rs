@@ -44,21 +44,14 @@ pub async fn admin(cp: &ControlPlane) -> Client {
 }
 
 /// Polls `check` until it returns `Some`, failing after `timeout` with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    prefix_operator_testenv::poll(what, timeout, Duration::from_millis(50), check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Installs (or updates) the PrefixPool CRD and waits until it is served.

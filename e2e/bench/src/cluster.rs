@@ -45,11 +45,26 @@ impl Cluster {
 
     /// Kills kube-apiserver and starts it again (blocking work off the runtime).
     pub async fn restart_apiserver(&self, outage: Duration) -> Result<()> {
+        self.outage(
+            outage,
+            ControlPlane::stop_apiserver,
+            ControlPlane::start_apiserver,
+        )
+        .await
+    }
+
+    /// Runs `stop`, waits `outage`, runs `start`, off the runtime (both block).
+    async fn outage(
+        &self,
+        outage: Duration,
+        stop: fn(&ControlPlane),
+        start: fn(&ControlPlane) -> Result<()>,
+    ) -> Result<()> {
         let cp = self.cp.clone();
         tokio::task::spawn_blocking(move || {
-            cp.stop_apiserver();
+            stop(&cp);
             std::thread::sleep(outage);
-            cp.start_apiserver()
+            start(&cp)
         })
         .await?
     }
@@ -57,13 +72,8 @@ impl Cluster {
     /// Kills etcd and starts it again; kube-apiserver stays up and fails
     /// requests meanwhile. Returns once the API answers a write again.
     pub async fn restart_etcd(&self, outage: Duration) -> Result<()> {
-        let cp = self.cp.clone();
-        tokio::task::spawn_blocking(move || {
-            cp.stop_etcd();
-            std::thread::sleep(outage);
-            cp.start_etcd()
-        })
-        .await??;
+        self.outage(outage, ControlPlane::stop_etcd, ControlPlane::start_etcd)
+            .await?;
         let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(self.client.clone(), "default");
         poll(
@@ -88,21 +98,12 @@ impl Cluster {
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, failing after `timeout`.
-pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    prefix_operator_testenv::poll(what, timeout, Duration::from_millis(20), check).await
 }
 
 /// Applies the PrefixPool CRD and waits until the resource is served.

@@ -2,15 +2,16 @@
 //! probed over its HTTP endpoints, measured through `/proc`, and killed on
 //! drop and when this process dies.
 
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use prefix_operator_testenv::Supervised;
 
 use crate::promtext::Scrape;
 
@@ -32,6 +33,20 @@ pub fn default_operator_bin() -> PathBuf {
     target_dir().join("release").join("prefix-operator")
 }
 
+/// `given`, else [`default_operator_bin`], made absolute; fails with a hint
+/// when it has not been built.
+pub fn operator_bin(given: Option<PathBuf>) -> Result<PathBuf> {
+    let bin = given.unwrap_or_else(default_operator_bin);
+    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
+    if !bin.exists() {
+        bail!(
+            "{} not found; build it with `cargo build --release --bin prefix-operator`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// `$CARGO_TARGET_DIR`, else the workspace's `target/`.
 pub fn target_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("CARGO_TARGET_DIR") {
@@ -42,7 +57,7 @@ pub fn target_dir() -> PathBuf {
 
 /// A running `prefix-operator run`.
 pub struct OperatorProcess {
-    child: Child,
+    proc: Supervised,
     pub pid: u32,
     pub http: SocketAddr,
     pub identity: String,
@@ -69,12 +84,6 @@ impl OperatorProcess {
         );
         let port = free_port()?;
         let http: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let err = out.try_clone()?;
         let mut cmd = Command::new(bin);
         cmd.arg("run")
             .arg("--kubeconfig")
@@ -89,16 +98,12 @@ impl OperatorProcess {
             .env(
                 "RUST_LOG",
                 std::env::var("OPERATOR_RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+            );
         let started = Instant::now();
-        let child = prefix_operator_testenv::spawn_tied(cmd)
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let proc = Supervised::start(cmd, log)?;
         Ok(OperatorProcess {
-            pid: child.id(),
-            child,
+            pid: proc.pid(),
+            proc,
             http,
             identity,
             started,
@@ -108,13 +113,12 @@ impl OperatorProcess {
 
     /// Whether the process still runs.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.proc.exited().is_none()
     }
 
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 
     /// SIGSTOP: the process freezes, as a long GC pause or a stalled VM would.
@@ -134,7 +138,7 @@ impl OperatorProcess {
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.proc.exited() {
                 bail!("operator exited with {status}\n{}", self.log_tail(30));
             }
             if let Ok((200, _)) = http_get(self.http, "/readyz").await {
@@ -202,12 +206,6 @@ impl OperatorProcess {
             self.log.display(),
             lines[from..].join("\n")
         )
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

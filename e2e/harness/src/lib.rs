@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 pub use certs::Pki;
-use process::Supervised;
-pub use process::spawn_tied;
+pub use process::{Supervised, spawn_tied};
 
 /// Who a client acts as.
 #[derive(Clone, Debug)]
@@ -479,4 +478,28 @@ pub fn shared() -> &'static ControlPlane {
         Ok(cp) => cp,
         Err(e) => panic!("starting the test control plane failed: {e:#}"),
     })
+}
+
+/// Calls `check` every `every` until it returns `Some`; fails after `timeout`
+/// with "timed out after … waiting for `what`".
+pub async fn poll<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(every).await;
+    }
 }

@@ -68,17 +68,24 @@ pub struct Supervised {
 
 impl Supervised {
     pub fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        Self::start(cmd, log)
+    }
+
+    /// Starts `cmd` (program, arguments and environment already set) with
+    /// stdin closed and stdout and stderr appended to `log`, tied to this
+    /// process with [`spawn_tied`].
+    pub fn start(mut cmd: Command, log: &Path) -> Result<Self> {
         let out = File::options()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
-        let mut cmd = Command::new(bin);
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
-        // between fork and exec.
-        let child = spawn_tied(cmd).with_context(|| format!("starting {}", bin.display()))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = spawn_tied(cmd).with_context(|| format!("starting {program}"))?;
         Ok(Supervised { child })
     }
 

@@ -28,7 +28,7 @@ use prefix_operator_bench::cluster::{
     Cluster, OnError, Tracker, create_burst, create_pool, loadavg, poll, verify_allocations,
     wait_pool_allocated,
 };
-use prefix_operator_bench::opproc::{OperatorProcess, default_operator_bin, target_dir};
+use prefix_operator_bench::opproc::{OperatorProcess, operator_bin, target_dir};
 use rand::Rng;
 
 const POOL: &str = "chaos";
@@ -384,17 +384,7 @@ fn write_outcomes(log: &std::path::Path) -> usize {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = args
-        .operator_bin
-        .clone()
-        .unwrap_or_else(default_operator_bin);
-    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
-    if !bin.exists() {
-        bail!(
-            "{} not found; build it with `cargo build --release --bin prefix-operator`",
-            bin.display()
-        );
-    }
+    let bin = operator_bin(args.operator_bin.clone())?;
     let logs = target_dir().join("chaos").join("logs");
     std::fs::create_dir_all(&logs)?;
     for e in std::fs::read_dir(&logs)? {

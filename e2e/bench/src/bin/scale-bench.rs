@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
@@ -38,7 +38,7 @@ use prefix_operator_bench::cluster::{
     Cluster, Created, OnError, Tracker, create_burst, create_pool, create_trickle, latencies,
     loadavg, nth_prefix, patch_pod_cidrs, pool_json_size, verify_allocations, wait_pool_allocated,
 };
-use prefix_operator_bench::opproc::{OperatorProcess, default_operator_bin, target_dir};
+use prefix_operator_bench::opproc::{OperatorProcess, operator_bin, target_dir};
 use prefix_operator_bench::promtext::{Histogram, Scrape};
 use prefix_operator_bench::stats::{Summary, summarize};
 use prefix_operator_testenv::Identity;
@@ -531,17 +531,7 @@ fn mib(b: u64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = args
-        .operator_bin
-        .clone()
-        .unwrap_or_else(default_operator_bin);
-    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
-    if !bin.exists() {
-        bail!(
-            "{} not found; build it with `cargo build --release --bin prefix-operator`",
-            bin.display()
-        );
-    }
+    let bin = operator_bin(args.operator_bin.clone())?;
     let started = Instant::now();
     let n = args.nodes;
     let c = args.concurrency;
@@ -791,42 +781,42 @@ async fn main() -> Result<()> {
             "| lag: last create answered → last podCIDRs seen | {:.2} s | |",
             (r.burst_total.saturating_sub(r.burst_create)).as_secs_f64()
         );
-        let _ = writeln!(
-            md,
-            "| burst latency create → podCIDRs seen (client) p50 / p90 / p99 / max | {} / {} / {} / {} ms | |",
-            ms(r.burst_lat.p50),
-            ms(r.burst_lat.p90),
-            ms(r.burst_lat.p99),
-            ms(r.burst_lat.max)
-        );
-        let _ = writeln!(
-            md,
-            "| burst latency (operator histogram, interpolated) p50 / p90 / p99 | {} / {} / {} ms | |",
-            q(&r.burst_hist, 0.5),
-            q(&r.burst_hist, 0.9),
-            q(&r.burst_hist, 0.99)
-        );
-        let _ = writeln!(
-            md,
-            "| trickle {} Nodes at {}/s: latency (client) p50 / p90 / p99 / max | {} / {} / {} / {} ms | p99 < 100 ms {} |",
-            r.trickle_nodes,
-            args.trickle_rate,
-            ms(r.trickle_lat.p50),
-            ms(r.trickle_lat.p90),
-            ms(r.trickle_lat.p99),
-            ms(r.trickle_lat.max),
+        // Client-side latencies, then the operator's own histogram, per phase.
+        let latency_rows = |md: &mut String,
+                            what: &str,
+                            s: &Summary,
+                            h: &Histogram,
+                            target: &str| {
+            let _ = writeln!(
+                md,
+                "| {what} latency create → podCIDRs seen (client) p50 / p90 / p99 / max | {} / {} / {} / {} ms | {target} |",
+                ms(s.p50),
+                ms(s.p90),
+                ms(s.p99),
+                ms(s.max)
+            );
+            let _ = writeln!(
+                md,
+                "| {what} latency (operator histogram, interpolated) p50 / p90 / p99 | {} / {} / {} ms | |",
+                q(h, 0.5),
+                q(h, 0.9),
+                q(h, 0.99)
+            );
+        };
+        latency_rows(&mut md, "burst", &r.burst_lat, &r.burst_hist, "");
+        latency_rows(
+            &mut md,
+            &format!(
+                "trickle of {} Nodes at {}/s:",
+                r.trickle_nodes, args.trickle_rate
+            ),
+            &r.trickle_lat,
+            &r.trickle_hist,
             if r.trickle_lat.p99 < 0.1 {
-                "✔"
+                "p99 < 100 ms ✔"
             } else {
-                "✘"
-            }
-        );
-        let _ = writeln!(
-            md,
-            "| trickle latency (operator histogram, interpolated) p50 / p90 / p99 | {} / {} / {} ms | |",
-            q(&r.trickle_hist, 0.5),
-            q(&r.trickle_hist, 0.9),
-            q(&r.trickle_hist, 0.99)
+                "p99 < 100 ms ✘"
+            },
         );
         let _ = writeln!(
             md,
