@@ -182,6 +182,21 @@ impl Metrics {
         }
     }
 
+    /// Removes the per-pool gauges of a pool that is gone (or that this
+    /// replica no longer reports on): a stale series would go on claiming
+    /// capacity and allocations. Counters stay, as Prometheus expects.
+    pub fn forget_pool(&self, pool: &str) {
+        let l = self.pool(pool);
+        self.capacity.remove(&l);
+        self.allocated.remove(&l);
+        self.available.remove(&l);
+        self.exhausted.remove(&l);
+        self.conflicts.remove(&l);
+        self.waiting.remove(&l);
+        self.unroutable.remove(&l);
+        self.held_back.remove(&l);
+    }
+
     /// OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut s = String::new();
@@ -215,5 +230,16 @@ mod tests {
             text.contains("prefix_operator_reconcile_errors_total{reason=\"Conflict\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_forgotten_pool_exports_no_gauges() {
+        let m = Metrics::new();
+        m.available.get_or_create(&m.pool("gone")).set(5.0);
+        m.available.get_or_create(&m.pool("kept")).set(7.0);
+        m.forget_pool("gone");
+        let text = m.encode();
+        assert!(!text.contains("pool=\"gone\""), "{text}");
+        assert!(text.contains("pool_available{pool=\"kept\"}"), "{text}");
     }
 }

@@ -17,6 +17,14 @@ pub enum Family {
 }
 
 impl Family {
+    /// The other family (dual-stack pairs one of each).
+    pub fn other(self) -> Family {
+        match self {
+            Family::V6 => Family::V4,
+            Family::V4 => Family::V6,
+        }
+    }
+
     /// Width of an address in this family.
     pub fn bits(self) -> u8 {
         match self {

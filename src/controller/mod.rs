@@ -127,6 +127,10 @@ fn pool_snapshot(obj: &DynamicObject) -> Result<(PoolSnapshot, Option<PrefixPool
     Ok((
         PoolSnapshot {
             name: pool.name_any(),
+            uid: pool.metadata.uid.clone().unwrap_or_default(),
+            resource_version: crate::ledger::parse_resource_version(
+                pool.metadata.resource_version.as_deref(),
+            ),
             generation: pool.metadata.generation.unwrap_or_default(),
             spec: pool.spec.clone(),
             retired,
@@ -143,16 +147,33 @@ enum Input {
     Pool(Result<WatchEvent<DynamicObject>, watcher::Error>),
 }
 
-/// A Node read back after its write was refused.
-struct Adoption {
+/// Why a Node is read back.
+enum ReadPurpose {
+    /// Its write was refused: adopt whatever it holds, then retry later.
+    Adopt {
+        reason: &'static str,
+        message: String,
+    },
+    /// A re-list did not show it, but the ledger's state of it may be later
+    /// than the list: find out whether it still exists.
+    Verify,
+    /// Its write had an unknown outcome: find out whether it landed.
+    Settle { picks: Vec<(String, ipnet::IpNet)> },
+}
+
+/// A Node read back (a consistent GET).
+struct ReadBack {
     node: String,
-    reason: &'static str,
-    message: String,
+    /// The object the ledger held when the read was sent.
+    uid: String,
+    purpose: ReadPurpose,
     read: Result<Option<NodeLite>, kube::Error>,
 }
 
 struct WriteResult {
     node: String,
+    /// The object the write was guarded to (its UID `test`).
+    uid: String,
     pools: Vec<(String, ipnet::IpNet)>,
     result: Result<NodeLite, kube::Error>,
 }
@@ -177,11 +198,12 @@ struct Reconciler {
     warned_waiting: HashSet<String>,
     warned_conflict: HashSet<String>,
     writes: JoinSet<WriteResult>,
-    adoptions: JoinSet<Adoption>,
+    reads: JoinSet<ReadBack>,
     in_flight: HashSet<String>,
-    /// Writes whose outcome is unknown: their prefixes stay reserved and are
-    /// sent again as they are.
-    uncertain: HashMap<String, Vec<(String, ipnet::IpNet)>>,
+    /// Writes whose outcome is unknown, by Node: the object written to and
+    /// the prefixes, which stay reserved until a read of the Node settles
+    /// the outcome (see `Ledger::settle_unknown`).
+    uncertain: HashMap<String, (String, Vec<(String, ipnet::IpNet)>)>,
     retry_tx: mpsc::UnboundedSender<String>,
     nodes_synced: bool,
     pools_synced: bool,
@@ -213,12 +235,21 @@ pub async fn run(
     let pool_ar = ApiResource::erase::<PrefixPool>(&());
     let dyn_pools: Api<DynamicObject> = Api::all_with(client.clone(), &pool_ar);
 
-    let node_stream = watcher(nodes_api.clone(), watcher::Config::default().page_size(500))
+    // Lists must be consistent reads (MostRecent, kube's default, said here
+    // because the merge in `Ledger::replace_nodes` relies on it): a list
+    // from a cache could be older than states the ledger already holds.
+    let node_config = watcher::Config::default()
+        .page_size(nodes::LIST_PAGE)
+        .list_semantic(watcher::ListSemantic::MostRecent);
+    let node_stream = watcher(nodes_api.clone(), node_config)
         .default_backoff()
         .map(Input::Node);
-    let pool_stream = watcher(dyn_pools, watcher::Config::default())
-        .default_backoff()
-        .map(Input::Pool);
+    let pool_stream = watcher(
+        dyn_pools,
+        watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent),
+    )
+    .default_backoff()
+    .map(Input::Pool);
     let inputs = futures::stream::select(node_stream, pool_stream);
 
     let (retry_tx, retry_rx) = mpsc::unbounded_channel();
@@ -240,7 +271,7 @@ pub async fn run(
         warned_waiting: HashSet::new(),
         warned_conflict: HashSet::new(),
         writes: JoinSet::new(),
-        adoptions: JoinSet::new(),
+        reads: JoinSet::new(),
         in_flight: HashSet::new(),
         uncertain: HashMap::new(),
         retry_tx,
@@ -300,10 +331,10 @@ impl Reconciler {
                         Err(e) => warn!("write task failed: {e}"),
                     }
                 }
-                Some(res) = self.adoptions.join_next(), if !self.adoptions.is_empty() => {
+                Some(res) = self.reads.join_next(), if !self.reads.is_empty() => {
                     match res {
-                        Ok(a) => self.on_adopted(a),
-                        Err(e) => warn!("adoption task failed: {e}"),
+                        Ok(a) => self.on_read_back(a),
+                        Err(e) => warn!("read-back task failed: {e}"),
                     }
                 }
                 Some(input) = inputs.next() => {
@@ -332,6 +363,13 @@ impl Reconciler {
                         info!("became leader; re-reading every Node before the first write");
                         self.needs_resync = true;
                         self.status_dirty = true;
+                    }
+                    if !now && was_leader {
+                        self.drop_uncertain();
+                        // Only the leader publishes pool gauges.
+                        for name in self.ledger.pool_names() {
+                            self.metrics.forget_pool(&name);
+                        }
                     }
                     was_leader = now;
                 }
@@ -363,13 +401,14 @@ impl Reconciler {
         self.nodes_synced && self.pools_synced
     }
 
-    /// Re-lists every Node (a consistent read) and rebuilds the picture.
+    /// Re-lists every Node (a consistent read, in pages) and merges it into
+    /// the picture.
     async fn resync_nodes(&mut self) {
-        match self.nodes_api.list(&ListParams::default()).await {
-            Ok(list) => {
-                let snaps: Vec<NodeSnapshot> =
-                    list.items.iter().filter_map(nodes::snapshot).collect();
-                self.ledger.replace_nodes(&snaps);
+        match nodes::list_all(&self.nodes_api).await {
+            Ok((items, list_rv)) => {
+                let snaps: Vec<NodeSnapshot> = items.iter().filter_map(nodes::snapshot).collect();
+                let verify = self.ledger.replace_nodes(&snaps, list_rv);
+                self.verify_nodes(verify);
                 self.needs_resync = false;
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
@@ -418,7 +457,11 @@ impl Reconciler {
             WatchEvent::InitDone => {
                 let buf = std::mem::take(&mut self.node_buffer);
                 info!(nodes = buf.len(), "Node list complete; picture rebuilt");
-                self.ledger.replace_nodes(&buf);
+                // kube's watcher does not hand out its list's
+                // resourceVersion: Nodes the list may be older than are
+                // read back.
+                let verify = self.ledger.replace_nodes(&buf, None);
+                self.verify_nodes(verify);
                 self.nodes_synced = true;
                 self.report_new_conflicts();
                 self.after_sync();
@@ -429,16 +472,25 @@ impl Reconciler {
                 let Some(s) = nodes::snapshot(&n) else { return };
                 let name = s.name.clone();
                 let had_conflict = self.ledger.conflict_of(&name).is_some();
-                self.ledger.upsert_node(&s);
-                if s.pod_cidrs.is_empty() && !s.deleting {
-                    self.first_seen
-                        .entry(name.clone())
-                        .or_insert_with(Instant::now);
-                    self.enqueue(&name);
-                } else if !self.in_flight.contains(&name) {
+                let change = self.ledger.upsert_node(&s);
+                if !change.changed {
+                    // Stale (older than what is held) or a heartbeat: nothing
+                    // a decision or a status reads has changed.
+                    return;
+                }
+                match self.ledger.node_has_prefixes(&name) {
+                    Some(false) if !s.deleting => {
+                        self.first_seen
+                            .entry(name.clone())
+                            .or_insert_with(Instant::now);
+                        self.enqueue(&name);
+                    }
                     // Written by someone else (our own write's response records
                     // the latency, even when its watch event comes first).
-                    self.first_seen.remove(&name);
+                    _ if !self.in_flight.contains(&name) => {
+                        self.first_seen.remove(&name);
+                    }
+                    _ => {}
                 }
                 if !had_conflict {
                     self.report_conflict(&name, n.object_ref(&()));
@@ -447,7 +499,10 @@ impl Reconciler {
             }
             WatchEvent::Delete(n) => {
                 let name = n.name_any();
-                for pool in self.ledger.remove_node(&name) {
+                let uid = n.metadata.uid.clone().unwrap_or_default();
+                let rv =
+                    crate::ledger::parse_resource_version(n.metadata.resource_version.as_deref());
+                for pool in self.ledger.remove_node(&name, &uid, rv) {
                     self.metrics
                         .releases
                         .get_or_create(&self.metrics.pool(&pool))
@@ -517,7 +572,10 @@ impl Reconciler {
                 let keep: HashSet<String> = buf.iter().map(|p| p.name_any()).collect();
                 for name in self.ledger.pool_names() {
                     if !keep.contains(&name) {
-                        self.ledger.remove_pool(&name);
+                        let uid = self.ledger.pool_uid(&name).unwrap_or_default();
+                        self.ledger.remove_pool(&name, &uid);
+                        self.last_status.remove(&name);
+                        self.metrics.forget_pool(&name);
                     }
                 }
                 for p in &buf {
@@ -540,10 +598,14 @@ impl Reconciler {
             }
             WatchEvent::Delete(p) => {
                 let name = p.name_any();
-                self.ledger.remove_pool(&name);
-                self.last_status.remove(&name);
-                self.invalid_reported.remove(&name);
-                self.status_dirty = true;
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                if self.ledger.remove_pool(&name, &uid) {
+                    self.last_status.remove(&name);
+                    self.invalid_reported.remove(&name);
+                    self.metrics.forget_pool(&name);
+                    self.status_dirty = true;
+                    self.enqueue_all_unallocated();
+                }
             }
         }
     }
@@ -554,7 +616,9 @@ impl Reconciler {
         match pool_snapshot(obj) {
             Ok((snap, status)) => {
                 if let Some(st) = status {
-                    self.last_status.entry(name.clone()).or_insert(st);
+                    // The status as last seen: another replica's writes too,
+                    // so that a new leader compares with what is there.
+                    self.last_status.insert(name.clone(), st);
                 }
                 if !self.ledger.upsert_pool(&snap) {
                     return false;
@@ -574,6 +638,7 @@ impl Reconciler {
                 let msg = format!("cannot decode the object: {e}");
                 self.ledger.upsert_pool_error(
                     &name,
+                    obj.metadata.uid.as_deref().unwrap_or_default(),
                     obj.metadata.generation.unwrap_or_default(),
                     msg.clone(),
                 );
@@ -609,13 +674,9 @@ impl Reconciler {
             if self.in_flight.contains(&node) {
                 continue;
             }
-            if let Some(picks) = self.uncertain.remove(&node) {
-                match self.ledger.node_has_prefixes(&node) {
-                    // Still empty: resend exactly what may have landed.
-                    Some(false) => self.start_write(node, picks),
-                    // Gone, or the watch showed the Node filled: done with it.
-                    _ => self.ledger.release(&node),
-                }
+            if let Some((uid, picks)) = self.uncertain.get(&node).cloned() {
+                // Read the Node to learn whether the write landed.
+                self.read_back(node, uid, ReadPurpose::Settle { picks });
                 continue;
             }
             match self.ledger.plan(&node, self.settings.primary_family) {
@@ -638,13 +699,15 @@ impl Reconciler {
                         ));
                     }
                 }
-                Plan::Allocate(picks) => self.start_write(node, picks),
+                Plan::Allocate(picks) => {
+                    let uid = self.ledger.node_uid(&node).unwrap_or_default();
+                    self.start_write(node, uid, picks);
+                }
             }
         }
     }
 
-    fn start_write(&mut self, node: String, picks: Vec<(String, ipnet::IpNet)>) {
-        let uid = self.ledger.node_uid(&node).unwrap_or_default();
+    fn start_write(&mut self, node: String, uid: String, picks: Vec<(String, ipnet::IpNet)>) {
         let cidrs: Vec<String> = picks.iter().map(|(_, n)| n.to_string()).collect();
         let api = self.nodes_api.clone();
         self.in_flight.insert(node.clone());
@@ -666,6 +729,7 @@ impl Reconciler {
             };
             WriteResult {
                 node,
+                uid,
                 pools: picks,
                 result,
             }
@@ -676,10 +740,13 @@ impl Reconciler {
         self.in_flight.remove(&w.node);
         match w.result {
             Ok(n) => {
-                let snap = nodes::snapshot(&n);
-                match snap {
-                    Some(s) => self.ledger.commit(&s),
-                    None => self.ledger.release(&w.node),
+                match nodes::snapshot(&n) {
+                    Some(s) => {
+                        self.ledger.commit(&s);
+                    }
+                    None => {
+                        self.ledger.release(&w.node);
+                    }
                 }
                 self.attempts.remove(&w.node);
                 self.warned_waiting.remove(&w.node);
@@ -715,6 +782,7 @@ impl Reconciler {
                 match write_outcome(&e) {
                     WriteOutcome::Gone => {
                         self.ledger.release(&w.node);
+                        self.wake_waiting();
                         debug!(node = %w.node, "Node gone before its write landed");
                     }
                     WriteOutcome::Refused => {
@@ -724,27 +792,23 @@ impl Reconciler {
                         // read comes back (see `on_adopted`), off the event loop.
                         let message = error_message(&e);
                         info!(node = %w.node, "write refused ({message}); re-reading the Node to adopt it");
-                        self.in_flight.insert(w.node.clone());
-                        let api = self.nodes_api.clone();
-                        self.adoptions.spawn(async move {
-                            let read = api.get_opt(&w.node).await;
-                            Adoption { node: w.node, reason, message, read }
-                        });
+                        self.read_back(w.node, w.uid, ReadPurpose::Adopt { reason, message });
                     }
                     WriteOutcome::NotApplied => {
                         self.ledger.release(&w.node);
+                        self.wake_waiting();
                         self.retry_later(&w.node, reason, &error_message(&e));
                     }
                     WriteOutcome::Unknown => {
-                        // The write may have landed and only its answer got lost:
-                        // keep the reservation and send the same prefixes again.
-                        // Writing the same value passes the write-once rule; a
-                        // different value on the Node gets a 422 and is adopted.
-                        self.uncertain.insert(w.node.clone(), w.pools.clone());
+                        // The write may have landed and only its answer got
+                        // lost: keep the reservation until a read of the Node
+                        // tells (after a backoff: the server may be down).
+                        self.uncertain
+                            .insert(w.node.clone(), (w.uid.clone(), w.pools.clone()));
                         self.retry_later(
                             &w.node,
                             reason,
-                            &format!("{} (result unknown; the same prefixes stay reserved and are sent again)", error_message(&e)),
+                            &format!("{} (result unknown; the prefixes stay reserved until the Node is read back)", error_message(&e)),
                         );
                     }
                 }
@@ -769,34 +833,107 @@ impl Reconciler {
         });
     }
 
-    /// A refused write's Node, read back: adopt whatever it holds, free our
-    /// reservation, and try again later (still without podCIDRs — for example
-    /// an admission policy refuses the write — it must not be retried at once).
-    fn on_adopted(&mut self, a: Adoption) {
+    /// Reads Node `node` back (off the event loop); the answer comes to
+    /// [`Reconciler::on_read_back`]. The in-flight mark keeps the Node from
+    /// being planned meanwhile.
+    fn read_back(&mut self, node: String, uid: String, purpose: ReadPurpose) {
+        self.in_flight.insert(node.clone());
+        let api = self.nodes_api.clone();
+        self.reads.spawn(async move {
+            let read = api.get_opt(&node).await;
+            ReadBack {
+                node,
+                uid,
+                purpose,
+                read,
+            }
+        });
+    }
+
+    /// Nodes a re-list did not show but whose state in the ledger may be
+    /// later than the list: read each back.
+    fn verify_nodes(&mut self, names: Vec<String>) {
+        for name in names {
+            if self.in_flight.contains(&name) {
+                continue;
+            }
+            let uid = self.ledger.node_uid(&name).unwrap_or_default();
+            info!(node = %name, "not in the re-list but known later; reading it back");
+            self.read_back(name, uid, ReadPurpose::Verify);
+        }
+    }
+
+    /// A Node read back: adopt whatever it holds (in the API server's order,
+    /// like any other state) or forget it if that object is gone. After a
+    /// refused write, free our reservation and try again later (still
+    /// without podCIDRs — for example an admission policy refuses the write
+    /// — it must not be retried at once).
+    fn on_read_back(&mut self, a: ReadBack) {
         let name = a.node.as_str();
         self.in_flight.remove(name);
         match a.read {
             Ok(Some(n)) => {
                 if let Some(s) = nodes::snapshot(&n) {
-                    if !s.pod_cidrs.is_empty() {
+                    self.ledger.upsert_node(&s);
+                    if self.ledger.node_has_prefixes(name) == Some(true) {
                         // Filled by someone else: no latency of ours to record.
                         self.first_seen.remove(name);
                     }
-                    self.ledger.upsert_node(&s);
                     self.report_conflict(name, n.object_ref(&()));
                 }
             }
             Ok(None) => {
-                self.ledger.remove_node(name);
+                self.ledger.remove_node_if_uid(name, &a.uid);
             }
             Err(e) => {
                 self.metrics.error(error_reason(&e));
-                warn!(node = name, "re-reading Node failed: {}", error_message(&e));
+                let message = error_message(&e);
+                warn!(node = name, "re-reading Node failed: {message}");
+                if let ReadPurpose::Settle { .. } = a.purpose {
+                    // Still unknown: the reservation stays; read again later.
+                    self.retry_later(name, error_reason(&e), &message);
+                    return;
+                }
             }
         }
         self.status_dirty = true;
-        self.ledger.release(name);
-        self.retry_later(name, a.reason, &a.message);
+        match a.purpose {
+            ReadPurpose::Adopt { reason, message } => {
+                self.ledger.release(name);
+                self.wake_waiting();
+                self.retry_later(name, reason, &message);
+            }
+            ReadPurpose::Verify => self.enqueue(name),
+            ReadPurpose::Settle { picks } => {
+                self.uncertain.remove(name);
+                let until = SystemTime::now() + UNKNOWN_WRITE_GRACE;
+                if self.ledger.settle_unknown(name, &a.uid, &picks, until) {
+                    info!(
+                        node = name,
+                        "the write with an unknown outcome did not land; planning the Node again (its prefixes are held back for {UNKNOWN_WRITE_GRACE:?} in case it still lands)"
+                    );
+                    self.enqueue(name);
+                }
+                self.wake_waiting();
+            }
+        }
+    }
+
+    /// Space may have been freed (a reservation released): Nodes that were
+    /// told to wait are planned again.
+    fn wake_waiting(&mut self) {
+        for n in self.ledger.waiting_nodes() {
+            self.enqueue(&n);
+        }
+    }
+
+    /// Leadership is gone: writes with an unknown outcome are not ours to
+    /// send again. The next leader re-reads every Node, and so does this
+    /// replica if it leads again, so whatever landed is seen there.
+    fn drop_uncertain(&mut self) {
+        for (node, _) in std::mem::take(&mut self.uncertain) {
+            self.ledger.release(&node);
+        }
     }
 
     /// Writes the status of every pool whose view changed, at most one write
@@ -807,10 +944,7 @@ impl Reconciler {
         }
         self.status_dirty = false;
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        for name in self.ledger.pool_names() {
-            let Some(view) = self.ledger.pool_view(&name) else {
-                continue;
-            };
+        for (name, view) in self.ledger.pool_views() {
             self.publish_pool_metrics(&name, &view);
             if self.status_in_flight.contains(&name) {
                 self.status_dirty = true;
@@ -882,6 +1016,11 @@ fn node_ref(name: &str, uid: Option<String>) -> k8s_openapi::api::core::v1::Obje
         ..Default::default()
     }
 }
+
+/// How long prefixes of a write with an unknown outcome, found not landed,
+/// are kept from other Nodes: the API server may still hold the request
+/// (its default request timeout is 60 s).
+const UNKNOWN_WRITE_GRACE: Duration = Duration::from_secs(120);
 
 fn backoff(attempt: u32) -> Duration {
     let ms = 100u64.saturating_mul(1u64 << attempt.min(9));

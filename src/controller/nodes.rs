@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde::{Deserialize, Deserializer};
 
 use crate::alloc::Family;
-use crate::ledger::NodeSnapshot;
+use crate::ledger::{NodeSnapshot, parse_resource_version};
 
 /// Field manager of the podCIDRs writes.
 pub const NODE_MANAGER: &str = "prefix-operator";
@@ -111,6 +111,7 @@ pub fn snapshot(node: &NodeLite) -> Option<NodeSnapshot> {
         address_families,
         name,
         uid: node.metadata.uid.clone().unwrap_or_default(),
+        resource_version: parse_resource_version(node.metadata.resource_version.as_deref()),
         labels: node.metadata.labels.clone().unwrap_or_default(),
         pod_cidrs,
         deleting: node.metadata.deletion_timestamp.is_some(),
@@ -145,6 +146,31 @@ pub fn pod_cidrs_patch(uid: &str, cidrs: &[String]) -> serde_json::Value {
         { "op": "add", "path": "/spec/podCIDR", "value": cidrs.first() },
         { "op": "add", "path": "/spec/podCIDRs", "value": cidrs },
     ])
+}
+
+/// Nodes listed per page (as the watcher does), so that a large cluster is
+/// not one huge response.
+pub const LIST_PAGE: u32 = 500;
+
+/// Lists every Node with a consistent read (quorum, `resourceVersion=""`),
+/// page by page; the pages are one snapshot, whose `resourceVersion` is
+/// returned with them.
+pub async fn list_all(api: &Api<NodeLite>) -> Result<(Vec<NodeLite>, Option<u64>), kube::Error> {
+    let mut items = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = kube::api::ListParams::default().limit(LIST_PAGE);
+        lp.continue_token = token.take();
+        let page = api.list(&lp).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t),
+            None => {
+                let rv = parse_resource_version(page.metadata.resource_version.as_deref());
+                return Ok((items, rv));
+            }
+        }
+    }
 }
 
 /// Writes the prefixes; returns the Node as stored.

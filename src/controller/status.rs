@@ -112,17 +112,17 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         .conflicts
         .iter()
         .take(MAX_LISTED_CONFLICTS)
-        .map(|(p, n, r)| ConflictEntry {
-            prefix: p.clone(),
-            node: n.clone(),
-            reason: r.clone(),
+        .map(|c| ConflictEntry {
+            prefix: c.prefix.clone(),
+            node: c.node.clone(),
+            reason: c.reason.clone(),
         })
         .collect();
     let retired: Vec<String> = view
         .prefixes
         .iter()
-        .filter(|p| p.3)
-        .map(|p| p.0.to_string())
+        .filter(|p| p.retired)
+        .map(|p| p.prefix.to_string())
         .collect();
 
     let exhausted = view.available == 0 || view.waiting > 0;
@@ -143,7 +143,7 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
     }
     if !view.conflicts.is_empty() {
         let nodes: std::collections::BTreeSet<&str> =
-            view.conflicts.iter().map(|c| c.1.as_str()).collect();
+            view.conflicts.iter().map(|c| c.node.as_str()).collect();
         conflict_msgs.push(format!(
             "{} Node(s) hold colliding podCIDRs (see status.conflicts); they are left as they are and their space is never handed out. Fix by deleting and re-registering the Node",
             nodes.len()
@@ -174,11 +174,11 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         prefixes: view
             .prefixes
             .iter()
-            .map(|(p, cap, alloc, retired)| PrefixUsage {
-                prefix: p.to_string(),
-                capacity: cap.to_string(),
-                allocated: i64::try_from(*alloc).unwrap_or(i64::MAX),
-                retired: *retired,
+            .map(|p| PrefixUsage {
+                prefix: p.prefix.to_string(),
+                capacity: p.capacity.to_string(),
+                allocated: i64::try_from(p.allocated).unwrap_or(i64::MAX),
+                retired: p.retired,
             })
             .collect(),
         allocations: listed,

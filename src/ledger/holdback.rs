@@ -1,0 +1,101 @@
+//! The ledger's clock and the held-back prefixes of deleted Nodes (sticky
+//! prefixes and the reuse delay).
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+
+use super::{HoldBack, Ledger};
+use crate::alloc::Family;
+
+impl Ledger {
+    pub(super) fn now(&self) -> SystemTime {
+        self.now.unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// Advances the clock and frees held-back prefixes whose time has come.
+    /// Returns true when space was freed.
+    pub fn set_time(&mut self, now: SystemTime) -> bool {
+        self.now = Some(now);
+        let mut freed = false;
+        while let Some(&(at, net)) = self.release_order.first() {
+            if at > now {
+                break;
+            }
+            self.remove_hold_back(&net);
+            self.unmark_everywhere(&net);
+            freed = true;
+        }
+        freed
+    }
+
+    pub(super) fn insert_hold_back(&mut self, net: IpNet, hb: HoldBack) -> bool {
+        let at = hb.reusable_at;
+        let old = self.hold_backs.insert(net, hb);
+        if let Some(o) = &old {
+            self.release_order.remove(&(o.reusable_at, net));
+        }
+        self.release_order.insert((at, net));
+        old.is_none()
+    }
+
+    pub(super) fn remove_hold_back(&mut self, net: &IpNet) -> Option<HoldBack> {
+        let hb = self.hold_backs.remove(net)?;
+        self.release_order.remove(&(hb.reusable_at, *net));
+        Some(hb)
+    }
+
+    /// The next moment a held-back prefix becomes free.
+    pub fn next_release(&self) -> Option<SystemTime> {
+        self.release_order.first().map(|(t, _)| *t)
+    }
+
+    /// Records `c` of the deleted Node `node` as held back when its pool asks
+    /// for retention or a reuse delay. Returns true when a new record was made.
+    pub(super) fn hold_back(&mut self, node: &str, c: &IpNet) -> bool {
+        let Some(pool) = self.owner_of(c).map(str::to_string) else {
+            return false;
+        };
+        let Some(Ok(d)) = self.pools.get(&pool).map(|p| &p.def) else {
+            return false;
+        };
+        let (retain, reuse) = (d.retain_for, d.reuse_after);
+        if retain.is_zero() && reuse.is_zero() {
+            return false;
+        }
+        let now = self.now();
+        let hb = HoldBack {
+            node: node.to_string(),
+            pool,
+            retained_until: (!retain.is_zero()).then(|| now + retain),
+            reusable_at: now + retain.max(reuse),
+        };
+        self.insert_hold_back(*c, hb)
+    }
+
+    /// A prefix of family `fam` still retained for a Node named `node` in
+    /// one of `cands`.
+    pub(super) fn retained_for(
+        &self,
+        node: &str,
+        fam: Family,
+        cands: &[&str],
+    ) -> Option<(IpNet, &HoldBack)> {
+        let now = self.now();
+        self.hold_backs
+            .iter()
+            .find(|(net, hb)| {
+                hb.node == node
+                    && Family::of(net) == fam
+                    && hb.retained_until.is_some_and(|t| t > now)
+                    && cands.contains(&hb.pool.as_str())
+            })
+            .map(|(net, hb)| (*net, hb))
+    }
+
+    /// Held-back prefixes, for tests and diagnostics.
+    pub fn hold_backs(&self) -> &BTreeMap<IpNet, HoldBack> {
+        &self.hold_backs
+    }
+}

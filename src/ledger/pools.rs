@@ -1,0 +1,286 @@
+//! Pools in the ledger: their definitions, free space, retired prefixes, and
+//! which pools a Node's labels select.
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use kube::core::SelectorExt;
+
+use super::{HeldBackRecord, HoldBack, Ledger, PoolEntry, PoolSnapshot, key};
+use crate::alloc::{Family, PoolSpace, cidr};
+use crate::api::{Labels, SpecError, validate_spec};
+
+impl Ledger {
+    /// Adds or updates a pool. Returns false when nothing the picture reads
+    /// changed: a state not later than the one held, or the same spec
+    /// (generation) with no new status record — our own status writes come
+    /// back as such updates and must not rebuild the picture each time.
+    ///
+    /// A pool re-created under the same name (another UID) is a new pool:
+    /// nothing of the old object's spec or records carries over.
+    pub fn upsert_pool(&mut self, p: &PoolSnapshot) -> bool {
+        let same_object = self.pools.get(&p.name).map(|old| {
+            let later = match (old.resource_version, p.resource_version) {
+                (Some(a), Some(b)) => b > a,
+                _ => true,
+            };
+            (old.uid == p.uid, later, old.generation == p.generation)
+        });
+        match same_object {
+            Some((true, false, _)) => return false,
+            Some((true, true, true)) if p.generation > 0 => {
+                return self.merge_status_records(p);
+            }
+            _ => {}
+        }
+        let def = validate_spec(&p.spec);
+        let mut retired: BTreeSet<IpNet> = match self.pools.get(&p.name) {
+            Some(old) if old.uid == p.uid => {
+                let mut r = old.retired.clone();
+                if let Ok(d) = &old.def {
+                    r.extend(d.prefixes.iter().copied());
+                }
+                r
+            }
+            _ => BTreeSet::new(),
+        };
+        retired.extend(p.retired.iter().filter_map(|s| cidr::parse_lenient(s).ok()));
+        if let Ok(d) = &def {
+            retired.retain(|r| !d.prefixes.contains(r));
+        }
+        let mut entry = PoolEntry {
+            uid: p.uid.clone(),
+            resource_version: p.resource_version,
+            generation: p.generation,
+            def,
+            space: None,
+            retired,
+        };
+        self.prune_retired(&mut entry);
+        self.pools.insert(p.name.clone(), entry);
+        self.restore_hold_backs(&p.name, &p.held_back);
+        self.rebuild_spaces();
+        self.refresh_all_conflicts();
+        true
+    }
+
+    /// Same spec, a later status: takes in retired prefixes and hold-backs
+    /// recorded there that the ledger does not know (another replica wrote
+    /// them while it led). Returns true when something was taken in.
+    fn merge_status_records(&mut self, p: &PoolSnapshot) -> bool {
+        let Some(entry) = self.pools.get_mut(&p.name) else {
+            return false;
+        };
+        entry.resource_version = p.resource_version;
+        let known_prefixes: Vec<IpNet> = entry
+            .def
+            .as_ref()
+            .map(|d| d.prefixes.clone())
+            .unwrap_or_default();
+        let before = entry.retired.len();
+        entry.retired.extend(
+            p.retired
+                .iter()
+                .filter_map(|s| cidr::parse_lenient(s).ok())
+                .filter(|r| !known_prefixes.contains(r)),
+        );
+        let mut changed = entry.retired.len() != before;
+        if changed && let Some(mut e) = self.pools.remove(&p.name) {
+            self.prune_retired(&mut e);
+            self.pools.insert(p.name.clone(), e);
+        }
+        if self.restore_hold_backs(&p.name, &p.held_back) {
+            self.rebuild_spaces();
+            changed = true;
+        }
+        changed
+    }
+
+    /// Takes in hold-backs recorded in a pool's status that are still in
+    /// force and unknown here. Returns true when one was taken in.
+    fn restore_hold_backs(&mut self, pool: &str, records: &[HeldBackRecord]) -> bool {
+        let now = self.now();
+        let mut any = false;
+        for r in records {
+            if let Ok(net) = cidr::parse_lenient(&r.prefix)
+                && r.reusable_at > now
+                && !self.held.contains_key(&key(&net))
+                && !self.hold_backs.contains_key(&net)
+            {
+                self.insert_hold_back(
+                    net,
+                    HoldBack {
+                        node: r.node.clone(),
+                        pool: pool.to_string(),
+                        retained_until: r.retained_until,
+                        reusable_at: r.reusable_at,
+                    },
+                );
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Records a pool whose object could not even be decoded: it serves
+    /// nothing and its status says why.
+    pub fn upsert_pool_error(&mut self, name: &str, uid: &str, generation: i64, error: String) {
+        self.pools.insert(
+            name.to_string(),
+            PoolEntry {
+                uid: uid.to_string(),
+                resource_version: None,
+                generation,
+                def: Err(SpecError(error)),
+                space: None,
+                retired: BTreeSet::new(),
+            },
+        );
+        self.rebuild_spaces();
+        self.refresh_all_conflicts();
+    }
+
+    /// Forgets pool `name` if it is still the object `uid` (a later pool of
+    /// the same name stays). Its Nodes keep their prefixes; a pool
+    /// re-created with the same prefixes adopts them again.
+    pub fn remove_pool(&mut self, name: &str, uid: &str) -> bool {
+        if self.pools.get(name).is_none_or(|p| p.uid != uid) {
+            return false;
+        }
+        self.pools.remove(name);
+        self.rebuild_spaces();
+        self.refresh_all_conflicts();
+        true
+    }
+
+    pub(super) fn prune_all_retired(&mut self) {
+        if self.pools.values().all(|p| p.retired.is_empty()) {
+            return;
+        }
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for n in names {
+            if let Some(mut p) = self.pools.remove(&n) {
+                self.prune_retired(&mut p);
+                self.pools.insert(n, p);
+            }
+        }
+    }
+
+    /// Retired prefixes stay only while some Node holds space inside them.
+    fn prune_retired(&self, p: &mut PoolEntry) {
+        p.retired.retain(|r| self.held_inside(r).next().is_some());
+    }
+
+    /// Rebuilds every pool's free space from the definitions, the Nodes,
+    /// the reserved ranges of every pool and the reservations in flight.
+    pub(super) fn rebuild_spaces(&mut self) {
+        let all_reserved: Vec<IpNet> = self
+            .pools
+            .values()
+            .filter_map(|p| p.def.as_ref().ok())
+            .flat_map(|d| d.reserved.iter().copied())
+            .collect();
+        let in_flight: Vec<IpNet> = self
+            .reservations
+            .values()
+            .flatten()
+            .chain(self.hold_backs.keys())
+            .copied()
+            .collect();
+        let held: Vec<(IpNet, usize)> = self
+            .held
+            .iter()
+            .map(|(&(f, s, l), names)| (cidr::net_from(f, s, l), names.len()))
+            .collect();
+        for p in self.pools.values_mut() {
+            p.space = match &p.def {
+                Ok(d) => PoolSpace::new(&d.prefixes, d.node_prefix_length).ok(),
+                Err(_) => None,
+            };
+            let Some(s) = p.space.as_mut() else { continue };
+            for r in all_reserved.iter().chain(in_flight.iter()) {
+                if s.overlaps(r) {
+                    s.mark(r);
+                }
+            }
+            for (h, count) in &held {
+                if s.overlaps(h) {
+                    for _ in 0..*count {
+                        s.mark(h);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn mark_everywhere(&mut self, n: &IpNet) {
+        for p in self.pools.values_mut() {
+            if let Some(s) = p.space.as_mut()
+                && s.overlaps(n)
+            {
+                s.mark(n);
+            }
+        }
+    }
+
+    pub(super) fn unmark_everywhere(&mut self, n: &IpNet) {
+        for p in self.pools.values_mut() {
+            if let Some(s) = p.space.as_mut() {
+                s.unmark(n);
+            }
+        }
+    }
+
+    /// Valid pools of `family` that select `labels`, best first.
+    pub(super) fn candidates(&self, family: Family, labels: &Labels) -> Vec<&str> {
+        let mut v: Vec<(&str, i32)> = self
+            .pools
+            .iter()
+            .filter_map(|(name, p)| {
+                let d = p.def.as_ref().ok()?;
+                p.space.as_ref()?;
+                (d.family == family && d.selector.matches(labels))
+                    .then_some((name.as_str(), d.priority))
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// The pool that owns `net`: the best valid pool whose current or
+    /// retired prefixes contain it.
+    pub(super) fn owner_of(&self, net: &IpNet) -> Option<&str> {
+        let mut best: Option<(&str, i32)> = None;
+        for (name, p) in &self.pools {
+            let Ok(d) = &p.def else { continue };
+            let inside = d
+                .prefixes
+                .iter()
+                .chain(p.retired.iter())
+                .any(|x| x.contains(net));
+            if inside && best.is_none_or(|(_, pr)| d.priority > pr) {
+                best = Some((name, d.priority));
+            }
+        }
+        best.map(|(n, _)| n)
+    }
+
+    /// The UID of the pool object the ledger holds under `name`.
+    pub fn pool_uid(&self, name: &str) -> Option<String> {
+        self.pools.get(name).map(|p| p.uid.clone())
+    }
+
+    pub fn pool_names(&self) -> Vec<String> {
+        self.pools.keys().cloned().collect()
+    }
+
+    /// Why pool `name` serves nothing, if it does not.
+    pub fn pool_error(&self, name: &str) -> Option<&str> {
+        self.pools
+            .get(name)?
+            .def
+            .as_ref()
+            .err()
+            .map(|e| e.0.as_str())
+    }
+}
