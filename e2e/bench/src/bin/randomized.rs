@@ -25,7 +25,7 @@ use clap::Parser;
 use prefix_operator_bench::cluster::loadavg;
 use prefix_operator_bench::opproc::{operator_bin, target_dir};
 use prefix_operator_bench::random::env::Env;
-use prefix_operator_bench::random::gen::{V4_POOL, random_spec};
+use prefix_operator_bench::random::mix::{V4_POOL, random_spec};
 use prefix_operator_bench::random::ops::{Runner, SETTLE};
 use prefix_operator_bench::random::{scenarios, space};
 use rand::rngs::StdRng;

@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 
-use super::history::{HAND_MANAGER, History};
+use super::history::{HAND_MANAGER, History, pod_cidrs_writer};
 use super::model::Labels;
 
 /// Retries `f` for up to 60 s while it fails with something other than an
@@ -73,10 +73,10 @@ impl Actions {
             },
             ..Default::default()
         };
-        let mut tries = 0;
+        let (mut tries, pp) = (0, PostParams::default());
         let r = retry(|| {
             tries += 1;
-            self.nodes.create(&PostParams::default(), &node)
+            self.nodes.create(&pp, &node)
         })
         .await;
         match r {
@@ -90,7 +90,8 @@ impl Actions {
     /// Deletes a Node; gone already is fine. With a finalizer it stays,
     /// with a deletionTimestamp, until [`Actions::drop_finalizer`].
     pub async fn delete_node(&self, name: &str) -> Result<()> {
-        match retry(|| self.nodes.delete(name, &DeleteParams::default())).await {
+        let dp = DeleteParams::default();
+        match retry(|| self.nodes.delete(name, &dp)).await {
             Ok(_) => Ok(()),
             Err(e) if code(&e) == Some(404) => Ok(()),
             Err(e) => Err(anyhow!(e).context(format!("deleting Node {name}"))),
@@ -99,7 +100,8 @@ impl Actions {
 
     pub async fn drop_finalizer(&self, name: &str) -> Result<()> {
         let p = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
-        match retry(|| self.nodes.patch(name, &PatchParams::default(), &p)).await {
+        let pp = PatchParams::default();
+        match retry(|| self.nodes.patch(name, &pp, &p)).await {
             Ok(n) => {
                 self.seen_node(&n);
                 Ok(())
@@ -117,7 +119,8 @@ impl Actions {
             {"op": "replace", "path": "/metadata/labels", "value": l}
         ]))?;
         let p = Patch::<()>::Json(patch);
-        match retry(|| self.nodes.patch(name, &PatchParams::default(), &p)).await {
+        let pp = PatchParams::default();
+        match retry(|| self.nodes.patch(name, &pp, &p)).await {
             Ok(n) => {
                 self.seen_node(&n);
                 Ok(())
@@ -145,7 +148,9 @@ impl Actions {
         match retry(|| self.nodes.patch(name, &pp, &p)).await {
             Ok(n) => {
                 self.seen_node(&n);
-                let landed = n.spec.and_then(|s| s.pod_cidrs).as_deref() == Some(cidrs);
+                // A no-op write over an equal value the operator wrote
+                // leaves the operator the owner: not a hand write.
+                let landed = pod_cidrs_writer(&n).as_deref() == Some(HAND_MANAGER);
                 if landed {
                     self.hist.mark_hand(&uid);
                 }
@@ -168,10 +173,10 @@ impl Actions {
 
     pub async fn create_pool(&self, name: &str, spec: &PrefixPoolSpec) -> Result<()> {
         let obj = PrefixPool::new(name, spec.clone());
-        let mut tries = 0;
+        let (mut tries, pp) = (0, PostParams::default());
         let r = retry(|| {
             tries += 1;
-            self.pools.create(&PostParams::default(), &obj)
+            self.pools.create(&pp, &obj)
         })
         .await;
         match r {
@@ -183,7 +188,8 @@ impl Actions {
     }
 
     pub async fn delete_pool(&self, name: &str) -> Result<()> {
-        match retry(|| self.pools.delete(name, &DeleteParams::default())).await {
+        let dp = DeleteParams::default();
+        match retry(|| self.pools.delete(name, &dp)).await {
             Ok(_) => Ok(()),
             Err(e) if code(&e) == Some(404) => Ok(()),
             Err(e) => Err(anyhow!(e).context(format!("deleting PrefixPool {name}"))),
@@ -212,7 +218,8 @@ impl Actions {
             };
             p.spec = spec.clone();
             p.status = None;
-            match retry(|| self.pools.replace(name, &PostParams::default(), &p)).await {
+            let pp = PostParams::default();
+            match retry(|| self.pools.replace(name, &pp, &p)).await {
                 Ok(p) => {
                     self.seen_pool(&p);
                     return Ok(());

@@ -92,7 +92,7 @@ fn rv_of(m: &kube::api::ObjectMeta) -> u64 {
 }
 
 /// The manager owning `f:podCIDRs` in managedFields.
-fn pod_cidrs_writer(n: &Node) -> Option<String> {
+pub fn pod_cidrs_writer(n: &Node) -> Option<String> {
     n.metadata.managed_fields.iter().flatten().find_map(|m| {
         let f = m.fields_v1.as_ref()?;
         serde_json::to_string(&f.0)
@@ -295,7 +295,7 @@ fn spawn_watch<K>(
     gone: Gone,
 ) -> tokio::task::AbortHandle
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + k8s_openapi::serde::de::DeserializeOwned + Send + 'static,
 {
     let task = tokio::spawn(async move {
         let stream = watcher(api, watcher::Config::default()).default_backoff();
@@ -321,4 +321,25 @@ where
         }
     });
     task.abort_handle()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saw_by_needs_an_undisturbed_stretch() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut r = Record::default();
+        assert!(r.saw_by(s(0), s(6)));
+        assert!(!r.saw_by(s(0), s(3)));
+        // Frozen from 1 s to 20 s: a change at 2 s was not seen by 22 s.
+        r.disturbed.push((s(1), Some(s(20))));
+        assert!(!r.saw_by(s(2), s(22)));
+        assert!(r.saw_by(s(2), s(26)));
+        // An ongoing disturbance hides everything after it began.
+        r.disturbed.push((s(30), None));
+        assert!(!r.saw_by(s(31), s(100)));
+    }
 }

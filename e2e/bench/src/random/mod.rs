@@ -5,7 +5,7 @@
 pub mod actions;
 pub mod check;
 pub mod env;
-pub mod gen;
+pub mod mix;
 pub mod history;
 pub mod model;
 pub mod ops;

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::actions::Actions;
 use super::env::Env;
-use super::gen::{HandTarget, Model, NodeModel, Op};
+use super::mix::{HandTarget, Model, NodeModel, Op};
 use super::model::{first_free, nets, slot};
 use crate::cluster::poll;
 

@@ -36,8 +36,10 @@ pub fn spec(prefixes: &[&str], sel: Option<(&str, &str)>) -> PrefixPoolSpec {
 
 /// Creates `names` with `l`, 32 requests in flight.
 pub async fn create_many(act: &Actions, names: &[String], l: &Labels) -> Result<()> {
-    let r: Vec<Result<()>> = futures::stream::iter(names)
-        .map(|n| act.create_node(n, l, false))
+    // Owned names: a closure over borrowed ones is not general enough for
+    // tokio::spawn.
+    let r: Vec<Result<()>> = futures::stream::iter(names.to_vec())
+        .map(|n| async move { act.create_node(&n, l, false).await })
         .buffer_unordered(32)
         .collect()
         .await;
