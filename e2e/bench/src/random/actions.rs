@@ -228,6 +228,8 @@ impl Actions {
                 Err(e) => return Err(anyhow!(e).context(format!("replacing the spec of {name}"))),
             }
         }
-        Err(anyhow!("replacing the spec of {name}: 10 conflicts in a row"))
+        Err(anyhow!(
+            "replacing the spec of {name}: 10 conflicts in a row"
+        ))
     }
 }

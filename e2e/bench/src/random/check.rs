@@ -112,7 +112,9 @@ pub fn continuous(s: &Snapshot, rec: &Record) -> Vec<String> {
         .flat_map(|(v, _)| nets(&v.cidrs).into_iter().map(|c| (c, v.name.to_string())))
         .collect();
     for ((a, an), (b, bn)) in find_overlaps(&held, 20).0 {
-        out.push(format!("(a) overlap: {a} of Node {an} and {b} of Node {bn}"));
+        out.push(format!(
+            "(a) overlap: {a} of Node {an} and {b} of Node {bn}"
+        ));
     }
     for (v, r) in &operator_held {
         out.extend(form(v));
@@ -148,12 +150,22 @@ fn form(v: &NodeView) -> Vec<String> {
         ));
     }
     let ns = nets(&v.cidrs);
-    if ns.len() != v.cidrs.len() || ns.iter().zip(&v.cidrs).any(|(n, s)| n.trunc().to_string() != *s)
+    if ns.len() != v.cidrs.len()
+        || ns
+            .iter()
+            .zip(&v.cidrs)
+            .any(|(n, s)| n.trunc().to_string() != *s)
     {
-        out.push(format!("(c) Node {}: podCIDRs {:?} not canonical", v.name, v.cidrs));
+        out.push(format!(
+            "(c) Node {}: podCIDRs {:?} not canonical",
+            v.name, v.cidrs
+        ));
     }
     if ns.len() > 2 || (ns.len() == 2 && family(&ns[0]) == family(&ns[1])) {
-        out.push(format!("(c) Node {}: podCIDRs {:?} not one per family", v.name, v.cidrs));
+        out.push(format!(
+            "(c) Node {}: podCIDRs {:?} not one per family",
+            v.name, v.cidrs
+        ));
     }
     out
 }
@@ -179,7 +191,9 @@ fn provenance(v: &NodeView, r: &NodeRec, rec: &Record, now: Instant) -> Vec<Stri
                 believable(rec, p, i, at)
                     && node_len(spec) == x.prefix_len()
                     && nets(&spec.prefixes).iter().any(|q| q.contains(&x))
-                    && r.labels.iter().any(|(_, l)| selects(spec.node_selector.as_ref(), l))
+                    && r.labels
+                        .iter()
+                        .any(|(_, l)| selects(spec.node_selector.as_ref(), l))
             })
         });
         if !inside {

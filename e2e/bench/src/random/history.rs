@@ -256,10 +256,14 @@ impl History {
             rec,
             tasks: Arc::new(vec![nodes, pools]),
         };
-        crate::cluster::poll("the history watches to list", Duration::from_secs(60), || {
-            let s = synced.clone();
-            async move { (s.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) }
-        })
+        crate::cluster::poll(
+            "the history watches to list",
+            Duration::from_secs(60),
+            || {
+                let s = synced.clone();
+                async move { (s.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) }
+            },
+        )
         .await?;
         Ok(h)
     }
@@ -295,7 +299,12 @@ fn spawn_watch<K>(
     gone: Gone,
 ) -> tokio::task::AbortHandle
 where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + k8s_openapi::serde::de::DeserializeOwned + Send + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + 'static,
 {
     let task = tokio::spawn(async move {
         let stream = watcher(api, watcher::Config::default()).default_backoff();

@@ -111,7 +111,11 @@ fn random_prefix(rng: &mut StdRng, pool: &str) -> IpNet {
     let base = (0x2001_0db8u128 << 96) | ((0x10 + idx) << 80);
     let block = rng.random_range(0..2048u128);
     let len = rng.random_range(59..=62);
-    IpNet::V6(Ipv6Net::new((base | (block << 69)).into(), len).expect("valid").trunc())
+    IpNet::V6(
+        Ipv6Net::new((base | (block << 69)).into(), len)
+            .expect("valid")
+            .trunc(),
+    )
 }
 
 pub fn random_spec(rng: &mut StdRng, pool: &str, node_len: Option<i32>) -> PrefixPoolSpec {
@@ -209,7 +213,10 @@ impl Model {
             44..48 => Op::RecreateNode(self.any_node(rng)?, random_labels(rng)),
             48..52 => {
                 let all: Vec<&str> = V6_POOLS.iter().copied().chain([V4_POOL]).collect();
-                let free: Vec<&&str> = all.iter().filter(|p| !self.pools.contains_key(**p)).collect();
+                let free: Vec<&&str> = all
+                    .iter()
+                    .filter(|p| !self.pools.contains_key(**p))
+                    .collect();
                 let p = free.choose(rng)?.to_string();
                 Op::CreatePool(p.clone(), random_spec(rng, &p, None))
             }

@@ -5,8 +5,8 @@
 pub mod actions;
 pub mod check;
 pub mod env;
-pub mod mix;
 pub mod history;
+pub mod mix;
 pub mod model;
 pub mod ops;
 pub mod quiet;

@@ -101,7 +101,9 @@ impl<'a> Runner<'a> {
                 let frozen: Vec<usize> = (0..self.env.replicas.len()).collect();
                 frozen.iter().for_each(|r| self.env.freeze(*r));
                 self.recreate_pool(&p, spec).await?;
-                self.env.restart_apiserver(Duration::from_millis(500)).await?;
+                self.env
+                    .restart_apiserver(Duration::from_millis(500))
+                    .await?;
                 frozen.iter().for_each(|r| self.env.thaw(*r));
             }
             Op::Settle => return self.env.settle(SETTLE).await,
@@ -134,7 +136,9 @@ impl<'a> Runner<'a> {
     fn hand_cidr(&self, t: &HandTarget, name: &str) -> Option<String> {
         match t {
             HandTarget::Outside => {
-                let h = name.bytes().fold(0u16, |a, b| a.wrapping_mul(31).wrapping_add(b.into()));
+                let h = name
+                    .bytes()
+                    .fold(0u16, |a, b| a.wrapping_mul(31).wrapping_add(b.into()));
                 Some(format!("2001:db8:ffff:{h:x}::/64"))
             }
             HandTarget::InPool(p, i) => {
@@ -173,7 +177,11 @@ impl<'a> Runner<'a> {
         self.create_nodes(vec![(n.to_string(), l, false)]).await
     }
 
-    async fn recreate_pool(&mut self, p: &str, spec: prefix_operator::api::PrefixPoolSpec) -> Result<()> {
+    async fn recreate_pool(
+        &mut self,
+        p: &str,
+        spec: prefix_operator::api::PrefixPoolSpec,
+    ) -> Result<()> {
         self.act.delete_pool(p).await?;
         self.act.wait_pool_gone(p).await?;
         self.act.create_pool(p, &spec).await?;

@@ -122,12 +122,7 @@ fn pool_status(p: &PoolView, nodes: &[NodeView], pools: &[PoolView], rec: &Recor
 
 /// status.allocated counts the Nodes holding a node prefix of the pool
 /// (spec or retired prefixes); Nodes in conflict may or may not count.
-fn allocated(
-    p: &PoolView,
-    nodes: &[NodeView],
-    retired: &[IpNet],
-    got: Option<i64>,
-) -> Vec<String> {
+fn allocated(p: &PoolView, nodes: &[NodeView], retired: &[IpNet], got: Option<i64>) -> Vec<String> {
     let all: Vec<(usize, IpNet)> = nodes
         .iter()
         .enumerate()
@@ -135,8 +130,8 @@ fn allocated(
         .collect();
     let (mut lo, mut hi) = (0i64, 0i64);
     for (i, c) in &all {
-        let ours = c.prefix_len() == p.len
-            && p.prefixes.iter().chain(retired).any(|q| q.contains(c));
+        let ours =
+            c.prefix_len() == p.len && p.prefixes.iter().chain(retired).any(|q| q.contains(c));
         if !ours {
             continue;
         }
@@ -182,7 +177,11 @@ fn waiting(p: &PoolView, nodes: &[NodeView], pools: &[PoolView], got: Option<i64
         vec![format!(
             "(e) pool {}: status.waiting {got:?}, but {lo} selected Node(s) wait for its family{}",
             p.name,
-            if hi > lo { format!(" ({} more dual-stack may)", hi - lo) } else { String::new() }
+            if hi > lo {
+                format!(" ({} more dual-stack may)", hi - lo)
+            } else {
+                String::new()
+            }
         )]
     } else {
         vec![]

@@ -79,7 +79,12 @@ pub async fn relist_backlog(env: &mut Env, selected: usize) -> Result<Vec<String
     act.create_pool("s1", &spec(&["2001:db8:9::/54"], Some(("pool", "s1"))))
         .await?;
     env.note(&format!("create {unselected} unselected Nodes"));
-    create_many(&act, &names("idle", unselected), &labels(&[("role", "idle")])).await?;
+    create_many(
+        &act,
+        &names("idle", unselected),
+        &labels(&[("role", "idle")]),
+    )
+    .await?;
     env.settle(SETTLE).await?;
     env.note("SIGSTOP the operator");
     env.freeze(0);
@@ -102,7 +107,9 @@ pub async fn leader_flap(env: &mut Env, nodes: usize) -> Result<Vec<String>> {
         .await?;
     let a = env.wait_leader(Duration::from_secs(30)).await?;
     let b = 1 - a;
-    env.note(&format!("replica {a} leads; burst of {nodes} selected Nodes"));
+    env.note(&format!(
+        "replica {a} leads; burst of {nodes} selected Nodes"
+    ));
     let first = names("w1", nodes);
     let burst = {
         let act = Actions::new(&env.cl.client, &env.hist);
@@ -127,12 +134,16 @@ pub async fn leader_flap(env: &mut Env, nodes: usize) -> Result<Vec<String>> {
     for n in first.iter().step_by(2) {
         act.set_labels(n, &labels(&[("role", "gone")])).await?;
     }
-    env.note(&format!("freeze replica {b}, thaw replica {a}: leadership goes back"));
+    env.note(&format!(
+        "freeze replica {b}, thaw replica {a}: leadership goes back"
+    ));
     env.freeze(b);
     env.thaw(a);
     env.wait_leads(a, Duration::from_secs(30)).await?;
     let second = names("w2", nodes);
-    env.note(&format!("replica {a} leads again; {nodes} more selected Nodes"));
+    env.note(&format!(
+        "replica {a} leads again; {nodes} more selected Nodes"
+    ));
     create_many(&act, &second, &labels(&[("role", "s2")])).await?;
     let mut v = env.settle(SETTLE).await?;
     let (_, c) = env.check().await?;
@@ -147,7 +158,8 @@ pub async fn leader_flap(env: &mut Env, nodes: usize) -> Result<Vec<String>> {
 pub async fn pool_recreate(env: &mut Env) -> Result<Vec<String>> {
     let act = Actions::new(&env.cl.client, &env.hist);
     let sel = Some(("zone", "a"));
-    act.create_pool("s3", &spec(&["2001:db8:3::/60"], sel)).await?;
+    act.create_pool("s3", &spec(&["2001:db8:3::/60"], sel))
+        .await?;
     create_many(&act, &names("old", 10), &labels(&[("zone", "a")])).await?;
     let mut v = env.settle(SETTLE).await?;
     let rounds = [
@@ -178,7 +190,12 @@ pub async fn pool_recreate(env: &mut Env) -> Result<Vec<String>> {
 }
 
 /// The Nodes `fresh` hold prefixes inside `prefix` only, none in `reserved`.
-async fn only_from(env: &Env, fresh: &[String], prefix: &str, reserved: &str) -> Result<Vec<String>> {
+async fn only_from(
+    env: &Env,
+    fresh: &[String],
+    prefix: &str,
+    reserved: &str,
+) -> Result<Vec<String>> {
     let s = snapshot(&env.cl.client, &env.hist).await?;
     let p = nets(&[prefix.to_string()])[0];
     let r = nets(&[reserved.to_string()])[0];

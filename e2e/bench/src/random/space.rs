@@ -23,14 +23,18 @@ const SLOT: &str = "2001:db8:4::/64";
 /// different timings.
 pub async fn refused_write(env: &mut Env, rng: &mut StdRng, trials: usize) -> Result<Vec<String>> {
     let act = Actions::new(&env.cl.client, &env.hist);
-    act.create_pool("s4", &spec(&[SLOT], Some(("role", "s4")))).await?;
+    act.create_pool("s4", &spec(&[SLOT], Some(("role", "s4"))))
+        .await?;
     let l = labels(&[("role", "s4")]);
     let mut v = vec![];
-    let mut landed = 0;
+    let (mut landed, mut tried) = (0, 0);
     for k in 0..trials {
+        tried += 1;
         let (a, b) = (format!("a{k}"), format!("b{k}"));
         let delay = rng.random_range(0..15u64);
-        env.note(&format!("trial {k}: create {a}, hand-write it after {delay} ms, create {b}"));
+        env.note(&format!(
+            "trial {k}: create {a}, hand-write it after {delay} ms, create {b}"
+        ));
         act.create_node(&a, &l, false).await?;
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let mine = format!("2001:db8:ffff:{k:x}::/64");
@@ -61,7 +65,7 @@ pub async fn refused_write(env: &mut Env, rng: &mut StdRng, trials: usize) -> Re
         .await?;
     }
     env.note(&format!(
-        "{landed}/{trials} hand writes landed; the operator logged {} refused write(s)",
+        "{landed}/{tried} hand writes landed; the operator logged {} refused write(s)",
         env.log_count("write refused")
     ));
     v.extend(env.settle(SETTLE).await?);
@@ -86,16 +90,24 @@ pub async fn retire_leader(env: &mut Env) -> Result<Vec<String>> {
     let act = Actions::new(&env.cl.client, &env.hist);
     let l = labels(&[("role", "s5")]);
     let sel = Some(("role", "s5"));
-    let p = ["2001:db8:5::/62", "2001:db8:5:100::/62", "2001:db8:5:200::/62", "2001:db8:5:300::/60"];
+    let p = [
+        "2001:db8:5::/62",
+        "2001:db8:5:100::/62",
+        "2001:db8:5:200::/62",
+        "2001:db8:5:300::/60",
+    ];
     act.create_pool("s5", &spec(&p[..2], sel)).await?;
     let first = names("r", 8);
     create_many(&act, &first, &l).await?;
     wait_allocated(env, &first, 8).await?;
     let mut v = vec![];
-    let steps: [(&[&str], &str); 3] = [(&p[1..3], "kill"), (&p[2..4], "freeze"), (&p[3..4], "term")];
+    let steps: [(&[&str], &str); 3] =
+        [(&p[1..3], "kill"), (&p[2..4], "freeze"), (&p[3..4], "term")];
     for (k, (keep, how)) in steps.into_iter().enumerate() {
         let leader = env.wait_leader(Duration::from_secs(30)).await?;
-        env.note(&format!("step {k}: spec.prefixes = {keep:?} and {how} the leader {leader}"));
+        env.note(&format!(
+            "step {k}: spec.prefixes = {keep:?} and {how} the leader {leader}"
+        ));
         let change = {
             let act = Actions::new(&env.cl.client, &env.hist);
             let s = spec(keep, sel);
@@ -112,7 +124,9 @@ pub async fn retire_leader(env: &mut Env) -> Result<Vec<String>> {
         v.extend(env.settle(SETTLE).await?);
     }
     let leader = env.wait_leader(Duration::from_secs(30)).await?;
-    env.note(&format!("SIGKILL the leader {leader} once more: a fresh replica must keep the retired prefixes"));
+    env.note(&format!(
+        "SIGKILL the leader {leader} once more: a fresh replica must keep the retired prefixes"
+    ));
     env.kill(leader);
     env.wait_leads(1 - leader, Duration::from_secs(30)).await?;
     v.extend(env.settle(SETTLE).await?);
@@ -123,7 +137,8 @@ pub async fn retire_leader(env: &mut Env) -> Result<Vec<String>> {
 /// (one held by a finalizer), relabels and growth.
 pub async fn waiting(env: &mut Env) -> Result<Vec<String>> {
     let act = Actions::new(&env.cl.client, &env.hist);
-    act.create_pool("s6a", &spec(&["2001:db8:6::/62"], Some(("zone", "a")))).await?;
+    act.create_pool("s6a", &spec(&["2001:db8:6::/62"], Some(("zone", "a"))))
+        .await?;
     let mut b = spec(&["2001:db8:6:100::/63"], Some(("zone", "b")));
     b.priority = 5;
     act.create_pool("s6b", &b).await?;
@@ -159,8 +174,14 @@ pub async fn waiting(env: &mut Env) -> Result<Vec<String>> {
     for n in names("fa", 3) {
         act.drop_finalizer(&n).await?;
     }
-    act.replace_spec("s6a", &spec(&["2001:db8:6::/62", "2001:db8:6:200::/63"], Some(("zone", "a"))))
-        .await?;
+    act.replace_spec(
+        "s6a",
+        &spec(
+            &["2001:db8:6::/62", "2001:db8:6:200::/63"],
+            Some(("zone", "a")),
+        ),
+    )
+    .await?;
     v.extend(env.settle(SETTLE).await?);
     Ok(v)
 }
