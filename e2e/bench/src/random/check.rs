@@ -111,7 +111,7 @@ pub fn continuous(s: &Snapshot, rec: &Record) -> Vec<String> {
         .iter()
         .flat_map(|(v, _)| nets(&v.cidrs).into_iter().map(|c| (c, v.name.to_string())))
         .collect();
-    for ((a, an), (b, bn)) in find_overlaps(&held, 20).0 {
+    for ((a, an), (b, bn)) in find_overlaps(&held, 1000).0 {
         out.push(format!(
             "(a) overlap: {a} of Node {an} and {b} of Node {bn}"
         ));
