@@ -6,7 +6,7 @@ DEV ?= .dev
 # How dev-up gets target/debug/controlplane; tests that already built it pass ":".
 CONTROLPLANE_BUILD ?= $(CARGO) build -p prefix-operator-testenv --bin controlplane --locked
 
-.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench chaos clean-dev check-leftovers
+.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench chaos randomized clean-dev check-leftovers
 
 ## Build (or reuse) the control-plane binaries: kube-apiserver, etcd, kubectl, helm.
 controlplane:
@@ -104,5 +104,15 @@ bench: controlplane
 chaos: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
 	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin chaos -- $(CHAOS_ARGS)
+	@$(MAKE) --no-print-directory check-leftovers
+	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
+
+## Randomized fault run (issue 10): the directed scenarios and a random mix
+## of Node, pool and fault operations, invariants checked against the API
+## server. `make randomized SEEDS=1,2,3 RANDOM_ARGS="--scenario random --ops 100"`;
+## another operator build: RANDOM_ARGS="--operator-bin PATH". Logs in target/randomized/.
+randomized: controlplane
+	$(CARGO) build --release --locked --bin prefix-operator
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin randomized -- --seeds $(or $(SEEDS),1,2,3) $(RANDOM_ARGS)
 	@$(MAKE) --no-print-directory check-leftovers
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }

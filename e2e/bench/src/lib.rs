@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod opproc;
 pub mod promtext;
+pub mod random;
 pub mod stats;

@@ -1,0 +1,282 @@
+//! One run's world: a fresh control plane, one or two operator replicas as
+//! child processes, the watch history, and the op log every step goes to
+//! (so a failing seed can be replayed and read). Faults live here too.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::check::{Snapshot, continuous, snapshot};
+use super::history::History;
+use super::quiet::quiet;
+use crate::cluster::{Cluster, poll};
+use crate::opproc::OperatorProcess;
+
+pub struct Replica {
+    pub op: Option<OperatorProcess>,
+    /// The disturbed span opened when it was frozen (SIGSTOP).
+    frozen: Option<usize>,
+}
+
+pub struct Env {
+    pub cl: Cluster,
+    pub hist: History,
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    pub replicas: Vec<Replica>,
+    flags: Vec<String>,
+    oplog: std::fs::File,
+    tag: String,
+    step: usize,
+}
+
+/// Lease timing short enough for takeovers within a few seconds.
+fn leader_flags() -> Vec<String> {
+    [
+        "--leader-elect=true",
+        "--lease-namespace=default",
+        "--lease-name=prefix-operator-random",
+        "--lease-duration=4s",
+        "--renew-deadline=3s",
+        "--retry-period=1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Env {
+    /// A control plane with the CRD, the history watches and `replicas`
+    /// operators (leader election when `leader_elect`), each ready.
+    pub async fn start(
+        bin: &Path,
+        dir: PathBuf,
+        tag: &str,
+        replicas: usize,
+        leader_elect: bool,
+    ) -> Result<Env> {
+        std::fs::create_dir_all(&dir)?;
+        let cl = Cluster::start().await?;
+        let hist = History::start(&cl.client).await?;
+        let oplog = std::fs::File::create(dir.join("ops.log"))?;
+        let mut env = Env {
+            cl,
+            hist,
+            bin: bin.to_path_buf(),
+            dir,
+            replicas: (0..replicas)
+                .map(|_| Replica {
+                    op: None,
+                    frozen: None,
+                })
+                .collect(),
+            flags: if leader_elect { leader_flags() } else { vec![] },
+            oplog,
+            tag: tag.to_string(),
+            step: 0,
+        };
+        env.note(&format!(
+            "start: {replicas} replica(s), leader election {leader_elect}, operator {}",
+            bin.display()
+        ));
+        for i in 0..replicas {
+            env.spawn(i)?;
+        }
+        env.all_up().await?;
+        Ok(env)
+    }
+
+    /// Logs one step, numbered, to ops.log and stderr.
+    pub fn note(&mut self, msg: &str) {
+        self.step += 1;
+        let line = format!("[{}] #{} {msg}", self.tag, self.step);
+        eprintln!("   {line}");
+        let _ = writeln!(self.oplog, "{line}");
+    }
+
+    pub fn replica_log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("replica-{i}.log"))
+    }
+
+    /// Starts replica `i` (it must be down).
+    pub fn spawn(&mut self, i: usize) -> Result<()> {
+        let op = OperatorProcess::spawn(
+            &self.bin,
+            &self.cl.kubeconfig,
+            &format!("r{i}"),
+            &self.flags,
+            &self.replica_log(i),
+        )?;
+        self.replicas[i].op = Some(op);
+        Ok(())
+    }
+
+    /// SIGKILL (a thawed-then-killed replica's span ends here).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut op) = self.replicas[i].op.take() {
+            op.kill();
+        }
+        self.thaw_span(i);
+    }
+
+    /// SIGTERM, then up to 15 s for a clean exit before SIGKILL.
+    pub async fn term(&mut self, i: usize) -> Result<()> {
+        self.thaw(i);
+        let Some(op) = self.replicas[i].op.as_mut() else {
+            return Ok(());
+        };
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(op.pid as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while op.alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let clean = !op.alive();
+        self.kill(i);
+        if !clean {
+            self.note(&format!("replica {i} ignored SIGTERM for 15 s; killed"));
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP: the replica's picture goes stale while the world moves on.
+    pub fn freeze(&mut self, i: usize) {
+        if let Some(op) = &self.replicas[i].op
+            && self.replicas[i].frozen.is_none()
+        {
+            op.pause();
+            self.replicas[i].frozen = Some(self.hist.lock().disturb());
+        }
+    }
+
+    /// SIGCONT after [`Env::freeze`].
+    pub fn thaw(&mut self, i: usize) {
+        if let Some(op) = &self.replicas[i].op {
+            op.resume();
+        }
+        self.thaw_span(i);
+    }
+
+    fn thaw_span(&mut self, i: usize) {
+        if let Some(d) = self.replicas[i].frozen.take() {
+            self.hist.lock().calm(d);
+        }
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.replicas[i].op.is_some() && self.replicas[i].frozen.is_none()
+    }
+
+    /// The replica that says it leads, if exactly one does.
+    pub async fn leader(&self) -> Option<usize> {
+        let mut leaders = vec![];
+        for (i, r) in self.replicas.iter().enumerate() {
+            if let (Some(op), None) = (&r.op, r.frozen)
+                && op.is_leader().await
+            {
+                leaders.push(i);
+            }
+        }
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<usize> {
+        poll("exactly one leader", timeout, || self.leader()).await
+    }
+
+    /// Waits until replica `i` leads.
+    pub async fn wait_leads(&self, i: usize, timeout: Duration) -> Result<()> {
+        poll(&format!("replica {i} to lead"), timeout, || async {
+            (self.leader().await == Some(i)).then_some(())
+        })
+        .await
+    }
+
+    /// kube-apiserver killed, down for `outage` (the fault), started again.
+    pub async fn restart_apiserver(&mut self, outage: Duration) -> Result<()> {
+        let d = self.hist.lock().disturb();
+        let r = self.cl.restart_apiserver(outage).await;
+        self.hist.lock().calm(d);
+        r
+    }
+
+    pub async fn restart_etcd(&mut self, outage: Duration) -> Result<()> {
+        let d = self.hist.lock().disturb();
+        let r = self.cl.restart_etcd(outage).await;
+        self.hist.lock().calm(d);
+        r
+    }
+
+    /// Every replica thawed, running and ready, and one leader.
+    pub async fn all_up(&mut self) -> Result<()> {
+        for i in 0..self.replicas.len() {
+            self.thaw(i);
+            let exited = self.replicas[i].op.as_mut().is_some_and(|op| !op.alive());
+            if exited {
+                self.note(&format!("replica {i} had exited; restarting it"));
+            }
+            if exited || self.replicas[i].op.is_none() {
+                self.replicas[i].op = None;
+                self.spawn(i)?;
+            }
+        }
+        for r in self.replicas.iter_mut() {
+            if let Some(op) = r.op.as_mut() {
+                op.wait_ready(Duration::from_secs(60)).await?;
+            }
+        }
+        self.wait_leader(Duration::from_secs(30)).await?;
+        Ok(())
+    }
+
+    /// A fresh read, checked against (a)-(d).
+    pub async fn check(&self) -> Result<(Snapshot, Vec<String>)> {
+        let s = snapshot(&self.cl.client, &self.hist).await?;
+        let v = continuous(&s, &self.hist.lock());
+        Ok((s, v))
+    }
+
+    /// Brings every replica up, then waits up to `timeout` for (e) to hold;
+    /// returns what is still wrong ((a)-(d) and (f) always, (e) at the end).
+    pub async fn settle(&mut self, timeout: Duration) -> Result<Vec<String>> {
+        self.all_up().await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (s, mut v) = self.check().await?;
+            let q = quiet(&s, &self.hist.lock());
+            if q.is_empty() || Instant::now() > deadline {
+                v.extend(q);
+                v.extend(self.panics());
+                return Ok(v);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// (f): "panicked" in any operator log of this run.
+    pub fn panics(&self) -> Vec<String> {
+        let mut out = vec![];
+        for i in 0..self.replicas.len() {
+            let text = std::fs::read_to_string(self.replica_log(i)).unwrap_or_default();
+            for l in text.lines().filter(|l| l.contains("panicked")) {
+                out.push(format!("(f) replica {i} log: {l}"));
+            }
+        }
+        out
+    }
+
+    /// Lines of replica logs matching `pat` (evidence for reports).
+    pub fn log_count(&self, pat: &str) -> usize {
+        (0..self.replicas.len())
+            .map(|i| {
+                std::fs::read_to_string(self.replica_log(i))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(pat))
+                    .count()
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,187 @@
+//! Directed reproductions 4-6: free space after refused writes, retired
+//! prefixes across a leader change, and `status.waiting`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use super::actions::Actions;
+use super::check::{snapshot, view};
+use super::env::Env;
+use super::ops::SETTLE;
+use super::scenarios::{create_many, labels, names, spec, wait_allocated};
+use crate::cluster::poll;
+
+const SLOT: &str = "2001:db8:4::/64";
+
+/// 4: a one-slot pool. Node a is created and at once written by hand
+/// (another writer) with space outside the pool, racing the operator's
+/// write, which the API server then refuses (422). b waits; once a is
+/// gone, b must get the slot with no restart. Several trials with
+/// different timings.
+pub async fn refused_write(env: &mut Env, rng: &mut StdRng, trials: usize) -> Result<Vec<String>> {
+    let act = Actions::new(&env.cl.client, &env.hist);
+    act.create_pool("s4", &spec(&[SLOT], Some(("role", "s4"))))
+        .await?;
+    let l = labels(&[("role", "s4")]);
+    let mut v = vec![];
+    let (mut landed, mut tried) = (0, 0);
+    for k in 0..trials {
+        tried += 1;
+        let (a, b) = (format!("a{k}"), format!("b{k}"));
+        let delay = rng.random_range(0..15u64);
+        env.note(&format!(
+            "trial {k}: create {a}, hand-write it after {delay} ms, create {b}"
+        ));
+        act.create_node(&a, &l, false).await?;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let mine = format!("2001:db8:ffff:{k:x}::/64");
+        if act.hand_write(&a, std::slice::from_ref(&mine)).await? {
+            landed += 1;
+        }
+        act.create_node(&b, &l, false).await?;
+        env.note(&format!("   delete {a}; {b} must get {SLOT}"));
+        act.delete_node(&a).await?;
+        let got = poll(
+            &format!("{b} to get the slot"),
+            Duration::from_secs(20),
+            || async { (holds(env, &b).await == Some(SLOT.to_string())).then_some(()) },
+        )
+        .await;
+        if got.is_err() {
+            v.push(format!(
+                "(4) trial {k}: {b} still has no podCIDRs 20 s after {a} was deleted (holds {:?})",
+                holds(env, &b).await
+            ));
+            v.extend(env.settle(SETTLE).await?);
+            break;
+        }
+        act.delete_node(&b).await?;
+        poll("the slot to be free", Duration::from_secs(30), || async {
+            holds(env, &b).await.is_none().then_some(())
+        })
+        .await?;
+    }
+    env.note(&format!(
+        "{landed}/{tried} hand writes landed; the operator logged {} refused write(s)",
+        env.log_count("write refused")
+    ));
+    v.extend(env.settle(SETTLE).await?);
+    Ok(v)
+}
+
+/// `name`'s first podCIDR, if the Node exists and has one.
+async fn holds(env: &Env, name: &str) -> Option<String> {
+    let s = snapshot(&env.cl.client, &env.hist).await.ok()?;
+    s.nodes
+        .iter()
+        .map(view)
+        .find(|n| n.name == name)
+        .and_then(|n| n.cidrs.first().cloned())
+}
+
+/// 5: a prefix holding allocations is removed from the spec (it becomes
+/// `retired: true`) right as the leader changes (SIGKILL, SIGSTOP or
+/// SIGTERM of the leader); the retired prefix and its allocations must stay
+/// in status under the new leader, and under a fresh one after that.
+pub async fn retire_leader(env: &mut Env) -> Result<Vec<String>> {
+    let act = Actions::new(&env.cl.client, &env.hist);
+    let l = labels(&[("role", "s5")]);
+    let sel = Some(("role", "s5"));
+    let p = [
+        "2001:db8:5::/62",
+        "2001:db8:5:100::/62",
+        "2001:db8:5:200::/62",
+        "2001:db8:5:300::/60",
+    ];
+    act.create_pool("s5", &spec(&p[..2], sel)).await?;
+    let first = names("r", 8);
+    create_many(&act, &first, &l).await?;
+    wait_allocated(env, &first, 8).await?;
+    let mut v = vec![];
+    let steps: [(&[&str], &str); 3] =
+        [(&p[1..3], "kill"), (&p[2..4], "freeze"), (&p[3..4], "term")];
+    for (k, (keep, how)) in steps.into_iter().enumerate() {
+        let leader = env.wait_leader(Duration::from_secs(30)).await?;
+        env.note(&format!(
+            "step {k}: spec.prefixes = {keep:?} and {how} the leader {leader}"
+        ));
+        let change = {
+            let act = Actions::new(&env.cl.client, &env.hist);
+            let s = spec(keep, sel);
+            tokio::spawn(async move { act.replace_spec("s5", &s).await })
+        };
+        match how {
+            "kill" => env.kill(leader),
+            "freeze" => env.freeze(leader),
+            _ => env.term(leader).await?,
+        }
+        change.await??;
+        env.wait_leads(1 - leader, Duration::from_secs(30)).await?;
+        create_many(&act, &names(&format!("r{k}"), 2), &l).await?;
+        v.extend(env.settle(SETTLE).await?);
+    }
+    let leader = env.wait_leader(Duration::from_secs(30)).await?;
+    env.note(&format!(
+        "SIGKILL the leader {leader} once more: a fresh replica must keep the retired prefixes"
+    ));
+    env.kill(leader);
+    env.wait_leads(1 - leader, Duration::from_secs(30)).await?;
+    v.extend(env.settle(SETTLE).await?);
+    Ok(v)
+}
+
+/// 6: `status.waiting` against the Nodes, through exhaustion, deletes
+/// (one held by a finalizer), relabels and growth.
+pub async fn waiting(env: &mut Env) -> Result<Vec<String>> {
+    let act = Actions::new(&env.cl.client, &env.hist);
+    act.create_pool("s6a", &spec(&["2001:db8:6::/62"], Some(("zone", "a"))))
+        .await?;
+    let mut b = spec(&["2001:db8:6:100::/63"], Some(("zone", "b")));
+    b.priority = 5;
+    act.create_pool("s6b", &b).await?;
+    let za = labels(&[("zone", "a")]);
+    let zb = labels(&[("zone", "b")]);
+    create_many(&act, &names("a", 9), &za).await?;
+    create_many(&act, &names("b", 5), &zb).await?;
+    for n in names("fa", 3) {
+        act.create_node(&n, &za, true).await?;
+    }
+    let mut v = env.settle(SETTLE).await?;
+    env.note("delete two Nodes of zone a (one held by a finalizer), unlabel two of zone b, label two new");
+    let (s, _) = env.check().await?;
+    let held: Vec<String> = s
+        .nodes
+        .iter()
+        .map(view)
+        .filter(|n| !n.cidrs.is_empty() && n.labels.get("zone").map(String::as_str) == Some("a"))
+        .map(|n| n.name.to_string())
+        .collect();
+    if let Some(f) = held.iter().find(|n| n.starts_with("fa")).or(held.first()) {
+        act.delete_node(f).await?;
+    }
+    if let Some(n) = held.iter().find(|n| !n.starts_with("fa")) {
+        act.delete_node(n).await?;
+    }
+    for n in names("b", 2) {
+        act.set_labels(&n, &labels(&[("zone", "none")])).await?;
+    }
+    create_many(&act, &names("c", 2), &zb).await?;
+    v.extend(env.settle(SETTLE).await?);
+    env.note("drop the finalizers; grow s6a by a /63");
+    for n in names("fa", 3) {
+        act.drop_finalizer(&n).await?;
+    }
+    act.replace_spec(
+        "s6a",
+        &spec(
+            &["2001:db8:6::/62", "2001:db8:6:200::/63"],
+            Some(("zone", "a")),
+        ),
+    )
+    .await?;
+    v.extend(env.settle(SETTLE).await?);
+    Ok(v)
+}
