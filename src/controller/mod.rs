@@ -218,6 +218,11 @@ struct Reconciler {
     leader: watch::Receiver<bool>,
     /// Set when leadership was just gained: re-list before the first write.
     needs_resync: bool,
+    /// The Node watch is re-listing (between its Init and InitDone).
+    node_relisting: bool,
+    /// That re-list began after leadership was last gained, so it serves as
+    /// the resync (an older list must not be merged after a newer one).
+    relist_fresh: bool,
 }
 
 /// Runs the reconciler until `shutdown` resolves. `leader` tells whether this
@@ -285,6 +290,8 @@ pub async fn run(
         status_in_flight: HashSet::new(),
         invalid_reported: HashMap::new(),
         needs_resync: false,
+        node_relisting: false,
+        relist_fresh: false,
         leader,
     };
     r.main_loop(inputs, retry_rx, shutdown).await
@@ -362,6 +369,7 @@ impl Reconciler {
                     if now && !was_leader {
                         info!("became leader; re-reading every Node before the first write");
                         self.needs_resync = true;
+                        self.relist_fresh = false;
                         self.status_dirty = true;
                     }
                     if !now && was_leader {
@@ -376,7 +384,7 @@ impl Reconciler {
                 _ = tick.tick() => self.flush_status(),
                 () = tokio::time::sleep(next_release + Duration::from_millis(1)) => {}
             }
-            if self.needs_resync && self.is_leader() && self.nodes_synced {
+            if self.needs_resync && self.is_leader() && self.nodes_synced && !self.node_relisting {
                 self.resync_nodes().await;
             }
             self.dispatch();
@@ -448,7 +456,11 @@ impl Reconciler {
             }
         };
         match ev {
-            WatchEvent::Init => self.node_buffer.clear(),
+            WatchEvent::Init => {
+                self.node_buffer.clear();
+                self.node_relisting = true;
+                self.relist_fresh = true;
+            }
             WatchEvent::InitApply(n) => {
                 if let Some(s) = nodes::snapshot(&n) {
                     self.node_buffer.push(s);
@@ -462,6 +474,10 @@ impl Reconciler {
                 // read back.
                 let verify = self.ledger.replace_nodes(&buf, None);
                 self.verify_nodes(verify);
+                self.node_relisting = false;
+                if self.relist_fresh {
+                    self.needs_resync = false;
+                }
                 self.nodes_synced = true;
                 self.report_new_conflicts();
                 self.after_sync();

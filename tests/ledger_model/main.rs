@@ -74,7 +74,9 @@ impl World {
     fn step(&mut self, kind: u8, a: u8, b: u8) -> Result<(), String> {
         let n = name(a);
         match kind % 17 {
-            0 => self.server.create(&n, !b.is_multiple_of(4), b.is_multiple_of(3)),
+            0 => self
+                .server
+                .create(&n, !b.is_multiple_of(4), b.is_multiple_of(3)),
             1 => self.server.heartbeat(&n),
             2 => self.server.toggle_label(&n),
             3 => {
