@@ -6,6 +6,7 @@
 //! reservation is decided against the latest picture.
 
 pub mod events;
+pub mod node_watch;
 pub mod nodes;
 pub mod status;
 
@@ -143,7 +144,7 @@ fn pool_snapshot(obj: &DynamicObject) -> Result<(PoolSnapshot, Option<PrefixPool
 // Inputs live for one loop turn; boxing the larger variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 enum Input {
-    Node(Result<WatchEvent<NodeLite>, watcher::Error>),
+    Node(node_watch::NodeEvent),
     Pool(Result<WatchEvent<DynamicObject>, watcher::Error>),
 }
 
@@ -207,7 +208,6 @@ struct Reconciler {
     retry_tx: mpsc::UnboundedSender<String>,
     nodes_synced: bool,
     pools_synced: bool,
-    node_buffer: Vec<NodeSnapshot>,
     pool_buffer: Vec<DynamicObject>,
     /// Last status written (or read) per pool.
     last_status: HashMap<String, PrefixPoolStatus>,
@@ -218,11 +218,6 @@ struct Reconciler {
     leader: watch::Receiver<bool>,
     /// Set when leadership was just gained: re-list before the first write.
     needs_resync: bool,
-    /// The Node watch is re-listing (between its Init and InitDone).
-    node_relisting: bool,
-    /// That re-list began after leadership was last gained, so it serves as
-    /// the resync (an older list must not be merged after a newer one).
-    relist_fresh: bool,
 }
 
 /// Runs the reconciler until `shutdown` resolves. `leader` tells whether this
@@ -240,15 +235,11 @@ pub async fn run(
     let pool_ar = ApiResource::erase::<PrefixPool>(&());
     let dyn_pools: Api<DynamicObject> = Api::all_with(client.clone(), &pool_ar);
 
-    // Lists must be consistent reads (MostRecent, kube's default, said here
-    // because the merge in `Ledger::replace_nodes` relies on it): a list
-    // from a cache could be older than states the ledger already holds.
-    let node_config = watcher::Config::default()
-        .page_size(nodes::LIST_PAGE)
-        .list_semantic(watcher::ListSemantic::MostRecent);
-    let node_stream = watcher(nodes_api.clone(), node_config)
-        .default_backoff()
-        .map(Input::Node);
+    // Our own Node list-watch: it hands out each list with its
+    // resourceVersion, which the merge needs (see `node_watch`).
+    let (node_tx, node_rx) = mpsc::channel(1024);
+    let node_loop = AbortOnDrop(tokio::spawn(node_watch::run(nodes_api.clone(), node_tx)));
+    let node_stream = tokio_stream_of(node_rx).map(Input::Node);
     let pool_stream = watcher(
         dyn_pools,
         watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent),
@@ -256,6 +247,7 @@ pub async fn run(
     .default_backoff()
     .map(Input::Pool);
     let inputs = futures::stream::select(node_stream, pool_stream);
+    let _node_loop = node_loop;
 
     let (retry_tx, retry_rx) = mpsc::unbounded_channel();
     let (idle_tx, idle_rx) = watch::channel(false);
@@ -282,7 +274,6 @@ pub async fn run(
         retry_tx,
         nodes_synced: false,
         pools_synced: false,
-        node_buffer: vec![],
         pool_buffer: vec![],
         last_status: HashMap::new(),
         status_dirty: false,
@@ -290,8 +281,6 @@ pub async fn run(
         status_in_flight: HashSet::new(),
         invalid_reported: HashMap::new(),
         needs_resync: false,
-        node_relisting: false,
-        relist_fresh: false,
         leader,
     };
     r.main_loop(inputs, retry_rx, shutdown).await
@@ -369,7 +358,6 @@ impl Reconciler {
                     if now && !was_leader {
                         info!("became leader; re-reading every Node before the first write");
                         self.needs_resync = true;
-                        self.relist_fresh = false;
                         self.status_dirty = true;
                     }
                     if !now && was_leader {
@@ -384,7 +372,7 @@ impl Reconciler {
                 _ = tick.tick() => self.flush_status(),
                 () = tokio::time::sleep(next_release + Duration::from_millis(1)) => {}
             }
-            if self.needs_resync && self.is_leader() && self.nodes_synced && !self.node_relisting {
+            if self.needs_resync && self.is_leader() && self.nodes_synced {
                 self.resync_nodes().await;
             }
             self.dispatch();
@@ -415,6 +403,7 @@ impl Reconciler {
         match nodes::list_all(&self.nodes_api).await {
             Ok((items, list_rv)) => {
                 let snaps: Vec<NodeSnapshot> = items.iter().filter_map(nodes::snapshot).collect();
+                let list_rv = crate::ledger::parse_resource_version(list_rv.as_deref());
                 let verify = self.ledger.replace_nodes(&snaps, list_rv);
                 self.verify_nodes(verify);
                 self.needs_resync = false;
@@ -446,45 +435,31 @@ impl Reconciler {
         }
     }
 
-    fn on_node_event(&mut self, ev: Result<WatchEvent<NodeLite>, watcher::Error>) {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                self.metrics.error("WatchNodes");
-                warn!("watching Nodes: {e}");
-                return;
-            }
-        };
+    fn on_node_event(&mut self, ev: node_watch::NodeEvent) {
+        use node_watch::NodeEvent;
         match ev {
-            WatchEvent::Init => {
-                self.node_buffer.clear();
-                self.node_relisting = true;
-                self.relist_fresh = true;
+            NodeEvent::Failed(e) => {
+                self.metrics.error("WatchNodes");
+                warn!("{e}");
             }
-            WatchEvent::InitApply(n) => {
-                if let Some(s) = nodes::snapshot(&n) {
-                    self.node_buffer.push(s);
-                }
-            }
-            WatchEvent::InitDone => {
-                let buf = std::mem::take(&mut self.node_buffer);
-                info!(nodes = buf.len(), "Node list complete; picture rebuilt");
-                // kube's watcher does not hand out its list's
-                // resourceVersion: Nodes the list may be older than are
-                // read back.
-                let verify = self.ledger.replace_nodes(&buf, None);
+            NodeEvent::Listed {
+                nodes: listed,
+                resource_version,
+            } => {
+                let snaps: Vec<NodeSnapshot> = listed.iter().filter_map(nodes::snapshot).collect();
+                info!(
+                    nodes = snaps.len(),
+                    "Node list complete; merged into the picture"
+                );
+                let verify = self.ledger.replace_nodes(&snaps, resource_version);
                 self.verify_nodes(verify);
-                self.node_relisting = false;
-                if self.relist_fresh {
-                    self.needs_resync = false;
-                }
                 self.nodes_synced = true;
                 self.report_new_conflicts();
                 self.after_sync();
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
             }
-            WatchEvent::Apply(n) => {
+            NodeEvent::Apply(n) => {
                 let Some(s) = nodes::snapshot(&n) else { return };
                 let name = s.name.clone();
                 let had_conflict = self.ledger.conflict_of(&name).is_some();
@@ -513,7 +488,7 @@ impl Reconciler {
                 }
                 self.status_dirty = true;
             }
-            WatchEvent::Delete(n) => {
+            NodeEvent::Delete(n) => {
                 let name = n.name_any();
                 let uid = n.metadata.uid.clone().unwrap_or_default();
                 let rv =
@@ -1031,6 +1006,23 @@ fn node_ref(name: &str, uid: Option<String>) -> k8s_openapi::api::core::v1::Obje
         uid,
         ..Default::default()
     }
+}
+
+/// A task aborted when this is dropped (the reconciler's own loops must not
+/// outlive it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The receiver as a stream (ends when every sender is gone).
+fn tokio_stream_of<T: Send + 'static>(
+    rx: mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 
 /// How long prefixes of a write with an unknown outcome, found not landed,

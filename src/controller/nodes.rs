@@ -155,7 +155,7 @@ pub const LIST_PAGE: u32 = 500;
 /// Lists every Node with a consistent read (quorum, `resourceVersion=""`),
 /// page by page; the pages are one snapshot, whose `resourceVersion` is
 /// returned with them.
-pub async fn list_all(api: &Api<NodeLite>) -> Result<(Vec<NodeLite>, Option<u64>), kube::Error> {
+pub async fn list_all(api: &Api<NodeLite>) -> Result<(Vec<NodeLite>, Option<String>), kube::Error> {
     let mut items = vec![];
     let mut token: Option<String> = None;
     loop {
@@ -166,7 +166,7 @@ pub async fn list_all(api: &Api<NodeLite>) -> Result<(Vec<NodeLite>, Option<u64>
         match page.metadata.continue_.filter(|t| !t.is_empty()) {
             Some(t) => token = Some(t),
             None => {
-                let rv = parse_resource_version(page.metadata.resource_version.as_deref());
+                let rv = page.metadata.resource_version.filter(|v| !v.is_empty());
                 return Ok((items, rv));
             }
         }

@@ -178,6 +178,8 @@ pub struct Ledger {
     nodes: HashMap<String, NodeEntry>,
     /// Nodes known deleted, so that late states of them are ignored.
     tombstones: order::Tombstones,
+    /// `resourceVersion` of the latest complete Node list merged.
+    list_floor: Option<u64>,
     pools: BTreeMap<String, PoolEntry>,
     /// Every prefix a Node holds, by (family, first address, length).
     held: BTreeMap<HeldKey, BTreeSet<String>>,
@@ -224,7 +226,7 @@ impl Ledger {
     pub fn upsert_node(&mut self, n: &NodeSnapshot) -> NodeChange {
         let rev = n.revision();
         let held = self.nodes.get(&n.name).map(|e| &e.rev);
-        match order::order(held, self.tombstones.get(&n.name), &rev) {
+        match order::order(held, self.tombstones.get(&n.name), self.list_floor, &rev) {
             Order::Stale => NodeChange {
                 stale: true,
                 changed: false,
@@ -379,6 +381,12 @@ impl Ledger {
     /// every listed Node (or any, when the list is empty) is kept and
     /// returned, to be read back. Reservations in flight stay.
     pub fn replace_nodes(&mut self, nodes: &[NodeSnapshot], list_rv: Option<u64>) -> Vec<String> {
+        if let (Some(r), Some(floor)) = (list_rv, self.list_floor)
+            && r < floor
+        {
+            // Older than a list already merged: everything in it is known.
+            return vec![];
+        }
         let latest_listed = nodes.iter().filter_map(|n| n.resource_version).max();
         let listed: HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         let mut to_verify = vec![];
@@ -404,6 +412,7 @@ impl Ledger {
             let ord = order::order(
                 held.as_ref().map(|e| &e.rev),
                 self.tombstones.get(&n.name),
+                self.list_floor,
                 &n.revision(),
             );
             let entry = match (ord, held) {
@@ -428,6 +437,9 @@ impl Ledger {
         // Kept unlisted Nodes (to be read back) stay as they are.
         next.extend(self.nodes.drain());
         self.nodes = next;
+        if list_rv.is_some() {
+            self.list_floor = list_rv.max(self.list_floor);
+        }
         self.reindex_nodes();
         to_verify
     }

@@ -55,14 +55,23 @@ pub enum Order {
 }
 
 /// Decides how `incoming` relates to the held state `held` and the
-/// tombstone `gone` of the name (the last object known deleted).
-pub fn order(held: Option<&Revision>, gone: Option<&Revision>, incoming: &Revision) -> Order {
+/// tombstone `gone` of the name (the last object known deleted). `floor` is
+/// the `resourceVersion` of the latest complete list merged: a name held by
+/// nothing then had no object at the floor, so a state of it from before
+/// the floor is of an object deleted since.
+pub fn order(
+    held: Option<&Revision>,
+    gone: Option<&Revision>,
+    floor: Option<u64>,
+    incoming: &Revision,
+) -> Order {
     if let Some(g) = gone
         && (g.uid == incoming.uid || before_or_at(incoming.rv, g.rv))
     {
         return Order::Stale;
     }
     match held {
+        None if before_or_at(incoming.rv, floor) => Order::Stale,
         None => Order::New,
         Some(h) if h.uid == incoming.uid => match (h.rv, incoming.rv) {
             (Some(a), Some(b)) if b <= a => Order::Stale,
@@ -152,25 +161,34 @@ mod tests {
     #[test]
     fn same_object_moves_only_forward() {
         let held = rev("u1", 10);
-        assert_eq!(order(Some(&held), None, &rev("u1", 11)), Order::Newer);
-        assert_eq!(order(Some(&held), None, &rev("u1", 10)), Order::Stale);
-        assert_eq!(order(Some(&held), None, &rev("u1", 9)), Order::Stale);
+        assert_eq!(order(Some(&held), None, None, &rev("u1", 11)), Order::Newer);
+        assert_eq!(order(Some(&held), None, None, &rev("u1", 10)), Order::Stale);
+        assert_eq!(order(Some(&held), None, None, &rev("u1", 9)), Order::Stale);
     }
 
     #[test]
     fn a_later_uid_replaces_and_an_earlier_one_is_stale() {
         let held = rev("u2", 20);
-        assert_eq!(order(Some(&held), None, &rev("u3", 21)), Order::Replaces);
-        assert_eq!(order(Some(&held), None, &rev("u1", 19)), Order::Stale);
-        assert_eq!(order(None, None, &rev("u1", 1)), Order::New);
+        assert_eq!(
+            order(Some(&held), None, None, &rev("u3", 21)),
+            Order::Replaces
+        );
+        assert_eq!(order(Some(&held), None, None, &rev("u1", 19)), Order::Stale);
+        assert_eq!(order(None, None, None, &rev("u1", 1)), Order::New);
     }
 
     #[test]
     fn a_deleted_uid_never_comes_back() {
         let gone = rev("u1", 30);
-        assert_eq!(order(None, Some(&gone), &rev("u1", 31)), Order::Stale);
-        assert_eq!(order(None, Some(&gone), &rev("u0", 29)), Order::Stale);
-        assert_eq!(order(None, Some(&gone), &rev("u2", 31)), Order::New);
+        assert_eq!(order(None, Some(&gone), None, &rev("u1", 31)), Order::Stale);
+        assert_eq!(order(None, Some(&gone), None, &rev("u0", 29)), Order::Stale);
+        assert_eq!(order(None, Some(&gone), None, &rev("u2", 31)), Order::New);
+    }
+
+    #[test]
+    fn a_name_nothing_held_at_the_last_list_is_stale_before_it() {
+        assert_eq!(order(None, None, Some(50), &rev("u9", 49)), Order::Stale);
+        assert_eq!(order(None, None, Some(50), &rev("u9", 51)), Order::New);
     }
 
     #[test]
@@ -180,7 +198,7 @@ mod tests {
             uid: "u1".into(),
             rv: None,
         };
-        assert_eq!(order(Some(&held), None, &unordered), Order::Newer);
+        assert_eq!(order(Some(&held), None, None, &unordered), Order::Newer);
     }
 
     #[test]

@@ -629,3 +629,39 @@ fn an_unknown_write_found_landed_or_gone_just_drops_the_reservation() {
     assert!(!l.settle_unknown("v", "uid-v", &vp, SystemTime::UNIX_EPOCH));
     assert!(l.is_free(&vp[0].1));
 }
+
+/// A list with its resourceVersion: what no list held is older than it.
+#[test]
+fn after_a_list_a_state_older_than_it_of_an_unlisted_name_is_stale() {
+    let mut l = Ledger::new();
+    l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+    let read_before = node("ghost", &["2001:db8::/64"]); // an old read
+    let list_rv = next_rv();
+    l.replace_nodes(&[node("a", &[])], list_rv);
+    assert!(
+        l.upsert_node(&read_before).stale,
+        "ghost had no object at the list"
+    );
+    assert!(l.is_free(&net("2001:db8::/64")));
+    assert!(
+        !l.upsert_node(&node("new", &[])).stale,
+        "created after the list"
+    );
+}
+
+#[test]
+fn a_list_older_than_one_merged_is_ignored() {
+    let mut l = Ledger::new();
+    l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+    let old = vec![node("a", &[]), node("b", &[])];
+    let old_rv = next_rv();
+    let newer = vec![node("a", &["2001:db8::/64"])];
+    let newer_rv = next_rv();
+    l.replace_nodes(&newer, newer_rv);
+    l.replace_nodes(&old, old_rv);
+    assert!(
+        l.node_uid("b").is_none(),
+        "b was deleted before the newer list"
+    );
+    assert_eq!(l.node_prefixes("a"), vec![net("2001:db8::/64")]);
+}

@@ -165,30 +165,21 @@ impl World {
         match self.op.relist.take() {
             None if b.is_multiple_of(2) => {
                 self.server.watch.clear();
-                self.op.relist = Some(self.server.list());
-                self.op.relist_fresh = true;
+                self.op.relist = Some((self.server.list(), self.server.rv()));
             }
-            // kube's watcher does not hand out the list's resourceVersion.
-            // A re-list started after leadership came back is also the new
-            // leader's resync.
-            Some(list) if !b.is_multiple_of(2) => {
-                self.op.deliver_list(list, None);
-                if self.op.relist_fresh {
-                    self.op.needs_resync = false;
-                }
-            }
+            Some((list, rv)) if !b.is_multiple_of(2) => self.op.deliver_list(list, Some(rv)),
             other => self.op.relist = other,
         }
     }
 
     /// `b` even: leadership goes away and comes back. `b` odd: the new
     /// leader's resync, as the reconciler does it: list and merge in one
-    /// turn of its loop, and only while the watch is not re-listing (then
-    /// the re-list is the resync).
+    /// turn of its loop (a re-list of the watch may be under way, and be
+    /// delivered after it: older).
     fn leadership(&mut self, b: u8) {
         if b.is_multiple_of(2) {
             self.op.lose_leadership();
-        } else if self.op.needs_resync && self.op.relist.is_none() {
+        } else if self.op.needs_resync {
             let (list, rv) = (self.server.list(), self.server.rv());
             self.op.deliver_list(list, Some(rv));
             self.op.needs_resync = false;

@@ -57,10 +57,7 @@ pub struct Operator {
     pub uncertain: BTreeMap<String, (String, Picks)>,
     /// A list taken by the watcher's re-list, not yet delivered; the watch
     /// waits behind it.
-    pub relist: Option<Vec<NodeSnapshot>>,
-    /// The pending re-list started after the last loss of leadership, so
-    /// it can serve as the new leader's resync.
-    pub relist_fresh: bool,
+    pub relist: Option<(Vec<NodeSnapshot>, u64)>,
     /// After a leadership change: no plan before the resync is in.
     pub needs_resync: bool,
     /// UIDs whose prefixes written by another writer the ledger was told of.
@@ -175,6 +172,5 @@ impl Operator {
             self.ledger.release(&node);
         }
         self.needs_resync = true;
-        self.relist_fresh = false;
     }
 }
