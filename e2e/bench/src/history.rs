@@ -140,6 +140,38 @@ fn record(seen: &Mutex<Seen>, n: &Node) {
     }
 }
 
+/// Nodes an operator log shows written more than once: a second
+/// `allocated` line for the same Node and pool (the API server takes a
+/// write of the value a Node already holds), or a write refused as a
+/// write-once violation (`may not change podCIDR`). Either means the
+/// operator believed a written Node empty again — unless the first write's
+/// answer was lost, which only faults of the API server cause. Sorted, one
+/// entry per second write.
+pub fn second_writes(log: &str) -> Vec<String> {
+    let field = |l: &str, k: &str| {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = vec![];
+    for l in log.lines() {
+        let Some(node) = field(l, "node=") else {
+            continue;
+        };
+        if l.contains("write refused") && l.contains("may not change podCIDR") {
+            out.push(format!("{node} (refused)"));
+        } else if l.contains(": allocated ") {
+            let pool = field(l, "pool=").unwrap_or_default();
+            if !seen.insert((node.clone(), pool)) {
+                out.push(node);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Two Nodes holding the same or overlapping prefixes.
 #[derive(Clone, Debug)]
 pub struct Duplicate {
@@ -176,7 +208,7 @@ pub fn duplicates(nodes: &[Node]) -> (Vec<Duplicate>, u64) {
             }
         }
     }
-    held.sort_by(|a, b| (a.0.network(), a.0.prefix_len()).cmp(&(b.0.network(), b.0.prefix_len())));
+    held.sort_by_key(|a| (a.0.network(), a.0.prefix_len()));
     let mut out = vec![];
     let mut pairs = 0u64;
     for i in 0..held.len() {
@@ -208,6 +240,17 @@ mod tests {
             ..Default::default()
         });
         n
+    }
+
+    #[test]
+    fn second_writes_are_found_in_the_log() {
+        let log = "\
+2026-12-02T05:04:25Z  INFO prefix_operator::controller: allocated node=a pool=p prefix=2001:db8::/64 latency_ms=3
+2026-12-02T05:04:25Z  INFO prefix_operator::controller: allocated node=b pool=p prefix=2001:db8:0:1::/64 latency_ms=3
+2026-12-02T05:04:25Z  INFO prefix_operator::controller: allocated node=a pool=p prefix=2001:db8::/64 latency_ms=1
+2026-12-02T05:04:25Z  INFO prefix_operator::controller: write refused (Node \"b\" is invalid: spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid); re-reading the Node to adopt it node=b
+";
+        assert_eq!(second_writes(log), vec!["a", "b (refused)"]);
     }
 
     #[test]

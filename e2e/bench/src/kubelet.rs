@@ -294,6 +294,12 @@ impl Shared {
     }
 }
 
+/// A random number in [0, 1) (the thread's generator is not held across
+/// an await: it cannot move between threads).
+fn frac() -> f64 {
+    rand::rng().random()
+}
+
 /// Starts `name`'s registration and heartbeats once.
 fn start_node(sh: &Arc<Shared>, name: &str) {
     let index = {
@@ -310,9 +316,8 @@ fn start_node(sh: &Arc<Shared>, name: &str) {
 
 /// Registration patches, then heartbeats until stopped.
 async fn node_life(sh: Arc<Shared>, name: String, index: u32) {
-    let mut rng = rand::rng();
     for step in 0..sh.cfg.registration_patches {
-        let gap = sh.cfg.registration_gap.mul_f64(rng.random::<f64>());
+        let gap = sh.cfg.registration_gap.mul_f64(frac());
         if step > 0 && !sh.nap(gap).await {
             return;
         }
@@ -325,9 +330,9 @@ async fn node_life(sh: Arc<Shared>, name: String, index: u32) {
         }
     }
     let (lo, hi) = sh.cfg.heartbeat;
-    let period = lo + (hi.saturating_sub(lo)).mul_f64(rng.random::<f64>());
+    let period = lo + (hi.saturating_sub(lo)).mul_f64(frac());
     // A random phase, so that Nodes registered together do not beat together.
-    let mut wait = period.mul_f64(rng.random::<f64>());
+    let mut wait = period.mul_f64(frac());
     loop {
         if !sh.nap(wait).await {
             return;
@@ -455,7 +460,8 @@ fn registration_patch(name: &str, index: u32, step: usize) -> Patch<Value> {
         // kubelet's first status update: not ready until a CNI is set up,
         // which waits for the podCIDRs this operator writes.
         0 => {
-            let res = json!({"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+            let res =
+                json!({"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"});
             Patch::Strategic(json!({"status": {
                 "addresses": addresses,
                 "capacity": res, "allocatable": res,

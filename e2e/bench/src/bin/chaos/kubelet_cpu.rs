@@ -77,10 +77,8 @@ pub async fn cpu(ctx: &Ctx) -> Result<String> {
     let log = ctx.log("kubelet-cpu", "operator");
     let mut op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "cpu", &[], &log)?;
     op.wait_ready(Duration::from_secs(30)).await?;
-    let sim = prefix_operator_bench::kubelet::KubeletSim::start(
-        &cl.client,
-        k.sim("kubelet-cpu", false),
-    );
+    let sim =
+        prefix_operator_bench::kubelet::KubeletSim::start(&cl.client, k.sim("kubelet-cpu", false));
     create_registered(&cl, &sim, &names, ctx.args.concurrency).await?;
     tracker
         .wait_all(&names, ctx.timeout())
