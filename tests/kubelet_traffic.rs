@@ -39,9 +39,9 @@ use history::{CidrHistory, duplicates, second_writes};
 use kubelet::{KubeletConfig, KubeletSim};
 
 /// Nodes waiting when the operator starts.
-const BACKLOG: usize = 400;
+const BACKLOG: usize = 800;
 /// Nodes created while it runs.
-const BURST: usize = 200;
+const BURST: usize = 400;
 
 /// `prefix-operator run`, SIGKILLed on drop (also when the test panics) and
 /// by the kernel when the test binary ends.
@@ -164,7 +164,8 @@ async fn status_patches_racing_the_operator_never_give_a_prefix_twice() {
         &client,
         KubeletConfig {
             name_prefix: "kl-".into(),
-            hot_rate: 300.0,
+            hot_rate: 500.0,
+            max_in_flight: 128,
             hot_frontier: 32,
             deadline: Duration::from_secs(120),
             ..Default::default()
@@ -172,7 +173,9 @@ async fn status_patches_racing_the_operator_never_give_a_prefix_twice() {
     );
     let backlog: Vec<String> = (0..BACKLOG).map(|i| format!("kl-a-{i:04}")).collect();
     let burst: Vec<String> = (0..BURST).map(|i| format!("kl-b-{i:04}")).collect();
+    let t = std::time::Instant::now();
     create_registered(&client, &sim, &backlog).await;
+    eprintln!("backlog registered in {:.1} s", t.elapsed().as_secs_f64());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
@@ -180,9 +183,16 @@ async fn status_patches_racing_the_operator_never_give_a_prefix_twice() {
         .expect("kubeconfig");
     let mut op = Operator::start(&kubeconfig, &dir.path().join("operator.log"));
     op.wait_ready().await;
+    eprintln!("operator ready at {:.1} s", t.elapsed().as_secs_f64());
     create_registered(&client, &sim, &burst).await;
-    let nodes = wait_allocated(&client, None, None, Duration::from_secs(60)).await;
-    assert_eq!(nodes.len(), BACKLOG + BURST);
+    eprintln!("burst registered at {:.1} s", t.elapsed().as_secs_f64());
+    // Waited for on the watch: listing 1,200 Nodes every few ms would load
+    // the API server and make the race less likely.
+    wait_for("every Node allocated", Duration::from_secs(60), || async {
+        (history.with_cidrs() >= BACKLOG + BURST).then_some(())
+    })
+    .await;
+    eprintln!("all allocated at {:.1} s", t.elapsed().as_secs_f64());
     let sent = sim.stop().await;
     eprintln!("status writer: {sent}");
     assert!(sent.hot > 0, "no hot status patch was sent: {sent}");
@@ -190,6 +200,7 @@ async fn status_patches_racing_the_operator_never_give_a_prefix_twice() {
     // What the API server holds now, after every write has settled.
     let api: Api<Node> = Api::all(client.clone());
     let held = api.list(&ListParams::default()).await.expect("list Nodes");
+    assert_eq!(held.items.len(), BACKLOG + BURST);
     let (dups, pairs) = duplicates(&held.items);
     let rewritten = history.rewritten();
     let twice = op.second_writes();

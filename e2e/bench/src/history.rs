@@ -90,6 +90,12 @@ impl CidrHistory {
         lock(&self.seen).by_uid.len()
     }
 
+    /// Node UIDs seen with podCIDRs.
+    pub fn with_cidrs(&self) -> usize {
+        let s = lock(&self.seen);
+        s.by_uid.values().filter(|v| !v.1.is_empty()).count()
+    }
+
     /// Every UID whose podCIDRs took more than one value, or went empty
     /// after holding one.
     pub fn rewritten(&self) -> Vec<Rewritten> {
