@@ -29,7 +29,7 @@
 //! Bounded: every task ends on [`KubeletSim::stop`], at the deadline, or
 //! when the sim is dropped (tasks abort); requests go only to the API server
 //! of the given client (the loopback control plane) and at most
-//! `max_in_flight` at once.
+//! `max_in_flight` of each kind at once.
 //!
 //! This file only uses crates the operator's own test suite has, so
 //! `tests/kubelet_traffic.rs` includes it with `#[path]`.
@@ -71,8 +71,10 @@ pub struct KubeletConfig {
     /// With `hot_rate`: aim at the `hot_frontier` lowest names without
     /// podCIDRs; 0 picks among all of them.
     pub hot_frontier: usize,
-    /// Patches in flight at once; beyond that, hot patches are skipped and
-    /// heartbeats wait.
+    /// Registration and heartbeat patches in flight at once (beyond that
+    /// they wait), and hot patches in flight at once (beyond that they are
+    /// skipped): two budgets, so that heartbeats of thousands of Nodes do
+    /// not starve the hot stream.
     pub max_in_flight: usize,
     /// Everything stops this long after start, stop or not.
     pub deadline: Duration,
@@ -162,6 +164,7 @@ struct Shared {
     /// Our Nodes last seen without podCIDRs, in name order.
     empty: Mutex<BTreeSet<String>>,
     in_flight: Arc<Semaphore>,
+    hot_in_flight: Arc<Semaphore>,
     tasks: Mutex<JoinSet<()>>,
 }
 
@@ -180,6 +183,7 @@ impl KubeletSim {
             api: Api::all(client.clone()),
             deadline: Instant::now() + cfg.deadline,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+            hot_in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
             cfg,
             counters: Arc::default(),
             stop,
@@ -409,7 +413,7 @@ async fn hot_loop(sh: Arc<Shared>) {
         let Some(target) = hot_target(&sh) else {
             continue;
         };
-        let Ok(permit) = sh.in_flight.clone().try_acquire_owned() else {
+        let Ok(permit) = sh.hot_in_flight.clone().try_acquire_owned() else {
             sh.counters.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
