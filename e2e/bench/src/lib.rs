@@ -2,6 +2,8 @@
 //! plane (`e2e/harness`), with the operator binary run as a child process.
 
 pub mod cluster;
+pub mod history;
+pub mod kubelet;
 pub mod opproc;
 pub mod promtext;
 pub mod random;

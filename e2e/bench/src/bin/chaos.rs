@@ -18,6 +18,13 @@
 //! - `leader-pause`: two replicas; the leader is frozen (SIGSTOP) past its
 //!   Lease while the other takes over, then thawed (SIGCONT) mid-burst: a
 //!   stale leader must not write.
+//! - `kubelet-backlog`, `kubelet-burst`: 3,000 Nodes whose status a
+//!   kubelet-like writer patches throughout, two replicas, leader SIGKILLs
+//!   and a freeze (issue 10; see `chaos/kubelet.rs`).
+//! - `kubelet-cpu` (not in the default list): the operator's CPU under
+//!   heartbeats of 5,000 allocated Nodes (`chaos/kubelet_cpu.rs`).
+//!
+//! `--repeat N` runs the scenario list N times in a row.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -30,6 +37,11 @@ use prefix_operator_bench::cluster::{
 };
 use prefix_operator_bench::opproc::{OperatorProcess, operator_bin, target_dir};
 use rand::Rng;
+
+#[path = "chaos/kubelet.rs"]
+mod kubelet;
+#[path = "chaos/kubelet_cpu.rs"]
+mod kubelet_cpu;
 
 const POOL: &str = "chaos";
 const POOL_PREFIX: &str = "2001:db8::/32";
@@ -57,26 +69,37 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "sigkill,apiserver,etcd,leader,leader-pause"
+        default_value = "sigkill,apiserver,etcd,leader,leader-pause,kubelet-backlog,kubelet-burst"
     )]
     scenarios: Vec<String>,
+    /// Runs of the whole scenario list, one after another.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Operator binary [default: target/release/prefix-operator or $PREFIX_OPERATOR_BIN].
     #[arg(long)]
     operator_bin: Option<PathBuf>,
     /// Longest wait for the burst to be allocated after the last fault, seconds.
     #[arg(long, default_value_t = 180)]
     timeout: u64,
+    #[command(flatten)]
+    kubelet: kubelet::KubeletArgs,
 }
 
 struct Ctx {
     args: Args,
     bin: PathBuf,
     logs: PathBuf,
+    /// Which of the `--repeat` runs this is (0 without `--repeat`): in the
+    /// log names, so that each run's logs are its own.
+    round: usize,
 }
 
 impl Ctx {
     fn log(&self, scenario: &str, role: &str) -> PathBuf {
-        self.logs.join(format!("{scenario}-{role}.log"))
+        match self.round {
+            0 => self.logs.join(format!("{scenario}-{role}.log")),
+            k => self.logs.join(format!("{scenario}-{k}-{role}.log")),
+        }
     }
 
     fn names(&self, prefix: &str) -> Vec<String> {
@@ -390,23 +413,35 @@ async fn main() -> Result<()> {
     for e in std::fs::read_dir(&logs)? {
         let _ = std::fs::remove_file(e?.path());
     }
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         args: args.clone(),
         bin,
         logs,
+        round: 0,
     };
     eprintln!("chaos: {} Nodes per burst, load {}", args.nodes, loadavg());
     let mut rows = vec![];
-    for s in &args.scenarios {
+    let runs: Vec<(usize, String)> = (1..=args.repeat.max(1))
+        .flat_map(|k| args.scenarios.iter().map(move |s| (k, s.clone())))
+        .collect();
+    for (k, name) in &runs {
+        ctx.round = if args.repeat > 1 { *k } else { 0 };
+        let s = &match ctx.round {
+            0 => name.clone(),
+            k => format!("{name}#{k}"),
+        };
         eprintln!("== {s}");
         let load = loadavg();
         let t = Instant::now();
-        let r = match s.as_str() {
+        let r = match name.as_str() {
             "sigkill" => sigkill(&ctx).await,
             "apiserver" => control_plane_fault(&ctx, "apiserver", false).await,
             "etcd" => control_plane_fault(&ctx, "etcd", true).await,
             "leader" => leader(&ctx, false).await,
             "leader-pause" => leader(&ctx, true).await,
+            "kubelet-backlog" => kubelet::backlog(&ctx).await,
+            "kubelet-burst" => kubelet::burst(&ctx).await,
+            "kubelet-cpu" => kubelet_cpu::cpu(&ctx).await,
             other => Err(anyhow::anyhow!("unknown scenario {other}")),
         };
         let took = t.elapsed();
