@@ -24,6 +24,19 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Leader-election flags of the fault runs: short timings (a 4 s Lease) so
+/// that a leader change happens within a run; `lease` names the Lease.
+pub fn leader_flags(lease: &str) -> Vec<String> {
+    vec![
+        "--leader-elect=true".into(),
+        "--lease-namespace=default".into(),
+        format!("--lease-name={lease}"),
+        "--lease-duration=4s".into(),
+        "--renew-deadline=3s".into(),
+        "--retry-period=1s".into(),
+    ]
+}
+
 /// The operator binary: `$PREFIX_OPERATOR_BIN`, else the workspace's
 /// `target/release/prefix-operator`.
 pub fn default_operator_bin() -> PathBuf {

@@ -35,7 +35,7 @@ use prefix_operator_bench::cluster::{
     Cluster, OnError, Tracker, create_burst, create_pool, loadavg, poll, verify_allocations,
     wait_pool_allocated,
 };
-use prefix_operator_bench::opproc::{OperatorProcess, operator_bin, target_dir};
+use prefix_operator_bench::opproc::{OperatorProcess, leader_flags, operator_bin, target_dir};
 use rand::Rng;
 
 #[path = "chaos/kubelet.rs"]
@@ -256,20 +256,6 @@ async fn control_plane_fault(ctx: &Ctx, scenario: &str, etcd: bool) -> Result<St
     ))
 }
 
-fn leader_flags() -> Vec<String> {
-    [
-        "--leader-elect=true",
-        "--lease-namespace=default",
-        "--lease-name=prefix-operator-chaos",
-        "--lease-duration=4s",
-        "--renew-deadline=3s",
-        "--retry-period=1s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 /// Waits until exactly one of `ops` says it leads; returns its index.
 async fn one_leader(ops: &[&OperatorProcess], timeout: Duration) -> Result<usize> {
     poll("exactly one leader", timeout, || async {
@@ -288,7 +274,7 @@ async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
     let scenario = if pause { "leader-pause" } else { "leader" };
     let (cl, tracker) = setup().await?;
     let names = ctx.names(scenario);
-    let flags = leader_flags();
+    let flags = leader_flags("prefix-operator-chaos");
     let mut ops = [
         OperatorProcess::spawn(
             &ctx.bin,

@@ -12,7 +12,7 @@ use super::check::{Snapshot, continuous, snapshot};
 use super::history::History;
 use super::quiet::quiet;
 use crate::cluster::{Cluster, poll};
-use crate::opproc::OperatorProcess;
+use crate::opproc::{OperatorProcess, leader_flags};
 
 pub struct Replica {
     pub op: Option<OperatorProcess>,
@@ -30,21 +30,6 @@ pub struct Env {
     oplog: std::fs::File,
     tag: String,
     step: usize,
-}
-
-/// Lease timing short enough for takeovers within a few seconds.
-fn leader_flags() -> Vec<String> {
-    [
-        "--leader-elect=true",
-        "--lease-namespace=default",
-        "--lease-name=prefix-operator-random",
-        "--lease-duration=4s",
-        "--renew-deadline=3s",
-        "--retry-period=1s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
 }
 
 impl Env {
@@ -72,7 +57,11 @@ impl Env {
                     frozen: None,
                 })
                 .collect(),
-            flags: if leader_elect { leader_flags() } else { vec![] },
+            flags: if leader_elect {
+                leader_flags("prefix-operator-random")
+            } else {
+                vec![]
+            },
             oplog,
             tag: tag.to_string(),
             step: 0,

@@ -32,10 +32,10 @@ use prefix_operator_bench::cluster::{
 };
 use prefix_operator_bench::history::{CidrHistory, duplicates, second_writes};
 use prefix_operator_bench::kubelet::{KubeletConfig, KubeletSim};
-use prefix_operator_bench::opproc::OperatorProcess;
+use prefix_operator_bench::opproc::{OperatorProcess, leader_flags};
 use rand::Rng;
 
-use super::{Ctx, NODE_LEN, POOL, POOL_PREFIX, leader_flags, one_leader, setup, with_log};
+use super::{Ctx, NODE_LEN, POOL, POOL_PREFIX, one_leader, setup, with_log};
 
 /// Flags of the `kubelet` scenarios.
 #[derive(clap::Args, Debug, Clone)]
@@ -138,7 +138,13 @@ impl Replicas {
 
     fn spawn(ctx: &Ctx, cl: &Cluster, scenario: &str, role: &str) -> Result<OperatorProcess> {
         let log = ctx.log(scenario, role);
-        OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "replica", &leader_flags(), &log)
+        OperatorProcess::spawn(
+            &ctx.bin,
+            &cl.kubeconfig,
+            "replica",
+            &leader_flags("prefix-operator-chaos"),
+            &log,
+        )
     }
 
     async fn leader(&self) -> Result<usize> {
