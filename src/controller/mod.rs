@@ -552,11 +552,21 @@ impl Reconciler {
             Err(e) => {
                 self.metrics.error("WatchPrefixPools");
                 warn!("watching PrefixPools: {e}");
+                if matches!(&e, watcher::Error::WatchError(r) if r.code == 410) {
+                    // Pool events were missed (a pool may have been deleted
+                    // and re-created meanwhile): no Node write from this
+                    // picture until the re-list is in.
+                    self.pools_synced = false;
+                }
                 return;
             }
         };
         match ev {
-            WatchEvent::Init => self.pool_buffer.clear(),
+            WatchEvent::Init => {
+                // The same for any re-list of the pools.
+                self.pools_synced = false;
+                self.pool_buffer.clear();
+            }
             WatchEvent::InitApply(p) => self.pool_buffer.push(p),
             WatchEvent::InitDone => {
                 let buf = std::mem::take(&mut self.pool_buffer);
