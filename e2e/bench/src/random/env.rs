@@ -60,8 +60,8 @@ impl Env {
         Env::start_with(bin, dir, tag, replicas, leader_elect, &[]).await
     }
 
-    /// [`Env::start`] with `extra` operator flags after the leader-election
-    /// ones (a later flag overrides an earlier one of the same name).
+    /// [`Env::start`] with `extra` operator flags (`--name=value`; one
+    /// replaces a leader-election default of the same name).
     pub async fn start_with(
         bin: &Path,
         dir: PathBuf,
@@ -71,7 +71,13 @@ impl Env {
         extra: &[&str],
     ) -> Result<Env> {
         let mut flags = if leader_elect { leader_flags() } else { vec![] };
-        flags.extend(extra.iter().map(|s| s.to_string()));
+        for x in extra {
+            // The operator refuses a flag given twice: `--name=value` in
+            // `extra` replaces the default of that name.
+            let name = x.split('=').next().unwrap_or(x);
+            flags.retain(|f| f.split('=').next() != Some(name));
+            flags.push(x.to_string());
+        }
         std::fs::create_dir_all(&dir)?;
         let cl = Cluster::start().await?;
         let hist = History::start(&cl.client).await?;
