@@ -129,7 +129,7 @@ pub async fn retire_leader(env: &mut Env, late: usize) -> Result<Vec<String>> {
     ));
     env.kill(leader);
     env.wait_leads(1 - leader, Duration::from_secs(30)).await?;
-    v.extend(env.settle(SETTLE).await?);
+    v.extend(after_takeover(env, &act, "rk").await?);
     for k in 0..late {
         if !v.is_empty() {
             break;
@@ -193,6 +193,17 @@ async fn late_follower(env: &mut Env, act: &Actions, k: usize) -> Result<Vec<Str
     tokio::time::sleep(Duration::from_secs(7)).await;
     env.kill(leader);
     env.wait_leads(f, Duration::from_secs(30)).await?;
+    after_takeover(env, act, &format!("late{k}b")).await
+}
+
+/// Makes the new leader write status (a new Node changes `allocated`),
+/// then settles: a settle alone could pass on the old leader's last
+/// status before the new one overwrites it.
+async fn after_takeover(env: &mut Env, act: &Actions, prefix: &str) -> Result<Vec<String>> {
+    let ns = names(prefix, 1);
+    create_many(act, &ns, &labels(&[("role", "s5")])).await?;
+    wait_allocated(env, &ns, 1).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     env.settle(SETTLE).await
 }
 
