@@ -253,10 +253,15 @@ pub async fn pool_recreate(env: &mut Env, trials: usize) -> Result<Vec<String>> 
         }
         env.thaw(0);
         v.extend(env.settle(Duration::from_secs(20)).await?);
-        v.extend(only_from(env, &fresh, &prefix, &reserved).await?);
-        if !v.is_empty() {
-            break;
-        }
+        // Written at the thaw, when the operator may not yet have re-listed
+        // the pools (in RestartBefore it was told its pool watch expired).
+        v.extend(only_from(env, &fresh, &prefix, &reserved, "at the thaw").await?);
+        // Written once settled: an operator that kept the old spec for
+        // good (the same name and generation 1) still hands out old space.
+        let later = names(&format!("later{k}"), 3);
+        create_many(&act, &later, &labels(&[("zone", "a")])).await?;
+        wait_allocated(env, &later, later.len()).await?;
+        v.extend(only_from(env, &later, &prefix, &reserved, "after the settle").await?);
     }
     Ok(v)
 }
@@ -267,6 +272,7 @@ async fn only_from(
     fresh: &[String],
     prefix: &str,
     reserved: &str,
+    when: &str,
 ) -> Result<Vec<String>> {
     let s = snapshot(&env.cl.client, &env.hist).await?;
     let p = nets(&[prefix.to_string()])[0];
@@ -279,7 +285,7 @@ async fn only_from(
         for c in nets(&n.cidrs) {
             if !p.contains(&c) || overlap(&c, &r) {
                 out.push(format!(
-                    "(3) Node {} created after the re-create got {c}: not from the new spec {prefix} (reserved {reserved})",
+                    "(3) Node {} created after the re-create, written {when}, got {c}: not from the new spec {prefix} (reserved {reserved})",
                     n.name
                 ));
             }
