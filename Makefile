@@ -110,7 +110,8 @@ chaos: controlplane
 ## Randomized fault run (issue 10): the directed scenarios and a random mix
 ## of Node, pool and fault operations, invariants checked against the API
 ## server. `make randomized SEEDS=1,2,3 RANDOM_ARGS="--scenario random --ops 100"`;
-## another operator build: RANDOM_ARGS="--operator-bin PATH". Logs in target/randomized/.
+## another operator build: RANDOM_ARGS="--operator-bin PATH"; directed scenarios with
+## the first N seeds too: RANDOM_ARGS="--directed-seeds N". Logs in target/randomized/.
 randomized: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
 	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin randomized -- --seeds $(or $(SEEDS),1,2,3) $(RANDOM_ARGS)

@@ -49,14 +49,18 @@ struct Args {
     /// Seeds, comma-separated (added to --seed; default 1 when both empty).
     #[arg(long, value_delimiter = ',')]
     seeds: Vec<u64>,
+    /// How many of the seeds (the first ones) each directed scenario runs with.
+    #[arg(long, default_value_t = 1)]
+    directed_seeds: usize,
     /// Operations per seed in the random mix.
     #[arg(long, default_value_t = 60)]
     ops: usize,
     /// Selected Nodes in relist-backlog (unselected: 15/8 of it); burst size
-    /// in leader-flap is a tenth of it.
+    /// in leader-flap is half of it.
     #[arg(long, default_value_t = 800)]
     nodes: usize,
-    /// Trials in refused-write.
+    /// Trials in refused-write; rounds in pool-recreate (at most 6); a
+    /// quarter of it in leader-flap and retire-leader (late-follower rounds).
     #[arg(long, default_value_t = 8)]
     trials: usize,
     /// Scenarios, comma-separated: the directed ones, `random`, or `all`.
@@ -82,13 +86,25 @@ async fn run_one(args: &Args, bin: &std::path::Path, name: &str, seed: u64) -> R
         let mut env = Env::start(bin, dir, &tag, replicas, le).await?;
         return random_mix(&mut env, &mut rng, args.ops).await;
     }
-    let mut env = Env::start(bin, dir, &tag, if two { 2 } else { 1 }, two).await?;
+    // leader-flap: many writes in flight when kube-apiserver dies;
+    // retire-leader: a lease long enough to start a follower while the
+    // leader is frozen.
+    let extra: &[&str] = match name {
+        "leader-flap" => &["--max-concurrent-writes=256"],
+        "retire-leader" => &["--lease-duration=10s", "--renew-deadline=7s"],
+        _ => &[],
+    };
+    let replicas = if two { 2 } else { 1 };
+    let mut env = Env::start_with(bin, dir, &tag, replicas, two, extra).await?;
     match name {
         "relist-backlog" => scenarios::relist_backlog(&mut env, args.nodes).await,
-        "leader-flap" => scenarios::leader_flap(&mut env, (args.nodes / 10).max(10)).await,
-        "pool-recreate" => scenarios::pool_recreate(&mut env).await,
+        "leader-flap" => {
+            let burst = (args.nodes / 2).max(20);
+            scenarios::leader_flap(&mut env, &mut rng, burst, args.trials.div_ceil(4)).await
+        }
+        "pool-recreate" => scenarios::pool_recreate(&mut env, args.trials.min(6)).await,
         "refused-write" => space::refused_write(&mut env, &mut rng, args.trials).await,
-        "retire-leader" => space::retire_leader(&mut env).await,
+        "retire-leader" => space::retire_leader(&mut env, args.trials.div_ceil(4)).await,
         "waiting" => space::waiting(&mut env).await,
         other => bail!("unknown scenario {other}"),
     }
@@ -152,12 +168,13 @@ async fn main() -> Result<()> {
     );
     let mut rows = vec![];
     for name in scenarios_of(&args) {
-        // A directed scenario is mostly fixed; it runs with the first seed
-        // (which only varies timings) unless it is the random mix.
+        // The random mix runs with every seed; a directed scenario (the
+        // seed varies its timings and outage lengths) with the first
+        // --directed-seeds of them.
         let runs: &[u64] = if name == "random" {
             &seeds
         } else {
-            &seeds[..1]
+            &seeds[..args.directed_seeds.clamp(1, seeds.len())]
         };
         for &seed in runs {
             eprintln!("== {name} seed {seed}");

@@ -42,6 +42,31 @@ impl Env {
         replicas: usize,
         leader_elect: bool,
     ) -> Result<Env> {
+        Env::start_with(bin, dir, tag, replicas, leader_elect, &[]).await
+    }
+
+    /// [`Env::start`] with `extra` operator flags (`--name=value`; one
+    /// replaces a leader-election default of the same name).
+    pub async fn start_with(
+        bin: &Path,
+        dir: PathBuf,
+        tag: &str,
+        replicas: usize,
+        leader_elect: bool,
+        extra: &[&str],
+    ) -> Result<Env> {
+        let mut flags = if leader_elect {
+            leader_flags("prefix-operator-random")
+        } else {
+            vec![]
+        };
+        for x in extra {
+            // The operator refuses a flag given twice: `--name=value` in
+            // `extra` replaces the default of that name.
+            let name = x.split('=').next().unwrap_or(x);
+            flags.retain(|f| f.split('=').next() != Some(name));
+            flags.push(x.to_string());
+        }
         std::fs::create_dir_all(&dir)?;
         let cl = Cluster::start().await?;
         let hist = History::start(&cl.client).await?;
@@ -57,17 +82,13 @@ impl Env {
                     frozen: None,
                 })
                 .collect(),
-            flags: if leader_elect {
-                leader_flags("prefix-operator-random")
-            } else {
-                vec![]
-            },
+            flags,
             oplog,
             tag: tag.to_string(),
             step: 0,
         };
         env.note(&format!(
-            "start: {replicas} replica(s), leader election {leader_elect}, operator {}",
+            "start: {replicas} replica(s), leader election {leader_elect}, extra flags {extra:?}, operator {}",
             bin.display()
         ));
         for i in 0..replicas {
@@ -99,6 +120,15 @@ impl Env {
             &self.replica_log(i),
         )?;
         self.replicas[i].op = Some(op);
+        Ok(())
+    }
+
+    /// Starts replica `i` (it must be down) and waits until it is ready.
+    pub async fn spawn_ready(&mut self, i: usize) -> Result<()> {
+        self.spawn(i)?;
+        if let Some(op) = self.replicas[i].op.as_mut() {
+            op.wait_ready(Duration::from_secs(60)).await?;
+        }
         Ok(())
     }
 

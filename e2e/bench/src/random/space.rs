@@ -86,7 +86,7 @@ async fn holds(env: &Env, name: &str) -> Option<String> {
 /// `retired: true`) right as the leader changes (SIGKILL, SIGSTOP or
 /// SIGTERM of the leader); the retired prefix and its allocations must stay
 /// in status under the new leader, and under a fresh one after that.
-pub async fn retire_leader(env: &mut Env) -> Result<Vec<String>> {
+pub async fn retire_leader(env: &mut Env, late: usize) -> Result<Vec<String>> {
     let act = Actions::new(&env.cl.client, &env.hist);
     let l = labels(&[("role", "s5")]);
     let sel = Some(("role", "s5"));
@@ -129,8 +129,82 @@ pub async fn retire_leader(env: &mut Env) -> Result<Vec<String>> {
     ));
     env.kill(leader);
     env.wait_leads(1 - leader, Duration::from_secs(30)).await?;
-    v.extend(env.settle(SETTLE).await?);
+    v.extend(after_takeover(env, &act, "rk").await?);
+    for k in 0..late {
+        if !v.is_empty() {
+            break;
+        }
+        v.extend(late_follower(env, &act, k).await?);
+    }
     Ok(v)
+}
+
+/// A follower that first reads the pool between a spec change (a prefix
+/// holding Nodes removed) and the leader's status write marking it
+/// retired: the follower is started while the leader is frozen right
+/// after the change; the leader is thawed and writes the status; then the
+/// leader is killed. The follower, leading now, must keep the retired
+/// prefix and its allocations.
+async fn late_follower(env: &mut Env, act: &Actions, k: usize) -> Result<Vec<String>> {
+    let sel = Some(("role", "s5"));
+    let l = labels(&[("role", "s5")]);
+    let leader = env.wait_leader(Duration::from_secs(30)).await?;
+    let f = 1 - leader;
+    let old = format!("2001:db8:5:{:x}00::/60", k + 4);
+    let new = format!("2001:db8:5:{:x}00::/60", k + 5);
+    env.note(&format!(
+        "late follower {k}: spec.prefixes = [{old}], Nodes in it; kill follower {f}"
+    ));
+    act.replace_spec("s5", &spec(&[&old], sel)).await?;
+    let ns = names(&format!("late{k}"), 3);
+    create_many(act, &ns, &l).await?;
+    wait_allocated(env, &ns, ns.len()).await?;
+    env.kill(f);
+    // Long enough for the old spec to count as seen (history::SEE_WITHIN).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    env.note(&format!(
+        "freeze leader {leader}; spec.prefixes = [{new}]; start {f} (it reads the pool before any retired record); thaw {leader}"
+    ));
+    env.freeze(leader);
+    act.replace_spec("s5", &spec(&[&new], sel)).await?;
+    env.spawn_ready(f).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.thaw(leader);
+    let marked = poll(
+        "the leader to mark the old prefix retired",
+        Duration::from_secs(20),
+        || async {
+            let p = act.get_pool("s5").await.ok()??;
+            let st = p.status?;
+            st.prefixes
+                .iter()
+                .any(|u| u.prefix == old && u.retired)
+                .then_some(())
+        },
+    )
+    .await;
+    if marked.is_err() {
+        env.note("the leader did not write the retired record (leadership moved?); round skipped");
+        return env.settle(SETTLE).await;
+    }
+    env.note(&format!(
+        "status marks {old} retired; 7 s; SIGKILL leader {leader}: {f} leads"
+    ));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    env.kill(leader);
+    env.wait_leads(f, Duration::from_secs(30)).await?;
+    after_takeover(env, act, &format!("late{k}b")).await
+}
+
+/// Makes the new leader write status (a new Node changes `allocated`),
+/// then settles: a settle alone could pass on the old leader's last
+/// status before the new one overwrites it.
+async fn after_takeover(env: &mut Env, act: &Actions, prefix: &str) -> Result<Vec<String>> {
+    let ns = names(prefix, 1);
+    create_many(act, &ns, &labels(&[("role", "s5")])).await?;
+    wait_allocated(env, &ns, 1).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.settle(SETTLE).await
 }
 
 /// 6: `status.waiting` against the Nodes, through exhaustion, deletes
@@ -183,5 +257,30 @@ pub async fn waiting(env: &mut Env) -> Result<Vec<String>> {
     )
     .await?;
     v.extend(env.settle(SETTLE).await?);
+    v.extend(dual_stack_delete(env, &act).await?);
+    Ok(v)
+}
+
+/// Dual-stack Nodes waiting with both families full, then the IPv6 pool
+/// deleted: they now wait for the IPv4 pool alone, and its
+/// `status.waiting` must count them (a count kept from when they were
+/// planned would still blame the deleted pool).
+async fn dual_stack_delete(env: &mut Env, act: &Actions) -> Result<Vec<String>> {
+    let sel = Some(("zone", "d"));
+    let mut v4 = spec(&["10.6.0.0/23"], sel);
+    v4.node_prefix_length = Some(24);
+    act.create_pool("s6v4", &v4).await?;
+    act.create_pool("s6d", &spec(&["2001:db8:6:300::/63"], sel))
+        .await?;
+    env.note("dual-stack: 2 slots in each family, 5 Nodes of zone d (3 wait)");
+    create_many(act, &names("d", 5), &labels(&[("zone", "d")])).await?;
+    let mut v = env.settle(SETTLE).await?;
+    env.note("delete the IPv6 pool s6d: the 3 Nodes wait for s6v4 alone");
+    act.delete_pool("s6d").await?;
+    act.wait_pool_gone("s6d").await?;
+    v.extend(env.settle(Duration::from_secs(30)).await?);
+    env.note("one more zone d Node: it waits for s6v4 too");
+    create_many(act, &names("e", 1), &labels(&[("zone", "d")])).await?;
+    v.extend(env.settle(Duration::from_secs(30)).await?);
     Ok(v)
 }
