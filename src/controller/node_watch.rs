@@ -152,7 +152,7 @@ fn advance(rv: &mut String, n: &NodeLite) {
     }
 }
 
-/// Exponential backoff, 100 ms doubling to 30 s.
+/// The reconciler's retry backoff, counting failures in a row.
 #[derive(Default)]
 struct Backoff {
     attempt: u32,
@@ -161,8 +161,7 @@ struct Backoff {
 impl Backoff {
     fn next(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
-        let ms = 100u64.saturating_mul(1u64 << self.attempt.min(9));
-        Duration::from_millis(ms.min(30_000))
+        super::backoff(self.attempt)
     }
 
     fn reset(&mut self) {
