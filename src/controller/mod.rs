@@ -6,20 +6,20 @@
 //! reservation is decided against the latest picture.
 
 pub mod events;
-pub mod node_watch;
+pub mod list_watch;
 pub mod nodes;
+pub mod pools;
+pub mod queue;
 pub mod status;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{ApiResource, DynamicObject, ListParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
+use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -27,10 +27,13 @@ use tracing::{debug, info, warn};
 
 use crate::alloc::Family;
 use crate::api::{PrefixPool, PrefixPoolStatus};
-use crate::ledger::{HeldBackRecord, Ledger, NodeSnapshot, Plan, PoolSnapshot, Wait};
+use crate::ledger::{Ledger, NodeSnapshot, Plan, Revision, Wait};
 use crate::metrics::Metrics;
 use events::{EventSink, Note};
+use list_watch::Watched;
 use nodes::NodeLite;
+use pools::WatchedPool;
+use queue::{Head, WriteQueue};
 
 /// How the reconciler behaves.
 #[derive(Clone, Debug)]
@@ -95,57 +98,25 @@ pub async fn preflight(client: &Client) -> Result<(), StartError> {
     }
 }
 
-fn pool_snapshot(obj: &DynamicObject) -> Result<(PoolSnapshot, Option<PrefixPoolStatus>), String> {
-    let pool: PrefixPool = serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .map_err(|e| e.to_string())?;
-    let retired = pool
-        .status
-        .as_ref()
-        .map(|s| {
-            s.prefixes
-                .iter()
-                .filter(|p| p.retired)
-                .map(|p| p.prefix.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    let held_back = pool
-        .status
-        .as_ref()
-        .map(|s| {
-            s.held_back
-                .iter()
-                .map(|h| HeldBackRecord {
-                    prefix: h.prefix.clone(),
-                    node: h.node.clone(),
-                    retained_until: h.retained_until.as_ref().map(|t| SystemTime::from(t.0)),
-                    reusable_at: SystemTime::from(h.reusable_at.0),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((
-        PoolSnapshot {
-            name: pool.name_any(),
-            uid: pool.metadata.uid.clone().unwrap_or_default(),
-            resource_version: crate::ledger::parse_resource_version(
-                pool.metadata.resource_version.as_deref(),
-            ),
-            generation: pool.metadata.generation.unwrap_or_default(),
-            spec: pool.spec.clone(),
-            retired,
-            held_back,
-        },
-        pool.status,
-    ))
-}
-
 // Inputs live for one loop turn; boxing the larger variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 enum Input {
-    Node(node_watch::NodeEvent),
-    Pool(Result<WatchEvent<DynamicObject>, watcher::Error>),
+    Node(Watched<NodeLite>),
+    Pool(Watched<WatchedPool>),
+}
+
+/// The answer to a check of the pools (see [`queue`]), sent with `mark`.
+enum PoolCheck {
+    /// Every pool's revision, from one consistent list of metadata.
+    Revisions {
+        mark: u64,
+        result: Result<(Vec<(String, Revision)>, Option<u64>), kube::Error>,
+    },
+    /// The ledger was behind: every pool, from one consistent list.
+    Full {
+        mark: u64,
+        result: Result<(Vec<WatchedPool>, Option<String>), kube::Error>,
+    },
 }
 
 /// Why a Node is read back.
@@ -184,6 +155,7 @@ struct Reconciler {
     settings: Settings,
     nodes_api: Api<NodeLite>,
     pools_api: Api<PrefixPool>,
+    guarded_pools: Api<WatchedPool>,
     ledger: Ledger,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -191,8 +163,8 @@ struct Reconciler {
     /// True while no Node write is queued or in flight: allocation Events
     /// are published only then.
     idle: watch::Sender<bool>,
-    queue: VecDeque<String>,
-    queued: HashSet<String>,
+    queue: WriteQueue,
+    pool_checks: JoinSet<PoolCheck>,
     first_seen: HashMap<String, Instant>,
     attempts: HashMap<String, u32>,
     /// Nodes told they wait, so the Warning is sent once per wait.
@@ -208,11 +180,10 @@ struct Reconciler {
     retry_tx: mpsc::UnboundedSender<String>,
     nodes_synced: bool,
     pools_synced: bool,
-    pool_buffer: Vec<DynamicObject>,
     /// Last status written (or read) per pool.
     last_status: HashMap<String, PrefixPoolStatus>,
     status_dirty: bool,
-    status_writes: JoinSet<(String, PrefixPoolStatus, Result<(), kube::Error>)>,
+    status_writes: JoinSet<(String, PrefixPoolStatus, Result<PrefixPool, kube::Error>)>,
     status_in_flight: HashSet<String>,
     invalid_reported: HashMap<String, String>,
     leader: watch::Receiver<bool>,
@@ -232,22 +203,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let nodes_api: Api<NodeLite> = Api::all(client.clone());
     let pools_api: Api<PrefixPool> = Api::all(client.clone());
-    let pool_ar = ApiResource::erase::<PrefixPool>(&());
-    let dyn_pools: Api<DynamicObject> = Api::all_with(client.clone(), &pool_ar);
+    let guarded_pools: Api<WatchedPool> = Api::all(client.clone());
 
-    // Our own Node list-watch: it hands out each list with its
-    // resourceVersion, which the merge needs (see `node_watch`).
+    // Our own list-watches: they hand out each list with its
+    // resourceVersion, which the merge needs (see `list_watch`).
     let (node_tx, node_rx) = mpsc::channel(1024);
-    let node_loop = AbortOnDrop(tokio::spawn(node_watch::run(nodes_api.clone(), node_tx)));
-    let node_stream = tokio_stream_of(node_rx).map(Input::Node);
-    let pool_stream = watcher(
-        dyn_pools,
-        watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent),
-    )
-    .default_backoff()
-    .map(Input::Pool);
-    let inputs = futures::stream::select(node_stream, pool_stream);
-    let _node_loop = node_loop;
+    let (pool_tx, pool_rx) = mpsc::channel(64);
+    let _node_loop = AbortOnDrop(tokio::spawn(list_watch::run(
+        nodes_api.clone(),
+        "Nodes",
+        node_tx,
+    )));
+    let _pool_loop = AbortOnDrop(tokio::spawn(list_watch::run(
+        guarded_pools.clone(),
+        "PrefixPools",
+        pool_tx,
+    )));
+    let inputs = futures::stream::select(
+        tokio_stream_of(node_rx).map(Input::Node),
+        tokio_stream_of(pool_rx).map(Input::Pool),
+    );
 
     let (retry_tx, retry_rx) = mpsc::unbounded_channel();
     let (idle_tx, idle_rx) = watch::channel(false);
@@ -256,13 +231,14 @@ pub async fn run(
         settings,
         nodes_api,
         pools_api,
+        guarded_pools,
         ledger: Ledger::new(),
         metrics,
         health,
         events,
         idle: idle_tx,
-        queue: VecDeque::new(),
-        queued: HashSet::new(),
+        queue: WriteQueue::default(),
+        pool_checks: JoinSet::new(),
         first_seen: HashMap::new(),
         attempts: HashMap::new(),
         warned_waiting: HashSet::new(),
@@ -274,7 +250,6 @@ pub async fn run(
         retry_tx,
         nodes_synced: false,
         pools_synced: false,
-        pool_buffer: vec![],
         last_status: HashMap::new(),
         status_dirty: false,
         status_writes: JoinSet::new(),
@@ -312,6 +287,12 @@ impl Reconciler {
                 .next_release()
                 .and_then(|t| t.duration_since(SystemTime::now()).ok())
                 .unwrap_or(Duration::from_secs(3600));
+            // A pool check that failed is sent again then.
+            let next_wake = self
+                .queue
+                .retry_at()
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .map_or(next_release, |d| d.min(next_release));
             tokio::select! {
                 biased;
                 () = &mut shutdown => {
@@ -333,6 +314,12 @@ impl Reconciler {
                         Err(e) => warn!("read-back task failed: {e}"),
                     }
                 }
+                Some(res) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => {
+                    match res {
+                        Ok(c) => self.on_pool_check(c),
+                        Err(e) => warn!("pool check task failed: {e}"),
+                    }
+                }
                 Some(input) = inputs.next() => {
                     match input {
                         Input::Node(ev) => self.on_node_event(ev),
@@ -344,7 +331,13 @@ impl Reconciler {
                     if let Ok((pool, st, result)) = res {
                         self.status_in_flight.remove(&pool);
                         match result {
-                            Ok(()) => { self.last_status.insert(pool, st); }
+                            Ok(stored) => {
+                                self.last_status.insert(pool, st);
+                                // The stored object is the latest state of
+                                // the pool: taking it in keeps the pool
+                                // checks from finding the ledger behind.
+                                self.apply_pool(&kube::core::DeserializeGuard(Ok(stored)));
+                            }
                             Err(e) => {
                                 self.metrics.error(error_reason(&e));
                                 warn!(%pool, "status write failed: {}", error_message(&e));
@@ -370,7 +363,7 @@ impl Reconciler {
                     was_leader = now;
                 }
                 _ = tick.tick() => self.flush_status(),
-                () = tokio::time::sleep(next_release + Duration::from_millis(1)) => {}
+                () = tokio::time::sleep(next_wake + Duration::from_millis(1)) => {}
             }
             if self.needs_resync && self.is_leader() && self.nodes_synced {
                 self.resync_nodes().await;
@@ -400,12 +393,13 @@ impl Reconciler {
     /// Re-lists every Node (a consistent read, in pages) and merges it into
     /// the picture.
     async fn resync_nodes(&mut self) {
-        match nodes::list_all(&self.nodes_api).await {
+        match list_watch::list_all(&self.nodes_api).await {
             Ok((items, list_rv)) => {
                 let snaps: Vec<NodeSnapshot> = items.iter().filter_map(nodes::snapshot).collect();
                 let list_rv = crate::ledger::parse_resource_version(list_rv.as_deref());
                 let verify = self.ledger.replace_nodes(&snaps, list_rv);
                 self.verify_nodes(verify);
+                self.queue.touch_all();
                 self.needs_resync = false;
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
@@ -419,9 +413,7 @@ impl Reconciler {
     }
 
     fn enqueue(&mut self, node: &str) {
-        if self.queued.insert(node.to_string()) {
-            self.queue.push_back(node.to_string());
-        }
+        self.queue.push(node);
     }
 
     fn enqueue_all_unallocated(&mut self) {
@@ -435,15 +427,14 @@ impl Reconciler {
         }
     }
 
-    fn on_node_event(&mut self, ev: node_watch::NodeEvent) {
-        use node_watch::NodeEvent;
+    fn on_node_event(&mut self, ev: Watched<NodeLite>) {
         match ev {
-            NodeEvent::Failed(e) => {
+            Watched::Failed(e) => {
                 self.metrics.error("WatchNodes");
                 warn!("{e}");
             }
-            NodeEvent::Listed {
-                nodes: listed,
+            Watched::Listed {
+                items: listed,
                 resource_version,
             } => {
                 let snaps: Vec<NodeSnapshot> = listed.iter().filter_map(nodes::snapshot).collect();
@@ -453,13 +444,14 @@ impl Reconciler {
                 );
                 let verify = self.ledger.replace_nodes(&snaps, resource_version);
                 self.verify_nodes(verify);
+                self.queue.touch_all();
                 self.nodes_synced = true;
                 self.report_new_conflicts();
                 self.after_sync();
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
             }
-            NodeEvent::Apply(n) => {
+            Watched::Apply(n) => {
                 let Some(s) = nodes::snapshot(&n) else { return };
                 let name = s.name.clone();
                 let had_conflict = self.ledger.conflict_of(&name).is_some();
@@ -469,6 +461,7 @@ impl Reconciler {
                     // a decision or a status reads has changed.
                     return;
                 }
+                self.queue.touch(&name);
                 match self.ledger.node_has_prefixes(&name) {
                     Some(false) if !s.deleting => {
                         self.first_seen
@@ -488,7 +481,7 @@ impl Reconciler {
                 }
                 self.status_dirty = true;
             }
-            NodeEvent::Delete(n) => {
+            Watched::Delete(n) => {
                 let name = n.name_any();
                 let uid = n.metadata.uid.clone().unwrap_or_default();
                 let rv =
@@ -546,64 +539,40 @@ impl Reconciler {
         }
     }
 
-    fn on_pool_event(&mut self, ev: Result<WatchEvent<DynamicObject>, watcher::Error>) {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                self.metrics.error("WatchPrefixPools");
-                warn!("watching PrefixPools: {e}");
-                if matches!(&e, watcher::Error::WatchError(r) if r.code == 410) {
-                    // Pool events were missed (a pool may have been deleted
-                    // and re-created meanwhile): no Node write from this
-                    // picture until the re-list is in.
-                    self.pools_synced = false;
-                }
-                return;
-            }
-        };
+    fn on_pool_event(&mut self, ev: Watched<WatchedPool>) {
         match ev {
-            WatchEvent::Init => {
-                // The same for any re-list of the pools.
-                self.pools_synced = false;
-                self.pool_buffer.clear();
+            Watched::Failed(e) => {
+                // The list-watch retries by itself. Pool events may be
+                // missed meanwhile: the pool checks before every write
+                // batch catch that (see `queue`).
+                self.metrics.error("WatchPrefixPools");
+                warn!("{e}");
             }
-            WatchEvent::InitApply(p) => self.pool_buffer.push(p),
-            WatchEvent::InitDone => {
-                let buf = std::mem::take(&mut self.pool_buffer);
-                let keep: HashSet<String> = buf.iter().map(|p| p.name_any()).collect();
-                for name in self.ledger.pool_names() {
-                    if !keep.contains(&name) {
-                        let uid = self.ledger.pool_uid(&name).unwrap_or_default();
-                        self.ledger.remove_pool(&name, &uid);
-                        self.last_status.remove(&name);
-                        self.metrics.forget_pool(&name);
-                    }
-                }
-                for p in &buf {
-                    self.apply_pool(p);
-                }
+            Watched::Listed {
+                items,
+                resource_version,
+            } => {
+                info!(pools = items.len(), "PrefixPool list complete; merged into the picture");
+                self.merge_pool_list(&items, resource_version);
                 self.pools_synced = true;
-                self.report_new_conflicts();
                 self.after_sync();
-                self.enqueue_all_unallocated();
-                self.status_dirty = true;
             }
-            WatchEvent::Apply(p) => {
+            Watched::Apply(p) => {
                 if !self.apply_pool(&p) {
-                    // Our own status write coming back, or a label change.
+                    // Stale, our own status write coming back, or a label
+                    // change.
                     return;
                 }
                 self.report_new_conflicts();
                 self.enqueue_all_unallocated();
                 self.status_dirty = true;
             }
-            WatchEvent::Delete(p) => {
+            Watched::Delete(p) => {
                 let name = p.name_any();
-                let uid = p.metadata.uid.clone().unwrap_or_default();
-                if self.ledger.remove_pool(&name, &uid) {
-                    self.last_status.remove(&name);
-                    self.invalid_reported.remove(&name);
-                    self.metrics.forget_pool(&name);
+                let uid = p.meta().uid.clone().unwrap_or_default();
+                let rv = crate::ledger::parse_resource_version(p.meta().resource_version.as_deref());
+                if self.ledger.remove_pool(&name, &uid, rv) {
+                    self.forget_pool(&name);
                     self.status_dirty = true;
                     self.enqueue_all_unallocated();
                 }
@@ -611,54 +580,129 @@ impl Reconciler {
         }
     }
 
-    /// Feeds a pool to the ledger; false when its spec did not change.
-    fn apply_pool(&mut self, obj: &DynamicObject) -> bool {
-        let name = obj.name_any();
-        match pool_snapshot(obj) {
-            Ok((snap, status)) => {
-                if let Some(st) = status {
-                    // The status as last seen: another replica's writes too,
-                    // so that a new leader compares with what is there.
-                    self.last_status.insert(name.clone(), st);
-                }
-                if !self.ledger.upsert_pool(&snap) {
-                    return false;
-                }
-                match self.ledger.pool_error(&name).map(str::to_string) {
-                    Some(err) => self.report_invalid(obj, &name, err),
-                    None => {
-                        self.invalid_reported.remove(&name);
-                    }
-                }
-                true
-            }
-            Err(e) => {
-                // A pool that does not even deserialize is skipped, not fatal.
-                self.metrics.error("DecodePrefixPool");
-                warn!(pool = %name, "skipping PrefixPool that does not decode: {e}");
-                let msg = format!("cannot decode the object: {e}");
-                self.ledger.upsert_pool_error(
-                    &name,
-                    obj.metadata.uid.as_deref().unwrap_or_default(),
-                    obj.metadata.generation.unwrap_or_default(),
-                    msg.clone(),
-                );
-                self.report_invalid(obj, &name, msg);
-                true
-            }
+    /// Merges a complete list of pools (from the watch's re-list or a pool
+    /// check) into the picture.
+    fn merge_pool_list(&mut self, items: &[WatchedPool], resource_version: Option<u64>) {
+        let decoded: Vec<_> = items.iter().map(pools::decode).collect();
+        let snaps: Vec<_> = decoded.iter().map(|(s, _)| s.clone()).collect();
+        for name in self.ledger.replace_pools(&snaps, resource_version) {
+            self.forget_pool(&name);
         }
+        for (snap, status) in decoded {
+            if let Some(st) = status {
+                self.last_status.insert(snap.name.clone(), st);
+            }
+            self.report_pool_error(&snap.name, &snap.uid);
+        }
+        self.report_new_conflicts();
+        self.enqueue_all_unallocated();
+        self.status_dirty = true;
     }
 
-    fn report_invalid(&mut self, obj: &DynamicObject, name: &str, err: String) {
-        if self.invalid_reported.get(name) != Some(&err) {
-            warn!(pool = name, "invalid PrefixPool: {err}");
-            self.invalid_reported.insert(name.to_string(), err.clone());
-            self.events.send(Note::warning(
-                obj.object_ref(&ApiResource::erase::<PrefixPool>(&())),
-                "InvalidSpec",
-                "Validate",
-                err,
-            ));
+    fn forget_pool(&mut self, name: &str) {
+        self.last_status.remove(name);
+        self.invalid_reported.remove(name);
+        self.metrics.forget_pool(name);
+    }
+
+    /// Feeds a pool to the ledger; false when nothing the picture reads
+    /// changed.
+    fn apply_pool(&mut self, obj: &WatchedPool) -> bool {
+        let (snap, status) = pools::decode(obj);
+        if let Err(e) = &obj.0 {
+            // A pool that does not even decode is reported, not fatal.
+            self.metrics.error("DecodePrefixPool");
+            warn!(pool = %snap.name, "PrefixPool does not decode: {}", e.error);
+        }
+        if let Some(st) = status {
+            // The status as last seen: another replica's writes too, so
+            // that a new leader compares with what is there.
+            self.last_status.insert(snap.name.clone(), st);
+        }
+        if !self.ledger.upsert_pool(&snap) {
+            return false;
+        }
+        self.report_pool_error(&snap.name, &snap.uid);
+        true
+    }
+
+    /// Warns once per distinct reason why pool `name` serves nothing.
+    fn report_pool_error(&mut self, name: &str, uid: &str) {
+        let Some(err) = self.ledger.pool_error(name).map(str::to_string) else {
+            self.invalid_reported.remove(name);
+            return;
+        };
+        if self.invalid_reported.get(name) == Some(&err) {
+            return;
+        }
+        warn!(pool = name, "invalid PrefixPool: {err}");
+        self.invalid_reported.insert(name.to_string(), err.clone());
+        let pool = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(PrefixPool::api_version(&()).into_owned()),
+            kind: Some(PrefixPool::kind(&()).into_owned()),
+            name: Some(name.into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        };
+        self.events
+            .send(Note::warning(pool, "InvalidSpec", "Validate", err));
+    }
+
+    /// Sends a check of the pools that serves every Node queued so far.
+    fn start_pool_check(&mut self, mark: u64) {
+        let api = self.pools_api.clone();
+        self.pool_checks.spawn(async move {
+            PoolCheck::Revisions {
+                mark,
+                result: pools::list_revisions(&api).await,
+            }
+        });
+    }
+
+    fn on_pool_check(&mut self, c: PoolCheck) {
+        match c {
+            PoolCheck::Revisions {
+                mark,
+                result: Ok((listed, list_rv)),
+            } => {
+                if self.ledger.pools_current(&listed, list_rv) {
+                    self.queue.check_passed(mark);
+                } else {
+                    // Pool events not seen yet: read the pools whole.
+                    debug!("the picture of pools is behind the API server; listing them");
+                    let api = self.guarded_pools.clone();
+                    self.pool_checks.spawn(async move {
+                        PoolCheck::Full {
+                            mark,
+                            result: list_watch::list_all(&api).await,
+                        }
+                    });
+                }
+            }
+            PoolCheck::Full {
+                mark,
+                result: Ok((items, list_rv)),
+            } => {
+                let rv = crate::ledger::parse_resource_version(list_rv.as_deref());
+                self.merge_pool_list(&items, rv);
+                self.queue.check_passed(mark);
+            }
+            PoolCheck::Revisions {
+                mark,
+                result: Err(e),
+            }
+            | PoolCheck::Full {
+                mark,
+                result: Err(e),
+            } => {
+                self.metrics.error(error_reason(&e));
+                let delay = backoff(self.queue.failures() + 1);
+                warn!(
+                    "checking PrefixPools before writing failed, retrying in {delay:?}: {}",
+                    error_message(&e)
+                );
+                self.queue.check_failed(mark, Instant::now(), delay);
+            }
         }
     }
 
@@ -668,10 +712,16 @@ impl Reconciler {
             return;
         }
         while self.writes.len() < self.settings.max_concurrent_writes {
-            let Some(node) = self.queue.pop_front() else {
-                break;
+            let node = match self.queue.pop_ready() {
+                Head::Ready(n) => n,
+                Head::Blocked => {
+                    if let Some(mark) = self.queue.start_check(Instant::now()) {
+                        self.start_pool_check(mark);
+                    }
+                    break;
+                }
+                Head::Empty => break,
             };
-            self.queued.remove(&node);
             if self.in_flight.contains(&node) {
                 continue;
             }
@@ -875,7 +925,9 @@ impl Reconciler {
         match a.read {
             Ok(Some(n)) => {
                 if let Some(s) = nodes::snapshot(&n) {
-                    self.ledger.upsert_node(&s);
+                    if self.ledger.upsert_node(&s).changed {
+                        self.queue.touch(name);
+                    }
                     if self.ledger.node_has_prefixes(name) == Some(true) {
                         // Filled by someone else: no latency of ours to record.
                         self.first_seen.remove(name);

@@ -148,31 +148,6 @@ pub fn pod_cidrs_patch(uid: &str, cidrs: &[String]) -> serde_json::Value {
     ])
 }
 
-/// Nodes listed per page (as the watcher does), so that a large cluster is
-/// not one huge response.
-pub const LIST_PAGE: u32 = 500;
-
-/// Lists every Node with a consistent read (quorum, `resourceVersion=""`),
-/// page by page; the pages are one snapshot, whose `resourceVersion` is
-/// returned with them.
-pub async fn list_all(api: &Api<NodeLite>) -> Result<(Vec<NodeLite>, Option<String>), kube::Error> {
-    let mut items = vec![];
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = kube::api::ListParams::default().limit(LIST_PAGE);
-        lp.continue_token = token.take();
-        let page = api.list(&lp).await?;
-        items.extend(page.items);
-        match page.metadata.continue_.filter(|t| !t.is_empty()) {
-            Some(t) => token = Some(t),
-            None => {
-                let rv = page.metadata.resource_version.filter(|v| !v.is_empty());
-                return Ok((items, rv));
-            }
-        }
-    }
-}
-
 /// Writes the prefixes; returns the Node as stored.
 pub async fn write_pod_cidrs(
     api: &Api<NodeLite>,

@@ -256,7 +256,7 @@ pub async fn apply_status(
     api: &Api<PrefixPool>,
     name: &str,
     status: &PrefixPoolStatus,
-) -> Result<(), kube::Error> {
+) -> Result<PrefixPool, kube::Error> {
     let body = serde_json::json!({
         "apiVersion": "ipam.prefix-operator.io/v1alpha1",
         "kind": "PrefixPool",
@@ -269,7 +269,6 @@ pub async fn apply_status(
         &Patch::Apply(&body),
     )
     .await
-    .map(|_| ())
 }
 
 #[cfg(test)]

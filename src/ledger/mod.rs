@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 
 use crate::alloc::{Family, PoolSpace, cidr};
-use crate::api::{Labels, PoolDefinition, PrefixPoolSpec, SpecError};
+use crate::api::{Labels, PoolDefinition, SpecError};
 pub use order::{Order, Revision, parse_resource_version};
 pub use view::{ConflictView, PoolView, PrefixView};
 
@@ -64,18 +64,29 @@ pub struct HeldBackRecord {
 }
 
 /// What the ledger needs to know of a PrefixPool.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct PoolSnapshot {
     pub name: String,
     pub uid: String,
     pub resource_version: Option<u64>,
     pub generation: i64,
-    pub spec: PrefixPoolSpec,
+    /// The spec, validated at the edge (or why it cannot be served: an
+    /// invalid spec, an object that does not decode).
+    pub def: Result<PoolDefinition, SpecError>,
     /// Retired prefixes recorded in the last status, so that they survive a
     /// restart of the operator or a change of leader.
     pub retired: Vec<String>,
     /// Held-back prefixes recorded in the last status (same reason).
     pub held_back: Vec<HeldBackRecord>,
+}
+
+impl PoolSnapshot {
+    fn revision(&self) -> Revision {
+        Revision {
+            uid: self.uid.clone(),
+            rv: self.resource_version,
+        }
+    }
 }
 
 /// A prefix of a deleted Node kept back from reuse.
@@ -139,6 +150,15 @@ struct PoolEntry {
     retired: BTreeSet<IpNet>,
 }
 
+impl PoolEntry {
+    fn revision(&self) -> Revision {
+        Revision {
+            uid: self.uid.clone(),
+            rv: self.resource_version,
+        }
+    }
+}
+
 /// Why a Node gets nothing now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wait {
@@ -181,6 +201,10 @@ pub struct Ledger {
     /// `resourceVersion` of the latest complete Node list merged.
     list_floor: Option<u64>,
     pools: BTreeMap<String, PoolEntry>,
+    /// Pools known deleted (the same rule as for Nodes).
+    pool_tombstones: order::Tombstones,
+    /// `resourceVersion` of the latest complete pool list merged.
+    pool_floor: Option<u64>,
     /// Every prefix a Node holds, by (family, first address, length).
     held: BTreeMap<HeldKey, BTreeSet<String>>,
     /// Prefixes reserved for a write in flight, by Node.

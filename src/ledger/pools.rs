@@ -1,14 +1,15 @@
 //! Pools in the ledger: their definitions, free space, retired prefixes, and
 //! which pools a Node's labels select.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use ipnet::IpNet;
 use kube::core::SelectorExt;
 
+use super::order::{self, Order, Revision};
 use super::{HeldBackRecord, HoldBack, Ledger, PoolEntry, PoolSnapshot, key};
 use crate::alloc::{Family, PoolSpace, cidr};
-use crate::api::{Labels, SpecError, validate_spec};
+use crate::api::Labels;
 
 impl Ledger {
     /// Adds or updates a pool. Returns false when nothing the picture reads
@@ -19,21 +20,33 @@ impl Ledger {
     /// A pool re-created under the same name (another UID) is a new pool:
     /// nothing of the old object's spec or records carries over.
     pub fn upsert_pool(&mut self, p: &PoolSnapshot) -> bool {
-        let same_object = self.pools.get(&p.name).map(|old| {
-            let later = match (old.resource_version, p.resource_version) {
-                (Some(a), Some(b)) => b > a,
-                _ => true,
-            };
-            (old.uid == p.uid, later, old.generation == p.generation)
-        });
-        match same_object {
-            Some((true, false, _)) => return false,
-            Some((true, true, true)) if p.generation > 0 => {
-                return self.merge_status_records(p);
+        let incoming = p.revision();
+        let held = self.pools.get(&p.name).map(PoolEntry::revision);
+        match order::order(
+            held.as_ref(),
+            self.pool_tombstones.get(&p.name),
+            self.pool_floor,
+            &incoming,
+        ) {
+            Order::Stale => return false,
+            Order::Newer => {
+                let same_generation = self
+                    .pools
+                    .get(&p.name)
+                    .is_some_and(|old| old.generation == p.generation);
+                if same_generation && p.generation > 0 {
+                    return self.merge_status_records(p);
+                }
             }
-            _ => {}
+            Order::Replaces => {
+                // The held object was deleted before this one was created.
+                if let Some(h) = held {
+                    self.pool_tombstones.bury(&p.name, h);
+                }
+            }
+            Order::New => {}
         }
-        let def = validate_spec(&p.spec);
+        let def = p.def.clone();
         let mut retired: BTreeSet<IpNet> = match self.pools.get(&p.name) {
             Some(old) if old.uid == p.uid => {
                 let mut r = old.retired.clone();
@@ -122,28 +135,15 @@ impl Ledger {
         any
     }
 
-    /// Records a pool whose object could not even be decoded: it serves
-    /// nothing and its status says why.
-    pub fn upsert_pool_error(&mut self, name: &str, uid: &str, generation: i64, error: String) {
-        self.pools.insert(
-            name.to_string(),
-            PoolEntry {
-                uid: uid.to_string(),
-                resource_version: None,
-                generation,
-                def: Err(SpecError(error)),
-                space: None,
-                retired: BTreeSet::new(),
-            },
-        );
-        self.rebuild_spaces();
-        self.refresh_all_conflicts();
-    }
-
     /// Forgets pool `name` if it is still the object `uid` (a later pool of
     /// the same name stays). Its Nodes keep their prefixes; a pool
     /// re-created with the same prefixes adopts them again.
-    pub fn remove_pool(&mut self, name: &str, uid: &str) -> bool {
+    pub fn remove_pool(&mut self, name: &str, uid: &str, rv: Option<u64>) -> bool {
+        let dead = Revision {
+            uid: uid.to_string(),
+            rv,
+        };
+        self.pool_tombstones.bury(name, dead);
         if self.pools.get(name).is_none_or(|p| p.uid != uid) {
             return false;
         }
@@ -151,6 +151,59 @@ impl Ledger {
         self.rebuild_spaces();
         self.refresh_all_conflicts();
         true
+    }
+
+    /// Merges a complete, consistent list of pools taken at `list_rv`: each
+    /// listed state is applied in order like a watch event, and a held pool
+    /// the list does not show is removed unless the ledger holds a state of
+    /// it later than the list (created after it). Returns the names removed.
+    pub fn replace_pools(&mut self, pools: &[PoolSnapshot], list_rv: Option<u64>) -> Vec<String> {
+        if let (Some(r), Some(floor)) = (list_rv, self.pool_floor)
+            && r < floor
+        {
+            // Older than a list already merged.
+            return vec![];
+        }
+        let listed: HashSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        let gone: Vec<(String, Revision)> = self
+            .pools
+            .iter()
+            .filter(|(name, e)| !listed.contains(name.as_str()) && !later_than(e.resource_version, list_rv))
+            .map(|(name, e)| (name.clone(), e.revision()))
+            .collect();
+        let mut removed = vec![];
+        for (name, rev) in gone {
+            if self.remove_pool(&name, &rev.uid, rev.rv) {
+                removed.push(name);
+            }
+        }
+        for p in pools {
+            self.upsert_pool(p);
+        }
+        if list_rv.is_some() {
+            self.pool_floor = list_rv.max(self.pool_floor);
+        }
+        removed
+    }
+
+    /// True when the pools a consistent list (of metadata, at `list_rv`)
+    /// shows are the ones the ledger holds, each at least as recent: the
+    /// picture of pools is then no older than the list.
+    pub fn pools_current(&self, listed: &[(String, Revision)], list_rv: Option<u64>) -> bool {
+        let mut names = HashSet::with_capacity(listed.len());
+        for (name, rev) in listed {
+            names.insert(name.as_str());
+            let Some(e) = self.pools.get(name) else {
+                return false;
+            };
+            let at_least = matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b);
+            if e.uid != rev.uid || !at_least {
+                return false;
+            }
+        }
+        self.pools
+            .iter()
+            .all(|(n, e)| names.contains(n.as_str()) || later_than(e.resource_version, list_rv))
     }
 
     pub(super) fn prune_all_retired(&mut self) {
@@ -283,4 +336,9 @@ impl Ledger {
             .err()
             .map(|e| e.0.as_str())
     }
+}
+
+/// True when both are known and `a` is later than `b`.
+fn later_than(a: Option<u64>, b: Option<u64>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a > b)
 }

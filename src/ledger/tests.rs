@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::PrefixPoolSpec;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
@@ -23,8 +24,35 @@ fn recreated(name: &str, incarnation: u32) -> NodeSnapshot {
     }
 }
 
-fn pool(name: &str, prefixes: &[&str]) -> PoolSnapshot {
-    PoolSnapshot {
+/// A pool as the API server holds it; `snap` validates it as the
+/// reconciler does before handing it to the ledger.
+#[derive(Clone)]
+struct TestPool {
+    name: String,
+    uid: String,
+    resource_version: Option<u64>,
+    generation: i64,
+    spec: PrefixPoolSpec,
+    retired: Vec<String>,
+    held_back: Vec<HeldBackRecord>,
+}
+
+impl TestPool {
+    fn snap(&self) -> PoolSnapshot {
+        PoolSnapshot {
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            resource_version: self.resource_version,
+            generation: self.generation,
+            def: crate::api::validate_spec(&self.spec),
+            retired: self.retired.clone(),
+            held_back: self.held_back.clone(),
+        }
+    }
+}
+
+fn pool(name: &str, prefixes: &[&str]) -> TestPool {
+    TestPool {
         name: name.into(),
         uid: format!("puid-{name}"),
         resource_version: next_rv(),
@@ -70,7 +98,7 @@ fn allocate(l: &mut Ledger, name: &str) -> Vec<IpNet> {
 #[test]
 fn lowest_free_first_and_no_duplicates() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/62"]).snap());
     for i in 0..4 {
         l.upsert_node(&node(&format!("n{i}"), &[]));
     }
@@ -101,7 +129,7 @@ fn lowest_free_first_and_no_duplicates() {
 #[test]
 fn a_reservation_in_flight_blocks_its_prefix() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
     l.upsert_node(&node("a", &[]));
     l.upsert_node(&node("b", &[]));
     let Plan::Allocate(a) = l.plan("a", Family::V6) else {
@@ -125,7 +153,7 @@ fn a_reservation_in_flight_blocks_its_prefix() {
 #[test]
 fn rebuild_from_nodes_adopts_and_blocks_foreign_prefixes() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/48"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/48"]).snap());
     l.replace_nodes(
         &[
             node("old", &["2001:db8::/64"]),
@@ -151,7 +179,7 @@ fn conflicts_are_found_and_cleared() {
     let mut l = Ledger::new();
     let mut p = pool("p", &["2001:db8::/48"]);
     p.spec.reserved = vec!["2001:db8:0:ff::/64".into()];
-    l.upsert_pool(&p);
+    l.upsert_pool(&p.snap());
     l.replace_nodes(
         &[
             node("a", &["2001:db8::/64"]),
@@ -176,7 +204,7 @@ fn conflicts_are_found_and_cleared() {
 #[test]
 fn deletion_timestamp_keeps_the_prefix() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
     l.upsert_node(&node("a", &[]));
     let a = allocate(&mut l, "a");
     let mut dying = node("a", &[&a[0].to_string()]);
@@ -199,9 +227,9 @@ fn priority_then_name_and_overflow_to_the_next_pool() {
     let mut hi = pool("zz-high", &["2001:db8:1::/64"]);
     hi.spec.node_prefix_length = Some(64);
     hi.spec.priority = 5;
-    l.upsert_pool(&hi);
-    l.upsert_pool(&pool("b", &["2001:db8:3::/48"]));
-    l.upsert_pool(&pool("a", &["2001:db8:2::/48"]));
+    l.upsert_pool(&hi.snap());
+    l.upsert_pool(&pool("b", &["2001:db8:3::/48"]).snap());
+    l.upsert_pool(&pool("a", &["2001:db8:2::/48"]).snap());
     l.upsert_node(&node("n1", &[]));
     l.upsert_node(&node("n2", &[]));
     assert_eq!(allocate(&mut l, "n1"), vec![net("2001:db8:1::/64")]);
@@ -215,10 +243,10 @@ fn priority_then_name_and_overflow_to_the_next_pool() {
 #[test]
 fn dual_stack_is_all_or_nothing() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("v6", &["2001:db8::/48"]));
+    l.upsert_pool(&pool("v6", &["2001:db8::/48"]).snap());
     let mut v4 = pool("v4", &["10.0.0.0/24"]);
     v4.spec.node_prefix_length = Some(24);
-    l.upsert_pool(&v4);
+    l.upsert_pool(&v4.snap());
     l.upsert_node(&node("a", &[]));
     l.upsert_node(&node("b", &[]));
     match l.plan("a", Family::V4) {
@@ -247,7 +275,7 @@ fn sticky_prefix_returns_to_the_same_name_and_reuse_waits() {
     let mut p = pool("p", &["2001:db8::/63"]);
     p.spec.retain_for = Some("60s".into());
     p.spec.reuse_after = Some("120s".into());
-    l.upsert_pool(&p);
+    l.upsert_pool(&p.snap());
     l.upsert_node(&node("a", &[]));
     let a = allocate(&mut l, "a");
     gone(&mut l, "a");
@@ -287,7 +315,7 @@ fn hold_backs_survive_a_restart_through_the_status_record() {
         retained_until: None,
         reusable_at: t0 + Duration::from_secs(600),
     }];
-    l.upsert_pool(&p);
+    l.upsert_pool(&p.snap());
     l.replace_nodes(&[node("n", &[])], None);
     assert_eq!(allocate(&mut l, "n"), vec![net("2001:db8:0:1::/64")]);
     assert_eq!(l.pool_view("p").expect("view").held_back.len(), 1);
@@ -296,13 +324,13 @@ fn hold_backs_survive_a_restart_through_the_status_record() {
 #[test]
 fn retired_prefix_keeps_its_allocations() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8:1::/64"]));
+    l.upsert_pool(&pool("p", &["2001:db8:1::/64"]).snap());
     l.upsert_node(&node("a", &[]));
     allocate(&mut l, "a");
     // A spec change comes with a new generation.
     let mut shrunk = pool("p", &["2001:db8:2::/64"]);
     shrunk.generation = 2;
-    l.upsert_pool(&shrunk);
+    l.upsert_pool(&shrunk.snap());
     let v = l.pool_view("p").expect("view");
     assert!(
         v.prefixes
@@ -321,22 +349,22 @@ fn retired_prefix_keeps_its_allocations() {
 #[test]
 fn a_status_only_update_does_not_rebuild() {
     let mut l = Ledger::new();
-    assert!(l.upsert_pool(&pool("p", &["2001:db8::/48"])));
+    assert!(l.upsert_pool(&pool("p", &["2001:db8::/48"]).snap()));
     assert!(
-        !l.upsert_pool(&pool("p", &["2001:db8::/48"])),
+        !l.upsert_pool(&pool("p", &["2001:db8::/48"]).snap()),
         "same generation"
     );
     let mut next = pool("p", &["2001:db8::/48", "2001:db9::/48"]);
     next.resource_version = next_rv();
     next.generation = 2;
-    assert!(l.upsert_pool(&next));
+    assert!(l.upsert_pool(&next.snap()));
     assert_eq!(l.pool_view("p").expect("view").capacity, 2 * 65536);
 }
 
 #[test]
 fn invalid_pool_serves_nothing_and_says_why() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("bad", &["2001:db8::1/64"]));
+    l.upsert_pool(&pool("bad", &["2001:db8::1/64"]).snap());
     l.upsert_node(&node("a", &[]));
     assert_eq!(l.plan("a", Family::V6), Plan::Wait(Wait::NoPool));
     assert!(
@@ -356,7 +384,7 @@ fn invalid_pool_serves_nothing_and_says_why() {
 #[test]
 fn a_stale_event_after_the_write_answer_keeps_the_prefix_held() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
     l.upsert_node(&node("a", &[]));
     let status_patched = node("a", &[]); // rv n: kubelet's status patch
     let x = allocate(&mut l, "a"); // our write answers with rv n+1
@@ -375,7 +403,7 @@ fn a_stale_event_after_the_write_answer_keeps_the_prefix_held() {
 #[test]
 fn an_older_write_answer_does_not_overwrite_newer_labels_and_addresses() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/48"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/48"]).snap());
     l.upsert_node(&node("a", &[]));
     let Plan::Allocate(picks) = l.plan("a", Family::V6) else {
         panic!("a gets a prefix")
@@ -398,7 +426,7 @@ fn an_older_write_answer_does_not_overwrite_newer_labels_and_addresses() {
 #[test]
 fn podcidrs_of_an_object_never_shrink_even_unordered() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/48"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/48"]).snap());
     l.upsert_node(&node("a", &["2001:db8::/64"]));
     let mut unordered = node("a", &[]);
     unordered.resource_version = None;
@@ -412,7 +440,7 @@ fn podcidrs_of_an_object_never_shrink_even_unordered() {
 #[test]
 fn heartbeats_change_nothing_the_status_reads() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/48"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/48"]).snap());
     assert!(l.upsert_node(&node("a", &["2001:db8::/64"])).changed);
     let beat = l.upsert_node(&node("a", &["2001:db8::/64"]));
     assert_eq!(
@@ -429,7 +457,7 @@ fn heartbeats_change_nothing_the_status_reads() {
 #[test]
 fn a_relist_older_than_our_writes_keeps_them() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/62"]).snap());
     l.replace_nodes(&[node("a", &[]), node("b", &[])], None);
     let listed_a = node("a", &[]); // the list snapshot, taken now
     let listed_b = node("b", &[]);
@@ -444,7 +472,7 @@ fn a_relist_older_than_our_writes_keeps_them() {
 #[test]
 fn a_node_missing_from_the_list_is_gone_unless_it_may_be_newer() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/62"]).snap());
     l.upsert_node(&node("old", &["2001:db8::/64"]));
     let listed = node("kept", &[]);
     // Learned after the list was taken (a read answer): may be newer.
@@ -471,7 +499,7 @@ fn a_node_missing_from_the_list_is_gone_unless_it_may_be_newer() {
 #[test]
 fn a_deleted_node_stays_deleted_and_a_new_object_of_its_name_is_new() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
     l.upsert_node(&node("a", &[]));
     let stale_read = node("a", &["2001:db8::/64"]);
     gone(&mut l, "a");
@@ -490,7 +518,7 @@ fn a_deleted_node_stays_deleted_and_a_new_object_of_its_name_is_new() {
 #[test]
 fn a_later_object_of_the_same_name_replaces_the_held_one() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
     l.upsert_node(&node("a", &["2001:db8::/64"]));
     // The Delete was missed; the new object's state arrives.
     let change = l.upsert_node(&recreated("a", 2));
@@ -505,18 +533,18 @@ fn a_later_object_of_the_same_name_replaces_the_held_one() {
 #[test]
 fn a_pool_recreated_under_its_name_takes_the_new_spec() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8:1::/64"]));
+    l.upsert_pool(&pool("p", &["2001:db8:1::/64"]).snap());
     let mut again = pool("p", &["2001:db8:2::/62"]);
     again.uid = "puid-p-2".into(); // generation 1 again
-    assert!(l.upsert_pool(&again));
+    assert!(l.upsert_pool(&again.snap()));
     l.upsert_node(&node("a", &[]));
     assert_eq!(allocate(&mut l, "a"), vec![net("2001:db8:2::/64")]);
     let v = l.pool_view("p").expect("view");
     assert_eq!(v.capacity, 4);
     assert!(v.prefixes.iter().all(|p| !p.retired));
     // The old object's Delete event, late, does not remove the new pool.
-    assert!(!l.remove_pool("p", "puid-p"));
-    assert!(l.remove_pool("p", "puid-p-2"));
+    assert!(!l.remove_pool("p", "puid-p", None));
+    assert!(l.remove_pool("p", "puid-p-2", None));
 }
 
 #[test]
@@ -525,8 +553,8 @@ fn a_stale_pool_state_is_ignored() {
     let old = pool("p", &["2001:db8:1::/64"]);
     let mut newer = pool("p", &["2001:db8:2::/64"]);
     newer.generation = 2;
-    l.upsert_pool(&newer);
-    assert!(!l.upsert_pool(&old));
+    l.upsert_pool(&newer.snap());
+    assert!(!l.upsert_pool(&old.snap()));
     assert_eq!(l.pool_view("p").expect("view").capacity, 1);
     l.upsert_node(&node("a", &[]));
     assert_eq!(allocate(&mut l, "a"), vec![net("2001:db8:2::/64")]);
@@ -539,27 +567,27 @@ fn retired_prefixes_recorded_in_status_are_taken_in_at_the_same_generation() {
     let mut l = Ledger::new();
     let mut p = pool("p", &["2001:db8:2::/64"]);
     p.generation = 2;
-    l.upsert_pool(&p);
+    l.upsert_pool(&p.snap());
     l.upsert_node(&node("a", &["2001:db8:1::/64"]));
     let mut with_status = p.clone();
     with_status.resource_version = next_rv();
     with_status.retired = vec!["2001:db8:1::/64".into()];
-    assert!(l.upsert_pool(&with_status), "the record is new");
+    assert!(l.upsert_pool(&with_status.snap()), "the record is new");
     let v = l.pool_view("p").expect("view");
     assert!(v.prefixes.iter().any(|x| x.retired && x.allocated == 1));
     assert_eq!(v.allocations.len(), 1);
     let mut again = with_status.clone();
     again.resource_version = next_rv();
-    assert!(!l.upsert_pool(&again), "nothing new the second time");
+    assert!(!l.upsert_pool(&again.snap()), "nothing new the second time");
 }
 
 #[test]
 fn waiting_counts_come_from_state() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/64"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/64"]).snap());
     let mut v4 = pool("v4", &["10.0.0.0/24"]);
     v4.spec.node_prefix_length = Some(24);
-    l.upsert_pool(&v4);
+    l.upsert_pool(&v4.snap());
     for n in ["a", "b", "c"] {
         l.upsert_node(&node(n, &[]));
     }
@@ -584,7 +612,7 @@ fn an_unknown_write_found_not_landed_keeps_its_prefix_back_for_a_while() {
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000_000);
     let mut l = Ledger::new();
     l.set_time(t0);
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
     l.upsert_node(&node("w", &[]));
     let Plan::Allocate(picks) = l.plan("w", Family::V6) else {
         panic!("w")
@@ -610,7 +638,7 @@ fn an_unknown_write_found_not_landed_keeps_its_prefix_back_for_a_while() {
 #[test]
 fn an_unknown_write_found_landed_or_gone_just_drops_the_reservation() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
     l.upsert_node(&node("w", &[]));
     let Plan::Allocate(picks) = l.plan("w", Family::V6) else {
         panic!("w")
@@ -634,7 +662,7 @@ fn an_unknown_write_found_landed_or_gone_just_drops_the_reservation() {
 #[test]
 fn after_a_list_a_state_older_than_it_of_an_unlisted_name_is_stale() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/62"]).snap());
     let read_before = node("ghost", &["2001:db8::/64"]); // an old read
     let list_rv = next_rv();
     l.replace_nodes(&[node("a", &[])], list_rv);
@@ -652,7 +680,7 @@ fn after_a_list_a_state_older_than_it_of_an_unlisted_name_is_stale() {
 #[test]
 fn a_list_older_than_one_merged_is_ignored() {
     let mut l = Ledger::new();
-    l.upsert_pool(&pool("p", &["2001:db8::/62"]));
+    l.upsert_pool(&pool("p", &["2001:db8::/62"]).snap());
     let old = vec![node("a", &[]), node("b", &[])];
     let old_rv = next_rv();
     let newer = vec![node("a", &["2001:db8::/64"])];
@@ -664,4 +692,69 @@ fn a_list_older_than_one_merged_is_ignored() {
         "b was deleted before the newer list"
     );
     assert_eq!(l.node_prefixes("a"), vec![net("2001:db8::/64")]);
+}
+
+#[test]
+fn a_late_state_of_a_deleted_pool_does_not_bring_its_spec_back() {
+    let mut l = Ledger::new();
+    let old = pool("p", &["2001:db8:1::/64"]);
+    let mut old_later = old.clone();
+    old_later.resource_version = next_rv();
+    let mut again = pool("p", &["2001:db8:2::/64"]);
+    again.uid = "puid-p-2".into();
+    // The re-created pool is seen first (a pool check), then the old
+    // object's events arrive late from the watch.
+    assert!(l.upsert_pool(&again.snap()));
+    assert!(!l.upsert_pool(&old.snap()), "an earlier object of the name");
+    assert!(!l.upsert_pool(&old_later.snap()));
+    assert!(!l.remove_pool("p", "puid-p", old_later.resource_version));
+    l.upsert_node(&node("a", &[]));
+    assert_eq!(allocate(&mut l, "a"), vec![net("2001:db8:2::/64")]);
+    // Once deleted, a late state of that very object stays out too.
+    assert!(l.remove_pool("p", "puid-p-2", next_rv()));
+    assert!(!l.upsert_pool(&again.snap()));
+}
+
+#[test]
+fn a_pool_list_removes_what_it_does_not_show_unless_known_later() {
+    let mut l = Ledger::new();
+    l.upsert_pool(&pool("a", &["2001:db8:1::/64"]).snap());
+    let b = pool("b", &["2001:db8:2::/64"]).snap();
+    let list_rv = next_rv();
+    // Created after the list was taken.
+    l.upsert_pool(&pool("c", &["2001:db8:3::/64"]).snap());
+    let removed = l.replace_pools(std::slice::from_ref(&b), list_rv);
+    assert_eq!(removed, vec!["a".to_string()]);
+    assert_eq!(l.pool_names(), vec!["b".to_string(), "c".to_string()]);
+    // A state of a from before the list is of an object deleted since.
+    let mut late_a = pool("a", &["2001:db8:1::/64"]);
+    late_a.resource_version = list_rv.map(|r| r - 1);
+    assert!(!l.upsert_pool(&late_a.snap()));
+}
+
+#[test]
+fn pools_are_current_only_when_every_listed_revision_is_held() {
+    let mut l = Ledger::new();
+    let a = pool("a", &["2001:db8:1::/64"]).snap();
+    l.upsert_pool(&a);
+    let rev = |uid: &str, rv: Option<u64>| Revision {
+        uid: uid.into(),
+        rv,
+    };
+    let list_rv = next_rv();
+    let same = vec![("a".to_string(), rev(&a.uid, a.resource_version))];
+    assert!(l.pools_current(&same, list_rv));
+    let newer = vec![("a".to_string(), rev(&a.uid, list_rv))];
+    assert!(!l.pools_current(&newer, list_rv), "a later state of a");
+    let recreated = vec![("a".to_string(), rev("other", a.resource_version))];
+    assert!(!l.pools_current(&recreated, list_rv), "another object");
+    assert!(!l.pools_current(&[], list_rv), "a was deleted");
+    let with_b = vec![
+        same[0].clone(),
+        ("b".to_string(), rev("ub", list_rv)),
+    ];
+    assert!(!l.pools_current(&with_b, list_rv), "b is not known");
+    // Held but created after the list: not a sign of being behind.
+    l.upsert_pool(&pool("c", &["2001:db8:3::/64"]).snap());
+    assert!(l.pools_current(&same, list_rv));
 }

@@ -60,7 +60,7 @@ impl World {
             uid: "pool-uid".into(),
             resource_version: Some(1),
             generation: 1,
-            spec,
+            def: prefix_operator::api::validate_spec(&spec),
             retired: vec![],
             held_back: vec![],
         });

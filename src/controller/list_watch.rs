@@ -1,34 +1,62 @@
-//! The Node list-watch. kube's `watcher` would do the same loop, but it does
-//! not hand out the `resourceVersion` of its list, and the ledger needs it:
-//! a list is merged into the picture (not swapped in), and only the list's
-//! own `resourceVersion` says which states not in it are older than it (see
-//! `Ledger::replace_nodes`). So this loop lists (consistent, paged), hands
+//! The list-watch of Nodes and of PrefixPools. kube's `watcher` would do the
+//! same loop, but it does not hand out the `resourceVersion` of its list,
+//! and the ledger needs it: a list is merged into the picture (not swapped
+//! in), and only the list's own `resourceVersion` says which states not in
+//! it are older than it (see `Ledger::replace_nodes`,
+//! `Ledger::replace_pools`). So this loop lists (consistent, paged), hands
 //! out the list whole with its `resourceVersion`, then watches from there
 //! with bookmarks, resuming after a dropped watch and listing again when the
 //! server says the version is too old (410).
 
+use std::fmt::Debug;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::Api;
-use kube::api::{WatchEvent, WatchParams};
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::nodes::{self, NodeLite};
-
 /// What the loop hands to the reconciler.
 #[derive(Debug)]
-pub enum NodeEvent {
-    /// Every Node, from one consistent list at `resource_version`.
+pub enum Watched<K> {
+    /// Every object, from one consistent list at `resource_version`.
     Listed {
-        nodes: Vec<NodeLite>,
+        items: Vec<K>,
         resource_version: Option<u64>,
     },
-    Apply(NodeLite),
-    Delete(NodeLite),
+    Apply(K),
+    Delete(K),
     /// Listing or watching failed; the loop retries by itself.
     Failed(String),
+}
+
+/// Objects per page of a list (the same as kube's watcher).
+pub const LIST_PAGE: u32 = 500;
+
+/// Lists every object with a consistent read (quorum, `resourceVersion=""`),
+/// page by page; the pages are one snapshot, whose `resourceVersion` is
+/// returned with them.
+pub async fn list_all<K>(api: &Api<K>) -> Result<(Vec<K>, Option<String>), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let mut items = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(LIST_PAGE);
+        lp.continue_token = token.take();
+        let page = api.list(&lp).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t),
+            None => {
+                let rv = page.metadata.resource_version.filter(|v| !v.is_empty());
+                return Ok((items, rv));
+            }
+        }
+    }
 }
 
 /// Server-side watch timeout, as kube's watcher uses.
@@ -36,15 +64,19 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 /// A watch that says nothing (not even a bookmark) for this long is dead.
 const IDLE: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 15);
 
-/// Runs the list-watch until `tx` is closed.
-pub async fn run(api: Api<NodeLite>, tx: mpsc::Sender<NodeEvent>) {
+/// Runs the list-watch of `what` (a plural for messages) until `tx` is
+/// closed.
+pub async fn run<K>(api: Api<K>, what: &'static str, tx: mpsc::Sender<Watched<K>>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
     let mut backoff = Backoff::default();
     loop {
-        let (items, rv_text) = match nodes::list_all(&api).await {
+        let (items, rv_text) = match list_all(&api).await {
             Ok(l) => l,
             Err(e) => {
                 if tx
-                    .send(NodeEvent::Failed(format!("listing Nodes: {e}")))
+                    .send(Watched::Failed(format!("listing {what}: {e}")))
                     .await
                     .is_err()
                 {
@@ -56,22 +88,22 @@ pub async fn run(api: Api<NodeLite>, tx: mpsc::Sender<NodeEvent>) {
         };
         let Some(mut rv) = rv_text else {
             let _ = tx
-                .send(NodeEvent::Failed(
-                    "the Node list has no resourceVersion".into(),
-                ))
+                .send(Watched::Failed(format!(
+                    "the list of {what} has no resourceVersion"
+                )))
                 .await;
             tokio::time::sleep(backoff.next()).await;
             continue;
         };
-        let listed = NodeEvent::Listed {
-            nodes: items,
+        let listed = Watched::Listed {
+            items,
             resource_version: crate::ledger::parse_resource_version(Some(&rv)),
         };
         if tx.send(listed).await.is_err() {
             return;
         }
         backoff.reset();
-        match watch_from(&api, &tx, &mut rv, &mut backoff).await {
+        match watch_from(&api, what, &tx, &mut rv, &mut backoff).await {
             Resume::Relist => continue,
             Resume::Closed => return,
         }
@@ -85,13 +117,17 @@ enum Resume {
 
 /// Watches from `rv` (advanced as events and bookmarks come) until the
 /// server says it is too old, or the receiver is gone.
-async fn watch_from(
-    api: &Api<NodeLite>,
-    tx: &mpsc::Sender<NodeEvent>,
+async fn watch_from<K>(
+    api: &Api<K>,
+    what: &'static str,
+    tx: &mpsc::Sender<Watched<K>>,
     rv: &mut String,
     backoff: &mut Backoff,
-) -> Resume {
-    // Bookmarks are on by default: they move `rv` on while no Node changes.
+) -> Resume
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    // Bookmarks are on by default: they move `rv` on while nothing changes.
     let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
     loop {
         let stream = match api.watch(&params, rv).await {
@@ -99,7 +135,7 @@ async fn watch_from(
             Err(kube::Error::Api(s)) if s.code == 410 => return Resume::Relist,
             Err(e) => {
                 if tx
-                    .send(NodeEvent::Failed(format!("watching Nodes: {e}")))
+                    .send(Watched::Failed(format!("watching {what}: {e}")))
                     .await
                     .is_err()
                 {
@@ -119,11 +155,11 @@ async fn watch_from(
             let event = match next {
                 Ok(WatchEvent::Added(n) | WatchEvent::Modified(n)) => {
                     advance(rv, &n);
-                    NodeEvent::Apply(n)
+                    Watched::Apply(n)
                 }
                 Ok(WatchEvent::Deleted(n)) => {
                     advance(rv, &n);
-                    NodeEvent::Delete(n)
+                    Watched::Delete(n)
                 }
                 Ok(WatchEvent::Bookmark(b)) => {
                     *rv = b.metadata.resource_version;
@@ -131,24 +167,24 @@ async fn watch_from(
                 }
                 Ok(WatchEvent::Error(e)) if e.code == 410 => return Resume::Relist,
                 Ok(WatchEvent::Error(e)) => {
-                    NodeEvent::Failed(format!("watching Nodes: {}", e.message))
+                    Watched::Failed(format!("watching {what}: {}", e.message))
                 }
-                // A Node that does not decode: skip it, keep watching.
-                Err(e) => NodeEvent::Failed(format!("watching Nodes: {e}")),
+                // An object that does not decode: skip it, keep watching.
+                Err(e) => Watched::Failed(format!("watching {what}: {e}")),
             };
             if tx.send(event).await.is_err() {
                 return Resume::Closed;
             }
             backoff.reset();
         }
-        debug!(resource_version = %rv, "Node watch ended; resuming");
+        debug!(resource_version = %rv, "watch of {what} ended; resuming");
     }
 }
 
-fn advance(rv: &mut String, n: &NodeLite) {
-    match n.metadata.resource_version.as_deref() {
+fn advance<K: Resource>(rv: &mut String, o: &K) {
+    match o.meta().resource_version.as_deref() {
         Some(v) if !v.is_empty() => *rv = v.to_string(),
-        _ => warn!("a Node event without resourceVersion"),
+        _ => warn!("a watch event without resourceVersion"),
     }
 }
 

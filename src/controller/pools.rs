@@ -1,0 +1,137 @@
+//! PrefixPools at the edge: decoding an object as the API server holds it
+//! into what the ledger takes (the spec validated here, not in the ledger),
+//! and the reads that tell whether the ledger's picture of pools is current.
+
+use std::time::SystemTime;
+
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
+use kube::{Api, ResourceExt};
+
+use crate::api::{PrefixPool, PrefixPoolStatus, SpecError, validate_spec};
+use crate::ledger::{HeldBackRecord, PoolSnapshot, Revision, parse_resource_version};
+
+/// A PrefixPool as watched: its object, or what could be read of one that
+/// does not decode.
+pub type WatchedPool = DeserializeGuard<PrefixPool>;
+
+/// The ledger's form of a pool, and its status as last seen. An object that
+/// does not decode becomes a pool that serves nothing and says why.
+pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
+    let pool = match &obj.0 {
+        Ok(p) => p,
+        Err(bad) => {
+            let m = &bad.metadata;
+            let snap = PoolSnapshot {
+                name: m.name.clone().unwrap_or_default(),
+                uid: m.uid.clone().unwrap_or_default(),
+                resource_version: parse_resource_version(m.resource_version.as_deref()),
+                generation: m.generation.unwrap_or_default(),
+                def: Err(SpecError(format!("cannot decode the object: {}", bad.error))),
+                retired: vec![],
+                held_back: vec![],
+            };
+            return (snap, None);
+        }
+    };
+    let status = pool.status.as_ref();
+    let retired = status
+        .map(|s| {
+            s.prefixes
+                .iter()
+                .filter(|p| p.retired)
+                .map(|p| p.prefix.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let held_back = status
+        .map(|s| {
+            s.held_back
+                .iter()
+                .map(|h| HeldBackRecord {
+                    prefix: h.prefix.clone(),
+                    node: h.node.clone(),
+                    retained_until: h.retained_until.as_ref().map(|t| SystemTime::from(t.0)),
+                    reusable_at: SystemTime::from(h.reusable_at.0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let snap = PoolSnapshot {
+        name: pool.name_any(),
+        uid: pool.metadata.uid.clone().unwrap_or_default(),
+        resource_version: parse_resource_version(pool.metadata.resource_version.as_deref()),
+        generation: pool.metadata.generation.unwrap_or_default(),
+        def: validate_spec(&pool.spec),
+        retired,
+        held_back,
+    };
+    (snap, pool.status.clone())
+}
+
+/// Every pool's name and revision from one consistent list of metadata
+/// (small however large the statuses are), with the list's
+/// `resourceVersion`.
+pub async fn list_revisions(
+    api: &Api<PrefixPool>,
+) -> Result<(Vec<(String, Revision)>, Option<u64>), kube::Error> {
+    let mut out = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(super::list_watch::LIST_PAGE);
+        lp.continue_token = token.take();
+        let page = api.list_metadata(&lp).await?;
+        out.extend(page.items.iter().map(|p| {
+            let rev = Revision {
+                uid: p.metadata.uid.clone().unwrap_or_default(),
+                rv: parse_resource_version(p.metadata.resource_version.as_deref()),
+            };
+            (p.name_any(), rev)
+        }));
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t),
+            None => {
+                let rv = parse_resource_version(page.metadata.resource_version.as_deref());
+                return Ok((out, rv));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_that_does_not_decode_keeps_its_identity_and_says_why() {
+        let obj: WatchedPool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+            "kind": "PrefixPool",
+            "metadata": {"name": "bad", "uid": "u1", "resourceVersion": "42", "generation": 3},
+            "spec": {"prefixes": "not-a-list"},
+        }))
+        .expect("the guard always decodes");
+        let (snap, status) = decode(&obj);
+        assert_eq!(
+            (snap.name.as_str(), snap.uid.as_str()),
+            ("bad", "u1")
+        );
+        assert_eq!((snap.resource_version, snap.generation), (Some(42), 3));
+        let err = snap.def.expect_err("serves nothing");
+        assert!(err.0.starts_with("cannot decode the object"), "{err}");
+        assert!(status.is_none());
+    }
+
+    #[test]
+    fn a_valid_object_is_validated_here() {
+        let obj: WatchedPool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+            "kind": "PrefixPool",
+            "metadata": {"name": "p", "uid": "u2", "resourceVersion": "7", "generation": 1},
+            "spec": {"prefixes": ["2001:db8::1/64"]},
+        }))
+        .expect("decodes");
+        let (snap, _) = decode(&obj);
+        assert!(snap.def.is_err(), "host bits set: refused by validation");
+    }
+}

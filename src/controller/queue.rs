@@ -1,0 +1,256 @@
+//! The queue of Nodes to plan, and the gate that keeps a plan from using an
+//! older picture of the pools than of the Node.
+//!
+//! Nodes and PrefixPools come from two watches, and nothing orders one
+//! watch's events against the other's: a Node created after a pool was
+//! deleted and re-created can arrive before the pool's events do. Planning
+//! it then would hand out space of the old spec. So every Node is stamped
+//! when it enters the queue (and again when its state changes while queued),
+//! and is planned only after a check of the pools *sent after that stamp*
+//! found the ledger's pools current: a consistent list of pool metadata
+//! whose revisions the ledger already holds, or else a full list merged into
+//! it. One check is in flight at a time and serves every Node stamped before
+//! it was sent, so a burst of Nodes costs one small list per batch, not one
+//! per Node. This compares revisions of pools with revisions of pools only:
+//! nothing here relies on the order of one resource's `resourceVersion`s
+//! against another's.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Nodes waiting to be planned, in arrival order.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    order: VecDeque<String>,
+    /// The stamp of every queued Node.
+    stamps: HashMap<String, u64>,
+    next_stamp: u64,
+    /// Nodes stamped below this may be planned.
+    fresh_below: u64,
+    /// The mark of the pool check in flight (the stamps below it are the
+    /// Nodes it serves).
+    checking: Option<u64>,
+    /// After a failed check, none is sent before this.
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+/// What the head of the queue allows.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// This Node may be planned now (it has left the queue).
+    Ready(String),
+    /// The head waits for a pool check.
+    Blocked,
+    Empty,
+}
+
+impl WriteQueue {
+    /// Queues `node` unless it is queued already.
+    pub fn push(&mut self, node: &str) {
+        if !self.stamps.contains_key(node) {
+            let s = self.stamp();
+            self.stamps.insert(node.to_string(), s);
+            self.order.push_back(node.to_string());
+        }
+    }
+
+    /// The state of `node` changed: if queued, it now needs a check sent
+    /// after this.
+    pub fn touch(&mut self, node: &str) {
+        if self.stamps.contains_key(node) {
+            let s = self.stamp();
+            self.stamps.insert(node.to_string(), s);
+        }
+    }
+
+    /// Every queued Node's state changed (a re-list of Nodes).
+    pub fn touch_all(&mut self) {
+        let s = self.stamp();
+        for v in self.stamps.values_mut() {
+            *v = s;
+        }
+    }
+
+    fn stamp(&mut self) -> u64 {
+        let s = self.next_stamp;
+        self.next_stamp += 1;
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Takes the head if a passed check covers it.
+    pub fn pop_ready(&mut self) -> Head {
+        let Some(head) = self.order.front() else {
+            return Head::Empty;
+        };
+        match self.stamps.get(head) {
+            Some(&s) if s >= self.fresh_below => Head::Blocked,
+            _ => {
+                let node = self.order.pop_front().unwrap_or_default();
+                self.stamps.remove(&node);
+                Head::Ready(node)
+            }
+        }
+    }
+
+    /// A mark when a pool check should be sent now: the head waits for one,
+    /// none is in flight and no failure asks to wait. The check serves every
+    /// Node stamped so far; its answer is given back with the mark.
+    pub fn start_check(&mut self, now: Instant) -> Option<u64> {
+        let blocked = self
+            .order
+            .front()
+            .and_then(|h| self.stamps.get(h))
+            .is_some_and(|&s| s >= self.fresh_below);
+        if !blocked || self.checking.is_some() || self.retry_at.is_some_and(|t| now < t) {
+            return None;
+        }
+        // A fresh mark even if nothing was stamped since the last check.
+        let mark = self.stamp();
+        self.checking = Some(mark);
+        self.retry_at = None;
+        Some(mark)
+    }
+
+    /// The check sent with `mark` found the pools current (or made them
+    /// so). An answer to a forgotten check frees nothing.
+    pub fn check_passed(&mut self, mark: u64) {
+        if self.checking == Some(mark) {
+            self.checking = None;
+            self.fresh_below = self.fresh_below.max(mark);
+            self.failures = 0;
+        }
+    }
+
+    /// The check sent with `mark` failed; the next waits `delay` (grown by
+    /// the caller's backoff from [`WriteQueue::failures`]).
+    pub fn check_failed(&mut self, mark: u64, now: Instant, delay: Duration) {
+        if self.checking == Some(mark) {
+            self.checking = None;
+            self.failures = self.failures.saturating_add(1);
+            self.retry_at = Some(now + delay);
+        }
+    }
+
+    /// Checks failed in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// When a check may be sent again after a failure.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Whatever check is in flight can no longer vouch for the pools (their
+    /// watch re-lists): its answer, when it comes, frees nothing.
+    pub fn forget_check(&mut self) {
+        self.checking = None;
+    }
+
+    /// True while a check is in flight.
+    pub fn checking(&self) -> bool {
+        self.checking.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(q: &mut WriteQueue) -> Vec<String> {
+        let mut out = vec![];
+        while let Head::Ready(n) = q.pop_ready() {
+            out.push(n);
+        }
+        out
+    }
+
+    #[test]
+    fn nothing_is_planned_before_a_check_sent_after_it_was_queued() {
+        let mut q = WriteQueue::default();
+        let now = Instant::now();
+        q.push("a");
+        q.push("b");
+        assert_eq!(q.pop_ready(), Head::Blocked);
+        let m = q.start_check(now).expect("a check");
+        assert!(q.start_check(now).is_none(), "one check at a time");
+        // Queued while the check is in flight: not covered by it.
+        q.push("c");
+        q.check_passed(m);
+        assert_eq!(drain(&mut q), vec!["a", "b"]);
+        assert_eq!(q.pop_ready(), Head::Blocked);
+        let m = q.start_check(now).expect("a check");
+        q.check_passed(m);
+        assert_eq!(drain(&mut q), vec!["c"]);
+        assert_eq!(q.pop_ready(), Head::Empty);
+    }
+
+    #[test]
+    fn a_change_while_queued_needs_a_later_check() {
+        let mut q = WriteQueue::default();
+        let now = Instant::now();
+        q.push("a");
+        let m = q.start_check(now).expect("a check");
+        q.touch("a");
+        q.check_passed(m);
+        assert_eq!(q.pop_ready(), Head::Blocked, "changed after the check was sent");
+        q.touch("unqueued");
+        assert_eq!(q.len(), 1, "touch does not queue");
+        let m = q.start_check(now).expect("a check");
+        q.touch_all();
+        q.check_passed(m);
+        assert_eq!(q.pop_ready(), Head::Blocked, "a re-list after the check");
+    }
+
+    #[test]
+    fn a_node_is_queued_once() {
+        let mut q = WriteQueue::default();
+        q.push("a");
+        q.push("a");
+        assert_eq!(q.len(), 1);
+        let m = q.start_check(Instant::now()).expect("a check");
+        q.check_passed(m);
+        assert_eq!(drain(&mut q), vec!["a"]);
+        q.push("a");
+        assert_eq!(q.pop_ready(), Head::Blocked, "queued again: a new stamp");
+    }
+
+    #[test]
+    fn a_failed_check_waits_before_the_next() {
+        let mut q = WriteQueue::default();
+        let now = Instant::now();
+        q.push("a");
+        let m = q.start_check(now).expect("a check");
+        q.check_failed(m, now, Duration::from_secs(1));
+        assert_eq!(q.failures(), 1);
+        assert!(q.start_check(now + Duration::from_millis(500)).is_none());
+        let m = q.start_check(now + Duration::from_secs(1)).expect("a check");
+        q.check_passed(m);
+        assert_eq!(q.failures(), 0);
+        assert_eq!(drain(&mut q), vec!["a"]);
+    }
+
+    #[test]
+    fn a_forgotten_check_frees_nothing() {
+        let mut q = WriteQueue::default();
+        q.push("a");
+        let old = q.start_check(Instant::now()).expect("a check");
+        q.forget_check();
+        q.check_passed(old);
+        assert_eq!(q.pop_ready(), Head::Blocked);
+        let m = q.start_check(Instant::now()).expect("a new check");
+        q.check_passed(old);
+        assert_eq!(q.pop_ready(), Head::Blocked, "the old answer does not pass the new check");
+        q.check_passed(m);
+        assert_eq!(drain(&mut q), vec!["a"]);
+    }
+}
