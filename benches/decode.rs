@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::Criterion;
 use k8s_openapi::api::core::v1::Node;
-use prefix_operator::controller::nodes::{NodeLite, snapshot};
+use prefix_operator::k8s::nodes::{NodeLite, snapshot};
 use serde_json::json;
 
 fn realistic_node() -> Vec<u8> {

@@ -10,8 +10,14 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::controller::Health;
 use crate::metrics::Metrics;
+
+/// State shared with the HTTP endpoints.
+#[derive(Default)]
+pub struct Health {
+    /// True once the first full lists of Nodes and PrefixPools are in.
+    pub ready: std::sync::atomic::AtomicBool,
+}
 
 #[derive(Clone)]
 struct AppState {

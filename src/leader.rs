@@ -100,7 +100,7 @@ pub fn spawn_with_deadline(
                 }
                 Ok(Ok(false)) => {}
                 Ok(Err(e)) => {
-                    warn!(lease = %s.name, "leader election: {}", crate::controller::error_message(&e))
+                    warn!(lease = %s.name, "leader election: {}", crate::k8s::errors::error_message(&e))
                 }
                 Err(_) => warn!(lease = %s.name, "leader election: Lease request timed out"),
             }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod http;
+pub mod k8s;
 pub mod leader;
 pub mod ledger;
 pub mod metrics;

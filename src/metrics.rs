@@ -197,6 +197,27 @@ impl Metrics {
         self.held_back.remove(&l);
     }
 
+    /// Sets the gauges of pool `name` from its view.
+    pub fn publish_pool(&self, name: &str, v: &crate::ledger::PoolView) {
+        let l = self.pool(name);
+        self.capacity.get_or_create(&l).set(v.capacity as f64);
+        self.available.get_or_create(&l).set(v.available as f64);
+        self.allocated
+            .get_or_create(&l)
+            .set(v.allocations.len() as i64);
+        self.waiting.get_or_create(&l).set(v.waiting as i64);
+        self.unroutable.get_or_create(&l).set(v.unroutable as i64);
+        self.held_back
+            .get_or_create(&l)
+            .set(v.held_back.len() as i64);
+        self.exhausted.get_or_create(&l).set(i64::from(
+            v.error.is_none() && (v.available == 0 || v.waiting > 0),
+        ));
+        self.conflicts
+            .get_or_create(&l)
+            .set((v.conflicts.len() + v.overlapping_pools.len()) as i64);
+    }
+
     /// OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut s = String::new();

@@ -37,7 +37,7 @@ pub fn routes(nodes: &[Node]) -> Vec<Route> {
             .as_ref()
             .and_then(|s| s.pod_cidrs.clone())
             .unwrap_or_default();
-        let addrs: Vec<IpAddr> = crate::controller::nodes::internal_ips(n).collect();
+        let addrs: Vec<IpAddr> = crate::k8s::nodes::internal_ips(n).collect();
         for c in cidrs {
             let Ok(prefix) = c.parse::<IpNet>() else {
                 continue;

@@ -220,12 +220,12 @@ impl EventSink {
                     };
                     if let Err(e) = result {
                         m.error("PublishEvent");
-                        let why = crate::controller::error_reason(&e);
+                        let why = crate::k8s::errors::error_reason(&e);
                         // Warn once per failure reason; the metric counts the rest.
                         if warned.lock().map(|mut w| w.insert(why)).unwrap_or(false) {
                             warn!(
                                 "publishing Event {reason} on {kind} {name} failed ({why}; further failures of this kind are only counted): {}",
-                                crate::controller::error_message(&e)
+                                crate::k8s::errors::error_message(&e)
                             );
                         } else {
                             debug!("publishing Event {reason} on {kind} {name} failed: {e}");

@@ -202,7 +202,11 @@ mod tests {
         let m = q.start_check(now).expect("a check");
         q.touch("a");
         q.check_passed(m);
-        assert_eq!(q.pop_ready(), Head::Blocked, "changed after the check was sent");
+        assert_eq!(
+            q.pop_ready(),
+            Head::Blocked,
+            "changed after the check was sent"
+        );
         q.touch("unqueued");
         assert_eq!(q.len(), 1, "touch does not queue");
         let m = q.start_check(now).expect("a check");
@@ -233,7 +237,9 @@ mod tests {
         q.check_failed(m, now, Duration::from_secs(1));
         assert_eq!(q.failures(), 1);
         assert!(q.start_check(now + Duration::from_millis(500)).is_none());
-        let m = q.start_check(now + Duration::from_secs(1)).expect("a check");
+        let m = q
+            .start_check(now + Duration::from_secs(1))
+            .expect("a check");
         q.check_passed(m);
         assert_eq!(q.failures(), 0);
         assert_eq!(drain(&mut q), vec!["a"]);
@@ -249,7 +255,11 @@ mod tests {
         assert_eq!(q.pop_ready(), Head::Blocked);
         let m = q.start_check(Instant::now()).expect("a new check");
         q.check_passed(old);
-        assert_eq!(q.pop_ready(), Head::Blocked, "the old answer does not pass the new check");
+        assert_eq!(
+            q.pop_ready(),
+            Head::Blocked,
+            "the old answer does not pass the new check"
+        );
         q.check_passed(m);
         assert_eq!(drain(&mut q), vec!["a"]);
     }

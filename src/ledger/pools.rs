@@ -168,7 +168,9 @@ impl Ledger {
         let gone: Vec<(String, Revision)> = self
             .pools
             .iter()
-            .filter(|(name, e)| !listed.contains(name.as_str()) && !later_than(e.resource_version, list_rv))
+            .filter(|(name, e)| {
+                !listed.contains(name.as_str()) && !later_than(e.resource_version, list_rv)
+            })
             .map(|(name, e)| (name.clone(), e.revision()))
             .collect();
         let mut removed = vec![];

@@ -749,10 +749,7 @@ fn pools_are_current_only_when_every_listed_revision_is_held() {
     let recreated = vec![("a".to_string(), rev("other", a.resource_version))];
     assert!(!l.pools_current(&recreated, list_rv), "another object");
     assert!(!l.pools_current(&[], list_rv), "a was deleted");
-    let with_b = vec![
-        same[0].clone(),
-        ("b".to_string(), rev("ub", list_rv)),
-    ];
+    let with_b = vec![same[0].clone(), ("b".to_string(), rev("ub", list_rv))];
     assert!(!l.pools_current(&with_b, list_rv), "b is not known");
     // Held but created after the list: not a sign of being behind.
     l.upsert_pool(&pool("c", &["2001:db8:3::/64"]).snap());

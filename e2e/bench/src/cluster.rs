@@ -268,12 +268,12 @@ pub fn nth_prefix(pool: IpNet, len: u8, i: u128) -> Result<IpNet> {
 /// The operator's own podCIDRs patch (`pod_cidrs_patch`), sent the way the
 /// operator sends it.
 pub async fn patch_pod_cidrs(api: &Api<Node>, name: &str, uid: &str, cidr: &IpNet) -> Result<()> {
-    let value = prefix_operator::controller::nodes::pod_cidrs_patch(uid, &[cidr.to_string()]);
+    let value = prefix_operator::k8s::nodes::pod_cidrs_patch(uid, &[cidr.to_string()]);
     let patch: json_patch::Patch = serde_json::from_value(value)?;
     api.patch(
         name,
         &PatchParams {
-            field_manager: Some(prefix_operator::controller::nodes::NODE_MANAGER.into()),
+            field_manager: Some(prefix_operator::k8s::nodes::NODE_MANAGER.into()),
             ..Default::default()
         },
         &Patch::<()>::Json(patch),

@@ -197,7 +197,7 @@ struct Backoff {
 impl Backoff {
     fn next(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
-        super::backoff(self.attempt)
+        super::errors::backoff(self.attempt)
     }
 
     fn reset(&mut self) {

@@ -27,7 +27,10 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
                 uid: m.uid.clone().unwrap_or_default(),
                 resource_version: parse_resource_version(m.resource_version.as_deref()),
                 generation: m.generation.unwrap_or_default(),
-                def: Err(SpecError(format!("cannot decode the object: {}", bad.error))),
+                def: Err(SpecError(format!(
+                    "cannot decode the object: {}",
+                    bad.error
+                ))),
                 retired: vec![],
                 held_back: vec![],
             };
@@ -69,12 +72,13 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
     (snap, pool.status.clone())
 }
 
+/// Every pool's name and revision, and the list's `resourceVersion`.
+pub type Revisions = (Vec<(String, Revision)>, Option<u64>);
+
 /// Every pool's name and revision from one consistent list of metadata
 /// (small however large the statuses are), with the list's
 /// `resourceVersion`.
-pub async fn list_revisions(
-    api: &Api<PrefixPool>,
-) -> Result<(Vec<(String, Revision)>, Option<u64>), kube::Error> {
+pub async fn list_revisions(api: &Api<PrefixPool>) -> Result<Revisions, kube::Error> {
     let mut out = vec![];
     let mut token: Option<String> = None;
     loop {
@@ -112,10 +116,7 @@ mod tests {
         }))
         .expect("the guard always decodes");
         let (snap, status) = decode(&obj);
-        assert_eq!(
-            (snap.name.as_str(), snap.uid.as_str()),
-            ("bad", "u1")
-        );
+        assert_eq!((snap.name.as_str(), snap.uid.as_str()), ("bad", "u1"));
         assert_eq!((snap.resource_version, snap.generation), (Some(42), 3));
         let err = snap.def.expect_err("serves nothing");
         assert!(err.0.starts_with("cannot decode the object"), "{err}");

@@ -1,0 +1,199 @@
+//! What a PrefixPool state does to the picture, and the pool checks every
+//! Node write waits for (see [`super::queue`]).
+
+use std::time::Instant;
+
+use kube::{Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::events::Note;
+use super::reconciler::Reconciler;
+use crate::api::PrefixPool;
+use crate::k8s::errors::{error_message, error_reason};
+use crate::k8s::list_watch::{self, Watched};
+use crate::k8s::pools::{self, WatchedPool};
+
+/// The answer to a check of the pools (see [`queue`]), sent with `mark`.
+pub(super) enum PoolCheck {
+    /// Every pool's revision, from one consistent list of metadata.
+    Revisions {
+        mark: u64,
+        result: Result<pools::Revisions, kube::Error>,
+    },
+    /// The ledger was behind: every pool, from one consistent list.
+    Full {
+        mark: u64,
+        result: Result<(Vec<WatchedPool>, Option<String>), kube::Error>,
+    },
+}
+
+impl Reconciler {
+    pub(super) fn on_pool_event(&mut self, ev: Watched<WatchedPool>) {
+        match ev {
+            Watched::Failed(e) => {
+                // The list-watch retries by itself. Pool events may be
+                // missed meanwhile: the pool checks before every write
+                // batch catch that (see `queue`).
+                self.metrics.error("WatchPrefixPools");
+                warn!("{e}");
+            }
+            Watched::Listed {
+                items,
+                resource_version,
+            } => {
+                info!(
+                    pools = items.len(),
+                    "PrefixPool list complete; merged into the picture"
+                );
+                self.merge_pool_list(&items, resource_version);
+                self.pools_synced = true;
+                self.after_sync();
+            }
+            Watched::Apply(p) => {
+                if !self.apply_pool(&p) {
+                    // Stale, our own status write coming back, or a label
+                    // change.
+                    return;
+                }
+                self.report_new_conflicts();
+                self.enqueue_all_unallocated();
+                self.status.mark();
+            }
+            Watched::Delete(p) => {
+                let name = p.name_any();
+                let uid = p.meta().uid.clone().unwrap_or_default();
+                let rv =
+                    crate::ledger::parse_resource_version(p.meta().resource_version.as_deref());
+                if self.ledger.remove_pool(&name, &uid, rv) {
+                    self.forget_pool(&name);
+                    self.status.mark();
+                    self.enqueue_all_unallocated();
+                }
+            }
+        }
+    }
+
+    /// Merges a complete list of pools (from the watch's re-list or a pool
+    /// check) into the picture.
+    fn merge_pool_list(&mut self, items: &[WatchedPool], resource_version: Option<u64>) {
+        let decoded: Vec<_> = items.iter().map(pools::decode).collect();
+        let snaps: Vec<_> = decoded.iter().map(|(s, _)| s.clone()).collect();
+        for name in self.ledger.replace_pools(&snaps, resource_version) {
+            self.forget_pool(&name);
+        }
+        for (snap, status) in decoded {
+            if let Some(st) = status {
+                self.status.seen(&snap.name, st);
+            }
+            self.report_pool_error(&snap.name, &snap.uid);
+        }
+        self.report_new_conflicts();
+        self.enqueue_all_unallocated();
+        self.status.mark();
+    }
+
+    fn forget_pool(&mut self, name: &str) {
+        self.status.forget(name);
+        self.warned.valid(name);
+        self.metrics.forget_pool(name);
+    }
+
+    /// Feeds a pool to the ledger; false when nothing the picture reads
+    /// changed.
+    pub(super) fn apply_pool(&mut self, obj: &WatchedPool) -> bool {
+        let (snap, status) = pools::decode(obj);
+        if let Err(e) = &obj.0 {
+            // A pool that does not even decode is reported, not fatal.
+            self.metrics.error("DecodePrefixPool");
+            warn!(pool = %snap.name, "PrefixPool does not decode: {}", e.error);
+        }
+        if let Some(st) = status {
+            // The status as last seen: another replica's writes too, so
+            // that a new leader compares with what is there.
+            self.status.seen(&snap.name, st);
+        }
+        if !self.ledger.upsert_pool(&snap) {
+            return false;
+        }
+        self.report_pool_error(&snap.name, &snap.uid);
+        true
+    }
+
+    /// Warns once per distinct reason why pool `name` serves nothing.
+    fn report_pool_error(&mut self, name: &str, uid: &str) {
+        let Some(err) = self.ledger.pool_error(name).map(str::to_string) else {
+            self.warned.valid(name);
+            return;
+        };
+        if !self.warned.first_invalid(name, &err) {
+            return;
+        }
+        warn!(pool = name, "invalid PrefixPool: {err}");
+        let pool = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(PrefixPool::api_version(&()).into_owned()),
+            kind: Some(PrefixPool::kind(&()).into_owned()),
+            name: Some(name.into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        };
+        self.events
+            .send(Note::warning(pool, "InvalidSpec", "Validate", err));
+    }
+
+    /// Sends a check of the pools that serves every Node queued so far.
+    pub(super) fn start_pool_check(&mut self, mark: u64) {
+        let api = self.pools_api.clone();
+        self.pool_checks.spawn(async move {
+            PoolCheck::Revisions {
+                mark,
+                result: pools::list_revisions(&api).await,
+            }
+        });
+    }
+
+    pub(super) fn on_pool_check(&mut self, c: PoolCheck) {
+        match c {
+            PoolCheck::Revisions {
+                mark,
+                result: Ok((listed, list_rv)),
+            } => {
+                if self.ledger.pools_current(&listed, list_rv) {
+                    self.pipeline.check_passed(mark);
+                } else {
+                    // Pool events not seen yet: read the pools whole.
+                    debug!("the picture of pools is behind the API server; listing them");
+                    let api = self.guarded_pools.clone();
+                    self.pool_checks.spawn(async move {
+                        PoolCheck::Full {
+                            mark,
+                            result: list_watch::list_all(&api).await,
+                        }
+                    });
+                }
+            }
+            PoolCheck::Full {
+                mark,
+                result: Ok((items, list_rv)),
+            } => {
+                let rv = crate::ledger::parse_resource_version(list_rv.as_deref());
+                self.merge_pool_list(&items, rv);
+                self.pipeline.check_passed(mark);
+            }
+            PoolCheck::Revisions {
+                mark,
+                result: Err(e),
+            }
+            | PoolCheck::Full {
+                mark,
+                result: Err(e),
+            } => {
+                self.metrics.error(error_reason(&e));
+                let delay = self.pipeline.check_failed(mark, Instant::now());
+                warn!(
+                    "checking PrefixPools before writing failed, retrying in {delay:?}: {}",
+                    error_message(&e)
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The reconciler's state and its event loop: a short dispatch over what
+//! arrived (a watch event, a write's or read's answer, a pool check, a due
+//! retry, a leadership change, the status tick), then planning whatever may
+//! be written now.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{info, warn};
+
+use super::events::EventSink;
+use super::pipeline::Pipeline;
+use super::pool_input::PoolCheck;
+use super::status_writer::StatusWriter;
+use super::warned::Warned;
+use super::writes::{ReadBack, WriteResult};
+use super::{Health, Settings};
+use crate::api::{PrefixPool, PrefixPoolStatus};
+use crate::k8s::errors::{backoff, error_message, error_reason};
+use crate::k8s::list_watch::{self, Watched};
+use crate::k8s::nodes::NodeLite;
+use crate::k8s::pools::WatchedPool;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+
+// Inputs live for one loop turn; boxing the larger variant buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Input {
+    Node(Watched<NodeLite>),
+    Pool(Watched<WatchedPool>),
+}
+
+/// A re-list of every Node (after leadership was gained).
+pub(super) type NodeList = Result<(Vec<NodeLite>, Option<String>), kube::Error>;
+
+/// The reconciler's state, owned by one task.
+pub(super) struct Reconciler {
+    pub(super) settings: Settings,
+    pub(super) nodes_api: Api<NodeLite>,
+    pub(super) pools_api: Api<PrefixPool>,
+    pub(super) guarded_pools: Api<WatchedPool>,
+    pub(super) ledger: Ledger,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) health: Arc<Health>,
+    pub(super) events: EventSink,
+    /// True while no Node write is queued or in flight: allocation Events
+    /// are published only then.
+    idle: watch::Sender<bool>,
+    pub(super) pipeline: Pipeline,
+    pub(super) warned: Warned,
+    pub(super) status: StatusWriter,
+    pub(super) writes: JoinSet<WriteResult>,
+    pub(super) reads: JoinSet<ReadBack>,
+    pub(super) pool_checks: JoinSet<PoolCheck>,
+    status_writes: JoinSet<(String, PrefixPoolStatus, Result<PrefixPool, kube::Error>)>,
+    pub(super) node_lists: JoinSet<NodeList>,
+    pub(super) nodes_synced: bool,
+    pub(super) pools_synced: bool,
+    leader: watch::Receiver<bool>,
+    was_leader: bool,
+    /// Set when leadership was just gained: re-list before the first write.
+    pub(super) needs_resync: bool,
+    /// Re-lists of Nodes failed in a row, and when the next may be sent.
+    pub(super) resync_failures: u32,
+    pub(super) resync_at: Option<Instant>,
+}
+
+/// Runs the reconciler until `shutdown` resolves. `leader` tells whether this
+/// replica may write (always true without leader election).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    leader: watch::Receiver<bool>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let nodes_api: Api<NodeLite> = Api::all(client.clone());
+    let guarded_pools: Api<WatchedPool> = Api::all(client.clone());
+    // Our own list-watches: they hand out each list with its
+    // resourceVersion, which the merge needs (see `list_watch`). Aborted
+    // when the reconciler returns.
+    let (node_tx, node_rx) = mpsc::channel(1024);
+    let (pool_tx, pool_rx) = mpsc::channel(64);
+    let _node_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
+        nodes_api.clone(),
+        "Nodes",
+        node_tx,
+    )));
+    let _pool_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
+        guarded_pools.clone(),
+        "PrefixPools",
+        pool_tx,
+    )));
+    let inputs = futures::stream::select(
+        stream_of(node_rx).map(Input::Node),
+        stream_of(pool_rx).map(Input::Pool),
+    );
+    let (idle_tx, idle_rx) = watch::channel(false);
+    let was_leader = *leader.borrow();
+    let events = EventSink::start(client.clone(), &settings.instance, metrics.clone(), idle_rx);
+    let mut r = Reconciler {
+        settings,
+        nodes_api,
+        pools_api: Api::all(client),
+        guarded_pools,
+        ledger: Ledger::new(),
+        metrics,
+        health,
+        events,
+        idle: idle_tx,
+        pipeline: Pipeline::default(),
+        warned: Warned::default(),
+        status: StatusWriter::default(),
+        writes: JoinSet::new(),
+        reads: JoinSet::new(),
+        pool_checks: JoinSet::new(),
+        status_writes: JoinSet::new(),
+        node_lists: JoinSet::new(),
+        nodes_synced: false,
+        pools_synced: false,
+        was_leader,
+        leader,
+        needs_resync: false,
+        resync_failures: 0,
+        resync_at: None,
+    };
+    r.main_loop(inputs, shutdown).await
+}
+
+impl Reconciler {
+    async fn main_loop(
+        &mut self,
+        inputs: impl Stream<Item = Input>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(inputs);
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.settings.status_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leader = self.leader.clone();
+        loop {
+            if self.ledger.set_time(SystemTime::now()) {
+                // Held-back prefixes became free: waiting Nodes may fit now.
+                self.wake_waiting();
+                self.status.mark();
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    info!("shutting down; waiting for {} write(s) in flight", self.writes.len());
+                    while let Some(res) = self.writes.join_next().await {
+                        if let Ok(w) = res { self.on_write(w); }
+                    }
+                    return Ok(());
+                }
+                Some(res) = self.writes.join_next(), if !self.writes.is_empty() => match res {
+                    Ok(w) => self.on_write(w),
+                    Err(e) => warn!("write task failed: {e}"),
+                },
+                Some(res) = self.reads.join_next(), if !self.reads.is_empty() => match res {
+                    Ok(a) => self.on_read_back(a),
+                    Err(e) => warn!("read-back task failed: {e}"),
+                },
+                Some(res) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => match res {
+                    Ok(c) => self.on_pool_check(c),
+                    Err(e) => warn!("pool check task failed: {e}"),
+                },
+                Some(res) = self.node_lists.join_next(), if !self.node_lists.is_empty() => match res {
+                    Ok(l) => self.on_resync(l),
+                    Err(e) => warn!("Node re-list task failed: {e}"),
+                },
+                Some(input) = inputs.next() => match input {
+                    Input::Node(ev) => self.on_node_event(ev),
+                    Input::Pool(ev) => self.on_pool_event(ev),
+                },
+                node = self.pipeline.next_retry() => self.pipeline.push(&node),
+                Some(res) = self.status_writes.join_next(), if !self.status_writes.is_empty() => {
+                    if let Ok((pool, st, result)) = res {
+                        self.on_status_written(pool, st, result);
+                    }
+                }
+                Ok(()) = leader.changed() => self.on_leadership(*leader.borrow()),
+                _ = tick.tick() => self.flush_status(),
+                () = tokio::time::sleep(wake) => {}
+            }
+            self.maybe_resync();
+            self.dispatch();
+            self.metrics.writes_in_flight.set(self.writes.len() as i64);
+            self.metrics.queued_nodes.set(self.pipeline.queued() as i64);
+            let idle = self.pipeline.queue_is_empty() && self.writes.is_empty();
+            self.idle
+                .send_if_modified(|v| std::mem::replace(v, idle) != idle);
+        }
+    }
+
+    /// How long the loop may sleep with nothing arriving: until the next
+    /// held-back prefix is free, or a failed pool check or re-list may be
+    /// sent again.
+    fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        let release = self
+            .ledger
+            .next_release()
+            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .unwrap_or(Duration::from_secs(3600));
+        [self.pipeline.check_retry_at(), self.resync_at]
+            .into_iter()
+            .flatten()
+            .map(|t| t.saturating_duration_since(now))
+            .fold(release, Duration::min)
+            + Duration::from_millis(1)
+    }
+
+    fn on_leadership(&mut self, leading: bool) {
+        let was = std::mem::replace(&mut self.was_leader, leading);
+        if leading && !was {
+            info!("became leader; re-reading every Node before the first write");
+            self.needs_resync = true;
+            self.resync_at = None;
+            self.status.mark();
+        }
+        if !leading && was {
+            for node in self.pipeline.drop_uncertain() {
+                self.ledger.release(&node);
+            }
+            // Only the leader publishes pool gauges.
+            for name in self.ledger.pool_names() {
+                self.metrics.forget_pool(&name);
+            }
+        }
+    }
+
+    /// Sends the re-list of Nodes a new leader needs, unless one is in
+    /// flight or a failure asks to wait.
+    fn maybe_resync(&mut self) {
+        let due = self.resync_at.is_none_or(|t| Instant::now() >= t);
+        if !self.needs_resync || !self.is_leader() || !self.nodes_synced || !due {
+            return;
+        }
+        if self.node_lists.is_empty() {
+            let api = self.nodes_api.clone();
+            self.node_lists
+                .spawn(async move { list_watch::list_all(&api).await });
+        }
+    }
+
+    /// A new leader's re-list came back.
+    fn on_resync(&mut self, list: NodeList) {
+        match list {
+            Ok((items, rv)) => {
+                self.resync_failures = 0;
+                self.resync_at = None;
+                if self.needs_resync {
+                    self.merge_node_list(
+                        &items,
+                        crate::ledger::parse_resource_version(rv.as_deref()),
+                    );
+                    self.needs_resync = false;
+                }
+            }
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                self.resync_failures = self.resync_failures.saturating_add(1);
+                let delay = backoff(self.resync_failures);
+                warn!(
+                    "re-listing Nodes failed, retrying in {delay:?}: {}",
+                    error_message(&e)
+                );
+                self.resync_at = Some(Instant::now() + delay);
+            }
+        }
+    }
+
+    pub(super) fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+            && self
+                .settings
+                .lease_deadline
+                .as_ref()
+                .is_none_or(crate::leader::within)
+    }
+
+    pub(super) fn synced(&self) -> bool {
+        self.nodes_synced && self.pools_synced
+    }
+
+    pub(super) fn after_sync(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.synced() && !self.health.ready.swap(true, Ordering::SeqCst) {
+            info!("initial sync complete; ready");
+        }
+    }
+
+    /// Writes the status of every pool whose view changed, at most one write
+    /// per pool in flight, and publishes the pool gauges.
+    fn flush_status(&mut self) {
+        if !self.status.is_dirty() || !self.synced() || !self.is_leader() {
+            return;
+        }
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let views = self.ledger.pool_views();
+        for (name, view) in &views {
+            self.metrics.publish_pool(name, view);
+        }
+        for (name, st) in self.status.due(&views, &now) {
+            self.metrics.status_writes.inc();
+            let api = self.pools_api.clone();
+            self.status_writes.spawn(async move {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    super::status::apply_status(&api, &name, &st),
+                )
+                .await
+                .unwrap_or_else(|_| Err(kube::Error::Service("status write timed out".into())));
+                (name, st, r)
+            });
+        }
+    }
+
+    fn on_status_written(
+        &mut self,
+        pool: String,
+        st: PrefixPoolStatus,
+        result: Result<PrefixPool, kube::Error>,
+    ) {
+        match result {
+            Ok(stored) => {
+                self.status.written(&pool, st);
+                // The stored object is the latest state of the pool: taking
+                // it in keeps the pool checks from finding the ledger behind.
+                self.apply_pool(&kube::core::DeserializeGuard(Ok(stored)));
+            }
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                warn!(%pool, "status write failed: {}", error_message(&e));
+                self.status.failed(&pool);
+            }
+        }
+    }
+}
+
+/// The receiver as a stream (ends when every sender is gone).
+fn stream_of<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}

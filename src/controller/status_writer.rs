@@ -1,0 +1,151 @@
+//! The status writer's bookkeeping: the status each pool holds (as written
+//! or last read), whether the picture changed since the last flush, and
+//! which pools have a write in flight. It decides which statuses to write;
+//! the reconciler sends them.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::status::build_status;
+use crate::api::PrefixPoolStatus;
+use crate::ledger::PoolView;
+
+#[derive(Debug, Default)]
+pub struct StatusWriter {
+    /// Last status written (or read) per pool.
+    last: HashMap<String, PrefixPoolStatus>,
+    dirty: bool,
+    in_flight: HashSet<String>,
+}
+
+impl StatusWriter {
+    /// Something a status shows may have changed.
+    pub fn mark(&mut self) {
+        self.dirty = true;
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The status pool `name` holds, as read (another replica's writes
+    /// too, so that a new leader compares with what is there).
+    pub fn seen(&mut self, name: &str, status: PrefixPoolStatus) {
+        self.last.insert(name.to_string(), status);
+    }
+
+    pub fn forget(&mut self, name: &str) {
+        self.last.remove(name);
+    }
+
+    /// The statuses to write now, given every pool's view: those that differ
+    /// from what the pool holds and have no write in flight (those stay due
+    /// for the next flush). The ones returned are in flight from here on.
+    pub fn due(
+        &mut self,
+        views: &[(String, PoolView)],
+        now: &Time,
+    ) -> Vec<(String, PrefixPoolStatus)> {
+        self.dirty = false;
+        let mut out = vec![];
+        for (name, view) in views {
+            if self.in_flight.contains(name) {
+                self.dirty = true;
+                continue;
+            }
+            let prev: &[Condition] = self
+                .last
+                .get(name)
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or(&[]);
+            let st = build_status(view, prev, now);
+            if self.last.get(name) == Some(&st) {
+                continue;
+            }
+            self.in_flight.insert(name.clone());
+            out.push((name.clone(), st));
+        }
+        out
+    }
+
+    /// The write of `st` to pool `name` landed.
+    pub fn written(&mut self, name: &str, st: PrefixPoolStatus) {
+        self.in_flight.remove(name);
+        self.last.insert(name.to_string(), st);
+    }
+
+    /// The write to pool `name` failed: it is due again.
+    pub fn failed(&mut self, name: &str) {
+        self.in_flight.remove(name);
+        self.dirty = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::Family;
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_000).expect("valid"))
+    }
+
+    fn view(allocated: usize) -> PoolView {
+        PoolView {
+            generation: 1,
+            family: Some(Family::V6),
+            capacity: 4,
+            available: 4 - allocated as u128,
+            allocations: (0..allocated)
+                .map(|i| {
+                    (
+                        format!("2001:db8:0:{i}::/64").parse().expect("cidr"),
+                        format!("n{i}"),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_unchanged_status_is_not_written_again() {
+        let mut w = StatusWriter::default();
+        let views = vec![("p".to_string(), view(1))];
+        let due = w.due(&views, &now());
+        assert_eq!(due.len(), 1);
+        let (name, st) = due.into_iter().next().expect("one");
+        w.written(&name, st);
+        w.mark();
+        assert!(w.due(&views, &now()).is_empty());
+        assert!(!w.is_dirty());
+    }
+
+    #[test]
+    fn a_pool_with_a_write_in_flight_stays_due() {
+        let mut w = StatusWriter::default();
+        let first = w.due(&[("p".to_string(), view(1))], &now());
+        assert_eq!(first.len(), 1);
+        let next = vec![("p".to_string(), view(2))];
+        assert!(
+            w.due(&next, &now()).is_empty(),
+            "one write per pool at a time"
+        );
+        assert!(w.is_dirty(), "and it is written once that one is back");
+        w.failed("p");
+        assert_eq!(w.due(&next, &now()).len(), 1);
+    }
+
+    #[test]
+    fn a_status_read_from_the_pool_counts_as_held() {
+        let mut w = StatusWriter::default();
+        let views = vec![("p".to_string(), view(1))];
+        let (_, st) = w.due(&views, &now()).remove(0);
+        w.failed("p");
+        w.seen("p", st);
+        assert!(w.due(&views, &now()).is_empty(), "another replica wrote it");
+        w.forget("p");
+        assert_eq!(w.due(&views, &now()).len(), 1);
+    }
+}

@@ -1,0 +1,309 @@
+//! Node writes and reads, from plan to outcome: what the pipeline says to do
+//! next is planned with the ledger and sent; answers come back here and are
+//! applied in the API server's order like any other Node state.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use kube::Resource;
+use tracing::{debug, info, warn};
+
+use super::events::Note;
+use super::node_input::node_ref;
+use super::pipeline::{AfterFailure, Picks, Step};
+use super::reconciler::Reconciler;
+use crate::k8s::errors::{error_message, error_reason, write_outcome};
+use crate::k8s::nodes::{self, NodeLite};
+use crate::ledger::{Plan, Wait};
+
+/// How long prefixes of a write with an unknown outcome, found not landed,
+/// are kept from other Nodes: the API server may still hold the request
+/// (its default request timeout is 60 s).
+const UNKNOWN_WRITE_GRACE: Duration = Duration::from_secs(120);
+
+/// Why a Node is read back.
+pub(super) enum ReadPurpose {
+    /// Its write was refused: adopt whatever it holds, then retry later.
+    Adopt {
+        reason: &'static str,
+        message: String,
+    },
+    /// A re-list did not show it, but the ledger's state of it may be later
+    /// than the list: find out whether it still exists.
+    Verify,
+    /// Its write had an unknown outcome: find out whether it landed.
+    Settle { picks: Picks },
+}
+
+/// A Node read back (a consistent GET).
+pub(super) struct ReadBack {
+    node: String,
+    /// The object the ledger held when the read was sent.
+    uid: String,
+    purpose: ReadPurpose,
+    read: Result<Option<NodeLite>, kube::Error>,
+}
+
+pub(super) struct WriteResult {
+    node: String,
+    /// The object the write was guarded to (its UID `test`).
+    uid: String,
+    pools: Picks,
+    result: Result<NodeLite, kube::Error>,
+}
+
+impl Reconciler {
+    /// Starts writes (and the reads and pool checks they wait for) while
+    /// there is room.
+    pub(super) fn dispatch(&mut self) {
+        if !self.synced() || !self.is_leader() || self.needs_resync {
+            return;
+        }
+        while self.writes.len() < self.settings.max_concurrent_writes {
+            match self.pipeline.next(Instant::now()) {
+                Step::Idle => break,
+                Step::CheckPools(mark) => {
+                    self.start_pool_check(mark);
+                    break;
+                }
+                Step::Settle { node, unknown } => {
+                    // Read the Node to learn whether the write landed.
+                    let purpose = ReadPurpose::Settle {
+                        picks: unknown.picks,
+                    };
+                    self.read_back(node, unknown.uid, purpose);
+                }
+                Step::Plan(node) => self.plan(node),
+            }
+        }
+    }
+
+    fn plan(&mut self, node: String) {
+        match self.ledger.plan(&node, self.settings.primary_family) {
+            Plan::Nothing => {}
+            Plan::Wait(Wait::NoPool) => debug!(node, "no PrefixPool selects this Node"),
+            Plan::Wait(Wait::Exhausted { family, pools }) => {
+                self.status.mark();
+                if self.warned.first_wait(&node) {
+                    warn!(node, ?pools, "no free {family} prefix; the Node waits");
+                    self.events.send(Note::warning(
+                        node_ref(&node, self.ledger.node_uid(&node)),
+                        "PoolExhausted",
+                        "Allocate",
+                        format!(
+                            "no free {family} prefix in PrefixPool(s) {}; the Node waits without podCIDRs (nothing is written for any family, podCIDRs is write-once). Add a prefix to a pool to serve it",
+                            pools.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Plan::Allocate(picks) => {
+                let uid = self.ledger.node_uid(&node).unwrap_or_default();
+                self.start_write(node, uid, picks);
+            }
+        }
+    }
+
+    fn start_write(&mut self, node: String, uid: String, picks: Picks) {
+        let cidrs: Vec<String> = picks.iter().map(|(_, n)| n.to_string()).collect();
+        let api = self.nodes_api.clone();
+        self.pipeline.begin(&node);
+        self.metrics.node_writes.inc();
+        let deadline = self.settings.lease_deadline.clone();
+        self.writes.spawn(async move {
+            // Last look before sending: a leader past its deadline must not write.
+            let result = if deadline.as_ref().is_some_and(|d| !crate::leader::within(d)) {
+                Err(kube::Error::Api(
+                    kube::core::Status::failure(
+                        "leadership lapsed before the write was sent",
+                        "NotLeader",
+                    )
+                    .with_code(403)
+                    .boxed(),
+                ))
+            } else {
+                nodes::write_pod_cidrs(&api, &node, &uid, &cidrs).await
+            };
+            WriteResult {
+                node,
+                uid,
+                pools: picks,
+                result,
+            }
+        });
+    }
+
+    pub(super) fn on_write(&mut self, w: WriteResult) {
+        self.pipeline.end(&w.node);
+        match w.result {
+            Ok(n) => self.on_written(&w.node, &w.pools, &n),
+            Err(e) => {
+                let reason = error_reason(&e);
+                self.metrics.error(reason);
+                let message = error_message(&e);
+                match self
+                    .pipeline
+                    .write_failed(&w.node, &w.uid, &w.pools, write_outcome(&e))
+                {
+                    AfterFailure::Release => {
+                        self.ledger.release(&w.node);
+                        self.wake_waiting();
+                        debug!(node = %w.node, "Node gone before its write landed");
+                    }
+                    AfterFailure::ReadBack => {
+                        // Someone else wrote podCIDRs, or the Node was
+                        // re-created: read it back and adopt whatever it
+                        // holds, then free ours. The reservation and the
+                        // in-flight mark stay until the read comes back.
+                        info!(node = %w.node, "write refused ({message}); re-reading the Node to adopt it");
+                        let purpose = ReadPurpose::Adopt { reason, message };
+                        self.read_back(w.node, w.uid, purpose);
+                    }
+                    AfterFailure::RetryAfter(delay) => {
+                        self.ledger.release(&w.node);
+                        self.wake_waiting();
+                        warn_retry(&w.node, reason, delay, &message);
+                    }
+                    AfterFailure::SettleAfter(delay) => {
+                        // It may have landed and only its answer got lost:
+                        // the reservation stays until a read of the Node
+                        // tells (after a backoff: the server may be down).
+                        let message = format!(
+                            "{message} (result unknown; the prefixes stay reserved until the Node is read back)"
+                        );
+                        warn_retry(&w.node, reason, delay, &message);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_written(&mut self, node: &str, picks: &Picks, n: &NodeLite) {
+        match nodes::snapshot(n) {
+            Some(s) => {
+                self.ledger.commit(&s);
+            }
+            None => {
+                self.ledger.release(node);
+            }
+        }
+        self.warned.served(node);
+        let latency = self.pipeline.written(node, Instant::now());
+        if let Some(l) = latency {
+            self.metrics.allocation_latency.observe(l.as_secs_f64());
+        }
+        for (pool, prefix) in picks {
+            self.metrics
+                .allocations
+                .get_or_create(&self.metrics.pool(pool))
+                .inc();
+            info!(node, %pool, %prefix, latency_ms = latency.map(|l| l.as_millis() as u64), "allocated");
+        }
+        if self.settings.allocation_events {
+            let written: Vec<String> = picks.iter().map(|(p, n)| format!("{n} from {p}")).collect();
+            self.events.send(Note::normal(
+                n.object_ref(&()),
+                "PrefixAllocated",
+                "Allocate",
+                format!("podCIDRs set to {}", written.join(", ")),
+            ));
+        }
+        self.status.mark();
+    }
+
+    /// Reads Node `node` back (off the event loop); the answer comes to
+    /// [`Reconciler::on_read_back`]. The in-flight mark keeps the Node from
+    /// being planned meanwhile.
+    fn read_back(&mut self, node: String, uid: String, purpose: ReadPurpose) {
+        self.pipeline.begin(&node);
+        let api = self.nodes_api.clone();
+        self.reads.spawn(async move {
+            let read = api.get_opt(&node).await;
+            ReadBack {
+                node,
+                uid,
+                purpose,
+                read,
+            }
+        });
+    }
+
+    /// Nodes a re-list did not show but whose state in the ledger may be
+    /// later than the list: read each back.
+    pub(super) fn verify_nodes(&mut self, names: Vec<String>) {
+        for name in names {
+            if self.pipeline.is_in_flight(&name) {
+                continue;
+            }
+            let uid = self.ledger.node_uid(&name).unwrap_or_default();
+            info!(node = %name, "not in the re-list but known later; reading it back");
+            self.read_back(name, uid, ReadPurpose::Verify);
+        }
+    }
+
+    /// A Node read back: adopt whatever it holds (in the API server's order,
+    /// like any other state) or forget it if that object is gone. After a
+    /// refused write, free our reservation and try again later (still
+    /// without podCIDRs — for example an admission policy refuses the write
+    /// — it must not be retried at once).
+    pub(super) fn on_read_back(&mut self, a: ReadBack) {
+        let name = a.node.as_str();
+        self.pipeline.end(name);
+        match a.read {
+            Ok(Some(n)) => {
+                if let Some(s) = nodes::snapshot(&n) {
+                    if self.ledger.upsert_node(&s).changed {
+                        self.pipeline.touch(name);
+                    }
+                    if self.ledger.node_has_prefixes(name) == Some(true) {
+                        // Filled by someone else: no latency of ours to record.
+                        self.pipeline.filled_elsewhere(name);
+                    }
+                    self.report_conflict(name, n.object_ref(&()));
+                }
+            }
+            Ok(None) => {
+                self.ledger.remove_node_if_uid(name, &a.uid);
+            }
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                let message = error_message(&e);
+                warn!(node = name, "re-reading Node failed: {message}");
+                if let ReadPurpose::Settle { .. } = a.purpose {
+                    // Still unknown: the reservation stays; read again later.
+                    let delay = self.pipeline.retry_later(name);
+                    warn_retry(name, error_reason(&e), delay, &message);
+                    return;
+                }
+            }
+        }
+        self.status.mark();
+        match a.purpose {
+            ReadPurpose::Adopt { reason, message } => {
+                self.ledger.release(name);
+                self.wake_waiting();
+                let delay = self.pipeline.retry_later(name);
+                warn_retry(name, reason, delay, &message);
+            }
+            ReadPurpose::Verify => self.pipeline.push(name),
+            ReadPurpose::Settle { picks } => {
+                self.pipeline.settled(name);
+                let until = SystemTime::now() + UNKNOWN_WRITE_GRACE;
+                if self.ledger.settle_unknown(name, &a.uid, &picks, until) {
+                    info!(
+                        node = name,
+                        "the write with an unknown outcome did not land; planning the Node again (its prefixes are held back for {UNKNOWN_WRITE_GRACE:?} in case it still lands)"
+                    );
+                    self.pipeline.push(name);
+                }
+                self.wake_waiting();
+            }
+        }
+    }
+}
+
+fn warn_retry(node: &str, reason: &str, delay: Duration, message: &str) {
+    warn!(
+        node,
+        "writing podCIDRs failed ({reason}), retrying in {delay:?}: {message}"
+    );
+}

@@ -1,0 +1,110 @@
+//! What a failed request to the API server means: a short stable name for
+//! the metric label, the message to log, what it means for a write's
+//! reservation, and how long to wait before trying again.
+
+use std::time::Duration;
+
+/// The delay before attempt `attempt` (1-based) after failures in a row:
+/// 200 ms doubling, at most 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << attempt.min(9));
+    Duration::from_millis(ms.min(30_000))
+}
+
+/// What a failed write means for its reservation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The Node is gone.
+    Gone,
+    /// The server refused this write after looking at the Node (write-once,
+    /// UID test, admission): it did not land, but the Node may hold
+    /// something else now.
+    Refused,
+    /// Refused before it was processed (authn/authz, bad request, throttled).
+    NotApplied,
+    /// No answer, or a server error: it may or may not have landed.
+    Unknown,
+}
+
+pub fn write_outcome(e: &kube::Error) -> WriteOutcome {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            404 => WriteOutcome::Gone,
+            409 | 422 => WriteOutcome::Refused,
+            403 if s.reason == "Invalid" => WriteOutcome::Refused,
+            400 | 401 | 403 | 429 => WriteOutcome::NotApplied,
+            _ => WriteOutcome::Unknown,
+        },
+        _ => WriteOutcome::Unknown,
+    }
+}
+
+/// The server's message of an API error, or the error's text.
+pub fn error_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A short, stable name of an error, used as the metric label.
+pub fn error_reason(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            409 => "Conflict",
+            422 => "Invalid",
+            429 => "TooManyRequests",
+            500..=599 => "ServerError",
+            _ => "ApiError",
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => "Transport",
+        kube::Error::SerdeError(_) => "Decode",
+        _ => "Other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_definite_refusals_free_a_reservation() {
+        let api = |code: u16, reason: &str| {
+            kube::Error::Api(
+                kube::core::Status::failure("x", reason)
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert_eq!(write_outcome(&api(404, "NotFound")), WriteOutcome::Gone);
+        assert_eq!(write_outcome(&api(422, "Invalid")), WriteOutcome::Refused);
+        assert_eq!(
+            write_outcome(&api(403, "Forbidden")),
+            WriteOutcome::NotApplied
+        );
+        assert_eq!(
+            write_outcome(&api(429, "TooManyRequests")),
+            WriteOutcome::NotApplied
+        );
+        assert_eq!(
+            write_outcome(&api(500, "InternalError")),
+            WriteOutcome::Unknown
+        );
+        assert_eq!(write_outcome(&api(504, "Timeout")), WriteOutcome::Unknown);
+        assert_eq!(
+            write_outcome(&kube::Error::Service("reset".into())),
+            WriteOutcome::Unknown
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert!(backoff(3) > backoff(2));
+        assert_eq!(backoff(40), Duration::from_secs(30));
+    }
+}
