@@ -2,20 +2,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
-use tokio::sync::watch;
 use tracing::info;
 
 use crate::alloc::Family;
 use crate::api::PrefixPool;
-use crate::controller::{self, Health, Settings};
-use crate::leader::{self, LeaseSettings};
-use crate::metrics::Metrics;
+use crate::app::{App, Config, Leadership};
+use crate::controller::Settings;
+use crate::leader::LeaseSettings;
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
@@ -192,22 +190,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         );
     }
     let client = client_with_qps(args.kubeconfig.as_ref(), args.qps).await?;
-    controller::preflight(&client).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
-    let addr = crate::http::serve(args.http_addr, health.clone(), metrics.clone())
-        .await
-        .with_context(|| format!("binding {}", args.http_addr))?;
-    info!(%addr, %identity, "serving /healthz, /readyz and /metrics");
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (leader_rx, lease_deadline, leader_task) = if args.leader_elect {
-        // Its own client: Lease renewals must not queue behind a rate limit.
-        let lease_client = client_for(args.kubeconfig.as_ref()).await?;
-        let (rx, deadline, task) = leader::spawn_with_deadline(
-            lease_client,
-            LeaseSettings {
+    let leadership = if args.leader_elect {
+        Leadership::Elect {
+            // Its own client: Lease renewals must not queue behind a rate limit.
+            client: client_for(args.kubeconfig.as_ref()).await?,
+            lease: LeaseSettings {
                 name: args.lease_name.clone(),
                 namespace: args.lease_namespace.clone(),
                 identity: identity.clone(),
@@ -215,26 +203,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 renew_deadline: args.renew_deadline,
                 retry_period: args.retry_period,
             },
-            stop_rx.clone(),
-        );
-        (rx, Some(deadline), Some(task))
+        }
     } else {
-        let (tx, rx) = watch::channel(true);
-        std::mem::forget(tx);
-        (rx, None, None)
+        Leadership::Sole
     };
-    {
-        let m = metrics.clone();
-        let mut l = leader_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                m.leader.set(i64::from(*l.borrow()));
-                if l.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
     let settings = Settings {
         primary_family: match args.primary_family {
             PrimaryFamily::Ipv6 => Family::V6,
@@ -243,19 +215,26 @@ pub async fn run(args: RunArgs) -> Result<()> {
         max_concurrent_writes: args.max_concurrent_writes.max(1),
         status_interval: args.status_interval,
         allocation_events: args.allocation_events,
-        instance: identity,
-        lease_deadline,
+        instance: identity.clone(),
+        lease_deadline: None,
     };
-    let shutdown = async {
+    let app = App::start(
+        client,
+        Config {
+            settings,
+            leadership,
+            http: Some(args.http_addr),
+        },
+    )
+    .await?;
+    if let Some(addr) = app.http_addr {
+        info!(%addr, %identity, "serving /healthz, /readyz and /metrics");
+    }
+    app.run(async {
         shutdown_signal().await;
         info!("signal received");
-    };
-    controller::run(client, settings, metrics, health, leader_rx, shutdown).await?;
-    let _ = stop_tx.send(true);
-    if let Some(t) = leader_task {
-        let _ = t.await;
-    }
-    Ok(())
+    })
+    .await
 }
 
 async fn shutdown_signal() {

@@ -47,13 +47,16 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Binds `addr` and serves until the process ends. Returns the bound address
-/// (port 0 picks a free one).
-pub async fn serve(
+/// Binds `addr` (port 0 picks a free one) and returns the bound address
+/// with the server, which runs while its future is polled.
+pub async fn bind(
     addr: SocketAddr,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+)> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -68,10 +71,5 @@ pub async fn serve(
         Err(e) => return Err(e),
     };
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("HTTP server stopped: {e}");
-        }
-    });
-    Ok(bound)
+    Ok((bound, async move { axum::serve(listener, app).await }))
 }

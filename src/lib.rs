@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod controller;
 pub mod http;

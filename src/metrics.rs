@@ -74,98 +74,113 @@ impl Metrics {
             queued_nodes: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register(
+        m.register_allocations(&mut registry);
+        m.register_pools(&mut registry);
+        m.register_operations(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// Allocations, releases and their latency.
+    fn register_allocations(&self, r: &mut Registry) {
+        r.register(
             "allocations",
             "Node prefixes written, per pool",
-            m.allocations.clone(),
+            self.allocations.clone(),
         );
-        registry.register(
+        r.register(
             "releases",
             "Node prefixes freed because their Node is gone, per pool",
-            m.releases.clone(),
+            self.releases.clone(),
         );
-        registry.register_with_unit(
+        r.register_with_unit(
             "allocation_latency",
             "Time from a Node first seen without podCIDRs to podCIDRs written",
             prometheus_client::registry::Unit::Seconds,
-            m.allocation_latency.clone(),
+            self.allocation_latency.clone(),
         );
-        registry.register(
+    }
+
+    /// The per-pool gauges (set from each pool's view).
+    fn register_pools(&self, r: &mut Registry) {
+        r.register(
             "pool_capacity",
             "Node prefixes a pool holds in all",
-            m.capacity.clone(),
+            self.capacity.clone(),
         );
-        registry.register(
+        r.register(
             "pool_allocated",
             "Node prefixes allocated from a pool",
-            m.allocated.clone(),
+            self.allocated.clone(),
         );
-        registry.register(
+        r.register(
             "pool_available",
             "Node prefixes still free in a pool",
-            m.available.clone(),
+            self.available.clone(),
         );
-        registry.register(
+        r.register(
             "pool_exhausted",
             "1 when a pool has no free prefix or Nodes wait on it",
-            m.exhausted.clone(),
+            self.exhausted.clone(),
         );
-        registry.register(
+        r.register(
             "pool_conflicts",
             "Colliding Node prefixes and overlapping pools seen in a pool",
-            m.conflicts.clone(),
+            self.conflicts.clone(),
         );
-        registry.register(
+        r.register(
             "pool_waiting_nodes",
             "Nodes waiting for space in a pool",
-            m.waiting.clone(),
+            self.waiting.clone(),
         );
-        registry.register(
+        r.register(
             "pool_unroutable_nodes",
             "Allocated Nodes without an InternalIP of the pool's family to route to",
-            m.unroutable.clone(),
+            self.unroutable.clone(),
         );
-        registry.register(
+        r.register(
             "pool_held_back_prefixes",
             "Prefixes of deleted Nodes retained or cooling down before reuse",
-            m.held_back.clone(),
+            self.held_back.clone(),
         );
-        registry.register(
+    }
+
+    /// API calls, writes, Events and leadership.
+    fn register_operations(&self, r: &mut Registry) {
+        r.register(
             "reconcile_errors",
             "Failed API calls, by reason",
-            m.reconcile_errors.clone(),
+            self.reconcile_errors.clone(),
         );
-        registry.register(
+        r.register(
             "status_writes",
             "PrefixPool status writes",
-            m.status_writes.clone(),
+            self.status_writes.clone(),
         );
-        registry.register(
+        r.register(
             "node_writes",
             "Node podCIDRs writes attempted",
-            m.node_writes.clone(),
+            self.node_writes.clone(),
         );
-        registry.register(
+        r.register(
             "events_dropped",
             "Events not published because the queue was full",
-            m.events_dropped.clone(),
+            self.events_dropped.clone(),
         );
-        registry.register(
+        r.register(
             "leader",
             "1 while this replica holds the leader Lease",
-            m.leader.clone(),
+            self.leader.clone(),
         );
-        registry.register(
+        r.register(
             "node_writes_in_flight",
             "Node podCIDRs writes sent and not yet answered (at most --max-concurrent-writes)",
-            m.writes_in_flight.clone(),
+            self.writes_in_flight.clone(),
         );
-        registry.register(
+        r.register(
             "queued_nodes",
             "Nodes waiting for a write slot",
-            m.queued_nodes.clone(),
+            self.queued_nodes.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     pub fn error(&self, reason: &str) {

@@ -66,36 +66,16 @@ fn condition(
     }
 }
 
+/// A count as the API's integer.
+fn count<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// The status of a pool as the ledger sees it. `prev` holds the conditions
 /// last written, so that transition times survive.
 pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPoolStatus {
-    let g = view.generation;
     if let Some(err) = &view.error {
-        return PrefixPoolStatus {
-            observed_generation: Some(g),
-            conditions: vec![
-                condition(prev, "Ready", false, "InvalidSpec", err.clone(), g, now),
-                condition(
-                    prev,
-                    "Exhausted",
-                    false,
-                    "InvalidSpec",
-                    "the spec is invalid; nothing is allocated from this pool".into(),
-                    g,
-                    now,
-                ),
-                condition(
-                    prev,
-                    "Conflict",
-                    false,
-                    "InvalidSpec",
-                    "the spec is invalid".into(),
-                    g,
-                    now,
-                ),
-            ],
-            ..Default::default()
-        };
+        return invalid_status(view.generation, err, prev, now);
     }
     let allocated = view.allocations.len();
     let listed: Vec<Allocation> = view
@@ -118,58 +98,13 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             reason: c.reason.clone(),
         })
         .collect();
-    let retired: Vec<String> = view
-        .prefixes
-        .iter()
-        .filter(|p| p.retired)
-        .map(|p| p.prefix.to_string())
-        .collect();
-
-    let exhausted = view.available == 0 || view.waiting > 0;
-    let exhausted_msg = if exhausted {
-        format!(
-            "{} of {} node prefixes free; {} Node(s) wait for a prefix. Add a prefix to spec.prefixes (or free reserved ranges) to serve them",
-            view.available, view.capacity, view.waiting
-        )
-    } else {
-        format!("{} of {} node prefixes free", view.available, view.capacity)
-    };
-    let mut conflict_msgs = vec![];
-    if !view.overlapping_pools.is_empty() {
-        conflict_msgs.push(format!(
-            "prefixes overlap PrefixPool(s) {}; space held in one is never handed out by the other, but give each pool its own blocks",
-            view.overlapping_pools.join(", ")
-        ));
-    }
-    if !view.conflicts.is_empty() {
-        let nodes: std::collections::BTreeSet<&str> =
-            view.conflicts.iter().map(|c| c.node.as_str()).collect();
-        conflict_msgs.push(format!(
-            "{} Node(s) hold colliding podCIDRs (see status.conflicts); they are left as they are and their space is never handed out. Fix by deleting and re-registering the Node",
-            nodes.len()
-        ));
-    }
-    let conflict_reason = match (view.overlapping_pools.is_empty(), view.conflicts.is_empty()) {
-        (true, true) => "NoConflict",
-        (false, true) => "PoolsOverlap",
-        (true, false) => "NodesCollide",
-        (false, false) => "PoolsOverlapAndNodesCollide",
-    };
-    let ready_msg = if retired.is_empty() {
-        format!("{allocated} node prefix(es) allocated")
-    } else {
-        format!(
-            "{allocated} node prefix(es) allocated; prefix(es) {} were removed from spec: their allocations stay (podCIDRs are immutable) but give no new ones",
-            retired.join(", ")
-        )
-    };
     PrefixPoolStatus {
-        observed_generation: Some(g),
+        observed_generation: Some(view.generation),
         family: view.family.map(|f| f.to_string()),
         scope: view.scope.clone(),
         node_prefix_length: view.node_prefix_length.map(i32::from),
         capacity: Some(view.capacity.to_string()),
-        allocated: Some(i64::try_from(allocated).unwrap_or(i64::MAX)),
+        allocated: Some(count(allocated)),
         available: Some(view.available.to_string()),
         prefixes: view
             .prefixes
@@ -177,78 +112,150 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             .map(|p| PrefixUsage {
                 prefix: p.prefix.to_string(),
                 capacity: p.capacity.to_string(),
-                allocated: i64::try_from(p.allocated).unwrap_or(i64::MAX),
+                allocated: count(p.allocated),
                 retired: p.retired,
             })
             .collect(),
         allocations: listed,
-        allocations_omitted: (omitted > 0).then(|| i64::try_from(omitted).unwrap_or(i64::MAX)),
+        allocations_omitted: (omitted > 0).then(|| count(omitted)),
         conflicts,
-        held_back: view
-            .held_back
-            .iter()
-            .take(MAX_LISTED_HELD_BACK)
-            .map(|(p, hb)| HeldBack {
-                prefix: p.to_string(),
-                node: hb.node.clone(),
-                retained_until: hb.retained_until.and_then(to_time),
-                reusable_at: to_time(hb.reusable_at).unwrap_or_else(|| now.clone()),
-            })
-            .collect(),
-        retained: (view.retained > 0).then(|| i64::try_from(view.retained).unwrap_or(i64::MAX)),
-        cooling_down: (!view.held_back.is_empty())
-            .then(|| i64::try_from(view.held_back.len()).unwrap_or(i64::MAX)),
+        held_back: held_back_list(view, now),
+        retained: (view.retained > 0).then(|| count(view.retained)),
+        cooling_down: (!view.held_back.is_empty()).then(|| count(view.held_back.len())),
         cooling_until: view
             .held_back
             .iter()
             .map(|(_, hb)| hb.reusable_at)
             .max()
             .and_then(to_time),
-        unroutable: (view.unroutable > 0)
-            .then(|| i64::try_from(view.unroutable).unwrap_or(i64::MAX)),
-        waiting: (view.waiting > 0).then(|| i64::try_from(view.waiting).unwrap_or(i64::MAX)),
+        unroutable: (view.unroutable > 0).then(|| count(view.unroutable)),
+        waiting: (view.waiting > 0).then(|| count(view.waiting)),
         conditions: vec![
-            condition(
-                prev,
-                "Ready",
-                true,
-                if retired.is_empty() {
-                    "Serving"
-                } else {
-                    "ServingWithRetiredPrefixes"
-                },
-                ready_msg,
-                g,
-                now,
-            ),
-            condition(
-                prev,
-                "Exhausted",
-                exhausted,
-                if exhausted {
-                    "NoFreePrefix"
-                } else {
-                    "HasFreePrefixes"
-                },
-                exhausted_msg,
-                g,
-                now,
-            ),
-            condition(
-                prev,
-                "Conflict",
-                !conflict_msgs.is_empty(),
-                conflict_reason,
-                if conflict_msgs.is_empty() {
-                    "no overlapping pools or colliding Nodes".into()
-                } else {
-                    conflict_msgs.join("; ")
-                },
-                g,
-                now,
-            ),
+            ready_condition(view, prev, now),
+            exhausted_condition(view, prev, now),
+            conflict_condition(view, prev, now),
         ],
     }
+}
+
+/// A pool whose spec cannot be served: the conditions say why, nothing else
+/// is shown.
+fn invalid_status(g: i64, err: &str, prev: &[Condition], now: &Time) -> PrefixPoolStatus {
+    let c = |type_: &str, message: String| {
+        condition(prev, type_, false, "InvalidSpec", message, g, now)
+    };
+    PrefixPoolStatus {
+        observed_generation: Some(g),
+        conditions: vec![
+            c("Ready", err.to_string()),
+            c(
+                "Exhausted",
+                "the spec is invalid; nothing is allocated from this pool".into(),
+            ),
+            c("Conflict", "the spec is invalid".into()),
+        ],
+        ..Default::default()
+    }
+}
+
+fn held_back_list(view: &PoolView, now: &Time) -> Vec<HeldBack> {
+    view.held_back
+        .iter()
+        .take(MAX_LISTED_HELD_BACK)
+        .map(|(p, hb)| HeldBack {
+            prefix: p.to_string(),
+            node: hb.node.clone(),
+            retained_until: hb.retained_until.and_then(to_time),
+            reusable_at: to_time(hb.reusable_at).unwrap_or_else(|| now.clone()),
+        })
+        .collect()
+}
+
+fn ready_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condition {
+    let allocated = view.allocations.len();
+    let retired: Vec<String> = view
+        .prefixes
+        .iter()
+        .filter(|p| p.retired)
+        .map(|p| p.prefix.to_string())
+        .collect();
+    let (reason, message) = if retired.is_empty() {
+        ("Serving", format!("{allocated} node prefix(es) allocated"))
+    } else {
+        (
+            "ServingWithRetiredPrefixes",
+            format!(
+                "{allocated} node prefix(es) allocated; prefix(es) {} were removed from spec: their allocations stay (podCIDRs are immutable) but give no new ones",
+                retired.join(", ")
+            ),
+        )
+    };
+    condition(prev, "Ready", true, reason, message, view.generation, now)
+}
+
+fn exhausted_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condition {
+    let exhausted = view.available == 0 || view.waiting > 0;
+    let (reason, message) = if exhausted {
+        (
+            "NoFreePrefix",
+            format!(
+                "{} of {} node prefixes free; {} Node(s) wait for a prefix. Add a prefix to spec.prefixes (or free reserved ranges) to serve them",
+                view.available, view.capacity, view.waiting
+            ),
+        )
+    } else {
+        (
+            "HasFreePrefixes",
+            format!("{} of {} node prefixes free", view.available, view.capacity),
+        )
+    };
+    condition(
+        prev,
+        "Exhausted",
+        exhausted,
+        reason,
+        message,
+        view.generation,
+        now,
+    )
+}
+
+fn conflict_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condition {
+    let mut msgs = vec![];
+    if !view.overlapping_pools.is_empty() {
+        msgs.push(format!(
+            "prefixes overlap PrefixPool(s) {}; space held in one is never handed out by the other, but give each pool its own blocks",
+            view.overlapping_pools.join(", ")
+        ));
+    }
+    if !view.conflicts.is_empty() {
+        let nodes: std::collections::BTreeSet<&str> =
+            view.conflicts.iter().map(|c| c.node.as_str()).collect();
+        msgs.push(format!(
+            "{} Node(s) hold colliding podCIDRs (see status.conflicts); they are left as they are and their space is never handed out. Fix by deleting and re-registering the Node",
+            nodes.len()
+        ));
+    }
+    let reason = match (view.overlapping_pools.is_empty(), view.conflicts.is_empty()) {
+        (true, true) => "NoConflict",
+        (false, true) => "PoolsOverlap",
+        (true, false) => "NodesCollide",
+        (false, false) => "PoolsOverlapAndNodesCollide",
+    };
+    let message = if msgs.is_empty() {
+        "no overlapping pools or colliding Nodes".into()
+    } else {
+        msgs.join("; ")
+    };
+    condition(
+        prev,
+        "Conflict",
+        !msgs.is_empty(),
+        reason,
+        message,
+        view.generation,
+        now,
+    )
 }
 
 /// Writes `status` to the pool by server-side apply.

@@ -12,7 +12,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
-use prefix_operator::controller::{self, Health, Settings};
+use prefix_operator::app::{App, Config, Leadership};
+use prefix_operator::controller::{Health, Settings};
 use prefix_operator::metrics::Metrics;
 pub use prefix_operator_testenv::{ControlPlane, Identity, Options, shared};
 use tokio::sync::{oneshot, watch};
@@ -187,21 +188,18 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(client: Client, settings: Settings) -> Operator {
-        controller::preflight(&client).await.expect("preflight");
-        let metrics = Arc::new(Metrics::new());
-        let health = Arc::new(Health::default());
         let (leader, leader_rx) = watch::channel(true);
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(
-            client,
+        let config = Config {
             settings,
-            metrics.clone(),
-            health.clone(),
-            leader_rx,
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+            leadership: Leadership::Given(leader_rx),
+            http: None,
+        };
+        let app = App::start(client, config).await.expect("start");
+        let (metrics, health) = (app.metrics.clone(), app.health.clone());
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = stop_rx.await;
+        }));
         Operator {
             stop: Some(stop),
             task: Some(task),

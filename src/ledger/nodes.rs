@@ -1,0 +1,282 @@
+//! Nodes in the ledger: states applied in the API server's order (see
+//! [`super::order`]), removals, list merges, and the index of held prefixes.
+
+use std::collections::{HashMap, HashSet};
+
+use ipnet::IpNet;
+
+use super::order::{self, Order, Revision};
+use super::{Ledger, NodeChange, NodeEntry, NodeSnapshot, key};
+
+impl Ledger {
+    /// Applies a state of a Node — from a watch event, a write's answer or a
+    /// read — unless the ledger already holds a later one (see [`order`]).
+    pub fn upsert_node(&mut self, n: &NodeSnapshot) -> NodeChange {
+        let rev = n.revision();
+        let held = self.nodes.get(&n.name).map(|e| &e.rev);
+        match order::order(held, self.tombstones.get(&n.name), self.list_floor, &rev) {
+            Order::Stale => NodeChange {
+                stale: true,
+                changed: false,
+            },
+            Order::Newer => self.update_node(n),
+            Order::Replaces => {
+                // The held object was deleted before this one was created.
+                self.remove_held_node(&n.name);
+                self.insert_node(n);
+                NodeChange {
+                    stale: false,
+                    changed: true,
+                }
+            }
+            Order::New => {
+                self.insert_node(n);
+                NodeChange {
+                    stale: false,
+                    changed: true,
+                }
+            }
+        }
+    }
+
+    /// A later state of the same object.
+    fn update_node(&mut self, n: &NodeSnapshot) -> NodeChange {
+        let mut next = NodeEntry::from_snapshot(n);
+        let Some(e) = self.nodes.get_mut(&n.name) else {
+            self.insert_node(n);
+            return NodeChange {
+                stale: false,
+                changed: true,
+            };
+        };
+        if e.has_prefixes() && !next.has_prefixes() {
+            // podCIDRs is write-once: an empty value after a set one can only
+            // come from an unordered stale state. Keep the prefixes.
+            next.cidrs = e.cidrs.clone();
+            next.garbage = e.garbage.clone();
+        }
+        let changed = !e.same_picture(&next);
+        if e.cidrs == next.cidrs {
+            *e = next;
+            if e.has_prefixes() || e.deleting {
+                self.waiting.remove(&n.name);
+            }
+            return NodeChange {
+                stale: false,
+                changed,
+            };
+        }
+        // The prefixes changed (first written, or by another writer).
+        let old = std::mem::replace(e, next);
+        for c in &old.cidrs {
+            self.unhold(&n.name, c);
+        }
+        self.index_node_prefixes(&n.name);
+        NodeChange {
+            stale: false,
+            changed,
+        }
+    }
+
+    fn insert_node(&mut self, n: &NodeSnapshot) {
+        self.nodes
+            .insert(n.name.clone(), NodeEntry::from_snapshot(n));
+        self.index_node_prefixes(&n.name);
+    }
+
+    /// Holds the prefixes of Node `name` everywhere and refreshes conflicts.
+    fn index_node_prefixes(&mut self, name: &str) {
+        let Some(e) = self.nodes.get(name) else {
+            return;
+        };
+        let cidrs = e.cidrs.clone();
+        if e.has_prefixes() || e.deleting {
+            self.waiting.remove(name);
+        }
+        for c in &cidrs {
+            self.hold(name, c);
+        }
+        self.refresh_conflict(name);
+        for c in &cidrs {
+            for o in self.holders_overlapping(c) {
+                if o != name {
+                    self.refresh_conflict(&o);
+                }
+            }
+        }
+    }
+
+    /// A watch event says the object `uid` of `name` is gone (at `rv`).
+    /// Returns the pools its prefixes belonged to.
+    pub fn remove_node(&mut self, name: &str, uid: &str, rv: Option<u64>) -> Vec<String> {
+        let dead = Revision {
+            uid: uid.to_string(),
+            rv,
+        };
+        let held_uid = self.nodes.get(name).map(|e| e.rev.uid.clone());
+        let owners = match held_uid {
+            // Only the object that died: a later one under the name stays.
+            Some(u) if u == uid => self.remove_held_node(name),
+            _ => vec![],
+        };
+        self.tombstones.bury(name, dead);
+        owners
+    }
+
+    /// Forgets the held object of `name` as deleted, freeing its prefixes
+    /// (or holding them back). Returns the pools they belonged to.
+    fn remove_held_node(&mut self, name: &str) -> Vec<String> {
+        self.waiting.remove(name);
+        let Some(old) = self.nodes.remove(name) else {
+            return vec![];
+        };
+        self.tombstones.bury(name, old.rev.clone());
+        let owners: Vec<String> = old
+            .cidrs
+            .iter()
+            .filter_map(|c| self.owner_of(c).map(str::to_string))
+            .collect();
+        self.conflicts.remove(name);
+        for c in &old.cidrs {
+            if self.hold_back(name, c) {
+                self.mark_everywhere(c);
+            }
+            self.unhold(name, c);
+            for o in self.holders_overlapping(c) {
+                self.refresh_conflict(&o);
+            }
+        }
+        self.prune_all_retired();
+        owners
+    }
+
+    /// A read of `name` found no object: the held one, if it is still
+    /// `uid`, is gone. (A later object may already be held: it stays.)
+    pub fn remove_node_if_uid(&mut self, name: &str, uid: &str) -> Vec<String> {
+        match self.nodes.get(name) {
+            Some(e) if e.rev.uid == uid => self.remove_held_node(name),
+            _ => vec![],
+        }
+    }
+
+    /// Merges a consistent list of every Node (after a list or re-list) into
+    /// the picture. Each listed Node's state is merged by the API server's
+    /// order, so states the ledger learned after the list was taken (our own
+    /// writes landing while it was read) are kept. A held Node missing from
+    /// the list was deleted — unless its state may be later than the list:
+    /// with the list's `resourceVersion` known (`list_rv`), one later than
+    /// it is kept (the watch brings its fate); without it, one later than
+    /// every listed Node (or any, when the list is empty) is kept and
+    /// returned, to be read back. Reservations in flight stay.
+    pub fn replace_nodes(&mut self, nodes: &[NodeSnapshot], list_rv: Option<u64>) -> Vec<String> {
+        if let (Some(r), Some(floor)) = (list_rv, self.list_floor)
+            && r < floor
+        {
+            // Older than a list already merged: everything in it is known.
+            return vec![];
+        }
+        let latest_listed = nodes.iter().filter_map(|n| n.resource_version).max();
+        let listed: HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut to_verify = vec![];
+        let mut vanished = vec![];
+        for (name, e) in &self.nodes {
+            if listed.contains(name.as_str()) {
+                continue;
+            }
+            match (e.rev.rv, list_rv, latest_listed) {
+                (Some(rv), Some(r), _) if rv > r => {}
+                (Some(rv), None, Some(latest)) if rv > latest => to_verify.push(name.clone()),
+                (Some(_), None, None) => to_verify.push(name.clone()),
+                _ => vanished.push(name.clone()),
+            }
+        }
+        for name in vanished {
+            // Deleted while the watch was down.
+            self.remove_held_node(&name);
+        }
+        let mut next: HashMap<String, NodeEntry> = HashMap::with_capacity(nodes.len());
+        for n in nodes {
+            let held = self.nodes.remove(&n.name);
+            let ord = order::order(
+                held.as_ref().map(|e| &e.rev),
+                self.tombstones.get(&n.name),
+                self.list_floor,
+                &n.revision(),
+            );
+            let entry = match (ord, held) {
+                (Order::Stale, Some(h)) => h,
+                (Order::Stale, None) => continue,
+                (Order::Newer, Some(h)) => {
+                    let mut e = NodeEntry::from_snapshot(n);
+                    if h.has_prefixes() && !e.has_prefixes() {
+                        e.cidrs = h.cidrs;
+                        e.garbage = h.garbage;
+                    }
+                    e
+                }
+                (Order::Replaces, Some(h)) => {
+                    self.tombstones.bury(&n.name, h.rev.clone());
+                    NodeEntry::from_snapshot(n)
+                }
+                _ => NodeEntry::from_snapshot(n),
+            };
+            next.insert(n.name.clone(), entry);
+        }
+        // Kept unlisted Nodes (to be read back) stay as they are.
+        next.extend(self.nodes.drain());
+        self.nodes = next;
+        if list_rv.is_some() {
+            self.list_floor = list_rv.max(self.list_floor);
+        }
+        self.reindex_nodes();
+        to_verify
+    }
+
+    /// Rebuilds the held-prefix index, every pool's space and the conflicts
+    /// from the Nodes.
+    fn reindex_nodes(&mut self) {
+        self.held.clear();
+        self.waiting.clear();
+        for (name, e) in &self.nodes {
+            for c in &e.cidrs {
+                self.held.entry(key(c)).or_default().insert(name.clone());
+            }
+        }
+        // A live Node holding a held-back prefix again ends the hold-back.
+        let reheld: Vec<IpNet> = self
+            .hold_backs
+            .keys()
+            .filter(|n| self.held.contains_key(&key(n)))
+            .copied()
+            .collect();
+        for n in reheld {
+            self.remove_hold_back(&n);
+        }
+        self.rebuild_spaces();
+        self.refresh_all_conflicts();
+        self.prune_all_retired();
+    }
+
+    fn hold(&mut self, node: &str, c: &IpNet) {
+        self.held
+            .entry(key(c))
+            .or_default()
+            .insert(node.to_string());
+        // A live Node holds it again: the hold-back has done its job.
+        if self.remove_hold_back(c).is_some() {
+            self.unmark_everywhere(c);
+        }
+        self.mark_everywhere(c);
+    }
+
+    fn unhold(&mut self, node: &str, c: &IpNet) {
+        let k = key(c);
+        if let Some(set) = self.held.get_mut(&k) {
+            set.remove(node);
+            if set.is_empty() {
+                self.held.remove(&k);
+            }
+        }
+        self.unmark_everywhere(c);
+    }
+}
