@@ -121,6 +121,11 @@ impl App {
         })
     }
 
+    /// Whether this replica may write, as it changes.
+    pub fn leader(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+
     /// Runs the reconciler until `shutdown` resolves or a part stops; then
     /// releases the Lease (if held) and stops the rest.
     pub async fn run(

@@ -8,64 +8,56 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
-use prefix_operator::controller::{self, Health, Settings};
-use prefix_operator::leader::{self, LeaseSettings};
+use prefix_operator::app::{App, Config, Leadership};
+use prefix_operator::controller::Settings;
+use prefix_operator::leader::LeaseSettings;
 use prefix_operator::metrics::Metrics;
 use support::*;
 use tokio::sync::watch;
 
 struct Replica {
     identity: String,
-    leader_task: tokio::task::JoinHandle<()>,
-    op_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The operator, started through the same composition root as the
+    /// binary; aborting it aborts its leader election too.
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
     metrics: Arc<Metrics>,
     is_leader: watch::Receiver<bool>,
-    _stop: watch::Sender<bool>,
 }
 
 impl Replica {
-    fn start(client: &Client, identity: &str, lease: Duration) -> Replica {
-        let (stop, stop_rx) = watch::channel(false);
-        let (is_leader, deadline, leader_task) = leader::spawn_with_deadline(
-            client.clone(),
-            LeaseSettings {
-                name: "prefix-operator".into(),
-                namespace: "default".into(),
-                identity: identity.into(),
-                lease_duration: lease,
-                renew_deadline: lease * 2 / 3,
-                retry_period: lease / 6,
-            },
-            stop_rx,
-        );
-        let metrics = Arc::new(Metrics::new());
-        let op_task = tokio::spawn(controller::run(
-            client.clone(),
-            Settings {
+    async fn start(client: &Client, identity: &str, lease: Duration) -> Replica {
+        let config = Config {
+            settings: Settings {
                 status_interval: Duration::from_millis(200),
                 instance: identity.into(),
-                lease_deadline: Some(deadline),
                 ..Default::default()
             },
-            metrics.clone(),
-            Arc::new(Health::default()),
-            is_leader.clone(),
-            std::future::pending(),
-        ));
+            leadership: Leadership::Elect {
+                client: client.clone(),
+                lease: LeaseSettings {
+                    name: "prefix-operator".into(),
+                    namespace: "default".into(),
+                    identity: identity.into(),
+                    lease_duration: lease,
+                    renew_deadline: lease * 2 / 3,
+                    retry_period: lease / 6,
+                },
+            },
+            http: None,
+        };
+        let app = App::start(client.clone(), config).await.expect("start");
+        let (metrics, is_leader) = (app.metrics.clone(), app.leader());
         Replica {
             identity: identity.into(),
-            leader_task,
-            op_task,
+            task: tokio::spawn(app.run(std::future::pending())),
             metrics,
             is_leader,
-            _stop: stop,
         }
     }
 
     /// Dies like a crashed process: no Lease release, writes abandoned.
     fn crash(&self) {
-        self.leader_task.abort();
-        self.op_task.abort();
+        self.task.abort();
     }
 }
 
@@ -92,8 +84,8 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
     let _d = DumpOnPanic(&cp);
     create_pool(&client, "p", pool_spec(&["2001:db8:7::/48"])).await;
     let lease = Duration::from_secs(3);
-    let a = Replica::start(&client, "replica-a", lease);
-    let b = Replica::start(&client, "replica-b", lease);
+    let a = Replica::start(&client, "replica-a", lease).await;
+    let b = Replica::start(&client, "replica-b", lease).await;
     let first = wait_for("a leader", Duration::from_secs(20), || async {
         holder(&client).await
     })
