@@ -146,7 +146,7 @@ impl Reconciler {
         self.pool_checks.spawn(async move {
             PoolCheck::Revisions {
                 mark,
-                result: pools::list_revisions(&api).await,
+                result: bounded(pools::list_revisions(&api)).await,
             }
         });
     }
@@ -166,7 +166,7 @@ impl Reconciler {
                     self.pool_checks.spawn(async move {
                         PoolCheck::Full {
                             mark,
-                            result: list_watch::list_all(&api).await,
+                            result: bounded(list_watch::list_all(&api)).await,
                         }
                     });
                 }
@@ -196,4 +196,16 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// How long a pool check may take: every Node write waits for it, so a
+/// request stuck on a dead connection must not stall them all.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn bounded<T>(
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    tokio::time::timeout(CHECK_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| Err(kube::Error::Service("pool check timed out".into())))
 }
