@@ -56,6 +56,9 @@ pub struct App {
     stop_lease: watch::Sender<bool>,
     /// Aborted if the App is dropped without `run` finishing (a crash).
     lease_task: Option<AbortOnDropHandle<()>>,
+    /// Without leader election: the sender of an always-true leadership,
+    /// kept for as long as the App lives.
+    _sole: Option<watch::Sender<bool>>,
 }
 
 impl App {
@@ -78,14 +81,11 @@ impl App {
         };
         let (stop_lease, stop_rx) = watch::channel(false);
         let mut settings = config.settings;
+        let mut sole = None;
         let (leader, lease_task) = match config.leadership {
             Leadership::Sole => {
                 let (tx, rx) = watch::channel(true);
-                // Kept open for as long as the parts run.
-                parts.spawn(async move {
-                    tx.closed().await;
-                    ("leadership", Ok(()))
-                });
+                sole = Some(tx);
                 (rx, None)
             }
             Leadership::Elect { client, lease } => {
@@ -118,6 +118,7 @@ impl App {
             parts,
             stop_lease,
             lease_task,
+            _sole: sole,
         })
     }
 

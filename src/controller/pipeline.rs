@@ -220,6 +220,13 @@ impl Pipeline {
         self.queue.check_passed(mark);
     }
 
+    /// The check in flight will never answer (see [`WriteQueue::check_lost`]).
+    pub fn check_lost(&mut self, now: Instant) -> Duration {
+        let delay = backoff(self.queue.failures() + 1);
+        self.queue.check_lost(now, delay);
+        delay
+    }
+
     pub fn check_failed(&mut self, mark: u64, now: Instant) -> Duration {
         let delay = backoff(self.queue.failures() + 1);
         self.queue.check_failed(mark, now, delay);
@@ -233,7 +240,7 @@ impl Pipeline {
 
     /// Polls for the next Node whose retry is due (pending while none is
     /// scheduled).
-    pub fn poll_retry(&mut self, cx: &mut Context<'_>) -> Poll<String> {
+    fn poll_retry(&mut self, cx: &mut Context<'_>) -> Poll<String> {
         match Stream::poll_next(std::pin::Pin::new(&mut self.retries), cx) {
             Poll::Ready(Some(expired)) => {
                 let node = expired.into_inner();

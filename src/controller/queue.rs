@@ -150,15 +150,13 @@ impl WriteQueue {
         self.retry_at
     }
 
-    /// Whatever check is in flight can no longer vouch for the pools (their
-    /// watch re-lists): its answer, when it comes, frees nothing.
-    pub fn forget_check(&mut self) {
-        self.checking = None;
-    }
-
-    /// True while a check is in flight.
-    pub fn checking(&self) -> bool {
-        self.checking.is_some()
+    /// The check in flight will never answer (its task died): count it as
+    /// failed, so that the next one is sent after `delay` instead of every
+    /// Node waiting for an answer that does not come.
+    pub fn check_lost(&mut self, now: Instant, delay: Duration) {
+        if let Some(mark) = self.checking {
+            self.check_failed(mark, now, delay);
+        }
     }
 }
 
@@ -246,14 +244,16 @@ mod tests {
     }
 
     #[test]
-    fn a_forgotten_check_frees_nothing() {
+    fn a_lost_check_frees_nothing_and_its_late_answer_neither() {
         let mut q = WriteQueue::default();
+        let now = Instant::now();
         q.push("a");
-        let old = q.start_check(Instant::now()).expect("a check");
-        q.forget_check();
+        let old = q.start_check(now).expect("a check");
+        q.check_lost(now, Duration::ZERO);
+        assert_eq!(q.failures(), 1);
         q.check_passed(old);
         assert_eq!(q.pop_ready(), Head::Blocked);
-        let m = q.start_check(Instant::now()).expect("a new check");
+        let m = q.start_check(now).expect("a new check");
         q.check_passed(old);
         assert_eq!(
             q.pop_ready(),

@@ -171,7 +171,10 @@ impl Reconciler {
                 },
                 Some(res) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => match res {
                     Ok(c) => self.on_pool_check(c),
-                    Err(e) => warn!("pool check task failed: {e}"),
+                    Err(e) => {
+                        let delay = self.pipeline.check_lost(Instant::now());
+                        warn!("pool check task failed, checking again in {delay:?}: {e}");
+                    }
                 },
                 Some(res) = self.node_lists.join_next(), if !self.node_lists.is_empty() => match res {
                     Ok(l) => self.on_resync(l),

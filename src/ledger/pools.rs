@@ -320,11 +320,6 @@ impl Ledger {
         best.map(|(n, _)| n)
     }
 
-    /// The UID of the pool object the ledger holds under `name`.
-    pub fn pool_uid(&self, name: &str) -> Option<String> {
-        self.pools.get(name).map(|p| p.uid.clone())
-    }
-
     pub fn pool_names(&self) -> Vec<String> {
         self.pools.keys().cloned().collect()
     }
