@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -13,6 +12,7 @@ use crate::alloc::Family;
 use crate::api::PrefixPool;
 use crate::app::{App, Config, Leadership};
 use crate::controller::Settings;
+use crate::duration::{self, Duration};
 use crate::leader::LeaseSettings;
 use crate::telemetry::{self, LogFormat};
 
@@ -56,27 +56,6 @@ pub enum PrimaryFamily {
     Ipv4,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 15s or 500ms"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" | "" => v,
-        "m" => v * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// A listen address: `HOST:PORT`, `[V6]:PORT`, or `:PORT` for every address.
 fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     if let Some(port) = s.strip_prefix(':') {
@@ -100,7 +79,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 32)]
     pub max_concurrent_writes: usize,
     /// At most one status write per pool per this interval.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
     pub status_interval: Duration,
     /// Publish a Normal Event on each Node when it gets a prefix (sent when no
     /// Node write is pending, so they never slow allocation down).
@@ -122,13 +101,13 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
     pub lease_namespace: String,
     /// How long a Lease is valid without renewal.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = duration::parse)]
     pub lease_duration: Duration,
     /// A leader that has not renewed for this long stops writing.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
     pub retry_period: Duration,
     /// Client-side limit on API requests per second (0: none). Requests
     /// over the limit wait; nothing is dropped.
@@ -199,9 +178,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 name: args.lease_name.clone(),
                 namespace: args.lease_namespace.clone(),
                 identity: identity.clone(),
-                lease_duration: args.lease_duration,
-                renew_deadline: args.renew_deadline,
-                retry_period: args.retry_period,
+                lease_duration: args.lease_duration.get(),
+                renew_deadline: args.renew_deadline.get(),
+                retry_period: args.retry_period.get(),
             },
         }
     } else {
@@ -213,7 +192,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             PrimaryFamily::Ipv4 => Family::V4,
         },
         max_concurrent_writes: args.max_concurrent_writes.max(1),
-        status_interval: args.status_interval,
+        status_interval: args.status_interval.get(),
         allocation_events: args.allocation_events,
         instance: identity.clone(),
         lease_deadline: None,
@@ -294,7 +273,7 @@ pub async fn apply_crd(client: &kube::Client, field_manager: &str) -> Result<()>
     .await
     .context("applying the CRD")?;
     let pools: kube::Api<PrefixPool> = kube::Api::all(client.clone());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let established = crds
             .get(&name)
@@ -313,7 +292,7 @@ pub async fn apply_crd(client: &kube::Client, field_manager: &str) -> Result<()>
         if std::time::Instant::now() > deadline {
             anyhow::bail!("the PrefixPool CRD was not served within 30 s");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -347,12 +326,36 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
+    fn duration_flags_use_the_go_grammar() {
+        let parse = |flag: &str, value: &str| {
+            Cli::try_parse_from(["prefix-operator", "run", &format!("--{flag}={value}")]).map(
+                |cli| match cli.command {
+                    Command::Run(a) => [
+                        a.status_interval,
+                        a.lease_duration,
+                        a.renew_deadline,
+                        a.retry_period,
+                    ]
+                    .map(Duration::get),
+                    _ => unreachable!("run"),
+                },
+            )
+        };
+        let secs = std::time::Duration::from_secs;
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            parse("status-interval", "1s").expect("ok"),
+            [secs(1), secs(15), secs(10), secs(2)],
+            "defaults"
+        );
+        assert_eq!(parse("status-interval", "500ms").expect("ok")[0], ms(500));
+        assert_eq!(parse("lease-duration", "1m30s").expect("ok")[1], secs(90));
+        assert_eq!(parse("lease-duration", "1h").expect("ok")[1], secs(3600));
+        assert_eq!(parse("renew-deadline", "1.5s").expect("ok")[2], ms(1500));
+        assert_eq!(parse("retry-period", "2m").expect("ok")[3], secs(120));
+        for bad in ["soon", "3", "-1s", "5d", "1.5", ""] {
+            let e = parse("retry-period", bad).expect_err(bad).to_string();
+            assert!(e.contains("is not a duration"), "{bad:?}: {e}");
+        }
     }
 }

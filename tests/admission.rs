@@ -1,6 +1,7 @@
 //! PrefixPool admission: the CRD's schema and CEL rules refuse bad specs with
-//! a clear message, on the real API server. Also keeps the committed CRD in
-//! sync with the Rust types.
+//! a clear message, on the real API server, and agree with the operator's
+//! own parser on durations. Also keeps the committed CRD in sync with the
+//! Rust types.
 
 mod support;
 
@@ -153,11 +154,150 @@ async fn valid_pools_are_accepted() {
         json!({"prefixes": ["10.64.0.0/16"]}),
         json!({"prefixes": ["2001:db8:30::128/128"], "nodePrefixLength": 128}),
         json!({"prefixes": ["2001:db8:40::/48"], "nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}),
+        json!({"prefixes": ["2001:db8:41::/48"], "retainFor": "1m30s", "reuseAfter": "1.5s"}),
+        json!({"prefixes": ["2001:db8:42::/48"], "retainFor": "1h", "reuseAfter": "500ms"}),
     ] {
         try_create(&client, spec.clone())
             .await
             .unwrap_or_else(|e| panic!("{spec} refused: {e}"));
     }
+}
+
+/// What the API server says of `retainFor` or `reuseAfter` set to `text`
+/// (a dry run: nothing is stored).
+async fn admits_duration(client: &kube::Client, field: &str, text: &str) -> Result<(), String> {
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    let obj: PrefixPool = serde_json::from_value(json!({
+        "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+        "kind": "PrefixPool",
+        "metadata": {"name": unique("dur")},
+        "spec": {"prefixes": ["2001:db8:60::/48"], field: text},
+    }))
+    .expect("decodes");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match pools.create(&dry_run, &obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) => Err(format!("{} {}", s.code, s.message)),
+        Err(e) => panic!("creating a pool with {field}={text:?}: {e}"),
+    }
+}
+
+/// What the operator says of the same spec.
+fn operator_accepts(field: &str, text: &str) -> Result<(), String> {
+    let spec = match field {
+        "retainFor" => prefix_operator::api::PrefixPoolSpec {
+            retain_for: Some(text.into()),
+            ..pool_spec(&["2001:db8:60::/48"])
+        },
+        _ => prefix_operator::api::PrefixPoolSpec {
+            reuse_after: Some(text.into()),
+            ..pool_spec(&["2001:db8:60::/48"])
+        },
+    };
+    prefix_operator::api::validate_spec(&spec)
+        .map(drop)
+        .map_err(|e| e.0)
+}
+
+/// The CRD's CEL rules and the operator's parser read durations by one
+/// grammar: the same texts pass both, and the same texts fail both.
+#[tokio::test]
+async fn durations_mean_the_same_to_the_api_server_and_the_operator() {
+    let client = client().await;
+    let accepted = [
+        "90s", "1h", "1m30s", "1.5s", "500ms", "1h30m", "24h", "0", "0s", "0.5ms", "1s1h", "87840h",
+    ];
+    let refused = [
+        ("", "must be a duration"),
+        ("soon", "must be a duration"),
+        ("forever", "must be a duration"),
+        ("5", "must be a duration"),
+        ("1m30", "must be a duration"),
+        ("1.5", "must be a duration"),
+        ("-1s", "must be a duration"),
+        ("+1s", "must be a duration"),
+        ("5d", "must be a duration"),
+        ("5H", "must be a duration"),
+        ("5sec", "must be a duration"),
+        ("1us", "must be a duration"),
+        ("1µs", "must be a duration"),
+        ("1ns", "must be a duration"),
+        (".5s", "must be a duration"),
+        ("5.s", "must be a duration"),
+        (" 5s", "must be a duration"),
+        ("5s ", "must be a duration"),
+        ("1h 30m", "must be a duration"),
+        ("87840h1ms", "must be at most 87840h"),
+        ("87841h", "must be at most 87840h"),
+        ("99999999h", "must be at most 87840h"),
+        ("99999999999999999999h", "must be at most 87840h"),
+        ("9999999999999999999999999999999h", "must be at most 87840h"),
+    ];
+    let mut failures = vec![];
+    for field in ["retainFor", "reuseAfter"] {
+        for text in accepted {
+            if let Err(e) = admits_duration(&client, field, text).await {
+                failures.push(format!("{field}={text:?}: the API server refused: {e}"));
+            }
+            if let Err(e) = operator_accepts(field, text) {
+                failures.push(format!("{field}={text:?}: the operator refused: {e}"));
+            }
+        }
+        for (text, phrase) in refused {
+            match admits_duration(&client, field, text).await {
+                Ok(()) => failures.push(format!("{field}={text:?}: the API server accepted")),
+                Err(e) if !e.contains(phrase) => failures.push(format!(
+                    "{field}={text:?}: the API server's refusal lacks {phrase:?}: {e}"
+                )),
+                Err(_) => {}
+            }
+            match operator_accepts(field, text) {
+                Ok(()) => failures.push(format!("{field}={text:?}: the operator accepted")),
+                Err(e) if !e.contains("is not a duration") => failures.push(format!(
+                    "{field}={text:?}: the operator's refusal lacks \"is not a duration\": {e}"
+                )),
+                Err(_) => {}
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Near-misses of the grammar, generated: the API server and the operator
+/// accept exactly the same ones.
+#[tokio::test]
+async fn generated_duration_texts_get_one_verdict() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let client = client().await;
+    let texts = "[0-9.hmsuµnd +-]{0,7}|([0-9]{1,3}([.][0-9]{0,2})?(h|m|s|ms|us|d)?){1,3}";
+    let strategy = proptest::string::string_regex(texts).expect("regex");
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut disagreements = vec![];
+    let mut seen = std::collections::BTreeSet::new();
+    let mut accepted = 0;
+    for _ in 0..300 {
+        let text = strategy.new_tree(&mut runner).expect("value").current();
+        if !seen.insert(text.clone()) {
+            continue;
+        }
+        let server = admits_duration(&client, "retainFor", &text).await;
+        let operator = operator_accepts("retainFor", &text);
+        accepted += usize::from(operator.is_ok());
+        if server.is_ok() != operator.is_ok() {
+            disagreements.push(format!(
+                "{text:?}: API server {server:?}, operator {operator:?}"
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    assert!(
+        accepted > 20 && accepted + 20 < seen.len(),
+        "{accepted} of {} accepted: the sample should hold both",
+        seen.len()
+    );
 }
 
 #[tokio::test]

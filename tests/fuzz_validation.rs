@@ -3,7 +3,8 @@
 //! accept is consistent.
 
 use prefix_operator::alloc::{PoolSpace, parse_canonical, parse_lenient};
-use prefix_operator::api::{PrefixPoolSpec, parse_go_duration, validate_spec};
+use prefix_operator::api::{PrefixPoolSpec, validate_spec};
+use prefix_operator::duration;
 use proptest::prelude::*;
 
 /// Strings near the shape of a CIDR, so the parser's edges get exercised.
@@ -35,9 +36,23 @@ proptest! {
     }
 
     #[test]
-    fn durations_never_panic(s in "[0-9mhs]{0,20}|\\PC{0,20}") {
-        if let Some(d) = parse_go_duration(&s) {
-            prop_assert!(d.as_secs() <= 10 * 366 * 24 * 3600);
+    fn durations_never_panic(s in "[0-9mhs.]{0,20}|\\PC{0,20}") {
+        if let Ok(d) = duration::parse(&s) {
+            prop_assert!(d.get().as_secs() <= 10 * 366 * 24 * 3600);
+            prop_assert_eq!(duration::parse(&d.to_string()), Ok(d));
+        }
+    }
+
+    /// Every text the CRD's CEL rule lets through (below the 10-year cap)
+    /// is a duration to the operator too; tests/admission.rs checks the
+    /// other direction on the API server.
+    #[test]
+    fn the_cel_pattern_and_the_parser_agree(
+        s in duration::PATTERN.trim_start_matches('^').trim_end_matches('$')
+    ) {
+        match duration::parse(&s) {
+            Ok(_) => {}
+            Err(e) => prop_assert_eq!(e.problem, duration::Problem::TooLong, "{}", s),
         }
     }
 
@@ -47,7 +62,7 @@ proptest! {
         reserved in proptest::collection::vec(cidrish(), 0..4),
         npl in proptest::option::of(-5i32..140),
         priority in any::<i32>(),
-        retain in proptest::option::of("[0-9]{1,4}(ms|s|m|h)|\\PC{0,6}"),
+        retain in proptest::option::of("[0-9]{1,4}([.][0-9]{1,3})?(ms|s|m|h)|\\PC{0,6}"),
         key in "[a-zA-Z0-9./_ !-]{0,70}",
     ) {
         let spec = PrefixPoolSpec {

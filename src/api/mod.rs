@@ -14,7 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-pub use validate::{PoolDefinition, SpecError, parse_go_duration, validate_spec};
+use crate::duration;
+
+pub use validate::{PoolDefinition, SpecError, validate_spec};
 
 /// API group of every prefix-operator resource.
 pub const GROUP: &str = "ipam.prefix-operator.io";
@@ -165,19 +167,22 @@ pub struct PrefixPoolSpec {
 
     /// Sticky prefixes: when a Node is deleted, its prefix is kept for a
     /// Node of the same name that registers within this window (a Go
-    /// duration such as "30m" or "24h"), so firewall rules and DNS stay valid
-    /// across a node rebuild. Off by default.
+    /// duration such as "30m", "1h30m" or "24h"; units h, m, s, ms), so
+    /// firewall rules and DNS stay valid across a node rebuild. Off by
+    /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')").message("must be a duration such as 90s, 30m or 24h"))]
+    #[x_kube(validation = Rule::new(duration::cel_rule()).message(duration::CEL_MESSAGE))]
+    #[x_kube(validation = Rule::new(duration::cel_max_rule()).message(duration::CEL_MAX_MESSAGE))]
     #[schemars(length(max = 32))]
     pub retain_for: Option<String>,
 
     /// Reuse delay: a freed prefix is not handed to another Node before this
-    /// long after its Node was deleted (a Go duration such as "10m"), so
-    /// traffic for a dead Node's pods cannot reach a new Node's pods. Off by
-    /// default.
+    /// long after its Node was deleted (a Go duration such as "10m" or
+    /// "1m30s"; units h, m, s, ms), so traffic for a dead Node's pods cannot
+    /// reach a new Node's pods. Off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')").message("must be a duration such as 90s, 10m or 1h"))]
+    #[x_kube(validation = Rule::new(duration::cel_rule()).message(duration::CEL_MESSAGE))]
+    #[x_kube(validation = Rule::new(duration::cel_max_rule()).message(duration::CEL_MAX_MESSAGE))]
     #[schemars(length(max = 32))]
     pub reuse_after: Option<String>,
 

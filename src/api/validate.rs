@@ -113,11 +113,9 @@ pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError>
     };
     let duration = |field: &str, v: &Option<String>| match v {
         None => Ok(std::time::Duration::ZERO),
-        Some(text) => parse_go_duration(text).ok_or_else(|| {
-            SpecError(format!(
-                "spec.{field}: {text:?} is not a duration such as 90s, 30m or 24h"
-            ))
-        }),
+        Some(text) => crate::duration::parse(text)
+            .map(crate::duration::Duration::get)
+            .map_err(|e| SpecError(format!("spec.{field}: {e}"))),
     };
     let retain_for = duration("retainFor", &spec.retain_for)?;
     let reuse_after = duration("reuseAfter", &spec.reuse_after)?;
@@ -152,41 +150,6 @@ fn non_unicast(p: &IpNet) -> Option<IpNet> {
         .iter()
         .filter_map(|s| s.parse::<IpNet>().ok())
         .find(|s| crate::alloc::cidr::overlaps(s, p))
-}
-
-/// Parses a Go-style duration made of `<digits><unit>` parts with units
-/// `ms`, `s`, `m`, `h` (for example `1h30m`). At most 10 years.
-pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
-    let mut total: u128 = 0;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 || digits > 12 {
-            return None;
-        }
-        let n: u128 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit_ms, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else if rest.starts_with('s') {
-            (1_000, 1)
-        } else if rest.starts_with('m') {
-            (60_000, 1)
-        } else if rest.starts_with('h') {
-            (3_600_000, 1)
-        } else {
-            return None;
-        };
-        rest = &rest[len..];
-        total = total.checked_add(n.checked_mul(unit_ms)?)?;
-    }
-    const TEN_YEARS_MS: u128 = 10 * 366 * 24 * 3_600_000;
-    (total <= TEN_YEARS_MS).then(|| std::time::Duration::from_millis(total as u64))
 }
 
 /// A label key is `[prefix/]name`: name up to 63 characters of
@@ -305,15 +268,28 @@ mod tests {
     }
 
     #[test]
-    fn go_durations() {
+    fn durations_use_the_one_grammar() {
         use std::time::Duration;
-        assert_eq!(parse_go_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_go_duration(""), None);
-        assert_eq!(parse_go_duration("5"), None);
-        assert_eq!(parse_go_duration("5d"), None);
-        assert_eq!(parse_go_duration("99999999999h"), None);
+        let def = |retain: &str, reuse: &str| {
+            validate_spec(&PrefixPoolSpec {
+                retain_for: Some(retain.into()),
+                reuse_after: Some(reuse.into()),
+                ..spec(&["2001:db8::/48"])
+            })
+        };
+        let d = def("1m30s", "1.5s").expect("valid");
+        assert_eq!(d.retain_for, Duration::from_secs(90));
+        assert_eq!(d.reuse_after, Duration::from_millis(1500));
+        let d = def("1h", "500ms").expect("valid");
+        assert_eq!(d.retain_for, Duration::from_secs(3600));
+        assert_eq!(d.reuse_after, Duration::from_millis(500));
+        let e = def("forever", "1s").expect_err("refused");
+        assert!(
+            e.0.starts_with("spec.retainFor: \"forever\" is not a duration"),
+            "{e}"
+        );
+        let e = def("1s", "-1s").expect_err("refused");
+        assert!(e.0.starts_with("spec.reuseAfter:"), "{e}");
     }
 
     #[test]
