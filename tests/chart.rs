@@ -442,6 +442,16 @@ fn deployment_args_are_accepted_by_the_binary() {
             "--set",
             "leaderElection.enabled=false",
         ],
+        vec![
+            "--set",
+            "leaderElection.leaseDuration=1m30s",
+            "--set",
+            "leaderElection.renewDeadline=1m",
+            "--set",
+            "leaderElection.retryPeriod=1.5s",
+            "--set",
+            "operator.statusInterval=1h",
+        ],
     ] {
         let d = docs_of(&helm, &extra);
         let args =
@@ -475,7 +485,11 @@ fn schema_and_checks_refuse_bad_values() {
             "'/leaderElection/leaseDuration'",
         ),
         (
-            "leaderElection.leaseDuration=15h",
+            "leaderElection.leaseDuration=15d",
+            "'/leaderElection/leaseDuration'",
+        ),
+        (
+            "leaderElection.leaseDuration=-15s",
             "'/leaderElection/leaseDuration'",
         ),
         ("http.port=70000", "'/http/port'"),
@@ -546,6 +560,20 @@ fn schema_and_checks_refuse_bad_values() {
             "a refused install created namespace {ns}"
         );
     });
+}
+
+/// The chart's values schema checks durations by the operator's own grammar.
+#[test]
+fn chart_durations_use_the_operator_grammar() {
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(chart_dir().join("values.schema.json")).expect("values.schema.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        schema["definitions"]["duration"]["pattern"],
+        prefix_operator::duration::PATTERN,
+        "values.schema.json's duration pattern differs from src/duration.rs"
+    );
 }
 
 #[test]
