@@ -56,17 +56,6 @@ pub fn within(deadline: &Deadline) -> bool {
         .is_some_and(|t| Instant::now() < t)
 }
 
-/// Starts the election loop; the receiver says whether this replica leads.
-/// The loop releases the Lease when `stop` fires.
-pub fn spawn(
-    client: Client,
-    s: LeaseSettings,
-    stop: watch::Receiver<bool>,
-) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
-    let (rx, _, task) = spawn_with_deadline(client, s, stop);
-    (rx, task)
-}
-
 /// Like [`spawn`], also returning the write [`Deadline`].
 pub fn spawn_with_deadline(
     client: Client,
