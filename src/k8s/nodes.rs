@@ -1,6 +1,5 @@
 //! Node I/O: what the ledger keeps of a Node, and the guarded podCIDRs write.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress};
@@ -19,7 +18,8 @@ pub const NODE_MANAGER: &str = "prefix-operator";
 /// only the fields it uses are decoded. The rest — managedFields, images,
 /// conditions, annotations — is skipped by the JSON parser without being
 /// built, which is most of a real Node's bytes.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, kube::Resource)]
+#[resource(inherit = Node)]
 pub struct NodeLite {
     #[serde(deserialize_with = "lite_meta", default)]
     pub metadata: ObjectMeta,
@@ -64,30 +64,6 @@ fn lite_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
         deletion_timestamp: l.deletion_timestamp,
         ..Default::default()
     })
-}
-
-impl kube::Resource for NodeLite {
-    type DynamicType = ();
-    type Scope = kube::core::ClusterResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Node".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "nodes".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
 }
 
 /// Keeps only the fields the ledger reads.
