@@ -31,7 +31,7 @@ dev-up: controlplane
 	@if [ -f $(DEV)/controlplane.pid ] && kill -0 "$$(cat $(DEV)/controlplane.pid)" 2>/dev/null; then \
 	  echo "already running (pid $$(cat $(DEV)/controlplane.pid))"; exit 0; fi
 	@mkdir -p $(DEV); rm -f $(DEV)/kubeconfig
-	@CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" nohup target/debug/controlplane serve \
+	@CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" nohup "$${CARGO_TARGET_DIR:-target}/debug/controlplane" serve \
 	  --state-dir $(DEV)/state --kubeconfig $(DEV)/kubeconfig > $(DEV)/controlplane.log 2>&1 & echo $$! > $(DEV)/controlplane.pid
 	@for i in $$(seq 1 600); do \
 	  [ -f $(DEV)/kubeconfig ] && break; \

@@ -56,7 +56,8 @@ pub fn within(deadline: &Deadline) -> bool {
         .is_some_and(|t| Instant::now() < t)
 }
 
-/// Like [`spawn`], also returning the write [`Deadline`].
+/// Starts the lease elector: returns whether this replica leads, the
+/// [`Deadline`] until which its writes are covered by the lease, and the task.
 pub fn spawn_with_deadline(
     client: Client,
     s: LeaseSettings,
