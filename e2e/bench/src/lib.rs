@@ -1,10 +1,10 @@
 //! Scale benchmark and fault runs of prefix-operator against a local control
-//! plane (`e2e/harness`), with the operator binary run as a child process.
+//! plane (`e2e/harness`), with the operator binary run as a child process
+//! ([`prefix_operator_testenv::OperatorProcess`]).
 
 pub mod cluster;
 pub mod history;
 pub mod kubelet;
-pub mod opproc;
-pub mod promtext;
+pub mod operator;
 pub mod random;
 pub mod stats;

@@ -5,11 +5,17 @@
 //! here is tied to its parent with `PR_SET_PDEATHSIG`, so none of them outlives
 //! the test binary, the demo or the `controlplane serve` supervisor, even when
 //! that process panics or is killed.
+//!
+//! The operator binary runs the same way ([`OperatorProcess`]), and
+//! [`http_get`] and [`promtext`] read its HTTP endpoints.
 
 mod certs;
+mod kubeconfig;
+mod net;
+mod operator;
 mod process;
+pub mod promtext;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -17,20 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 pub use certs::Pki;
+pub use kubeconfig::{Identity, client_from_yaml};
+pub use net::{HTTP_TIMEOUT, free_port, http_get};
+pub use operator::{OperatorBuilder, OperatorProcess};
 pub use process::{Supervised, spawn_tied};
-
-/// Who a client acts as.
-#[derive(Clone, Debug)]
-pub enum Identity {
-    /// The cluster admin (client certificate in `system:masters`).
-    Admin,
-    /// Any user and groups, by impersonation from the admin credential.
-    User { name: String, groups: Vec<String> },
-    /// A ServiceAccount, by impersonation (`system:serviceaccount:NS:NAME`).
-    ServiceAccount { namespace: String, name: String },
-    /// A bearer token, for example one from the TokenRequest API.
-    Token(String),
-}
 
 /// Options for a control plane.
 #[derive(Clone, Debug, Default)]
@@ -79,22 +75,6 @@ pub fn bin_dir() -> Result<PathBuf> {
     })
     .clone()
     .map_err(|e| anyhow!(e))
-}
-
-/// A free loopback port, never one this process handed out before: the
-/// probe listener is closed at once, so without the record two control
-/// planes started side by side could get the same port, and the second
-/// kube-apiserver would talk to the first one's etcd.
-fn free_port() -> Result<u16> {
-    static TAKEN: Mutex<std::collections::BTreeSet<u16>> =
-        Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")?;
-        let port = l.local_addr()?.port();
-        if TAKEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
-            return Ok(port);
-        }
-    }
 }
 
 impl ControlPlane {
@@ -334,107 +314,12 @@ impl ControlPlane {
 
     /// A kubeconfig for `who`, with the CA and credentials embedded.
     pub fn kubeconfig_yaml(&self, who: &Identity) -> Result<String> {
-        use serde_yaml::{Mapping, Value};
-        let b64 = |s: &str| base64_encode(s.as_bytes());
-        let mut user = Mapping::new();
-        match who {
-            Identity::Token(t) => {
-                user.insert("token".into(), Value::String(t.clone()));
-            }
-            other => {
-                user.insert(
-                    "client-certificate-data".into(),
-                    b64(&self.pki.admin_cert_pem).into(),
-                );
-                user.insert(
-                    "client-key-data".into(),
-                    b64(&self.pki.admin_key_pem).into(),
-                );
-                match other {
-                    Identity::User { name, groups } => {
-                        user.insert("as".into(), name.clone().into());
-                        let g: Vec<Value> = groups.iter().map(|g| g.clone().into()).collect();
-                        user.insert("as-groups".into(), Value::Sequence(g));
-                    }
-                    Identity::ServiceAccount { namespace, name } => {
-                        user.insert(
-                            "as".into(),
-                            format!("system:serviceaccount:{namespace}:{name}").into(),
-                        );
-                        user.insert(
-                            "as-groups".into(),
-                            Value::Sequence(vec![
-                                "system:serviceaccounts".into(),
-                                format!("system:serviceaccounts:{namespace}").into(),
-                                "system:authenticated".into(),
-                            ]),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let doc = serde_yaml::to_value(serde_yaml::Mapping::from_iter([
-            ("apiVersion".into(), "v1".into()),
-            ("kind".into(), "Config".into()),
-            (
-                "clusters".into(),
-                Value::Sequence(vec![Value::Mapping(Mapping::from_iter([
-                    ("name".into(), "prefix-operator-test".into()),
-                    (
-                        "cluster".into(),
-                        Value::Mapping(Mapping::from_iter([
-                            ("server".into(), self.server_url().into()),
-                            (
-                                "certificate-authority-data".into(),
-                                b64(&self.pki.ca_pem).into(),
-                            ),
-                        ])),
-                    ),
-                ]))]),
-            ),
-            (
-                "users".into(),
-                Value::Sequence(vec![Value::Mapping(Mapping::from_iter([
-                    ("name".into(), "user".into()),
-                    ("user".into(), Value::Mapping(user)),
-                ]))]),
-            ),
-            (
-                "contexts".into(),
-                Value::Sequence(vec![Value::Mapping(Mapping::from_iter([
-                    ("name".into(), "prefix-operator-test".into()),
-                    (
-                        "context".into(),
-                        Value::Mapping(Mapping::from_iter([
-                            ("cluster".into(), "prefix-operator-test".into()),
-                            ("user".into(), "user".into()),
-                        ])),
-                    ),
-                ]))]),
-            ),
-            ("current-context".into(), "prefix-operator-test".into()),
-        ]))?;
-        Ok(serde_yaml::to_string(&doc)?)
+        kubeconfig::render(self.server_url(), &self.pki, who)
     }
 
     /// Writes a kubeconfig for `who` to `path` (mode 0600).
     pub fn write_kubeconfig(&self, who: &Identity, path: &Path) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let yaml = self.kubeconfig_yaml(who)?;
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(yaml.as_bytes())?;
-        }
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        kubeconfig::write_private(&self.kubeconfig_yaml(who)?, path)
     }
 
     /// A client acting as `who`.
@@ -449,25 +334,10 @@ impl Drop for ControlPlane {
     }
 }
 
-/// A kube client from kubeconfig text.
-pub async fn client_from_yaml(yaml: &str) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::from_yaml(yaml)?;
-    let mut cfg =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    cfg.read_timeout = Some(Duration::from_secs(60));
-    Ok(kube::Client::try_from(cfg)?)
-}
-
 fn tracing_free_log(msg: &str) {
     if std::env::var_os("PREFIX_OPERATOR_CP_QUIET").is_none() {
         eprintln!("{msg}");
     }
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 /// One control plane per process, started on first use and killed when the

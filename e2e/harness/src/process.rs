@@ -98,6 +98,19 @@ impl Supervised {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Sends `signal` unless the process has already ended (and been
+    /// reaped: its pid may belong to another process by now). Returns
+    /// whether it was sent.
+    pub fn signal(&mut self, signal: libc::c_int) -> bool {
+        if self.exited().is_some() {
+            return false;
+        }
+        // SAFETY: kill(2) on our own child, which has not been reaped, so the
+        // pid is still ours (a zombie keeps it until waited for).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) == 0 }
+    }
+
+    /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

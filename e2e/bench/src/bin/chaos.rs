@@ -35,7 +35,8 @@ use prefix_operator_bench::cluster::{
     Cluster, OnError, Tracker, create_burst, create_pool, loadavg, poll, verify_allocations,
     wait_pool_allocated,
 };
-use prefix_operator_bench::opproc::{OperatorProcess, leader_flags, operator_bin, target_dir};
+use prefix_operator_bench::operator::{self, leader_flags, operator_bin, target_dir};
+use prefix_operator_testenv::OperatorProcess;
 use rand::Rng;
 
 #[path = "chaos/kubelet.rs"]
@@ -158,7 +159,7 @@ async fn sigkill(ctx: &Ctx) -> Result<String> {
         .collect();
     targets.sort_unstable();
     let log = ctx.log("sigkill", "operator");
-    let mut op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
+    let mut op = operator::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
     op.wait_ready(Duration::from_secs(30)).await?;
     let burst = spawn_burst(&cl, &names, ctx.args.concurrency, OnError::Fail);
     let mut at = vec![];
@@ -174,7 +175,7 @@ async fn sigkill(ctx: &Ctx) -> Result<String> {
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
         op.kill();
         at.push(tracker.count_of(&names));
-        op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
+        op = operator::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
         // One restart in four is killed again a moment later, often while it
         // starts up (lists, rebuilds its picture, makes its first writes).
         if rng.random_bool(0.25) {
@@ -184,7 +185,7 @@ async fn sigkill(ctx: &Ctx) -> Result<String> {
             }
             op.kill();
             at.push(tracker.count_of(&names));
-            op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
+            op = operator::spawn(&ctx.bin, &cl.kubeconfig, "kill", &[], &log)?;
         }
     }
     burst.await??;
@@ -204,7 +205,7 @@ async fn control_plane_fault(ctx: &Ctx, scenario: &str, etcd: bool) -> Result<St
     let (cl, tracker) = setup().await?;
     let names = ctx.names(scenario);
     let log = ctx.log(scenario, "operator");
-    let mut op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, scenario, &[], &log)?;
+    let mut op = operator::spawn(&ctx.bin, &cl.kubeconfig, scenario, &[], &log)?;
     op.wait_ready(Duration::from_secs(30)).await?;
     let burst = spawn_burst(
         &cl,
@@ -252,7 +253,7 @@ async fn control_plane_fault(ctx: &Ctx, scenario: &str, etcd: bool) -> Result<St
         if etcd { "etcd" } else { "kube-apiserver" },
         outages.join("; "),
         after.elapsed().as_secs_f64(),
-        op.pid
+        op.pid()
     ))
 }
 
@@ -276,14 +277,14 @@ async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
     let names = ctx.names(scenario);
     let flags = leader_flags("prefix-operator-chaos");
     let mut ops = [
-        OperatorProcess::spawn(
+        operator::spawn(
             &ctx.bin,
             &cl.kubeconfig,
             "replica",
             &flags,
             &ctx.log(scenario, "a"),
         )?,
-        OperatorProcess::spawn(
+        operator::spawn(
             &ctx.bin,
             &cl.kubeconfig,
             "replica",
@@ -329,7 +330,7 @@ async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
         // it lost the Lease before it writes anything. While it is frozen its
         // log cannot grow, so the write outcomes logged after the thaw are
         // exactly the writes it tried as a stale leader.
-        let before = write_outcomes(&ops[first].log);
+        let before = write_outcomes(ops[first].log());
         ops[first].resume();
         poll(
             "the thawed replica to step down",
@@ -337,11 +338,11 @@ async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
             || async { (!ops[first].is_leader().await).then_some(()) },
         )
         .await?;
-        let stale = write_outcomes(&ops[first].log) - before;
+        let stale = write_outcomes(ops[first].log()) - before;
         if stale > 0 {
             eprintln!(
                 "   the thawed leader tried {stale} Node write(s) after the thaw (see {})",
-                ops[first].log.display()
+                ops[first].log().display()
             );
         }
         format!(
@@ -350,7 +351,7 @@ async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
             resumed.as_secs_f64()
         )
     } else {
-        ops[first] = OperatorProcess::spawn(
+        ops[first] = operator::spawn(
             &ctx.bin,
             &cl.kubeconfig,
             "replica",

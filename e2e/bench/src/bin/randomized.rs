@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Parser;
 use prefix_operator_bench::cluster::loadavg;
-use prefix_operator_bench::opproc::{operator_bin, target_dir};
+use prefix_operator_bench::operator::{operator_bin, target_dir};
 use prefix_operator_bench::random::env::Env;
 use prefix_operator_bench::random::mix::{V4_POOL, random_spec};
 use prefix_operator_bench::random::ops::{Runner, SETTLE};

@@ -38,10 +38,10 @@ use prefix_operator_bench::cluster::{
     Cluster, Created, OnError, Tracker, create_burst, create_pool, create_trickle, latencies,
     loadavg, nth_prefix, patch_pod_cidrs, pool_json_size, verify_allocations, wait_pool_allocated,
 };
-use prefix_operator_bench::opproc::{OperatorProcess, operator_bin, target_dir};
-use prefix_operator_bench::promtext::{Histogram, Scrape};
+use prefix_operator_bench::operator::{self, operator_bin, target_dir};
 use prefix_operator_bench::stats::{Summary, summarize};
 use prefix_operator_testenv::Identity;
+use prefix_operator_testenv::promtext::{Histogram, Scrape};
 use serde_json::{Value, json};
 
 const POOL: &str = "bench";
@@ -323,13 +323,13 @@ async fn backlog_run(args: &Args, bin: &Path, events: bool) -> Result<Backlog> {
     let tracker = Tracker::start(&cl.client).await?;
     let flags = operator_flags(args, events);
     let log = log_path(args, &format!("operator-backlog-events-{events}"))?;
-    let mut op = OperatorProcess::spawn(bin, &cl.kubeconfig, "backlog", &flags, &log)?;
+    let mut op = operator::spawn(bin, &cl.kubeconfig, "backlog", &flags, &log)?;
     let ready = op.wait_ready(timeout).await?;
     let last = tracker
         .wait_all(&names, timeout)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", op.log_tail(20)))?;
-    let total = last.duration_since(op.started);
+    let total = last.duration_since(op.started());
     let m = op.scrape().await?;
     let r = Backlog {
         ready,
@@ -359,7 +359,7 @@ async fn operator_run(args: &Args, bin: &Path, events: bool, full: bool) -> Resu
     create_pool(&cl.client, POOL, POOL_PREFIX, NODE_LEN).await?;
     let flags = operator_flags(args, events);
     let log = log_path(args, &format!("operator-events-{events}"))?;
-    let mut op = OperatorProcess::spawn(bin, &cl.kubeconfig, "bench", &flags, &log)?;
+    let mut op = operator::spawn(bin, &cl.kubeconfig, "bench", &flags, &log)?;
     r.ready = op.wait_ready(Duration::from_secs(60)).await?;
     let tracker = Tracker::start(&cl.client).await?;
     let m0 = op.scrape().await?;
@@ -445,7 +445,7 @@ async fn operator_run(args: &Args, bin: &Path, events: bool, full: bool) -> Resu
     drop(op);
     for i in 0..if full { args.cold_starts } else { 0 } {
         let log = log_path(args, &format!("operator-events-{events}-cold-{i}"))?;
-        let mut op = OperatorProcess::spawn(bin, &cl.kubeconfig, "cold", &flags, &log)?;
+        let mut op = operator::spawn(bin, &cl.kubeconfig, "cold", &flags, &log)?;
         let t = op.wait_ready(timeout).await?;
         r.cold.push(t);
         r.cold_rss = r.cold_rss.max(op.peak_rss().unwrap_or(0));

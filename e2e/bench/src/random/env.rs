@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use prefix_operator_testenv::OperatorProcess;
 
 use super::check::{Snapshot, continuous, snapshot};
 use super::history::History;
 use super::quiet::quiet;
 use crate::cluster::{Cluster, poll};
-use crate::opproc::{OperatorProcess, leader_flags};
+use crate::operator::{self, leader_flags};
 
 pub struct Replica {
     pub op: Option<OperatorProcess>,
@@ -112,7 +113,7 @@ impl Env {
 
     /// Starts replica `i` (it must be down).
     pub fn spawn(&mut self, i: usize) -> Result<()> {
-        let op = OperatorProcess::spawn(
+        let op = operator::spawn(
             &self.bin,
             &self.cl.kubeconfig,
             &format!("r{i}"),
@@ -146,13 +147,8 @@ impl Env {
         let Some(op) = self.replicas[i].op.as_mut() else {
             return Ok(());
         };
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(op.pid as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while op.alive() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let clean = !op.alive();
+        op.terminate();
+        let clean = op.wait_exit(Duration::from_secs(15)).await.is_ok();
         self.kill(i);
         if !clean {
             self.note(&format!("replica {i} ignored SIGTERM for 15 s; killed"));
@@ -162,8 +158,8 @@ impl Env {
 
     /// SIGSTOP: the replica's picture goes stale while the world moves on.
     pub fn freeze(&mut self, i: usize) {
-        if let Some(op) = &self.replicas[i].op
-            && self.replicas[i].frozen.is_none()
+        if self.replicas[i].frozen.is_none()
+            && let Some(op) = self.replicas[i].op.as_mut()
         {
             op.pause();
             self.replicas[i].frozen = Some(self.hist.lock().disturb());
@@ -172,7 +168,7 @@ impl Env {
 
     /// SIGCONT after [`Env::freeze`].
     pub fn thaw(&mut self, i: usize) {
-        if let Some(op) = &self.replicas[i].op {
+        if let Some(op) = self.replicas[i].op.as_mut() {
             op.resume();
         }
         self.thaw_span(i);

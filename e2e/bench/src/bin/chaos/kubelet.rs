@@ -32,7 +32,8 @@ use prefix_operator_bench::cluster::{
 };
 use prefix_operator_bench::history::{CidrHistory, duplicates, second_writes};
 use prefix_operator_bench::kubelet::{KubeletConfig, KubeletSim};
-use prefix_operator_bench::opproc::{OperatorProcess, leader_flags};
+use prefix_operator_bench::operator::{self, leader_flags};
+use prefix_operator_testenv::OperatorProcess;
 use rand::Rng;
 
 use super::{Ctx, NODE_LEN, POOL, POOL_PREFIX, one_leader, setup, with_log};
@@ -132,13 +133,13 @@ impl Replicas {
             scenario,
             logs: vec![],
         };
-        r.logs = r.ops.iter().map(|o| o.log.clone()).collect();
+        r.logs = r.ops.iter().map(|o| o.log().to_path_buf()).collect();
         Ok(r)
     }
 
     fn spawn(ctx: &Ctx, cl: &Cluster, scenario: &str, role: &str) -> Result<OperatorProcess> {
         let log = ctx.log(scenario, role);
-        OperatorProcess::spawn(
+        operator::spawn(
             &ctx.bin,
             &cl.kubeconfig,
             "replica",
@@ -156,7 +157,7 @@ impl Replicas {
         self.ops[i].kill();
         let role = format!("r{}", self.logs.len() + 1);
         self.ops[i] = Self::spawn(ctx, cl, self.scenario, &role)?;
-        self.logs.push(self.ops[i].log.clone());
+        self.logs.push(self.ops[i].log().to_path_buf());
         Ok(())
     }
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use prefix_operator_bench::cluster::{poll, wait_pool_allocated};
-use prefix_operator_bench::opproc::OperatorProcess;
-use prefix_operator_bench::promtext::Scrape;
+use prefix_operator_bench::operator;
+use prefix_operator_testenv::OperatorProcess;
+use prefix_operator_testenv::promtext::Scrape;
 
 use super::kubelet::create_registered;
 use super::{Ctx, POOL, setup, with_log};
@@ -75,7 +76,7 @@ pub async fn cpu(ctx: &Ctx) -> Result<String> {
         .map(|i| format!("kubelet-cpu-{i:05}"))
         .collect();
     let log = ctx.log("kubelet-cpu", "operator");
-    let mut op = OperatorProcess::spawn(&ctx.bin, &cl.kubeconfig, "cpu", &[], &log)?;
+    let mut op = operator::spawn(&ctx.bin, &cl.kubeconfig, "cpu", &[], &log)?;
     op.wait_ready(Duration::from_secs(30)).await?;
     let sim =
         prefix_operator_bench::kubelet::KubeletSim::start(&cl.client, k.sim("kubelet-cpu", false));

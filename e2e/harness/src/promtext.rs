@@ -1,5 +1,5 @@
 //! Just enough of the Prometheus/OpenMetrics text format to read counters,
-//! gauges and a histogram from the operator's `/metrics`.
+//! gauges and a histogram from the operator's `/metrics` ([`crate::OperatorProcess::scrape`]).
 
 /// One scrape.
 #[derive(Clone, Debug, Default)]

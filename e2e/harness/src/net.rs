@@ -1,0 +1,115 @@
+//! Loopback networking for tests and runs: free ports, and a plain HTTP GET
+//! for the operator's `/healthz`, `/readyz` and `/metrics`.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long one GET may take, connect to last byte.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A free loopback port, never one this process handed out before: the
+/// probe listener is closed at once, so without the record two control
+/// planes (or operators) started side by side could get the same port, and
+/// the second kube-apiserver would talk to the first one's etcd.
+pub fn free_port() -> Result<u16> {
+    static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")?;
+        let port = l.local_addr()?.port();
+        if TAKEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`, at most [`HTTP_TIMEOUT`];
+/// returns the status code and the body (chunked bodies decoded).
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(HTTP_TIMEOUT, fut)
+        .await
+        .map_err(|_| anyhow!("GET {path} from {addr} timed out"))?
+        .with_context(|| format!("GET {path} from {addr}"))?;
+    parse_response(&String::from_utf8_lossy(&buf))
+}
+
+fn parse_response(text: &str) -> Result<(u16, String)> {
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed HTTP response"))?;
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("malformed status line"))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        let (Some(chunk), Some(after)) = (rest.get(..n), rest.get(n..)) else {
+            break;
+        };
+        if n == 0 {
+            break;
+        }
+        out.push_str(chunk);
+        s = after.strip_prefix("\r\n").unwrap_or(after);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dechunks() {
+        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+    }
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let plain = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(parse_response(plain).expect("plain"), (200, "ok".into()));
+        let chunked = "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_response(chunked).expect("chunked"),
+            (503, "no".into())
+        );
+        assert!(parse_response("garbage").is_err());
+    }
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: BTreeSet<u16> = (0..50).map(|_| free_port().expect("port")).collect();
+        assert_eq!(ports.len(), 50);
+    }
+}
