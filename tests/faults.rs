@@ -8,9 +8,7 @@
 mod support;
 
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,113 +19,28 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
+use prefix_operator_testenv::OperatorProcess;
 use rand::Rng;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BURST: usize = 300;
 
-/// `prefix-operator run` as a child process, SIGKILLed on drop (also when
-/// the test panics) and by the kernel when the test binary ends.
-struct OperatorProcess {
-    child: Child,
-    http: String,
-    log: PathBuf,
-}
-
-impl OperatorProcess {
-    fn start(kubeconfig: &Path, log: &Path) -> OperatorProcess {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let http = format!("127.0.0.1:{port}");
-        let out = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("operator log");
-        let err = out.try_clone().expect("operator log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prefix-operator"));
-        cmd.args([
-            "run",
-            "--status-interval",
-            "200ms",
-            "--http-addr",
-            &http,
-            "--kubeconfig",
-        ])
-        .arg(kubeconfig)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-        // Tied to this process: killed by the kernel if the test binary dies.
-        let child = prefix_operator_testenv::spawn_tied(cmd).expect("start the operator");
-        OperatorProcess {
-            child,
-            http,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(self.running(), "the operator exited\n{}", self.log_tail());
-            if http_status(&self.http, "/readyz").await == Some(200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "operator not ready in 30 s\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("----- operator log -----\n{}", self.log_tail());
-        }
-    }
-}
-
-async fn http_status(addr: &str, path: &str) -> Option<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf))
+/// `prefix-operator run` with its log appended to `log` (a restart appends
+/// to the log of the process before it), ready.
+async fn start_operator(kubeconfig: &Path, log: &Path) -> OperatorProcess {
+    let mut op = spawn_operator(kubeconfig, log);
+    op.wait_ready(Duration::from_secs(30))
         .await
-        .ok()?
-        .ok()?;
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    op
+}
+
+/// `prefix-operator run`, not waited for.
+fn spawn_operator(kubeconfig: &Path, log: &Path) -> OperatorProcess {
+    OperatorProcess::builder(env!("CARGO_BIN_EXE_prefix-operator"), kubeconfig, log)
+        .args(["--status-interval", "200ms"])
+        .spawn()
+        .expect("start the operator")
 }
 
 /// Watches Nodes and keeps the set of those seen with podCIDRs.
@@ -293,8 +206,7 @@ async fn sigkilled_five_times_during_a_burst_no_prefix_is_lost_or_shared() {
     cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
         .expect("kubeconfig");
     let log = dir.path().join("operator.log");
-    let mut op = OperatorProcess::start(&kubeconfig, &log);
-    op.wait_ready().await;
+    let mut op = start_operator(&kubeconfig, &log).await;
     let allocated = Allocated::watch(&client);
     let names = names("kill");
     let burst = spawn_burst(&client, names.clone());
@@ -310,11 +222,11 @@ async fn sigkilled_five_times_during_a_burst_no_prefix_is_lost_or_shared() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..60))).await;
         op.kill();
         killed_at.push(allocated.count());
-        op = OperatorProcess::start(&kubeconfig, &log);
+        op = spawn_operator(&kubeconfig, &log);
     }
     eprintln!("operator SIGKILLed with {killed_at:?} Nodes allocated");
     finish_burst(&client, burst, &allocated, pool, &names).await;
-    assert!(op.running(), "the last operator exited\n{}", op.log_tail());
+    assert!(op.alive(), "the last operator exited\n{}", op.log_tail(30));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,8 +239,7 @@ async fn recovers_by_itself_from_apiserver_restarts_mid_burst() {
     let kubeconfig = dir.path().join("kubeconfig");
     cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
         .expect("kubeconfig");
-    let mut op = OperatorProcess::start(&kubeconfig, &dir.path().join("operator.log"));
-    op.wait_ready().await;
+    let mut op = start_operator(&kubeconfig, &dir.path().join("operator.log")).await;
     let allocated = Allocated::watch(&client);
     let names = names("restart");
     let burst = spawn_burst(&client, names.clone());
@@ -348,5 +259,5 @@ async fn recovers_by_itself_from_apiserver_restarts_mid_burst() {
     }
     finish_burst(&client, burst, &allocated, pool, &names).await;
     // The same process, never restarted.
-    assert!(op.running(), "the operator exited\n{}", op.log_tail());
+    assert!(op.alive(), "the operator exited\n{}", op.log_tail(30));
 }

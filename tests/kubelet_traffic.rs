@@ -23,17 +23,14 @@ mod history;
 #[path = "../e2e/bench/src/kubelet.rs"]
 mod kubelet;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
+use prefix_operator_testenv::OperatorProcess;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use history::{CidrHistory, duplicates, second_writes};
 use kubelet::{KubeletConfig, KubeletSim};
@@ -42,88 +39,6 @@ use kubelet::{KubeletConfig, KubeletSim};
 const BACKLOG: usize = 800;
 /// Nodes created while it runs.
 const BURST: usize = 400;
-
-/// `prefix-operator run`, SIGKILLed on drop (also when the test panics) and
-/// by the kernel when the test binary ends.
-struct Operator {
-    child: Child,
-    http: String,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(kubeconfig: &Path, log: &Path) -> Operator {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let http = format!("127.0.0.1:{port}");
-        let out = std::fs::File::create(log).expect("operator log");
-        let err = out.try_clone().expect("operator log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prefix-operator"));
-        cmd.args(["run", "--status-interval", "200ms", "--log-format", "text"])
-            .args(["--http-addr", &http, "--kubeconfig"])
-            .arg(kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = prefix_operator_testenv::spawn_tied(cmd).expect("start the operator");
-        Operator {
-            child,
-            http,
-            log: log.to_path_buf(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = tokio::net::TcpStream::connect(&self.http).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let code = text.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, text))
-    }
-
-    /// Polls `/readyz` for up to 30 s; fails at once if the process exits.
-    async fn wait_ready(&mut self) {
-        for _ in 0..600 {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                panic!("the operator exited with {s}\n{}", self.log_tail());
-            }
-            if self.get("/readyz").await.is_some_and(|r| r.0 == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the operator was not ready in 30 s\n{}", self.log_tail());
-    }
-
-    /// Second podCIDRs writes to a Node (see `history::second_writes`).
-    fn second_writes(&self) -> Vec<String> {
-        second_writes(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("----- operator log -----\n{}", self.log_tail());
-        }
-    }
-}
 
 /// Creates `names`, 16 at a time, starting each one's registration patches
 /// the moment its create returns.
@@ -181,8 +96,14 @@ async fn status_patches_racing_the_operator_never_give_a_prefix_twice() {
     let kubeconfig = dir.path().join("kubeconfig");
     cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
         .expect("kubeconfig");
-    let mut op = Operator::start(&kubeconfig, &dir.path().join("operator.log"));
-    op.wait_ready().await;
+    let log = dir.path().join("operator.log");
+    let mut op = OperatorProcess::builder(env!("CARGO_BIN_EXE_prefix-operator"), &kubeconfig, log)
+        .args(["--status-interval", "200ms", "--log-format", "text"])
+        .spawn()
+        .expect("start the operator");
+    op.wait_ready(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("operator ready at {:.1} s", t.elapsed().as_secs_f64());
     create_registered(&client, &sim, &burst).await;
     eprintln!("burst registered at {:.1} s", t.elapsed().as_secs_f64());
@@ -203,7 +124,8 @@ async fn status_patches_racing_the_operator_never_give_a_prefix_twice() {
     assert_eq!(held.items.len(), BACKLOG + BURST);
     let (dups, pairs) = duplicates(&held.items);
     let rewritten = history.rewritten();
-    let twice = op.second_writes();
+    // Second podCIDRs writes to a Node (see `history::second_writes`).
+    let twice = second_writes(&op.log_text());
     eprintln!(
         "{} Nodes, {pairs} prefix pairs compared: {} duplicate(s); {} Node(s) seen with changed podCIDRs; {} second write(s) to a written Node",
         held.items.len(),

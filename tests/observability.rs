@@ -2,39 +2,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use prefix_operator_testenv::OperatorProcess;
 use support::*;
-
-/// Kills the operator when the test ends, however it ends.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_json_logs() {
@@ -44,43 +16,16 @@ async fn health_readiness_metrics_and_json_logs() {
     let kubeconfig = cp.dir().join("obs.kubeconfig");
     cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
         .expect("kubeconfig");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prefix-operator"));
-    cmd.args([
-        "run",
-        "--log-format",
-        "json",
-        "--status-interval",
-        "200ms",
-        "--http-addr",
-    ])
-    .arg(format!("127.0.0.1:{port}"))
-    .arg("--kubeconfig")
-    .arg(&kubeconfig)
-    .env("RUST_LOG", "info")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut child = prefix_operator_testenv::spawn_tied(cmd).expect("start operator");
-    let stderr = child.stderr.take().expect("stderr");
-    let _p = Proc(child);
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().expect("lock").push(l);
-            }
-        });
-    }
-    wait_for("/readyz 200", Duration::from_secs(30), || async {
-        (get(port, "/readyz")?.0 == 200).then_some(())
-    })
-    .await;
-    assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
+    let log = cp.dir().join("obs-operator.log");
+    let mut op = OperatorProcess::builder(env!("CARGO_BIN_EXE_prefix-operator"), &kubeconfig, log)
+        .args(["--log-format", "json", "--status-interval", "200ms"])
+        .env("RUST_LOG", "info")
+        .spawn()
+        .expect("start operator");
+    op.wait_ready(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("/readyz 200: {e:#}"));
+    assert_eq!(op.get("/healthz").await.ok().map(|r| r.0), Some(200));
 
     create_node(&client, "obs-node", labels(&[]), &[]).await;
     let cidr = wait_pod_cidrs(&client, "obs-node").await;
@@ -88,7 +33,7 @@ async fn health_readiness_metrics_and_json_logs() {
         "pool gauges in /metrics",
         Duration::from_secs(20),
         || async {
-            let (code, body) = get(port, "/metrics")?;
+            let (code, body) = op.get("/metrics").await.ok()?;
             (code == 200 && body.contains("prefix_operator_pool_allocated{pool=\"obs\"} 1"))
                 .then_some(body)
         },
@@ -112,16 +57,10 @@ async fn health_readiness_metrics_and_json_logs() {
         );
     }
     // One JSON log line per allocation, with node, pool and prefix.
-    let line = wait_for("allocation log line", Duration::from_secs(10), || {
-        let found = lines
-            .lock()
-            .expect("lock")
-            .iter()
-            .find(|l| l.contains("\"allocated\""))
-            .cloned();
-        async move { found }
-    })
-    .await;
+    let line = op
+        .wait_log_line(&["\"allocated\""], Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("allocation log line: {e:#}"));
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     assert_eq!(v["node"], "obs-node");
