@@ -6,93 +6,20 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
-use kube::Api;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+use kube::{Api, Client};
 use serde::Deserialize;
 use serde_yaml::Value;
+use support::helm::{Helm, chart_dir, ok, text};
+use support::rbac::grants;
 use support::*;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn chart_dir() -> PathBuf {
-    root().join("charts/prefix-operator")
-}
-
-/// helm with its own config, cache and data directories (never the user's),
-/// and no $KUBECONFIG: every call that needs a cluster names one.
-struct Helm {
-    home: tempfile::TempDir,
-    bin: PathBuf,
-}
-
-impl Helm {
-    fn new() -> Helm {
-        let bin = prefix_operator_testenv::bin_dir()
-            .expect("control-plane binaries")
-            .join("helm");
-        let home = tempfile::Builder::new()
-            .prefix("helm-home.")
-            .tempdir()
-            .expect("tempdir");
-        Helm { home, bin }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
-        let h = self.home.path();
-        c.env("HELM_CONFIG_HOME", h.join("config"))
-            .env("HELM_CACHE_HOME", h.join("cache"))
-            .env("HELM_DATA_HOME", h.join("data"))
-            .env_remove("KUBECONFIG")
-            .env_remove("HELM_NAMESPACE")
-            .env_remove("HELM_KUBECONTEXT");
-        c
-    }
-
-    /// `helm <args> --namespace <ns> --kubeconfig <kubeconfig>`, which must succeed; its stdout.
-    fn run_in(&self, ns: &str, kubeconfig: &Path, args: &[&str]) -> String {
-        let out = self
-            .cmd()
-            .args(args)
-            .args(["--namespace", ns, "--kubeconfig"])
-            .arg(kubeconfig)
-            .output()
-            .expect("helm");
-        ok(&format!("helm {args:?}"), out)
-    }
-
-    /// `helm template prefix-operator <chart> -n kube-system --kube-version 1.33.0 <extra>`.
-    fn template(&self, extra: &[&str]) -> Output {
-        self.cmd()
-            .args(["template", "prefix-operator"])
-            .arg(chart_dir())
-            .args(["--namespace", "kube-system", "--kube-version", "1.33.0"])
-            .args(extra)
-            .output()
-            .expect("run helm template")
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// stdout of a command that must succeed.
-fn ok(what: &str, out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    text(&out.stdout)
 }
 
 fn docs(yaml: &str) -> Vec<Value> {
@@ -170,6 +97,27 @@ fn helm_lint_is_clean() {
 fn default_render_has_what_a_cluster_component_needs() {
     let helm = Helm::new();
     let docs = docs(&ok("helm template", helm.template(&[])));
+    kinds_in_the_release_namespace(&docs);
+    let dep = one(&docs, "Deployment");
+    deployment_runs_as_a_cluster_component(dep);
+    tolerates_a_node_without_network(&dep["spec"]["template"]["spec"]);
+    rbac_is_what_the_operator_calls(&docs);
+    let svc = one(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(
+        svc["spec"]["selector"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        one(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
+    optional_parts_render(&helm);
+}
+
+/// The kinds rendered by default, every namespaced one in the release
+/// namespace.
+fn kinds_in_the_release_namespace(docs: &[Value]) {
     let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     let want: BTreeSet<&str> = [
         "ServiceAccount",
@@ -186,7 +134,7 @@ fn default_render_has_what_a_cluster_component_needs() {
         kinds, want,
         "kinds rendered by default (no ServiceMonitor, CRD only with --include-crds)"
     );
-    for d in &docs {
+    for d in docs {
         if d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding" {
             assert_eq!(
                 d["metadata"]["namespace"], "kube-system",
@@ -194,8 +142,11 @@ fn default_render_has_what_a_cluster_component_needs() {
             );
         }
     }
+}
 
-    let dep = one(&docs, "Deployment");
+/// Replicas, priority, host network, arguments, the downward API, probes,
+/// security context and resources of the Deployment.
+fn deployment_runs_as_a_cluster_component(dep: &Value) {
     let spec = &dep["spec"]["template"]["spec"];
     assert_eq!(dep["spec"]["replicas"], 2);
     assert_eq!(spec["serviceAccountName"], "prefix-operator");
@@ -234,6 +185,12 @@ fn default_render_has_what_a_cluster_component_needs() {
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+    hardened(c, spec);
+}
+
+/// The container runs as non-root with nothing it does not need, and has
+/// resources set.
+fn hardened(c: &Value, spec: &Value) {
     let sc = &c["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true);
     assert_eq!(sc["runAsUser"], 65532);
@@ -250,6 +207,11 @@ fn default_render_has_what_a_cluster_component_needs() {
             );
         }
     }
+}
+
+/// The pod schedules where no CNI runs yet: it tolerates the taints of a
+/// new, uninitialized, network-less or control-plane Node.
+fn tolerates_a_node_without_network(spec: &Value) {
     let tolerated: BTreeSet<(String, String)> = spec["tolerations"]
         .as_sequence()
         .expect("tolerations")
@@ -273,21 +235,18 @@ fn default_render_has_what_a_cluster_component_needs() {
             "no toleration of {key}:NoSchedule in {tolerated:?}"
         );
     }
+}
 
-    // RBAC: exactly what the operator calls (tests/rbac_e2e.rs shows each is needed).
-    let rules = |d: &Value| -> BTreeSet<(String, String, String, Vec<String>)> {
-        let mut out = BTreeSet::new();
-        for r in d["rules"].as_sequence().expect("rules") {
-            for g in strs(&r["apiGroups"]) {
-                for res in strs(&r["resources"]) {
-                    for v in strs(&r["verbs"]) {
-                        out.insert((g.clone(), res.clone(), v, strs(&r["resourceNames"])));
-                    }
-                }
-            }
-        }
-        out
-    };
+/// The rules of a rendered ClusterRole or Role, as [`grants`] lists them.
+fn rendered_grants(d: &Value) -> BTreeSet<(String, String, String, Vec<String>)> {
+    let rules: Vec<PolicyRule> =
+        serde_yaml::from_value(d["rules"].clone()).expect("rules are PolicyRules");
+    grants(&rules)
+}
+
+/// RBAC: exactly what the operator calls (tests/rbac_e2e.rs shows each is
+/// needed), bound to the chart's ServiceAccount.
+fn rbac_is_what_the_operator_calls(docs: &[Value]) {
     let rule = |g: &str, r: &str, v: &str, names: &[&str]| {
         (
             g.to_string(),
@@ -297,7 +256,7 @@ fn default_render_has_what_a_cluster_component_needs() {
         )
     };
     assert_eq!(
-        rules(one(&docs, "ClusterRole")),
+        rendered_grants(one(docs, "ClusterRole")),
         BTreeSet::from([
             rule("", "nodes", "get", &[]),
             rule("", "nodes", "list", &[]),
@@ -316,7 +275,7 @@ fn default_render_has_what_a_cluster_component_needs() {
         ])
     );
     assert_eq!(
-        rules(one(&docs, "Role")),
+        rendered_grants(one(docs, "Role")),
         BTreeSet::from([
             rule("coordination.k8s.io", "leases", "create", &[]),
             rule("coordination.k8s.io", "leases", "get", &["prefix-operator"]),
@@ -329,26 +288,18 @@ fn default_render_has_what_a_cluster_component_needs() {
         ])
     );
     for binding in ["ClusterRoleBinding", "RoleBinding"] {
-        let b = one(&docs, binding);
+        let b = one(docs, binding);
         assert_eq!(b["subjects"][0]["kind"], "ServiceAccount");
         assert_eq!(b["subjects"][0]["name"], "prefix-operator");
         assert_eq!(b["subjects"][0]["namespace"], "kube-system");
     }
+}
 
-    let svc = one(&docs, "Service");
-    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
-    assert_eq!(
-        svc["spec"]["selector"],
-        dep["spec"]["selector"]["matchLabels"]
-    );
-    assert_eq!(
-        one(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
-        dep["spec"]["selector"]["matchLabels"]
-    );
-
-    // Optional parts.
+/// The ServiceMonitor, the PDB, leader election and the HTTP address
+/// follow their values.
+fn optional_parts_render(helm: &Helm) {
     let with_sm = docs_of(
-        &helm,
+        helm,
         &[
             "--set",
             "serviceMonitor.enabled=true",
@@ -364,7 +315,7 @@ fn default_render_has_what_a_cluster_component_needs() {
     );
     assert!(
         find(
-            &docs_of(&helm, &["--set", "replicas=1"]),
+            &docs_of(helm, &["--set", "replicas=1"]),
             "PodDisruptionBudget"
         )
         .is_empty(),
@@ -372,13 +323,13 @@ fn default_render_has_what_a_cluster_component_needs() {
     );
     assert!(
         find(
-            &docs_of(&helm, &["--set", "podDisruptionBudget.enabled=false"]),
+            &docs_of(helm, &["--set", "podDisruptionBudget.enabled=false"]),
             "PodDisruptionBudget"
         )
         .is_empty()
     );
     let no_le = docs_of(
-        &helm,
+        helm,
         &[
             "--set",
             "replicas=1",
@@ -395,7 +346,7 @@ fn default_render_has_what_a_cluster_component_needs() {
             .contains(&"--leader-elect=false".to_string())
     );
     let v4 = docs_of(
-        &helm,
+        helm,
         &[
             "--set",
             "http.bindAddress=0.0.0.0",
@@ -519,8 +470,11 @@ fn schema_and_checks_refuse_bad_values() {
         "{}",
         text(&out.stderr)
     );
+    install_refuses_bad_values(&helm);
+}
 
-    // helm install refuses the same, before creating anything.
+/// helm install refuses the same, before creating anything.
+fn install_refuses_bad_values(helm: &Helm) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ns = unique("chart-bad");
     let out = helm
@@ -594,13 +548,13 @@ fn chart_crd_is_the_top_level_crd() {
 #[test]
 fn deploy_manifests_are_in_sync_with_the_chart() {
     let helm = Helm::new();
-    let out = Command::new("bash")
+    let mut render = Command::new("bash");
+    render
         .arg(root().join("e2e/render-manifests.sh"))
         .arg("-")
-        .env("HELM", &helm.bin)
-        .env("HELM_CONFIG_HOME", helm.home.path().join("config"))
-        .env("HELM_CACHE_HOME", helm.home.path().join("cache"))
-        .env("HELM_DATA_HOME", helm.home.path().join("data"))
+        .env("HELM", &helm.bin);
+    let out = helm
+        .homes(&mut render)
         .output()
         .expect("render-manifests.sh");
     let fresh = ok("e2e/render-manifests.sh -", out);
@@ -706,9 +660,9 @@ async fn helm_install_upgrade_and_uninstall() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = admin_kubeconfig(dir.path());
     let helm = Helm::new();
+    // The release is named after its namespace.
     let ns = unique("chart-install");
     let release = ns.clone();
-    let full = format!("{release}-prefix-operator");
     let run = |args: &[&str]| helm.run_in(&ns, &kubeconfig, args);
     let chart = chart_dir().display().to_string();
     run(&[
@@ -718,13 +672,22 @@ async fn helm_install_upgrade_and_uninstall() {
         "--create-namespace",
         "--skip-crds",
     ]);
+    installed(&client, &ns).await;
+    let status = run(&["status", &release]);
+    assert!(status.contains("STATUS: deployed"), "{status}");
+    upgraded(&client, &helm, &kubeconfig, &ns).await;
+    uninstalled(&client, &helm, &kubeconfig, &ns).await;
+}
 
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+/// What `helm install` of release `ns` (in namespace `ns`) created.
+async fn installed(client: &Client, ns: &str) {
+    let full = format!("{ns}-prefix-operator");
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let dep = deps.get(&full).await.expect("Deployment installed");
     assert_eq!(dep.spec.as_ref().and_then(|s| s.replicas), Some(2));
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     sas.get(&full).await.expect("ServiceAccount installed");
-    let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    let roles: Api<Role> = Api::namespaced(client.clone(), ns);
     roles
         .get(&format!("{full}-leader-election"))
         .await
@@ -734,12 +697,17 @@ async fn helm_install_upgrade_and_uninstall() {
         .get(&full)
         .await
         .expect("ClusterRole installed");
-    let status = run(&["status", &release]);
-    assert!(status.contains("STATUS: deployed"), "{status}");
+}
 
+/// `helm upgrade --reuse-values --set replicas=3` of release `ns`.
+async fn upgraded(client: &Client, helm: &Helm, kubeconfig: &Path, ns: &str) {
+    let (release, full) = (ns, format!("{ns}-prefix-operator"));
+    let run = |args: &[&str]| helm.run_in(ns, kubeconfig, args);
+    let chart = chart_dir().display().to_string();
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     run(&[
         "upgrade",
-        &release,
+        release,
         &chart,
         "--skip-crds",
         "--reuse-values",
@@ -752,14 +720,20 @@ async fn helm_install_upgrade_and_uninstall() {
         Some(3),
         "upgrade applied"
     );
-    let history = run(&["history", &release]);
+    let history = run(&["history", release]);
     assert_eq!(
         history.lines().count(),
         3,
         "header + 2 revisions:\n{history}"
     );
+}
 
-    run(&["uninstall", &release, "--wait"]);
+/// `helm uninstall` of release `ns`: what it removes and what it keeps.
+async fn uninstalled(client: &Client, helm: &Helm, kubeconfig: &Path, ns: &str) {
+    let (release, full) = (ns, format!("{ns}-prefix-operator"));
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+    helm.run_in(ns, kubeconfig, &["uninstall", release, "--wait"]);
     assert!(
         deps.get_opt(&full).await.expect("get").is_none(),
         "Deployment left after uninstall"

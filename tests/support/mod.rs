@@ -1,6 +1,11 @@
 //! Test support: a real control plane, clients, the CRD, Nodes, and the
-//! operator run in-process.
+//! operator run in-process; helm ([`helm`]) and RBAC rules ([`rbac`]).
+//! The operator binary as a child process is
+//! `prefix_operator_testenv::OperatorProcess`.
 #![allow(dead_code, unused_imports)]
+
+pub mod helm;
+pub mod rbac;
 
 use std::collections::BTreeMap;
 use std::future::Future;

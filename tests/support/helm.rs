@@ -1,0 +1,87 @@
+//! helm, run against the chart in `charts/prefix-operator`, never with the
+//! user's own helm configuration or `$KUBECONFIG`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The chart.
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/prefix-operator")
+}
+
+/// helm with its own config, cache and data directories (never the user's),
+/// and no $KUBECONFIG: every call that needs a cluster names one.
+pub struct Helm {
+    pub home: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+impl Helm {
+    pub fn new() -> Helm {
+        let bin = prefix_operator_testenv::bin_dir()
+            .expect("control-plane binaries")
+            .join("helm");
+        let home = tempfile::Builder::new()
+            .prefix("helm-home.")
+            .tempdir()
+            .expect("tempdir");
+        Helm { home, bin }
+    }
+
+    /// Sets `HELM_CONFIG_HOME`, `HELM_CACHE_HOME` and `HELM_DATA_HOME` to
+    /// this helm's own directories.
+    pub fn homes<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        let h = self.home.path();
+        c.env("HELM_CONFIG_HOME", h.join("config"))
+            .env("HELM_CACHE_HOME", h.join("cache"))
+            .env("HELM_DATA_HOME", h.join("data"))
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        self.homes(&mut c)
+            .env_remove("KUBECONFIG")
+            .env_remove("HELM_NAMESPACE")
+            .env_remove("HELM_KUBECONTEXT");
+        c
+    }
+
+    /// `helm <args> --namespace <ns> --kubeconfig <kubeconfig>`, which must succeed; its stdout.
+    pub fn run_in(&self, ns: &str, kubeconfig: &Path, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .args(args)
+            .args(["--namespace", ns, "--kubeconfig"])
+            .arg(kubeconfig)
+            .output()
+            .expect("helm");
+        ok(&format!("helm {args:?}"), out)
+    }
+
+    /// `helm template prefix-operator <chart> -n kube-system --kube-version 1.33.0 <extra>`.
+    pub fn template(&self, extra: &[&str]) -> Output {
+        self.cmd()
+            .args(["template", "prefix-operator"])
+            .arg(chart_dir())
+            .args(["--namespace", "kube-system", "--kube-version", "1.33.0"])
+            .args(extra)
+            .output()
+            .expect("run helm template")
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// stdout of a command that must succeed.
+pub fn ok(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    text(&out.stdout)
+}
