@@ -7,4 +7,5 @@ pub mod history;
 pub mod kubelet;
 pub mod operator;
 pub mod random;
+pub mod scale;
 pub mod stats;
