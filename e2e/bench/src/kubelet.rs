@@ -31,8 +31,14 @@
 //! of the given client (the loopback control plane) and at most
 //! `max_in_flight` of each kind at once.
 //!
-//! This file only uses crates the operator's own test suite has, so
-//! `tests/kubelet_traffic.rs` includes it with `#[path]`.
+//! This file and its parts under `kubelet/` only use crates the operator's
+//! own test suite has, so `tests/kubelet_traffic.rs` includes it with
+//! `#[path]` (hence the `#[path]` on the parts: the same file from both).
+
+#[path = "kubelet/counters.rs"]
+mod counters;
+#[path = "kubelet/patches.rs"]
+mod patches;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,16 +47,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+pub use counters::{Counters, Sent};
+use patches::{heartbeat_patch, registration_patch};
 
 /// Field manager of every patch sent here.
 pub const FIELD_MANAGER: &str = "kubelet-sim";
@@ -91,62 +99,6 @@ impl Default for KubeletConfig {
             hot_frontier: 0,
             max_in_flight: 64,
             deadline: Duration::from_secs(1800),
-        }
-    }
-}
-
-/// What was sent so far.
-#[derive(Default, Debug)]
-pub struct Counters {
-    pub registration: AtomicU64,
-    pub heartbeats: AtomicU64,
-    pub hot: AtomicU64,
-    pub failed: AtomicU64,
-    /// Hot patches not sent because `max_in_flight` were in flight.
-    pub skipped: AtomicU64,
-}
-
-/// A copy of [`Counters`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sent {
-    pub registration: u64,
-    pub heartbeats: u64,
-    pub hot: u64,
-    pub failed: u64,
-    pub skipped: u64,
-}
-
-impl Sent {
-    /// Patches that landed.
-    pub fn total(&self) -> u64 {
-        self.registration + self.heartbeats + self.hot
-    }
-}
-
-impl std::fmt::Display for Sent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} status patches ({} registration, {} heartbeat, {} hot), {} failed, {} hot skipped",
-            self.total(),
-            self.registration,
-            self.heartbeats,
-            self.hot,
-            self.failed,
-            self.skipped
-        )
-    }
-}
-
-impl Counters {
-    pub fn snapshot(&self) -> Sent {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Sent {
-            registration: g(&self.registration),
-            heartbeats: g(&self.heartbeats),
-            hot: g(&self.hot),
-            failed: g(&self.failed),
-            skipped: g(&self.skipped),
         }
     }
 }
@@ -435,73 +387,4 @@ fn hot_target(sh: &Shared) -> Option<String> {
         return None;
     }
     empty.iter().nth(rand::rng().random_range(0..n)).cloned()
-}
-
-fn now() -> Value {
-    serde_json::to_value(Time(k8s_openapi::jiff::Timestamp::now())).unwrap_or(Value::Null)
-}
-
-/// The Node's InternalIP: 2001:db8:ffff::N (documentation space).
-pub fn internal_ip(index: u32) -> String {
-    format!("2001:db8:ffff::{:x}:{:x}", index >> 16, index & 0xffff)
-}
-
-fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Value {
-    json!({
-        "type": type_, "status": status, "reason": reason, "message": message,
-        "lastHeartbeatTime": now(), "lastTransitionTime": now(),
-    })
-}
-
-/// The `step`-th patch after a Node appears, cycling through what kubelet,
-/// cloud-controller-manager and node-problem-detector send first.
-fn registration_patch(name: &str, index: u32, step: usize) -> Patch<Value> {
-    let addresses = json!([
-        {"type": "InternalIP", "address": internal_ip(index)},
-        {"type": "Hostname", "address": name},
-    ]);
-    match step % 4 {
-        // kubelet's first status update: not ready until a CNI is set up,
-        // which waits for the podCIDRs this operator writes.
-        0 => {
-            let res =
-                json!({"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"});
-            Patch::Strategic(json!({"status": {
-                "addresses": addresses,
-                "capacity": res, "allocatable": res,
-                "conditions": [
-                    condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                    condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                    condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                    condition("Ready", "False", "KubeletNotReady", "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"),
-                ],
-                "nodeInfo": {
-                    "machineID": format!("{index:032x}"), "systemUUID": format!("{index:032x}"),
-                    "bootID": format!("{:032x}", u128::from(index) << 64), "kernelVersion": "6.12.0",
-                    "osImage": "Debian GNU/Linux 13 (trixie)", "containerRuntimeVersion": "containerd://2.1.4",
-                    "kubeletVersion": "v1.36.3", "kubeProxyVersion": "", "operatingSystem": "linux",
-                    "architecture": "amd64",
-                },
-            }}))
-        }
-        // cloud-controller-manager: sets the addresses as the cloud knows them.
-        1 => Patch::Merge(json!({"status": {"addresses": addresses}})),
-        // node-problem-detector: its own conditions.
-        2 => Patch::Strategic(json!({"status": {"conditions": [
-            condition("KernelDeadlock", "False", "KernelHasNoDeadlock", "kernel has no deadlock"),
-            condition("ReadonlyFilesystem", "False", "FilesystemIsNotReadOnly", "Filesystem is not read-only"),
-        ]}})),
-        // kubelet again: the next status update.
-        _ => heartbeat_patch(),
-    }
-}
-
-/// kubelet's periodic status update: the Ready condition with a fresh
-/// `lastHeartbeatTime` (strategic merge keys conditions by `type`).
-fn heartbeat_patch() -> Patch<Value> {
-    Patch::Strategic(json!({"status": {"conditions": [{
-        "type": "Ready", "status": "False", "reason": "KubeletNotReady",
-        "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
-        "lastHeartbeatTime": now(),
-    }]}}))
 }

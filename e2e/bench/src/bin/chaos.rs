@@ -35,7 +35,7 @@ use prefix_operator_bench::cluster::{
     Cluster, OnError, Tracker, create_burst, create_pool, loadavg, poll, verify_allocations,
     wait_pool_allocated,
 };
-use prefix_operator_bench::operator::{self, leader_flags, operator_bin, target_dir};
+use prefix_operator_bench::operator::{self, operator_bin, target_dir};
 use prefix_operator_testenv::OperatorProcess;
 use rand::Rng;
 
@@ -43,6 +43,8 @@ use rand::Rng;
 mod kubelet;
 #[path = "chaos/kubelet_cpu.rs"]
 mod kubelet_cpu;
+#[path = "chaos/leader.rs"]
+mod leader;
 
 const POOL: &str = "chaos";
 const POOL_PREFIX: &str = "2001:db8::/32";
@@ -257,138 +259,9 @@ async fn control_plane_fault(ctx: &Ctx, scenario: &str, etcd: bool) -> Result<St
     ))
 }
 
-/// Waits until exactly one of `ops` says it leads; returns its index.
-async fn one_leader(ops: &[&OperatorProcess], timeout: Duration) -> Result<usize> {
-    poll("exactly one leader", timeout, || async {
-        let mut leaders = vec![];
-        for (i, o) in ops.iter().enumerate() {
-            if o.is_leader().await {
-                leaders.push(i);
-            }
-        }
-        (leaders.len() == 1).then(|| leaders[0])
-    })
-    .await
-}
-
-async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
-    let scenario = if pause { "leader-pause" } else { "leader" };
-    let (cl, tracker) = setup().await?;
-    let names = ctx.names(scenario);
-    let flags = leader_flags("prefix-operator-chaos");
-    let mut ops = [
-        operator::spawn(
-            &ctx.bin,
-            &cl.kubeconfig,
-            "replica",
-            &flags,
-            &ctx.log(scenario, "a"),
-        )?,
-        operator::spawn(
-            &ctx.bin,
-            &cl.kubeconfig,
-            "replica",
-            &flags,
-            &ctx.log(scenario, "b"),
-        )?,
-    ];
-    for o in ops.iter_mut() {
-        o.wait_ready(Duration::from_secs(30)).await?;
-    }
-    let first = one_leader(&[&ops[0], &ops[1]], Duration::from_secs(30)).await?;
-    let burst = spawn_burst(&cl, &names, ctx.args.concurrency, OnError::Fail);
-    let third = names.len() / 3;
-    poll(
-        "a third of the burst allocated",
-        Duration::from_secs(60),
-        || async { (tracker.count_of(&names) >= third).then_some(()) },
-    )
-    .await?;
-    let at = tracker.count_of(&names);
-    let t = Instant::now();
-    let other = 1 - first;
-    if pause {
-        ops[first].pause();
-    } else {
-        ops[first].kill();
-    }
-    poll(
-        "the other replica to lead",
-        Duration::from_secs(30),
-        || async { ops[other].is_leader().await.then_some(()) },
-    )
-    .await?;
-    let takeover = t.elapsed();
-    let moved = tracker.count_of(&names);
-    poll("allocation to resume", Duration::from_secs(30), || async {
-        (tracker.count_of(&names) > moved || moved == names.len()).then_some(())
-    })
-    .await?;
-    let resumed = t.elapsed();
-    let detail = if pause {
-        // Thaw the old leader while the new one writes. It must notice that
-        // it lost the Lease before it writes anything. While it is frozen its
-        // log cannot grow, so the write outcomes logged after the thaw are
-        // exactly the writes it tried as a stale leader.
-        let before = write_outcomes(ops[first].log());
-        ops[first].resume();
-        poll(
-            "the thawed replica to step down",
-            Duration::from_secs(10),
-            || async { (!ops[first].is_leader().await).then_some(()) },
-        )
-        .await?;
-        let stale = write_outcomes(ops[first].log()) - before;
-        if stale > 0 {
-            eprintln!(
-                "   the thawed leader tried {stale} Node write(s) after the thaw (see {})",
-                ops[first].log().display()
-            );
-        }
-        format!(
-            "leader frozen (SIGSTOP) at {at} Nodes allocated; the other replica led after {:.1} s and allocated again after {:.1} s; thawed, the old leader tried {stale} Node write(s) before stepping down",
-            takeover.as_secs_f64(),
-            resumed.as_secs_f64()
-        )
-    } else {
-        ops[first] = operator::spawn(
-            &ctx.bin,
-            &cl.kubeconfig,
-            "replica",
-            &flags,
-            &ctx.log(scenario, "a2"),
-        )?;
-        format!(
-            "leader SIGKILLed at {at} Nodes allocated; the other replica led after {:.1} s and allocated again after {:.1} s; a new replica was started as follower",
-            takeover.as_secs_f64(),
-            resumed.as_secs_f64()
-        )
-    };
-    burst.await??;
-    let end = check_end(ctx, &cl, &tracker, &names)
-        .await
-        .map_err(|e| with_log(e, &ops[other]))?;
-    one_leader(&[&ops[0], &ops[1]], Duration::from_secs(30)).await?;
-    Ok(format!("{detail}; {end}"))
-}
-
 /// The error first, then the operator's last log lines.
 fn with_log(e: anyhow::Error, op: &OperatorProcess) -> anyhow::Error {
     anyhow::anyhow!("{e:#}\n{}", op.log_tail(30))
-}
-
-/// Node write outcomes in an operator log: landed ("allocated"), refused,
-/// or failed.
-fn write_outcomes(log: &std::path::Path) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            (l.contains(" allocated") && l.contains("node="))
-                || l.contains("write refused")
-                || l.contains("writing podCIDRs failed")
-        })
-        .count()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -424,8 +297,8 @@ async fn main() -> Result<()> {
             "sigkill" => sigkill(&ctx).await,
             "apiserver" => control_plane_fault(&ctx, "apiserver", false).await,
             "etcd" => control_plane_fault(&ctx, "etcd", true).await,
-            "leader" => leader(&ctx, false).await,
-            "leader-pause" => leader(&ctx, true).await,
+            "leader" => leader::leader(&ctx, false).await,
+            "leader-pause" => leader::leader(&ctx, true).await,
             "kubelet-backlog" => kubelet::backlog(&ctx).await,
             "kubelet-burst" => kubelet::burst(&ctx).await,
             "kubelet-cpu" => kubelet_cpu::cpu(&ctx).await,

@@ -36,7 +36,8 @@ use prefix_operator_bench::operator::{self, leader_flags};
 use prefix_operator_testenv::OperatorProcess;
 use rand::Rng;
 
-use super::{Ctx, NODE_LEN, POOL, POOL_PREFIX, one_leader, setup, with_log};
+use super::leader::one_leader;
+use super::{Ctx, NODE_LEN, POOL, POOL_PREFIX, setup, with_log};
 
 /// Flags of the `kubelet` scenarios.
 #[derive(clap::Args, Debug, Clone)]
