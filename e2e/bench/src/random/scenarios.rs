@@ -158,10 +158,11 @@ pub async fn leader_flap(
         create_many(&act, &fresh, &sel).await?;
         wait_allocated(env, &fresh, fresh.len()).await?;
         env.note(&format!(
-            "thaw replica {a} (a follower now); 3 s; freeze {b}: leadership goes back to {a}"
+            "thaw replica {a}; once it follows {b}, freeze {b}: leadership goes back to {a}"
         ));
         env.thaw(a);
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // It still says it leads until it finds the Lease taken.
+        env.wait_leads(b, Duration::from_secs(30)).await?;
         env.freeze(b);
         env.wait_leads(a, Duration::from_secs(30)).await?;
         env.note(&format!("replica {a} leads again; 8 s for its retries"));

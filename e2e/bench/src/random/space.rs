@@ -1,7 +1,7 @@
 //! Directed reproductions 4-6: free space after refused writes, retired
 //! prefixes across a leader change, and `status.waiting`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use rand::Rng;
@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use super::actions::Actions;
 use super::check::{snapshot, view};
 use super::env::Env;
+use super::history::SEE_WITHIN;
 use super::ops::SETTLE;
 use super::scenarios::{create_many, labels, names, spec, wait_allocated};
 use crate::cluster::poll;
@@ -160,15 +161,15 @@ async fn late_follower(env: &mut Env, act: &Actions, k: usize) -> Result<Vec<Str
     create_many(act, &ns, &l).await?;
     wait_allocated(env, &ns, ns.len()).await?;
     env.kill(f);
-    // Long enough for the old spec to count as seen (history::SEE_WITHIN).
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_spec_seen(env, "s5").await?;
     env.note(&format!(
         "freeze leader {leader}; spec.prefixes = [{new}]; start {f} (it reads the pool before any retired record); thaw {leader}"
     ));
     env.freeze(leader);
     act.replace_spec("s5", &spec(&[&new], sel)).await?;
+    // Ready: it has listed the pools, so it read the new spec before any
+    // retired record (the leader is frozen).
     env.spawn_ready(f).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     env.thaw(leader);
     let marked = poll(
         "the leader to mark the old prefix retired",
@@ -203,8 +204,55 @@ async fn after_takeover(env: &mut Env, act: &Actions, prefix: &str) -> Result<Ve
     let ns = names(prefix, 1);
     create_many(act, &ns, &labels(&[("role", "s5")])).await?;
     wait_allocated(env, &ns, 1).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    if wait_status_counts(env, act, "s5", "s5").await.is_err() {
+        env.note("the pool's status did not count the new Node within 20 s; the settle says why");
+    }
     env.settle(SETTLE).await
+}
+
+/// Waits until the spec pool `name` holds now counts as seen: in effect for
+/// [`SEE_WITHIN`] with no replica frozen and the control plane up, as the
+/// retired-prefix check requires of an old spec.
+async fn wait_spec_seen(env: &Env, name: &str) -> Result<()> {
+    poll(
+        &format!("the spec of {name} to count as seen"),
+        SEE_WITHIN * 6,
+        || async {
+            let rec = env.hist.lock();
+            let pool = rec
+                .pools
+                .values()
+                .find(|p| p.name == name && p.gone.is_none())?;
+            let since = pool.versions.last()?.from;
+            rec.saw_by(since, Instant::now()).then_some(())
+        },
+    )
+    .await
+}
+
+/// Waits until pool `name`'s `status.allocated` counts every Node labelled
+/// `role=ROLE` that holds podCIDRs: a status written after the newest of
+/// them got its prefix (no Node of the role is in conflict or held by
+/// another writer here).
+async fn wait_status_counts(env: &Env, act: &Actions, name: &str, role: &str) -> Result<()> {
+    poll(
+        &format!("PrefixPool {name}'s status to count every role={role} Node"),
+        Duration::from_secs(20),
+        || async {
+            let s = snapshot(&env.cl.client, &env.hist).await.ok()?;
+            let held = s
+                .nodes
+                .iter()
+                .map(view)
+                .filter(|n| {
+                    !n.cidrs.is_empty() && n.labels.get("role").map(String::as_str) == Some(role)
+                })
+                .count() as i64;
+            let allocated = act.get_pool(name).await.ok()??.status?.allocated;
+            (allocated == Some(held)).then_some(())
+        },
+    )
+    .await
 }
 
 /// 6: `status.waiting` against the Nodes, through exhaustion, deletes
