@@ -133,35 +133,8 @@ async fn try_acquire_or_renew(
     s: &LeaseSettings,
     observed: &mut Option<Observed>,
 ) -> Result<bool, kube::Error> {
-    let duration_secs = i32::try_from(s.lease_duration.as_secs()).unwrap_or(i32::MAX);
     let Some(mut lease) = api.get_opt(&s.name).await? else {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(s.name.clone()),
-                namespace: Some(s.namespace.clone()),
-                ..Default::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(s.identity.clone()),
-                lease_duration_seconds: Some(duration_secs),
-                acquire_time: Some(now_micro()),
-                renew_time: Some(now_micro()),
-                lease_transitions: Some(0),
-                ..Default::default()
-            }),
-        };
-        return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => {
-                *observed = Some(Observed {
-                    holder: Some(s.identity.clone()),
-                    renew_time: None,
-                    at: Instant::now(),
-                });
-                Ok(true)
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-            Err(e) => Err(e),
-        };
+        return create(api, s, observed).await;
     };
     let spec = lease.spec.clone().unwrap_or_default();
     let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
@@ -187,21 +160,68 @@ async fn try_acquire_or_renew(
     if !me && !expired {
         return Ok(false);
     }
+    let new_spec = renewed(spec, s, me);
+    let renew_time = new_spec.renew_time.clone();
+    lease.spec = Some(new_spec);
+    // replace carries the resourceVersion we read: a concurrent writer makes it fail with 409.
+    let result = api.replace(&s.name, &PostParams::default(), &lease).await;
+    taken(result, s, renew_time, observed)
+}
+
+fn duration_secs(s: &LeaseSettings) -> i32 {
+    i32::try_from(s.lease_duration.as_secs()).unwrap_or(i32::MAX)
+}
+
+/// Creates the Lease held by this replica; a 409 means another replica was first.
+async fn create(
+    api: &Api<Lease>,
+    s: &LeaseSettings,
+    observed: &mut Option<Observed>,
+) -> Result<bool, kube::Error> {
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(s.name.clone()),
+            namespace: Some(s.namespace.clone()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(s.identity.clone()),
+            lease_duration_seconds: Some(duration_secs(s)),
+            acquire_time: Some(now_micro()),
+            renew_time: Some(now_micro()),
+            lease_transitions: Some(0),
+            ..Default::default()
+        }),
+    };
+    let result = api.create(&PostParams::default(), &lease).await;
+    taken(result, s, None, observed)
+}
+
+/// The spec this replica writes to renew (`me`) or take over the Lease.
+fn renewed(spec: LeaseSpec, s: &LeaseSettings, me: bool) -> LeaseSpec {
     let mut new_spec = spec.clone();
     new_spec.holder_identity = Some(s.identity.clone());
-    new_spec.lease_duration_seconds = Some(duration_secs);
+    new_spec.lease_duration_seconds = Some(duration_secs(s));
     new_spec.renew_time = Some(now_micro());
     if !me {
         new_spec.acquire_time = Some(now_micro());
         new_spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
     }
-    lease.spec = Some(new_spec.clone());
-    // replace carries the resourceVersion we read: a concurrent writer makes it fail with 409.
-    match api.replace(&s.name, &PostParams::default(), &lease).await {
+    new_spec
+}
+
+/// Whether a create or replace of the Lease made this replica its holder.
+fn taken(
+    result: Result<Lease, kube::Error>,
+    s: &LeaseSettings,
+    renew_time: Option<MicroTime>,
+    observed: &mut Option<Observed>,
+) -> Result<bool, kube::Error> {
+    match result {
         Ok(_) => {
             *observed = Some(Observed {
                 holder: Some(s.identity.clone()),
-                renew_time: new_spec.renew_time,
+                renew_time,
                 at: Instant::now(),
             });
             Ok(true)

@@ -59,79 +59,79 @@ pub fn routes(nodes: &[Node]) -> Vec<Route> {
 
 /// Renders routes; routes without a next hop become comments (or `null` in JSON).
 pub fn render(routes: &[Route], format: Format) -> String {
-    let mut s = String::new();
-    let missing = |r: &Route, comment: &str| {
-        format!(
-            "{comment} Node {} holds {} but has no {} InternalIP to route to\n",
-            r.node,
-            r.prefix,
-            if r.prefix.addr().is_ipv6() {
-                "IPv6"
-            } else {
-                "IPv4"
-            }
-        )
-    };
     match format {
-        Format::Ip => {
-            for r in routes {
-                match r.next_hop {
-                    Some(h) => {
-                        let fam = if r.prefix.addr().is_ipv6() {
-                            "-6"
-                        } else {
-                            "-4"
-                        };
-                        s.push_str(&format!("ip {fam} route replace {} via {h}\n", r.prefix));
-                    }
-                    None => s.push_str(&missing(r, "#")),
-                }
-            }
-        }
-        Format::Bird => {
-            for (v6, proto) in [(true, "ipv6"), (false, "ipv4")] {
-                let rs: Vec<&Route> = routes
-                    .iter()
-                    .filter(|r| r.prefix.addr().is_ipv6() == v6)
-                    .collect();
-                if rs.is_empty() {
-                    continue;
-                }
-                s.push_str(&format!(
-                    "protocol static prefix_operator_{proto} {{\n  {proto};\n"
-                ));
-                for r in rs {
-                    match r.next_hop {
-                        Some(h) => {
-                            s.push_str(&format!("  route {} via {h}; # {}\n", r.prefix, r.node))
-                        }
-                        None => s.push_str(&format!("  {}", missing(r, "#"))),
-                    }
-                }
-                s.push_str("}\n");
-            }
-        }
-        Format::Frr => {
-            for r in routes {
-                match r.next_hop {
-                    Some(h) => {
-                        let kw = if r.prefix.addr().is_ipv6() {
-                            "ipv6"
-                        } else {
-                            "ip"
-                        };
-                        s.push_str(&format!(
-                            "{kw} route {} {h} tag 4193 ! {}\n",
-                            r.prefix, r.node
-                        ));
-                    }
-                    None => s.push_str(&missing(r, "!")),
-                }
-            }
-        }
+        Format::Ip => render_ip(routes),
+        Format::Bird => render_bird(routes),
+        Format::Frr => render_frr(routes),
         Format::Json => {
-            s = serde_json::to_string_pretty(routes).unwrap_or_else(|_| "[]".into());
+            let mut s = serde_json::to_string_pretty(routes).unwrap_or_else(|_| "[]".into());
             s.push('\n');
+            s
+        }
+    }
+}
+
+fn is_v6(r: &Route) -> bool {
+    r.prefix.addr().is_ipv6()
+}
+
+/// The comment line for a route with no next hop.
+fn missing(r: &Route, comment: &str) -> String {
+    let family = if is_v6(r) { "IPv6" } else { "IPv4" };
+    format!(
+        "{comment} Node {} holds {} but has no {family} InternalIP to route to\n",
+        r.node, r.prefix
+    )
+}
+
+fn render_ip(routes: &[Route]) -> String {
+    let mut s = String::new();
+    for r in routes {
+        match r.next_hop {
+            Some(h) => {
+                let fam = if is_v6(r) { "-6" } else { "-4" };
+                s.push_str(&format!("ip {fam} route replace {} via {h}\n", r.prefix));
+            }
+            None => s.push_str(&missing(r, "#")),
+        }
+    }
+    s
+}
+
+/// One `protocol static` block per family that has routes.
+fn render_bird(routes: &[Route]) -> String {
+    let mut s = String::new();
+    for (v6, proto) in [(true, "ipv6"), (false, "ipv4")] {
+        let rs: Vec<&Route> = routes.iter().filter(|r| is_v6(r) == v6).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        s.push_str(&format!(
+            "protocol static prefix_operator_{proto} {{\n  {proto};\n"
+        ));
+        for r in rs {
+            match r.next_hop {
+                Some(h) => s.push_str(&format!("  route {} via {h}; # {}\n", r.prefix, r.node)),
+                None => s.push_str(&format!("  {}", missing(r, "#"))),
+            }
+        }
+        s.push_str("}\n");
+    }
+    s
+}
+
+fn render_frr(routes: &[Route]) -> String {
+    let mut s = String::new();
+    for r in routes {
+        match r.next_hop {
+            Some(h) => {
+                let kw = if is_v6(r) { "ipv6" } else { "ip" };
+                s.push_str(&format!(
+                    "{kw} route {} {h} tag 4193 ! {}\n",
+                    r.prefix, r.node
+                ));
+            }
+            None => s.push_str(&missing(r, "!")),
         }
     }
     s

@@ -3,6 +3,7 @@
 //! controller can rebuild an index from cluster state at any time.
 
 pub mod cidr;
+mod coverage;
 pub mod space;
 
 pub use cidr::{CidrError, Family, Scope, parse_canonical, parse_lenient};

@@ -4,6 +4,7 @@
 //! turns a valid spec into the parsed form the ledger works with.
 
 use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::Selector;
 
 use super::{
@@ -34,91 +35,18 @@ pub struct SpecError(pub String);
 
 /// Checks a spec and parses it.
 pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError> {
-    let err = |m: String| Err(SpecError(m));
-    if spec.prefixes.is_empty() {
-        return err("spec.prefixes is empty: name at least one delegated block".into());
-    }
-    if spec.prefixes.len() > MAX_PREFIXES {
-        return err(format!(
-            "spec.prefixes has {} entries; at most {MAX_PREFIXES} are allowed",
-            spec.prefixes.len()
-        ));
-    }
-    if spec.reserved.len() > MAX_RESERVED {
-        return err(format!(
-            "spec.reserved has {} entries; at most {MAX_RESERVED} are allowed",
-            spec.reserved.len()
-        ));
-    }
-    let mut prefixes = Vec::with_capacity(spec.prefixes.len());
-    for p in &spec.prefixes {
-        match parse_canonical(p) {
-            Ok(n) => prefixes.push(n),
-            Err(e) => return err(format!("spec.prefixes: {e}")),
-        }
-    }
-    for p in &prefixes {
-        if let Some(special) = non_unicast(p) {
-            return err(format!(
-                "spec.prefixes: {p} overlaps {special}, which is not unicast space a node can route"
-            ));
-        }
-    }
+    check_counts(spec)?;
+    let mut prefixes = parse_prefixes(&spec.prefixes)?;
     let family = Family::of(&prefixes[0]);
-    let node_prefix_length = match spec.node_prefix_length {
-        Some(n) => match u8::try_from(n) {
-            Ok(n) if n > 0 => n,
-            _ => return err(format!("spec.nodePrefixLength {n} is out of range 1..=128")),
-        },
-        None => match family {
-            Family::V6 => DEFAULT_NODE_PREFIX_LENGTH_V6,
-            Family::V4 => DEFAULT_NODE_PREFIX_LENGTH_V4,
-        },
-    };
+    let node_prefix_length = node_prefix_length(spec.node_prefix_length, family)?;
     // PoolSpace checks family mixing, lengths, slot count and overlap.
     if let Err(e) = PoolSpace::new(&prefixes, node_prefix_length) {
-        return err(format!("spec: {e}"));
+        return Err(SpecError(format!("spec: {e}")));
     }
-    let mut reserved = Vec::with_capacity(spec.reserved.len());
-    for r in &spec.reserved {
-        let net = match parse_canonical(r) {
-            Ok(n) => n,
-            Err(e) => return err(format!("spec.reserved: {e}")),
-        };
-        if !prefixes.iter().any(|p| p.contains(&net)) {
-            return err(format!(
-                "spec.reserved: {r} is not inside any of the pool's prefixes"
-            ));
-        }
-        reserved.push(net);
-    }
-    let selector = match &spec.node_selector {
-        None => Selector::default(),
-        Some(ls) => {
-            for key in ls
-                .match_labels
-                .iter()
-                .flat_map(|m| m.keys())
-                .chain(ls.match_expressions.iter().flatten().map(|e| &e.key))
-            {
-                if let Err(m) = check_label_key(key) {
-                    return err(format!("spec.nodeSelector: {m}"));
-                }
-            }
-            match Selector::try_from(ls.clone()) {
-                Ok(s) => s,
-                Err(e) => return err(format!("spec.nodeSelector: {}", e.0)),
-            }
-        }
-    };
-    let duration = |field: &str, v: &Option<String>| match v {
-        None => Ok(std::time::Duration::ZERO),
-        Some(text) => crate::duration::parse(text)
-            .map(crate::duration::Duration::get)
-            .map_err(|e| SpecError(format!("spec.{field}: {e}"))),
-    };
-    let retain_for = duration("retainFor", &spec.retain_for)?;
-    let reuse_after = duration("reuseAfter", &spec.reuse_after)?;
+    let reserved = parse_reserved(&spec.reserved, &prefixes)?;
+    let selector = parse_selector(spec.node_selector.as_ref())?;
+    let retain_for = parse_duration("retainFor", spec.retain_for.as_deref())?;
+    let reuse_after = parse_duration("reuseAfter", spec.reuse_after.as_deref())?;
     prefixes.sort();
     Ok(PoolDefinition {
         retain_for,
@@ -130,6 +58,98 @@ pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError>
         reserved,
         priority: spec.priority,
     })
+}
+
+fn check_counts(spec: &PrefixPoolSpec) -> Result<(), SpecError> {
+    if spec.prefixes.is_empty() {
+        return Err(SpecError(
+            "spec.prefixes is empty: name at least one delegated block".into(),
+        ));
+    }
+    if spec.prefixes.len() > MAX_PREFIXES {
+        return Err(SpecError(format!(
+            "spec.prefixes has {} entries; at most {MAX_PREFIXES} are allowed",
+            spec.prefixes.len()
+        )));
+    }
+    if spec.reserved.len() > MAX_RESERVED {
+        return Err(SpecError(format!(
+            "spec.reserved has {} entries; at most {MAX_RESERVED} are allowed",
+            spec.reserved.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Canonical CIDRs of routable unicast space.
+fn parse_prefixes(texts: &[String]) -> Result<Vec<IpNet>, SpecError> {
+    let mut prefixes = Vec::with_capacity(texts.len());
+    for p in texts {
+        let net = parse_canonical(p).map_err(|e| SpecError(format!("spec.prefixes: {e}")))?;
+        if let Some(special) = non_unicast(&net) {
+            return Err(SpecError(format!(
+                "spec.prefixes: {net} overlaps {special}, which is not unicast space a node can route"
+            )));
+        }
+        prefixes.push(net);
+    }
+    Ok(prefixes)
+}
+
+fn node_prefix_length(given: Option<i32>, family: Family) -> Result<u8, SpecError> {
+    match given {
+        Some(n) => match u8::try_from(n) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(SpecError(format!(
+                "spec.nodePrefixLength {n} is out of range 1..=128"
+            ))),
+        },
+        None => Ok(match family {
+            Family::V6 => DEFAULT_NODE_PREFIX_LENGTH_V6,
+            Family::V4 => DEFAULT_NODE_PREFIX_LENGTH_V4,
+        }),
+    }
+}
+
+/// Canonical CIDRs, each inside one of the pool's prefixes.
+fn parse_reserved(texts: &[String], prefixes: &[IpNet]) -> Result<Vec<IpNet>, SpecError> {
+    let mut reserved = Vec::with_capacity(texts.len());
+    for r in texts {
+        let net = parse_canonical(r).map_err(|e| SpecError(format!("spec.reserved: {e}")))?;
+        if !prefixes.iter().any(|p| p.contains(&net)) {
+            return Err(SpecError(format!(
+                "spec.reserved: {r} is not inside any of the pool's prefixes"
+            )));
+        }
+        reserved.push(net);
+    }
+    Ok(reserved)
+}
+
+/// No selector selects every Node.
+fn parse_selector(given: Option<&LabelSelector>) -> Result<Selector, SpecError> {
+    let Some(ls) = given else {
+        return Ok(Selector::default());
+    };
+    let keys = ls
+        .match_labels
+        .iter()
+        .flat_map(|m| m.keys())
+        .chain(ls.match_expressions.iter().flatten().map(|e| &e.key));
+    for key in keys {
+        check_label_key(key).map_err(|m| SpecError(format!("spec.nodeSelector: {m}")))?;
+    }
+    Selector::try_from(ls.clone()).map_err(|e| SpecError(format!("spec.nodeSelector: {}", e.0)))
+}
+
+/// An absent duration is zero.
+fn parse_duration(field: &str, text: Option<&str>) -> Result<std::time::Duration, SpecError> {
+    match text {
+        None => Ok(std::time::Duration::ZERO),
+        Some(text) => crate::duration::parse(text)
+            .map(crate::duration::Duration::get)
+            .map_err(|e| SpecError(format!("spec.{field}: {e}"))),
+    }
 }
 
 /// Ranges no node prefix may come from: multicast, link-local, loopback,

@@ -113,21 +113,6 @@ async fn create_event(client: &Client, instance: &str, n: Note) -> Result<(), ku
         .map(|_| ())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::event_name;
-
-    #[test]
-    fn event_names_are_valid_and_unique() {
-        let a = event_name("worker-1");
-        let b = event_name("worker-1");
-        assert!(a.starts_with("worker-1.") && a != b);
-        let long = event_name(&"n".repeat(253));
-        assert!(long.len() <= 253, "{}", long.len());
-        assert!(!event_name("a.-").contains(".-."));
-    }
-}
-
 /// Sends Events without waiting for them.
 ///
 /// Two queues: Warnings go out at once; Normal Events (one per allocation)
@@ -168,16 +153,7 @@ impl EventSink {
     ) -> Self {
         let (urgent_tx, mut urgent) = mpsc::channel::<Note>(QUEUE);
         let (deferred_tx, mut deferred) = mpsc::channel::<Note>(QUEUE);
-        let instance = instance.to_string();
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "prefix-operator".into(),
-                instance: Some(instance.clone()),
-            },
-        );
-        let m = metrics.clone();
-        let warned: Arc<std::sync::Mutex<std::collections::HashSet<&'static str>>> = Arc::default();
+        let publisher = Arc::new(Publisher::new(client, instance, metrics.clone()));
         tokio::spawn(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
             let mut held = None;
@@ -191,46 +167,9 @@ impl EventSink {
                     Some(n) = next_deferred(&mut held, &mut deferred, &mut idle) => n,
                     else => break,
                 };
-                let recorder = recorder.clone();
-                let m = m.clone();
-                let warned = warned.clone();
-                let client = client.clone();
-                let instance = instance.clone();
+                let publisher = publisher.clone();
                 tokio::spawn(async move {
-                    let (reason, kind, name) = (
-                        n.reason,
-                        n.regarding.kind.clone().unwrap_or_else(|| "object".into()),
-                        n.regarding.name.clone().unwrap_or_default(),
-                    );
-                    let result = if n.type_ == EventType::Normal {
-                        // One-off Events skip the Recorder: it keeps every Event
-                        // for six minutes and sweeps that cache on each publish,
-                        // which costs O(allocations) per allocation in a burst.
-                        create_event(&client, &instance, n).await
-                    } else {
-                        // Warnings repeat: the Recorder turns repeats into a series.
-                        let ev = Event {
-                            type_: n.type_,
-                            reason: n.reason.into(),
-                            note: Some(n.message),
-                            action: n.action.into(),
-                            secondary: None,
-                        };
-                        recorder.publish(&ev, &n.regarding).await
-                    };
-                    if let Err(e) = result {
-                        m.error("PublishEvent");
-                        let why = crate::k8s::errors::error_reason(&e);
-                        // Warn once per failure reason; the metric counts the rest.
-                        if warned.lock().map(|mut w| w.insert(why)).unwrap_or(false) {
-                            warn!(
-                                "publishing Event {reason} on {kind} {name} failed ({why}; further failures of this kind are only counted): {}",
-                                crate::k8s::errors::error_message(&e)
-                            );
-                        } else {
-                            debug!("publishing Event {reason} on {kind} {name} failed: {e}");
-                        }
-                    }
+                    publisher.publish(n).await;
                     drop(permit);
                 });
             }
@@ -253,5 +192,92 @@ impl EventSink {
         if queue.try_send(note).is_err() {
             self.metrics.events_dropped.inc();
         }
+    }
+}
+
+/// Publishes one Event at a time; shared by the publisher's tasks.
+struct Publisher {
+    client: Client,
+    instance: String,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    /// Failure reasons already logged as warnings.
+    warned: std::sync::Mutex<std::collections::HashSet<&'static str>>,
+}
+
+impl Publisher {
+    fn new(client: Client, instance: &str, metrics: Arc<Metrics>) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "prefix-operator".into(),
+                instance: Some(instance.to_string()),
+            },
+        );
+        Publisher {
+            client,
+            instance: instance.to_string(),
+            recorder,
+            metrics,
+            warned: Default::default(),
+        }
+    }
+
+    async fn publish(&self, n: Note) {
+        let (reason, kind, name) = (
+            n.reason,
+            n.regarding.kind.clone().unwrap_or_else(|| "object".into()),
+            n.regarding.name.clone().unwrap_or_default(),
+        );
+        let result = if n.type_ == EventType::Normal {
+            // One-off Events skip the Recorder: it keeps every Event
+            // for six minutes and sweeps that cache on each publish,
+            // which costs O(allocations) per allocation in a burst.
+            create_event(&self.client, &self.instance, n).await
+        } else {
+            // Warnings repeat: the Recorder turns repeats into a series.
+            let ev = Event {
+                type_: n.type_,
+                reason: n.reason.into(),
+                note: Some(n.message),
+                action: n.action.into(),
+                secondary: None,
+            };
+            self.recorder.publish(&ev, &n.regarding).await
+        };
+        let Err(e) = result else {
+            return;
+        };
+        self.metrics.error("PublishEvent");
+        let why = crate::k8s::errors::error_reason(&e);
+        // Warn once per failure reason; the metric counts the rest.
+        if self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(why))
+            .unwrap_or(false)
+        {
+            warn!(
+                "publishing Event {reason} on {kind} {name} failed ({why}; further failures of this kind are only counted): {}",
+                crate::k8s::errors::error_message(&e)
+            );
+        } else {
+            debug!("publishing Event {reason} on {kind} {name} failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_name;
+
+    #[test]
+    fn event_names_are_valid_and_unique() {
+        let a = event_name("worker-1");
+        let b = event_name("worker-1");
+        assert!(a.starts_with("worker-1.") && a != b);
+        let long = event_name(&"n".repeat(253));
+        assert!(long.len() <= 253, "{}", long.len());
+        assert!(!event_name("a.-").contains(".-."));
     }
 }

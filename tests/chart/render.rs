@@ -1,0 +1,306 @@
+//! What the chart renders: lint, the defaults a cluster component needs,
+//! RBAC matching the operator's calls, the optional parts.
+
+use super::*;
+
+#[test]
+fn helm_lint_is_clean() {
+    let helm = Helm::new();
+    for values in [
+        vec![],
+        vec![
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "replicas=1",
+        ],
+        vec![
+            "--set",
+            "hostNetwork=false",
+            "--set",
+            "http.bindAddress=0.0.0.0",
+        ],
+    ] {
+        let out = helm
+            .cmd()
+            .args(["lint", "--strict", "--kube-version", "1.33.0"])
+            .arg(chart_dir())
+            .args(&values)
+            .output()
+            .expect("helm lint");
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "helm lint {values:?} failed:\n{all}");
+        assert!(all.contains("0 chart(s) failed"), "{all}");
+        assert!(
+            !all.contains("[WARNING]") && !all.contains("[ERROR]"),
+            "helm lint {values:?} is not clean:\n{all}"
+        );
+    }
+}
+
+#[test]
+fn default_render_has_what_a_cluster_component_needs() {
+    let helm = Helm::new();
+    let docs = docs(&ok("helm template", helm.template(&[])));
+    kinds_in_the_release_namespace(&docs);
+    let dep = one(&docs, "Deployment");
+    deployment_runs_as_a_cluster_component(dep);
+    tolerates_a_node_without_network(&dep["spec"]["template"]["spec"]);
+    rbac_is_what_the_operator_calls(&docs);
+    let svc = one(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(
+        svc["spec"]["selector"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        one(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
+    optional_parts_render(&helm);
+}
+
+/// The kinds rendered by default, every namespaced one in the release
+/// namespace.
+fn kinds_in_the_release_namespace(docs: &[Value]) {
+    let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    let want: BTreeSet<&str> = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    ]
+    .into();
+    assert_eq!(
+        kinds, want,
+        "kinds rendered by default (no ServiceMonitor, CRD only with --include-crds)"
+    );
+    for d in docs {
+        if d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding" {
+            assert_eq!(
+                d["metadata"]["namespace"], "kube-system",
+                "namespaced object outside the release namespace: {d:?}"
+            );
+        }
+    }
+}
+
+/// Replicas, priority, host network, arguments, the downward API, probes,
+/// security context and resources of the Deployment.
+fn deployment_runs_as_a_cluster_component(dep: &Value) {
+    let spec = &dep["spec"]["template"]["spec"];
+    assert_eq!(dep["spec"]["replicas"], 2);
+    assert_eq!(spec["serviceAccountName"], "prefix-operator");
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+    assert_eq!(
+        spec["hostNetwork"], true,
+        "the CNI waits for us: no pod network yet"
+    );
+    let c = &spec["containers"][0];
+    let args = strs(&c["args"]);
+    assert_eq!(args[0], "run");
+    for a in [
+        "--leader-elect=true",
+        "--lease-namespace=kube-system",
+        "--lease-name=prefix-operator",
+        "--http-addr=[::]:8080",
+    ] {
+        assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
+    }
+    let env = c["env"].as_sequence().expect("env");
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(
+            e["valueFrom"]["fieldRef"]["fieldPath"], path,
+            "{name} from the downward API"
+        );
+    }
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+    hardened(c, spec);
+}
+
+/// The container runs as non-root with nothing it does not need, and has
+/// resources set.
+fn hardened(c: &Value, spec: &Value) {
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["runAsUser"], 65532);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    for k in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(
+                c["resources"][k][r].as_str().is_some(),
+                "resources.{k}.{r} missing"
+            );
+        }
+    }
+}
+
+/// The pod schedules where no CNI runs yet: it tolerates the taints of a
+/// new, uninitialized, network-less or control-plane Node.
+fn tolerates_a_node_without_network(spec: &Value) {
+    let tolerated: BTreeSet<(String, String)> = spec["tolerations"]
+        .as_sequence()
+        .expect("tolerations")
+        .iter()
+        .map(|t| {
+            assert_eq!(t["operator"], "Exists", "{t:?}");
+            (
+                t["key"].as_str().unwrap_or_default().to_string(),
+                t["effect"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for key in [
+        "node-role.kubernetes.io/control-plane",
+        "node.kubernetes.io/not-ready",
+        "node.cloudprovider.kubernetes.io/uninitialized",
+        "node.kubernetes.io/network-unavailable",
+    ] {
+        assert!(
+            tolerated.contains(&(key.to_string(), "NoSchedule".to_string())),
+            "no toleration of {key}:NoSchedule in {tolerated:?}"
+        );
+    }
+}
+
+/// The rules of a rendered ClusterRole or Role, as [`grants`] lists them.
+fn rendered_grants(d: &Value) -> BTreeSet<(String, String, String, Vec<String>)> {
+    let rules: Vec<PolicyRule> =
+        serde_yaml::from_value(d["rules"].clone()).expect("rules are PolicyRules");
+    grants(&rules)
+}
+
+/// RBAC: exactly what the operator calls (tests/rbac_e2e.rs shows each is
+/// needed), bound to the chart's ServiceAccount.
+fn rbac_is_what_the_operator_calls(docs: &[Value]) {
+    let rule = |g: &str, r: &str, v: &str, names: &[&str]| {
+        (
+            g.to_string(),
+            r.to_string(),
+            v.to_string(),
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        rendered_grants(one(docs, "ClusterRole")),
+        BTreeSet::from([
+            rule("", "nodes", "get", &[]),
+            rule("", "nodes", "list", &[]),
+            rule("", "nodes", "watch", &[]),
+            rule("", "nodes", "patch", &[]),
+            rule("ipam.prefix-operator.io", "prefixpools", "list", &[]),
+            rule("ipam.prefix-operator.io", "prefixpools", "watch", &[]),
+            rule(
+                "ipam.prefix-operator.io",
+                "prefixpools/status",
+                "patch",
+                &[]
+            ),
+            rule("events.k8s.io", "events", "create", &[]),
+            rule("events.k8s.io", "events", "patch", &[]),
+        ])
+    );
+    assert_eq!(
+        rendered_grants(one(docs, "Role")),
+        BTreeSet::from([
+            rule("coordination.k8s.io", "leases", "create", &[]),
+            rule("coordination.k8s.io", "leases", "get", &["prefix-operator"]),
+            rule(
+                "coordination.k8s.io",
+                "leases",
+                "update",
+                &["prefix-operator"]
+            ),
+        ])
+    );
+    for binding in ["ClusterRoleBinding", "RoleBinding"] {
+        let b = one(docs, binding);
+        assert_eq!(b["subjects"][0]["kind"], "ServiceAccount");
+        assert_eq!(b["subjects"][0]["name"], "prefix-operator");
+        assert_eq!(b["subjects"][0]["namespace"], "kube-system");
+    }
+}
+
+/// The ServiceMonitor, the PDB, leader election and the HTTP address
+/// follow their values.
+fn optional_parts_render(helm: &Helm) {
+    let with_sm = docs_of(
+        helm,
+        &[
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "serviceMonitor.labels.release=kps",
+        ],
+    );
+    let sm = one(&with_sm, "ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "kps");
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        one(&with_sm, "Service")["spec"]["ports"][0]["name"]
+    );
+    assert!(
+        find(
+            &docs_of(helm, &["--set", "replicas=1"]),
+            "PodDisruptionBudget"
+        )
+        .is_empty(),
+        "no PDB for one replica"
+    );
+    assert!(
+        find(
+            &docs_of(helm, &["--set", "podDisruptionBudget.enabled=false"]),
+            "PodDisruptionBudget"
+        )
+        .is_empty()
+    );
+    let no_le = docs_of(
+        helm,
+        &[
+            "--set",
+            "replicas=1",
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    );
+    assert!(
+        find(&no_le, "Role").is_empty(),
+        "no Lease Role without leader election"
+    );
+    assert!(
+        strs(&one(&no_le, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
+            .contains(&"--leader-elect=false".to_string())
+    );
+    let v4 = docs_of(
+        helm,
+        &[
+            "--set",
+            "http.bindAddress=0.0.0.0",
+            "--set",
+            "http.port=9090",
+        ],
+    );
+    assert!(
+        strs(&one(&v4, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
+            .contains(&"--http-addr=0.0.0.0:9090".to_string())
+    );
+}

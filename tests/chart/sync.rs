@@ -1,0 +1,124 @@
+//! Generated files kept in sync with the chart, and the rendered objects
+//! accepted by the real API server.
+
+use super::*;
+
+#[test]
+fn chart_crd_is_the_top_level_crd() {
+    let name = "prefixpools.ipam.prefix-operator.io.yaml";
+    let top = std::fs::read(root().join("crds").join(name)).expect("crds/");
+    let chart = std::fs::read(chart_dir().join("crds").join(name)).expect("chart crds/");
+    assert!(
+        top == chart,
+        "charts/prefix-operator/crds/{name} differs from crds/{name}; copy it: cp crds/{name} charts/prefix-operator/crds/"
+    );
+    let files: Vec<_> = std::fs::read_dir(chart_dir().join("crds"))
+        .expect("chart crds/")
+        .collect();
+    assert_eq!(files.len(), 1, "the chart ships exactly the one CRD");
+}
+
+#[test]
+fn deploy_manifests_are_in_sync_with_the_chart() {
+    let helm = Helm::new();
+    let mut render = Command::new("bash");
+    render
+        .arg(root().join("e2e/render-manifests.sh"))
+        .arg("-")
+        .env("HELM", &helm.bin);
+    let out = helm
+        .homes(&mut render)
+        .output()
+        .expect("render-manifests.sh");
+    let fresh = ok("e2e/render-manifests.sh -", out);
+    let committed = std::fs::read_to_string(root().join("deploy/prefix-operator.yaml"))
+        .expect("deploy/prefix-operator.yaml");
+    assert!(
+        fresh == committed,
+        "deploy/prefix-operator.yaml is stale: run `make manifests` (first differing line: {:?})",
+        fresh.lines().zip(committed.lines()).find(|(a, b)| a != b)
+    );
+    let d = docs(&committed);
+    assert_eq!(
+        one(&d, "CustomResourceDefinition")["metadata"]["name"],
+        "prefixpools.ipam.prefix-operator.io"
+    );
+    one(&d, "Deployment");
+}
+
+/// `kubectl apply --dry-run=server --validate=strict`: the API server
+/// admits every rendered object, with unknown fields refused.
+fn server_dry_run(kubeconfig: &Path, yaml: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(shared().bin("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["apply", "--dry-run=server", "--validate=strict", "-f", "-"])
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write manifests");
+    ok(
+        "kubectl apply --dry-run=server",
+        child.wait_with_output().expect("kubectl"),
+    )
+}
+
+#[test]
+fn rendered_chart_is_accepted_by_the_api_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = admin_kubeconfig(dir.path());
+    let helm = Helm::new();
+    // Defaults with the CRD (as in deploy/), and the other switches.
+    for extra in [
+        vec!["--include-crds"],
+        vec![
+            "--set",
+            "replicas=3",
+            "--set",
+            "podDisruptionBudget.minAvailable=2",
+            "--set",
+            "hostNetwork=false",
+            "--set",
+            "apiServer.host=10.0.0.1",
+            "--set",
+            "apiServer.port=6443",
+            "--set",
+            "image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "--set",
+            "operator.extraArgs={--identity=one}",
+            "--set",
+            "serviceAccount.annotations.a=b",
+            "--set",
+            "podAnnotations.c=d",
+        ],
+        vec![
+            "--set",
+            "replicas=1",
+            "--set",
+            "leaderElection.enabled=false",
+            "--set",
+            "service.enabled=false",
+        ],
+    ] {
+        let yaml = ok("helm template", helm.template(&extra));
+        let applied = server_dry_run(&kubeconfig, &yaml);
+        let n = docs(&yaml).len();
+        let lines = applied
+            .lines()
+            .filter(|l| l.contains("(server dry run)"))
+            .count();
+        assert_eq!(
+            lines, n,
+            "{extra:?}: expected {n} objects applied, got:\n{applied}"
+        );
+    }
+}
