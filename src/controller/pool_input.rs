@@ -8,10 +8,11 @@ use tracing::{debug, info, warn};
 
 use super::events::Note;
 use super::reconciler::Reconciler;
-use crate::api::PrefixPool;
+use crate::api::{PrefixPool, PrefixPoolStatus};
 use crate::k8s::errors::{error_message, error_reason};
 use crate::k8s::list_watch::{self, Watched};
 use crate::k8s::pools::{self, WatchedPool};
+use crate::ledger::PoolSnapshot;
 
 /// The answer to a check of the pools (see [`queue`]), sent with `mark`.
 pub(super) enum PoolCheck {
@@ -82,9 +83,7 @@ impl Reconciler {
             self.forget_pool(&name);
         }
         for (snap, status) in decoded {
-            if let Some(st) = status {
-                self.status.seen(&snap.name, st);
-            }
+            self.take_status(&snap, status);
             self.report_pool_error(&snap.name, &snap.uid);
         }
         self.report_new_conflicts();
@@ -107,16 +106,26 @@ impl Reconciler {
             self.metrics.error("DecodePrefixPool");
             warn!(pool = %snap.name, "PrefixPool does not decode: {}", e.error);
         }
-        if let Some(st) = status {
-            // The status as last seen: another replica's writes too, so
-            // that a new leader compares with what is there.
-            self.status.seen(&snap.name, st);
-        }
-        if !self.ledger.upsert_pool(&snap) {
+        let changed = self.ledger.upsert_pool(&snap);
+        self.take_status(&snap, status);
+        if !changed {
             return false;
         }
         self.report_pool_error(&snap.name, &snap.uid);
         true
+    }
+
+    /// The status the pool holds as last seen (another replica's writes
+    /// too, so that a new leader compares with what is there), when the
+    /// ledger holds this very revision: a stale event's status is not what
+    /// the pool holds now.
+    fn take_status(&mut self, snap: &PoolSnapshot, status: Option<PrefixPoolStatus>) {
+        if self
+            .ledger
+            .holds_pool(&snap.name, &snap.uid, snap.resource_version)
+        {
+            self.status.seen(&snap.name, &snap.uid, status);
+        }
     }
 
     /// Warns once per distinct reason why pool `name` serves nothing.

@@ -17,11 +17,11 @@ use tracing::{info, warn};
 use super::events::EventSink;
 use super::pipeline::Pipeline;
 use super::pool_input::PoolCheck;
-use super::status_writer::StatusWriter;
+use super::status_writer::{Due, StatusWriter};
 use super::warned::Warned;
 use super::writes::{ReadBack, WriteResult};
 use super::{Health, Settings};
-use crate::api::{PrefixPool, PrefixPoolStatus};
+use crate::api::PrefixPool;
 use crate::k8s::errors::{backoff, error_message, error_reason};
 use crate::k8s::list_watch::{self, Watched};
 use crate::k8s::nodes::NodeLite;
@@ -58,7 +58,7 @@ pub(super) struct Reconciler {
     pub(super) writes: JoinSet<WriteResult>,
     pub(super) reads: JoinSet<ReadBack>,
     pub(super) pool_checks: JoinSet<PoolCheck>,
-    status_writes: JoinSet<(String, PrefixPoolStatus, Result<PrefixPool, kube::Error>)>,
+    status_writes: JoinSet<(Due, Result<PrefixPool, kube::Error>)>,
     pub(super) node_lists: JoinSet<NodeList>,
     pub(super) nodes_synced: bool,
     pub(super) pools_synced: bool,
@@ -146,7 +146,8 @@ impl Reconciler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader = self.leader.clone();
         loop {
-            if self.ledger.set_time(SystemTime::now()) {
+            // Both are asked, every turn (`|`, not `||`).
+            if self.ledger.set_time(SystemTime::now()) | self.ledger.take_freed() {
                 // Held-back prefixes became free: waiting Nodes may fit now.
                 self.wake_waiting();
                 self.status.mark();
@@ -186,8 +187,8 @@ impl Reconciler {
                 },
                 node = self.pipeline.next_retry() => self.pipeline.push(&node),
                 Some(res) = self.status_writes.join_next(), if !self.status_writes.is_empty() => {
-                    if let Ok((pool, st, result)) = res {
-                        self.on_status_written(pool, st, result);
+                    if let Ok((due, result)) = res {
+                        self.on_status_written(due, result);
                     }
                 }
                 Ok(()) = leader.changed() => self.on_leadership(*leader.borrow()),
@@ -313,30 +314,26 @@ impl Reconciler {
         for (name, view) in &views {
             self.metrics.publish_pool(name, view);
         }
-        for (name, st) in self.status.due(&views, &now) {
+        for due in self.status.due(&views, &now) {
             self.metrics.status_writes.inc();
             let api = self.pools_api.clone();
             self.status_writes.spawn(async move {
                 let r = tokio::time::timeout(
                     Duration::from_secs(10),
-                    super::status::apply_status(&api, &name, &st),
+                    super::status::apply_status(&api, &due),
                 )
                 .await
                 .unwrap_or_else(|_| Err(kube::Error::Service("status write timed out".into())));
-                (name, st, r)
+                (due, r)
             });
         }
     }
 
-    fn on_status_written(
-        &mut self,
-        pool: String,
-        st: PrefixPoolStatus,
-        result: Result<PrefixPool, kube::Error>,
-    ) {
+    fn on_status_written(&mut self, due: Due, result: Result<PrefixPool, kube::Error>) {
+        let pool = due.pool.clone();
         match result {
             Ok(stored) => {
-                self.status.written(&pool, st);
+                self.status.written(due);
                 // The stored object is the latest state of the pool: taking
                 // it in keeps the pool checks from finding the ledger behind.
                 self.apply_pool(&kube::core::DeserializeGuard(Ok(stored)));

@@ -20,6 +20,7 @@ fn to_time(t: std::time::SystemTime) -> Option<Time> {
         .ok()
         .map(Time)
 }
+use super::status_writer::Due;
 use crate::ledger::PoolView;
 
 /// Field manager of the status writer.
@@ -165,6 +166,7 @@ fn held_back_list(view: &PoolView, now: &Time) -> Vec<HeldBack> {
         .map(|(p, hb)| HeldBack {
             prefix: p.to_string(),
             node: hb.node.clone(),
+            pending_write: hb.pending_write,
             retained_until: hb.retained_until.and_then(to_time),
             reusable_at: to_time(hb.reusable_at).unwrap_or_else(|| now.clone()),
         })
@@ -258,20 +260,23 @@ fn conflict_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condit
     )
 }
 
-/// Writes `status` to the pool by server-side apply.
-pub async fn apply_status(
-    api: &Api<PrefixPool>,
-    name: &str,
-    status: &PrefixPoolStatus,
-) -> Result<PrefixPool, kube::Error> {
+/// Writes a due status to its pool by server-side apply.
+///
+/// There is no precondition on the UID: the API server ignores
+/// `metadata.uid` in an apply to the status subresource (seen with
+/// kube-apiserver 1.36). A status computed for a pool deleted and re-created
+/// under its name in between lands on the new object; the writer then still
+/// finds the new object's status due (it keys what pools hold by UID) and
+/// corrects it at the next flush.
+pub async fn apply_status(api: &Api<PrefixPool>, due: &Due) -> Result<PrefixPool, kube::Error> {
     let body = serde_json::json!({
         "apiVersion": "ipam.prefix-operator.io/v1alpha1",
         "kind": "PrefixPool",
-        "metadata": { "name": name },
-        "status": status,
+        "metadata": { "name": due.pool },
+        "status": due.status,
     });
     api.patch_status(
-        name,
+        &due.pool,
         &PatchParams::apply(STATUS_MANAGER).force(),
         &Patch::Apply(&body),
     )

@@ -11,10 +11,20 @@ use super::status::build_status;
 use crate::api::PrefixPoolStatus;
 use crate::ledger::PoolView;
 
+/// A status to write: to the pool object `uid` named `pool`.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub pool: String,
+    pub uid: String,
+    pub status: PrefixPoolStatus,
+}
+
 #[derive(Debug, Default)]
 pub struct StatusWriter {
-    /// Last status written (or read) per pool.
-    last: HashMap<String, PrefixPoolStatus>,
+    /// Last status written (or read) per pool name, with the UID of the
+    /// object that holds it: a pool re-created under the same name holds
+    /// nothing of its predecessor's.
+    last: HashMap<String, (String, PrefixPoolStatus)>,
     dirty: bool,
     in_flight: HashSet<String>,
 }
@@ -29,10 +39,14 @@ impl StatusWriter {
         self.dirty
     }
 
-    /// The status pool `name` holds, as read (another replica's writes
-    /// too, so that a new leader compares with what is there).
-    pub fn seen(&mut self, name: &str, status: PrefixPoolStatus) {
-        self.last.insert(name.to_string(), status);
+    /// The status the pool object `uid` named `name` holds, as read
+    /// (another replica's writes too, so that a new leader compares with
+    /// what is there); `None` when it has none.
+    pub fn seen(&mut self, name: &str, uid: &str, status: Option<PrefixPoolStatus>) {
+        self.last.insert(
+            name.to_string(),
+            (uid.to_string(), status.unwrap_or_default()),
+        );
     }
 
     pub fn forget(&mut self, name: &str) {
@@ -42,11 +56,7 @@ impl StatusWriter {
     /// The statuses to write now, given every pool's view: those that differ
     /// from what the pool holds and have no write in flight (those stay due
     /// for the next flush). The ones returned are in flight from here on.
-    pub fn due(
-        &mut self,
-        views: &[(String, PoolView)],
-        now: &Time,
-    ) -> Vec<(String, PrefixPoolStatus)> {
+    pub fn due(&mut self, views: &[(String, PoolView)], now: &Time) -> Vec<Due> {
         self.dirty = false;
         let mut out = vec![];
         for (name, view) in views {
@@ -54,25 +64,30 @@ impl StatusWriter {
                 self.dirty = true;
                 continue;
             }
-            let prev: &[Condition] = self
+            let held = self
                 .last
                 .get(name)
-                .map(|s| s.conditions.as_slice())
-                .unwrap_or(&[]);
+                .filter(|(uid, _)| *uid == view.uid)
+                .map(|(_, st)| st);
+            let prev: &[Condition] = held.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
             let st = build_status(view, prev, now);
-            if self.last.get(name) == Some(&st) {
+            if held == Some(&st) {
                 continue;
             }
             self.in_flight.insert(name.clone());
-            out.push((name.clone(), st));
+            out.push(Due {
+                pool: name.clone(),
+                uid: view.uid.clone(),
+                status: st,
+            });
         }
         out
     }
 
-    /// The write of `st` to pool `name` landed.
-    pub fn written(&mut self, name: &str, st: PrefixPoolStatus) {
-        self.in_flight.remove(name);
-        self.last.insert(name.to_string(), st);
+    /// The write of `due` landed.
+    pub fn written(&mut self, due: Due) {
+        self.in_flight.remove(&due.pool);
+        self.last.insert(due.pool, (due.uid, due.status));
     }
 
     /// The write to pool `name` failed: it is due again.
@@ -93,6 +108,7 @@ mod tests {
 
     fn view(allocated: usize) -> PoolView {
         PoolView {
+            uid: "uid-p".into(),
             generation: 1,
             family: Some(Family::V6),
             capacity: 4,
@@ -115,8 +131,7 @@ mod tests {
         let views = vec![("p".to_string(), view(1))];
         let due = w.due(&views, &now());
         assert_eq!(due.len(), 1);
-        let (name, st) = due.into_iter().next().expect("one");
-        w.written(&name, st);
+        w.written(due.into_iter().next().expect("one"));
         w.mark();
         assert!(w.due(&views, &now()).is_empty());
         assert!(!w.is_dirty());
@@ -141,11 +156,37 @@ mod tests {
     fn a_status_read_from_the_pool_counts_as_held() {
         let mut w = StatusWriter::default();
         let views = vec![("p".to_string(), view(1))];
-        let (_, st) = w.due(&views, &now()).remove(0);
+        let st = w.due(&views, &now()).remove(0).status;
         w.failed("p");
-        w.seen("p", st);
+        w.seen("p", "uid-p", Some(st));
         assert!(w.due(&views, &now()).is_empty(), "another replica wrote it");
         w.forget("p");
+        assert_eq!(w.due(&views, &now()).len(), 1);
+    }
+
+    #[test]
+    fn a_pool_recreated_under_the_same_name_gets_its_status_written() {
+        let mut w = StatusWriter::default();
+        let views = vec![("p".to_string(), view(0))];
+        let first = w.due(&views, &now()).remove(0);
+        w.written(first);
+        assert!(w.due(&views, &now()).is_empty());
+        // The new object has no status yet; its view is the same as the old one's.
+        w.seen("p", "uid-q", None);
+        let mut again = view(0);
+        again.uid = "uid-q".into();
+        let due = w.due(&[("p".to_string(), again)], &now());
+        assert_eq!(due.len(), 1, "the new pool must not inherit the old status");
+        assert_eq!(due[0].uid, "uid-q");
+    }
+
+    #[test]
+    fn a_status_held_by_an_older_object_is_not_compared() {
+        let mut w = StatusWriter::default();
+        let views = vec![("p".to_string(), view(1))];
+        let st = w.due(&views, &now()).remove(0).status;
+        w.failed("p");
+        w.seen("p", "uid-old", Some(st));
         assert_eq!(w.due(&views, &now()).len(), 1);
     }
 }

@@ -119,12 +119,15 @@ impl Ledger {
                 && r.reusable_at > now
                 && !self.held.contains_key(&key(&net))
                 && !self.hold_backs.contains_key(&net)
+                // A write to a Node that holds prefixes now can never land.
+                && !(r.pending_write && self.nodes.get(&r.node).is_some_and(|e| e.has_prefixes()))
             {
                 self.insert_hold_back(
                     net,
                     HoldBack {
                         node: r.node.clone(),
                         pool: pool.to_string(),
+                        pending_write: r.pending_write,
                         retained_until: r.retained_until,
                         reusable_at: r.reusable_at,
                     },

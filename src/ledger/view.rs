@@ -31,6 +31,8 @@ pub struct ConflictView {
 /// A view of one pool for its status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PoolView {
+    /// The pool object this view is of.
+    pub uid: String,
     pub generation: i64,
     pub error: Option<String>,
     pub family: Option<Family>,
@@ -104,6 +106,7 @@ impl Ledger {
     fn view_with(&self, name: &str, waiting: &BTreeMap<String, u64>) -> Option<PoolView> {
         let p = self.pools.get(name)?;
         let mut v = PoolView {
+            uid: p.uid.clone(),
             generation: p.generation,
             ..Default::default()
         };
