@@ -220,14 +220,21 @@ pub struct ConflictEntry {
     pub reason: String,
 }
 
-/// A prefix freed by a deleted Node and not yet handed out again.
+/// A prefix freed by a deleted Node and not yet handed out again, or kept
+/// from other Nodes while a write of it with an unknown outcome may still
+/// land (`pendingWrite`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeldBack {
     /// The prefix.
     pub prefix: String,
-    /// The deleted Node that held it.
+    /// The deleted Node that held it (or the Node a pending write was for).
     pub node: String,
+    /// Held for a write to `node` whose outcome is unknown, not for a
+    /// deleted Node: it ends once that Node holds prefixes (podCIDRs are
+    /// write-once, so the write can no longer land) or at `reusableAt`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_write: bool,
     /// Until then only a Node of the same name gets it back (`retainFor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,

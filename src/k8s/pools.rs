@@ -54,6 +54,7 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
                 .map(|h| HeldBackRecord {
                     prefix: h.prefix.clone(),
                     node: h.node.clone(),
+                    pending_write: h.pending_write,
                     retained_until: h.retained_until.as_ref().map(|t| SystemTime::from(t.0)),
                     reusable_at: SystemTime::from(h.reusable_at.0),
                 })

@@ -68,6 +68,7 @@ impl Ledger {
         let hb = HoldBack {
             node: node.to_string(),
             pool,
+            pending_write: false,
             retained_until: (!retain.is_zero()).then(|| now + retain),
             reusable_at: now + retain.max(reuse),
         };
@@ -92,6 +93,44 @@ impl Ledger {
                     && cands.contains(&hb.pool.as_str())
             })
             .map(|(net, hb)| (*net, hb))
+    }
+
+    /// Ends the hold-backs kept for writes with an unknown outcome to
+    /// `node`: it holds prefixes now (podCIDRs are write-once, so such a
+    /// write can no longer land) or the object they were for is gone (the
+    /// write tests its UID).
+    pub(super) fn end_pending_writes_of(&mut self, node: &str) {
+        let ended: Vec<IpNet> = self
+            .hold_backs
+            .iter()
+            .filter(|(_, hb)| hb.pending_write && hb.node == node)
+            .map(|(net, _)| *net)
+            .collect();
+        for net in ended {
+            self.remove_hold_back(&net);
+            self.unmark_everywhere(&net);
+            self.freed = true;
+        }
+    }
+
+    /// Ends every pending-write hold-back whose Node holds prefixes.
+    pub(super) fn end_settled_pending_writes(&mut self) {
+        let settled: Vec<String> = self
+            .hold_backs
+            .values()
+            .filter(|hb| hb.pending_write)
+            .filter(|hb| self.nodes.get(&hb.node).is_some_and(|e| e.has_prefixes()))
+            .map(|hb| hb.node.clone())
+            .collect();
+        for node in settled {
+            self.end_pending_writes_of(&node);
+        }
+    }
+
+    /// True once after space was freed outside [`Ledger::set_time`] (a
+    /// pending-write hold-back ended): Nodes that wait may fit now.
+    pub fn take_freed(&mut self) -> bool {
+        std::mem::take(&mut self.freed)
     }
 
     /// Held-back prefixes, for tests and diagnostics.

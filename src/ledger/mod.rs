@@ -61,6 +61,7 @@ impl NodeSnapshot {
 pub struct HeldBackRecord {
     pub prefix: String,
     pub node: String,
+    pub pending_write: bool,
     pub retained_until: Option<SystemTime>,
     pub reusable_at: SystemTime,
 }
@@ -96,6 +97,9 @@ impl PoolSnapshot {
 pub struct HoldBack {
     pub node: String,
     pub pool: String,
+    /// Kept for a write to `node` with an unknown outcome (not for a
+    /// deleted Node): ends once `node` holds prefixes.
+    pub pending_write: bool,
     /// Until then a Node of the same name gets it back.
     pub retained_until: Option<SystemTime>,
     /// From then on it is free.
@@ -222,6 +226,8 @@ pub struct Ledger {
     release_order: BTreeSet<(SystemTime, IpNet)>,
     /// The clock, set by [`Ledger::set_time`]; the ledger reads no clock.
     now: Option<SystemTime>,
+    /// Space was freed outside `set_time` ([`Ledger::take_freed`]).
+    freed: bool,
 }
 
 fn key(net: &IpNet) -> HeldKey {

@@ -93,6 +93,9 @@ impl Ledger {
         if e.has_prefixes() || e.deleting {
             self.waiting.remove(name);
         }
+        if e.has_prefixes() {
+            self.end_pending_writes_of(name);
+        }
         for c in &cidrs {
             self.hold(name, c);
         }
@@ -137,6 +140,9 @@ impl Ledger {
             .filter_map(|c| self.owner_of(c).map(str::to_string))
             .collect();
         self.conflicts.remove(name);
+        // A write pending for the object that is gone tests its UID: it
+        // cannot land on a later object of the same name.
+        self.end_pending_writes_of(name);
         for c in &old.cidrs {
             if self.hold_back(name, c) {
                 self.mark_everywhere(c);
@@ -252,6 +258,7 @@ impl Ledger {
         for n in reheld {
             self.remove_hold_back(&n);
         }
+        self.end_settled_pending_writes();
         self.rebuild_spaces();
         self.refresh_all_conflicts();
         self.prune_all_retired();

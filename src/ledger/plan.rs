@@ -114,6 +114,7 @@ impl Ledger {
                 let hb = HoldBack {
                     node: node.to_string(),
                     pool: pool.clone(),
+                    pending_write: true,
                     retained_until: None,
                     reusable_at: until,
                 };

@@ -77,6 +77,14 @@ impl Ledger {
         true
     }
 
+    /// True when the ledger holds exactly this revision of pool `name`: not
+    /// an older one, not a later one, not another object of the same name.
+    pub fn holds_pool(&self, name: &str, uid: &str, resource_version: Option<u64>) -> bool {
+        self.pools
+            .get(name)
+            .is_some_and(|p| p.uid == uid && p.resource_version == resource_version)
+    }
+
     /// Same spec, a later status: takes in retired prefixes and hold-backs
     /// recorded there that the ledger does not know (another replica wrote
     /// them while it led). Returns true when something was taken in.

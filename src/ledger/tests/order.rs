@@ -184,6 +184,81 @@ fn an_unknown_write_found_not_landed_keeps_its_prefix_back_for_a_while() {
 }
 
 #[test]
+fn a_pending_write_hold_back_ends_once_its_node_holds_other_prefixes() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000_000);
+    let mut l = Ledger::new();
+    l.set_time(t0);
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
+    l.upsert_node(&node("w", &[]));
+    let Plan::Allocate(picks) = l.plan("w", Family::V6) else {
+        panic!("w")
+    };
+    let x = picks[0].1;
+    l.upsert_node(&node("w", &[]));
+    assert!(l.settle_unknown("w", "uid-w", &picks, t0 + Duration::from_secs(120)));
+    assert!(!l.is_free(&x));
+    assert!(!l.take_freed());
+    // w is planned again and its second write lands with the other prefix:
+    // the first write can no longer land (podCIDRs are write-once).
+    let Plan::Allocate(again) = l.plan("w", Family::V6) else {
+        panic!("w again")
+    };
+    assert_ne!(again[0].1, x);
+    let y = again[0].1.to_string();
+    l.commit(&node("w", &[y.as_str()]));
+    assert!(l.is_free(&x), "long before the grace ends");
+    assert!(l.take_freed(), "and the waiting Nodes are told");
+    assert!(l.hold_backs().is_empty());
+}
+
+#[test]
+fn a_pending_write_hold_back_ends_when_its_node_is_gone() {
+    let mut l = Ledger::new();
+    l.set_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
+    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
+    l.upsert_node(&node("w", &[]));
+    let Plan::Allocate(picks) = l.plan("w", Family::V6) else {
+        panic!("w")
+    };
+    l.upsert_node(&node("w", &[]));
+    let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_120);
+    assert!(l.settle_unknown("w", "uid-w", &picks, until));
+    assert!(!l.is_free(&picks[0].1));
+    gone(&mut l, "w");
+    assert!(l.is_free(&picks[0].1), "the write tests w's UID");
+}
+
+#[test]
+fn a_restored_pending_write_hold_back_is_dropped_when_its_node_holds_prefixes() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000);
+    let mut l = Ledger::new();
+    l.set_time(t0);
+    l.upsert_node(&node("w", &["2001:db8:0:1::/64"]));
+    let mut p = pool("p", &["2001:db8::/63"]);
+    p.held_back = vec![HeldBackRecord {
+        prefix: "2001:db8::/64".into(),
+        node: "w".into(),
+        pending_write: true,
+        retained_until: None,
+        reusable_at: t0 + Duration::from_secs(100),
+    }];
+    l.upsert_pool(&p.snap());
+    assert!(l.hold_backs().is_empty());
+    assert!(l.is_free(&net("2001:db8::/64")));
+    // A deleted Node's hold-back of the same shape stays.
+    let mut q = pool("q", &["2001:db8:1::/63"]);
+    q.held_back = vec![HeldBackRecord {
+        prefix: "2001:db8:1::/64".into(),
+        node: "w".into(),
+        pending_write: false,
+        retained_until: None,
+        reusable_at: t0 + Duration::from_secs(100),
+    }];
+    l.upsert_pool(&q.snap());
+    assert!(!l.is_free(&net("2001:db8:1::/64")));
+}
+
+#[test]
 fn an_unknown_write_found_landed_or_gone_just_drops_the_reservation() {
     let mut l = Ledger::new();
     l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());

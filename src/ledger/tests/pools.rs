@@ -157,6 +157,7 @@ fn hold_backs_survive_a_restart_through_the_status_record() {
     p.held_back = vec![HeldBackRecord {
         prefix: "2001:db8::/64".into(),
         node: "gone".into(),
+        pending_write: false,
         retained_until: None,
         reusable_at: t0 + Duration::from_secs(600),
     }];
