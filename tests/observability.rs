@@ -67,6 +67,28 @@ async fn health_readiness_metrics_and_json_logs() {
     assert_eq!(v["pool"], "obs");
     assert_eq!(v["prefix"], cidr[0]);
     assert_eq!(v["level"], "INFO");
+
+    // A deleted pool's gauges go with it (no stale series).
+    let pools: kube::Api<prefix_operator::api::PrefixPool> = kube::Api::all(client.clone());
+    pools
+        .delete("obs", &Default::default())
+        .await
+        .expect("delete pool");
+    let after = wait_for(
+        "the deleted pool's gauges gone from /metrics",
+        Duration::from_secs(20),
+        || async {
+            let (code, body) = op.get("/metrics").await.ok()?;
+            (code == 200 && !body.contains("prefix_operator_pool_capacity{pool=\"obs\"}"))
+                .then_some(body)
+        },
+    )
+    .await;
+    let stale: Vec<&str> = after
+        .lines()
+        .filter(|l| l.starts_with("prefix_operator_pool_") && l.contains("pool=\"obs\""))
+        .collect();
+    assert!(stale.is_empty(), "stale pool series: {stale:?}");
 }
 
 /// Allocation Events (Normal) wait while the reconciler has Node writes
