@@ -155,9 +155,9 @@ fn a_later_object_of_the_same_name_replaces_the_held_one() {
     assert!(l.upsert_node(&node("a", &["2001:db8::/64"])).stale);
 }
 
-#[test]
-fn an_unknown_write_found_not_landed_keeps_its_prefix_back_for_a_while() {
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000_000);
+/// A ledger at `t0` where w's write of its first pick had an unknown outcome
+/// and a read found it not landed: the pick is held back until `t0 + 120 s`.
+fn unknown_write_not_landed(t0: SystemTime) -> (Ledger, IpNet) {
     let mut l = Ledger::new();
     l.set_time(t0);
     l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
@@ -165,14 +165,20 @@ fn an_unknown_write_found_not_landed_keeps_its_prefix_back_for_a_while() {
     let Plan::Allocate(picks) = l.plan("w", Family::V6) else {
         panic!("w")
     };
-    let x = picks[0].1;
     // The read shows w still empty (a later state of it).
     l.upsert_node(&node("w", &[]));
-    let until = t0 + Duration::from_secs(120);
     assert!(
-        l.settle_unknown("w", "uid-w", &picks, until),
+        l.settle_unknown("w", "uid-w", &picks, t0 + Duration::from_secs(120)),
         "plan w again"
     );
+    (l, picks[0].1)
+}
+
+#[test]
+fn an_unknown_write_found_not_landed_keeps_its_prefix_back_for_a_while() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000_000);
+    let (mut l, x) = unknown_write_not_landed(t0);
+    let until = t0 + Duration::from_secs(120);
     assert!(!l.is_free(&x), "a request still in the server may land");
     l.upsert_node(&node("x", &[]));
     match l.plan("x", Family::V6) {
@@ -185,17 +191,8 @@ fn an_unknown_write_found_not_landed_keeps_its_prefix_back_for_a_while() {
 
 #[test]
 fn a_pending_write_hold_back_ends_once_its_node_holds_other_prefixes() {
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000_000);
-    let mut l = Ledger::new();
-    l.set_time(t0);
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
-    l.upsert_node(&node("w", &[]));
-    let Plan::Allocate(picks) = l.plan("w", Family::V6) else {
-        panic!("w")
-    };
-    let x = picks[0].1;
-    l.upsert_node(&node("w", &[]));
-    assert!(l.settle_unknown("w", "uid-w", &picks, t0 + Duration::from_secs(120)));
+    let (mut l, x) =
+        unknown_write_not_landed(SystemTime::UNIX_EPOCH + Duration::from_secs(7_000_000));
     assert!(!l.is_free(&x));
     assert!(!l.take_freed());
     // w is planned again and its second write lands with the other prefix:
@@ -213,19 +210,10 @@ fn a_pending_write_hold_back_ends_once_its_node_holds_other_prefixes() {
 
 #[test]
 fn a_pending_write_hold_back_ends_when_its_node_is_gone() {
-    let mut l = Ledger::new();
-    l.set_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
-    l.upsert_pool(&pool("p", &["2001:db8::/63"]).snap());
-    l.upsert_node(&node("w", &[]));
-    let Plan::Allocate(picks) = l.plan("w", Family::V6) else {
-        panic!("w")
-    };
-    l.upsert_node(&node("w", &[]));
-    let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_120);
-    assert!(l.settle_unknown("w", "uid-w", &picks, until));
-    assert!(!l.is_free(&picks[0].1));
+    let (mut l, x) = unknown_write_not_landed(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
+    assert!(!l.is_free(&x));
     gone(&mut l, "w");
-    assert!(l.is_free(&picks[0].1), "the write tests w's UID");
+    assert!(l.is_free(&x), "the write tests w's UID");
 }
 
 #[test]
