@@ -23,18 +23,32 @@ impl Ledger {
             if at > now {
                 break;
             }
-            self.remove_hold_back(&net);
-            self.unmark_everywhere(&net);
+            self.free_hold_back(&net);
             freed = true;
         }
         freed
     }
 
+    /// Ends the hold-back of `net` and frees its space.
+    fn free_hold_back(&mut self, net: &IpNet) {
+        self.remove_hold_back(net);
+        self.unmark_everywhere(net);
+    }
+
     pub(super) fn insert_hold_back(&mut self, net: IpNet, hb: HoldBack) -> bool {
         let at = hb.reusable_at;
+        if hb.pending_write {
+            self.pending_writes
+                .entry(hb.node.clone())
+                .or_default()
+                .insert(net);
+        }
         let old = self.hold_backs.insert(net, hb);
         if let Some(o) = &old {
             self.release_order.remove(&(o.reusable_at, net));
+            if o.pending_write {
+                self.forget_pending_write(&o.node, &net);
+            }
         }
         self.release_order.insert((at, net));
         old.is_none()
@@ -43,7 +57,19 @@ impl Ledger {
     pub(super) fn remove_hold_back(&mut self, net: &IpNet) -> Option<HoldBack> {
         let hb = self.hold_backs.remove(net)?;
         self.release_order.remove(&(hb.reusable_at, *net));
+        if hb.pending_write {
+            self.forget_pending_write(&hb.node, net);
+        }
         Some(hb)
+    }
+
+    fn forget_pending_write(&mut self, node: &str, net: &IpNet) {
+        if let Some(set) = self.pending_writes.get_mut(node) {
+            set.remove(net);
+            if set.is_empty() {
+                self.pending_writes.remove(node);
+            }
+        }
     }
 
     /// The next moment a held-back prefix becomes free.
@@ -100,15 +126,11 @@ impl Ledger {
     /// write can no longer land) or the object they were for is gone (the
     /// write tests its UID).
     pub(super) fn end_pending_writes_of(&mut self, node: &str) {
-        let ended: Vec<IpNet> = self
-            .hold_backs
-            .iter()
-            .filter(|(_, hb)| hb.pending_write && hb.node == node)
-            .map(|(net, _)| *net)
-            .collect();
+        let Some(ended) = self.pending_writes.remove(node) else {
+            return;
+        };
         for net in ended {
-            self.remove_hold_back(&net);
-            self.unmark_everywhere(&net);
+            self.free_hold_back(&net);
             self.freed = true;
         }
     }
@@ -116,11 +138,10 @@ impl Ledger {
     /// Ends every pending-write hold-back whose Node holds prefixes.
     pub(super) fn end_settled_pending_writes(&mut self) {
         let settled: Vec<String> = self
-            .hold_backs
-            .values()
-            .filter(|hb| hb.pending_write)
-            .filter(|hb| self.nodes.get(&hb.node).is_some_and(|e| e.has_prefixes()))
-            .map(|hb| hb.node.clone())
+            .pending_writes
+            .keys()
+            .filter(|n| self.nodes.get(*n).is_some_and(|e| e.has_prefixes()))
+            .cloned()
             .collect();
         for node in settled {
             self.end_pending_writes_of(&node);

@@ -228,6 +228,9 @@ pub struct Ledger {
     now: Option<SystemTime>,
     /// Space was freed outside `set_time` ([`Ledger::take_freed`]).
     freed: bool,
+    /// The pending-write hold-backs by Node, so that the per-Node paths
+    /// find a Node's without scanning every hold-back.
+    pending_writes: HashMap<String, BTreeSet<IpNet>>,
 }
 
 fn key(net: &IpNet) -> HeldKey {
