@@ -16,6 +16,12 @@ use crate::ledger::PoolSnapshot;
 
 /// The answer to a check of the pools (see [`queue`]), sent with `mark`.
 pub(super) enum PoolCheck {
+    /// Each pool the ledger held when the check was sent, from its own
+    /// quorum read.
+    Known {
+        mark: u64,
+        result: Result<pools::Found, kube::Error>,
+    },
     /// Every pool's revision, from one consistent list of metadata.
     Revisions {
         mark: u64,
@@ -57,6 +63,7 @@ impl Reconciler {
                     return;
                 }
                 self.report_new_conflicts();
+                self.report_pool_overlaps();
                 self.enqueue_all_unallocated();
                 self.status.mark();
             }
@@ -67,6 +74,7 @@ impl Reconciler {
                     crate::ledger::parse_resource_version(p.meta().resource_version.as_deref());
                 if self.ledger.remove_pool(&name, &uid, rv) {
                     self.forget_pool(&name);
+                    self.report_pool_overlaps();
                     self.status.mark();
                     self.enqueue_all_unallocated();
                 }
@@ -87,14 +95,36 @@ impl Reconciler {
             self.report_pool_error(&snap.name, &snap.uid);
         }
         self.report_new_conflicts();
+        self.report_pool_overlaps();
         self.enqueue_all_unallocated();
         self.status.mark();
     }
 
     fn forget_pool(&mut self, name: &str) {
         self.status.forget(name);
-        self.warned.valid(name);
+        self.warned.forget_pool(name);
         self.metrics.forget_pool(name);
+    }
+
+    /// Warns on each pool once per set of other pools its prefixes overlap
+    /// (the `Conflict` condition says it too; space held through one pool
+    /// is never handed out by the other).
+    fn report_pool_overlaps(&mut self) {
+        for name in self.ledger.pool_names() {
+            let mut others = self.ledger.pool_overlaps(&name);
+            others.sort();
+            if !self.warned.first_overlap(&name, &others) {
+                continue;
+            }
+            let msg = format!(
+                "prefixes overlap those of PrefixPool(s) {}; overlapping space is served by one pool at a time and never handed out twice, but which pool serves a Node there depends on the order of events: give each pool its own prefixes",
+                others.join(", ")
+            );
+            warn!(pool = %name, overlaps = %others.join(","), "PrefixPools overlap");
+            let uid = self.ledger.pool_uid(&name);
+            self.events
+                .send(Note::warning(pool_ref(&name, uid), "PoolOverlap", "Validate", msg));
+        }
     }
 
     /// Feeds a pool to the ledger; false when nothing the picture reads
@@ -138,30 +168,62 @@ impl Reconciler {
             return;
         }
         warn!(pool = name, "invalid PrefixPool: {err}");
-        let pool = k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some(PrefixPool::api_version(&()).into_owned()),
-            kind: Some(PrefixPool::kind(&()).into_owned()),
-            name: Some(name.into()),
-            uid: Some(uid.into()),
-            ..Default::default()
-        };
-        self.events
-            .send(Note::warning(pool, "InvalidSpec", "Validate", err));
+        self.events.send(Note::warning(
+            pool_ref(name, Some(uid.to_string())),
+            "InvalidSpec",
+            "Validate",
+            err,
+        ));
     }
 
-    /// Sends a check of the pools that serves every Node queued so far.
+    /// Sends a check of the pools that serves every Node queued so far:
+    /// a GET of each pool the ledger holds when they are few (see
+    /// [`pools::get_revisions`]), else one consistent list of metadata.
     pub(super) fn start_pool_check(&mut self, mark: u64) {
         let api = self.pools_api.clone();
+        let names = self.ledger.pool_names();
+        if names.len() <= MAX_GETS_PER_CHECK {
+            self.pool_checks.spawn(async move {
+                PoolCheck::Known {
+                    mark,
+                    result: bounded(pools::get_revisions(&api, names)).await,
+                }
+            });
+        } else {
+            self.pool_checks.spawn(async move {
+                PoolCheck::Revisions {
+                    mark,
+                    result: bounded(pools::list_revisions(&api)).await,
+                }
+            });
+        }
+    }
+
+    /// Reads every pool whole and merges the list: the check with `mark`
+    /// found the picture behind.
+    fn list_pools_for(&mut self, mark: u64) {
+        debug!("the picture of pools is behind the API server; listing them");
+        let api = self.guarded_pools.clone();
         self.pool_checks.spawn(async move {
-            PoolCheck::Revisions {
+            PoolCheck::Full {
                 mark,
-                result: bounded(pools::list_revisions(&api)).await,
+                result: bounded(list_watch::list_all(&api)).await,
             }
         });
     }
 
     pub(super) fn on_pool_check(&mut self, c: PoolCheck) {
         match c {
+            PoolCheck::Known {
+                mark,
+                result: Ok(found),
+            } => {
+                if self.ledger.known_pools_current(&found) {
+                    self.pipeline.check_passed(mark);
+                } else {
+                    self.list_pools_for(mark);
+                }
+            }
             PoolCheck::Revisions {
                 mark,
                 result: Ok((listed, list_rv)),
@@ -169,15 +231,7 @@ impl Reconciler {
                 if self.ledger.pools_current(&listed, list_rv) {
                     self.pipeline.check_passed(mark);
                 } else {
-                    // Pool events not seen yet: read the pools whole.
-                    debug!("the picture of pools is behind the API server; listing them");
-                    let api = self.guarded_pools.clone();
-                    self.pool_checks.spawn(async move {
-                        PoolCheck::Full {
-                            mark,
-                            result: bounded(list_watch::list_all(&api)).await,
-                        }
-                    });
+                    self.list_pools_for(mark);
                 }
             }
             PoolCheck::Full {
@@ -188,7 +242,11 @@ impl Reconciler {
                 self.merge_pool_list(&items, rv);
                 self.pipeline.check_passed(mark);
             }
-            PoolCheck::Revisions {
+            PoolCheck::Known {
+                mark,
+                result: Err(e),
+            }
+            | PoolCheck::Revisions {
                 mark,
                 result: Err(e),
             }
@@ -206,6 +264,20 @@ impl Reconciler {
         }
     }
 }
+
+fn pool_ref(name: &str, uid: Option<String>) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(PrefixPool::api_version(&()).into_owned()),
+        kind: Some(PrefixPool::kind(&()).into_owned()),
+        name: Some(name.into()),
+        uid,
+        ..Default::default()
+    }
+}
+
+/// Up to this many pools a check reads each by name; with more, one list
+/// (however slow) costs the API server less than that many GETs.
+const MAX_GETS_PER_CHECK: usize = 16;
 
 /// How long a pool check may take: every Node write waits for it, so a
 /// request stuck on a dead connection must not stall them all.

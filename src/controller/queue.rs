@@ -3,17 +3,22 @@
 //!
 //! Nodes and PrefixPools come from two watches, and nothing orders one
 //! watch's events against the other's: a Node created after a pool was
-//! deleted and re-created can arrive before the pool's events do. Planning
-//! it then would hand out space of the old spec. So every Node is stamped
-//! when it enters the queue (and again when its state changes while queued),
-//! and is planned only after a check of the pools *sent after that stamp*
-//! found the ledger's pools current: a consistent list of pool metadata
-//! whose revisions the ledger already holds, or else a full list merged into
-//! it. One check is in flight at a time and serves every Node stamped before
-//! it was sent, so a burst of Nodes costs one small list per batch, not one
-//! per Node. This compares revisions of pools with revisions of pools only:
-//! nothing here relies on the order of one resource's `resourceVersion`s
-//! against another's.
+//! deleted, changed or re-created can arrive before the pool's events do.
+//! Planning it then would hand out space of the old spec. So every Node is
+//! stamped when it enters the queue (and again when its state changes while
+//! queued), and is planned only after a check of the pools *sent after that
+//! stamp* found the ledger's pools current: each pool the ledger holds read
+//! back at the revision held (or gone where the ledger has it gone), or a
+//! consistent list of pool metadata whose revisions the ledger already
+//! holds when there are many pools, or else a full list merged into it. A
+//! pool the ledger has never seen only adds space (free space is one index
+//! over every pool, so it cannot make a prefix held twice); it reaches the
+//! ledger with its watch event, which plans the Nodes still waiting. One
+//! check is in flight at a time and serves every Node stamped before it was
+//! sent, so a burst of Nodes costs one check per batch, not one per Node.
+//! This compares revisions of pools with revisions of pools only: nothing
+//! here relies on the order of one resource's `resourceVersion`s against
+//! another's.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

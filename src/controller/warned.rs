@@ -1,6 +1,7 @@
 //! Which Warnings were already sent, so that each is sent once per episode:
 //! a Node told it waits (until it is served), a Node found in conflict
-//! (until the conflict is gone), a pool found invalid (once per reason).
+//! (until the conflict is gone), a pool found invalid (once per reason), a
+//! pool found overlapping others (once per set of others).
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,6 +10,7 @@ pub struct Warned {
     waiting: HashSet<String>,
     conflict: HashSet<String>,
     invalid: HashMap<String, String>,
+    overlaps: HashMap<String, Vec<String>>,
 }
 
 impl Warned {
@@ -51,6 +53,26 @@ impl Warned {
         self.invalid.remove(pool);
     }
 
+    /// True when pool `pool` overlaps `others` (sorted) and was not
+    /// reported for this set yet; an empty set ends the episode.
+    pub fn first_overlap(&mut self, pool: &str, others: &[String]) -> bool {
+        if others.is_empty() {
+            self.overlaps.remove(pool);
+            return false;
+        }
+        if self.overlaps.get(pool).is_some_and(|o| o == others) {
+            return false;
+        }
+        self.overlaps.insert(pool.to_string(), others.to_vec());
+        true
+    }
+
+    /// Pool `pool` is gone.
+    pub fn forget_pool(&mut self, pool: &str) {
+        self.invalid.remove(pool);
+        self.overlaps.remove(pool);
+    }
+
     /// Node `node` is gone.
     pub fn forget_node(&mut self, node: &str) {
         self.waiting.remove(node);
@@ -80,5 +102,13 @@ mod tests {
         assert!(w.first_invalid("p", "another reason"));
         w.forget_node("a");
         assert!(!w.was_conflict("a"));
+        let ab = vec!["a".to_string(), "b".to_string()];
+        assert!(w.first_overlap("p", &ab[..1]));
+        assert!(!w.first_overlap("p", &ab[..1]));
+        assert!(w.first_overlap("p", &ab), "another pool overlaps too");
+        assert!(!w.first_overlap("p", &[]));
+        assert!(w.first_overlap("p", &ab), "a new episode");
+        w.forget_pool("p");
+        assert!(w.first_overlap("p", &ab));
     }
 }

@@ -219,6 +219,22 @@ impl Ledger {
             .all(|(n, e)| names.contains(n.as_str()) || later_than(e.resource_version, list_rv))
     }
 
+    /// True when each pool a quorum read found (or found gone) after the
+    /// read was sent is held at that revision or a later one, and every
+    /// name found gone is not held: the ledger's picture of these pools is
+    /// then no older than the reads. Pools the ledger learned of since the
+    /// reads were sent are newer information and need no check.
+    pub fn known_pools_current(&self, found: &[(String, Option<Revision>)]) -> bool {
+        found.iter().all(|(name, rev)| match (self.pools.get(name), rev) {
+            (None, None) => true,
+            (Some(e), Some(rev)) => {
+                e.uid == rev.uid
+                    && matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b)
+            }
+            _ => false,
+        })
+    }
+
     pub(super) fn prune_all_retired(&mut self) {
         if self.pools.values().all(|p| p.retired.is_empty()) {
             return;
@@ -333,6 +349,11 @@ impl Ledger {
 
     pub fn pool_names(&self) -> Vec<String> {
         self.pools.keys().cloned().collect()
+    }
+
+    /// The UID of the pool object held under `name`.
+    pub fn pool_uid(&self, name: &str) -> Option<String> {
+        self.pools.get(name).map(|p| p.uid.clone())
     }
 
     /// Why pool `name` serves nothing, if it does not.

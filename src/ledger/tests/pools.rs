@@ -148,6 +148,38 @@ fn pools_are_current_only_when_every_listed_revision_is_held() {
 }
 
 #[test]
+fn known_pools_are_current_only_when_each_read_matches_what_is_held() {
+    let mut l = Ledger::new();
+    let a = pool("a", &["2001:db8:1::/64"]).snap();
+    l.upsert_pool(&a);
+    let rev = |uid: &str, rv: Option<u64>| {
+        Some(Revision {
+            uid: uid.into(),
+            rv,
+        })
+    };
+    let same = vec![("a".to_string(), rev(&a.uid, a.resource_version))];
+    assert!(l.known_pools_current(&same));
+    let later = next_rv();
+    let newer = vec![("a".to_string(), rev(&a.uid, later))];
+    assert!(!l.known_pools_current(&newer), "a later state of a");
+    let recreated = vec![("a".to_string(), rev("other", a.resource_version))];
+    assert!(!l.known_pools_current(&recreated), "another object");
+    let gone = vec![("a".to_string(), None)];
+    assert!(!l.known_pools_current(&gone), "a was deleted");
+    let not_comparable = vec![("a".to_string(), rev(&a.uid, None))];
+    assert!(!l.known_pools_current(&not_comparable));
+    // A name the ledger no longer holds: current if it is gone there too,
+    // behind if a pool of that name exists (re-created).
+    assert!(l.remove_pool("a", &a.uid, later));
+    assert!(l.known_pools_current(&gone));
+    assert!(!l.known_pools_current(&same), "a pool under that name exists");
+    // Learned of after the reads were sent: newer, not behind.
+    l.upsert_pool(&pool("c", &["2001:db8:3::/64"]).snap());
+    assert!(l.known_pools_current(&gone));
+}
+
+#[test]
 fn hold_backs_survive_a_restart_through_the_status_record() {
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000_000);
     let mut l = Ledger::new();
