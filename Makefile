@@ -13,12 +13,14 @@ controlplane:
 	@e2e/controlplane/build.sh >/dev/null
 
 ## Unit, property and integration tests against a real kube-apiserver + etcd.
+## Fails if the run left an etcd or kube-apiserver running (only the ones it
+## started: see e2e/scoped.sh).
 test: controlplane
 	$(CARGO) build --workspace --all-targets --locked
-	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) test --workspace --locked
-	@$(MAKE) --no-print-directory check-leftovers
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --workspace --locked
 
-## Fails if any etcd or kube-apiserver from the test cache is still running.
+## Fails if any etcd or kube-apiserver from the cache is running, whoever
+## started it (make dev-up's too).
 check-leftovers:
 	@bin="$$(e2e/controlplane/build.sh)"; \
 	if pgrep -f "$$bin/(etcd|kube-apiserver)" >/dev/null; then \
@@ -95,16 +97,14 @@ static-build:
 ## `make bench N=20000`; extra flags in BENCH_ARGS. Figures in target/bench/.
 bench: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
-	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin scale-bench -- --nodes $(or $(N),5000) $(BENCH_ARGS)
-	@$(MAKE) --no-print-directory check-leftovers
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin scale-bench -- --nodes $(or $(N),5000) $(BENCH_ARGS)
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
 
 ## Long fault runs (SIGKILLs, kube-apiserver and etcd restarts, leader failover,
 ## all mid-burst); extra flags in CHAOS_ARGS, e.g. CHAOS_ARGS="--scenarios sigkill --kills 40".
 chaos: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
-	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin chaos -- $(CHAOS_ARGS)
-	@$(MAKE) --no-print-directory check-leftovers
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin chaos -- $(CHAOS_ARGS)
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
 
 ## Randomized fault run (issue 10): the directed scenarios and a random mix
@@ -114,6 +114,5 @@ chaos: controlplane
 ## the first N seeds too: RANDOM_ARGS="--directed-seeds N". Logs in target/randomized/.
 randomized: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
-	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" $(CARGO) run --release --locked -p prefix-operator-bench --bin randomized -- --seeds $(or $(SEEDS),1,2,3) $(RANDOM_ARGS)
-	@$(MAKE) --no-print-directory check-leftovers
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin randomized -- --seeds $(or $(SEEDS),1,2,3) $(RANDOM_ARGS)
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }

@@ -28,10 +28,10 @@ target/debug/prefix-operator crd | k apply -f -
 k wait --for=condition=Established crd/prefixpools.ipam.prefix-operator.io --timeout=60s
 
 echo "==> applying examples/ (a GUA pool and a ULA pool for edge nodes)"
-k apply -f examples/gua-pool.yaml -f examples/ula-pool.yaml
+k apply -f examples/
 
 echo "==> registering Nodes"
-k apply -f examples/nodes.yaml
+k apply -f e2e/demo/nodes.yaml
 
 echo "==> running the operator"
 target/debug/prefix-operator run --kubeconfig "$KUBECONFIG" --http-addr 127.0.0.1:0 --status-interval 200ms \

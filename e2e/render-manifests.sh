@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Renders deploy/prefix-operator.yaml from the Helm chart with its defaults:
-# release "prefix-operator" in namespace kube-system, CRD included. Run by
-# `make manifests`; tests/chart.rs fails when the committed file differs.
+# release "prefix-operator" in namespace kube-system, without the CRD. The
+# CRD is its own file (crds/prefixpools.ipam.prefix-operator.io.yaml, the one
+# the chart ships in crds/), so that `kubectl delete -f deploy/...` removes
+# the operator and never the CRD and with it every PrefixPool, as Helm never
+# deletes what it installed from crds/. Run by `make manifests`;
+# tests/chart.rs fails when the committed file differs.
 #
 #   e2e/render-manifests.sh            # writes deploy/prefix-operator.yaml
 #   e2e/render-manifests.sh -          # prints to stdout instead
@@ -23,10 +27,11 @@ out="${1:-$root/deploy/prefix-operator.yaml}"
 render() {
   echo "# Generated from charts/prefix-operator by e2e/render-manifests.sh (make manifests); do not edit."
   echo "# Equivalent to: helm install prefix-operator charts/prefix-operator -n kube-system"
-  # --kube-version: helm template's built-in default (v1.20) is older than the
-  # chart's kubeVersion; 1.33 is the oldest supported release.
+  echo "# The CRD is not here: apply crds/prefixpools.ipam.prefix-operator.io.yaml first."
+  # --kube-version: render for the oldest supported release, whatever the
+  # default of the helm at hand.
   "$helm" template prefix-operator "$root/charts/prefix-operator" \
-    --namespace kube-system --include-crds --kube-version 1.33.0
+    --namespace kube-system --kube-version 1.33.0
 }
 
 if [[ "$out" == "-" ]]; then

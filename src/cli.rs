@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// What to log: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// a tracing filter such as `info,prefix_operator=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = telemetry::parse_filter)]
+    pub log_level: String,
     /// Elect a leader with a Lease; only the leader writes.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -162,7 +166,7 @@ fn default_identity() -> String {
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
-    telemetry::init(args.log_format);
+    telemetry::init(args.log_format, &args.log_level);
     if args.renew_deadline >= args.lease_duration {
         anyhow::bail!(
             "--renew-deadline must be shorter than --lease-duration, so a leader stops writing before another can take over"
@@ -249,8 +253,17 @@ pub async fn print_routes(
         .await
         .context("listing Nodes")?;
     let routes = crate::routes::routes(&list.items);
-    let missing = routes.iter().filter(|r| r.next_hop.is_none()).count();
+    let conflicted = routes.iter().filter(|r| !r.conflicts_with.is_empty()).count();
+    let missing = routes
+        .iter()
+        .filter(|r| r.conflicts_with.is_empty() && r.next_hop.is_none())
+        .count();
     print!("{}", crate::routes::render(&routes, format));
+    if conflicted > 0 {
+        eprintln!(
+            "{conflicted} node prefix(es) overlap another Node's and are not routed (see the PrefixPool's Conflicts condition)"
+        );
+    }
     if missing > 0 {
         eprintln!("{missing} node prefix(es) have no InternalIP of their family to route to");
     }

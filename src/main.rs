@@ -20,7 +20,8 @@ async fn main() {
         }
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        let msg = prefix_operator::k8s::errors::message_chain(e.chain().map(|c| c.to_string()));
+        eprintln!("error: {msg}");
         std::process::exit(1);
     }
 }

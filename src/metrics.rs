@@ -14,6 +14,14 @@ pub struct PoolLabel {
     pub pool: String,
 }
 
+/// What `build_info` says about the binary.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    /// The Kubernetes API the binary was built for (k8s-openapi feature).
+    pub kubernetes_api: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
@@ -77,6 +85,14 @@ impl Metrics {
         m.register_allocations(&mut registry);
         m.register_pools(&mut registry);
         m.register_operations(&mut registry);
+        let build: Family<BuildLabels, Gauge<i64, AtomicI64>> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+                kubernetes_api: "1.33".into(),
+            })
+            .set(1);
+        registry.register("build_info", "Always 1; the labels describe the binary", build);
         Metrics { registry, ..m }
     }
 
@@ -266,6 +282,11 @@ mod tests {
             text.contains("prefix_operator_reconcile_errors_total{reason=\"Conflict\"} 1"),
             "{text}"
         );
+        let build = format!(
+            "prefix_operator_build_info{{version=\"{}\",kubernetes_api=\"1.33\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
     }
 
     #[test]

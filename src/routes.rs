@@ -1,6 +1,8 @@
 //! Route hints: for every Node with podCIDRs, its prefix and the next hop an
 //! upstream router should use (the Node's InternalIP of the same family), as
-//! `ip route` lines, BIRD or FRR static routes, or JSON.
+//! `ip route` lines, BIRD or FRR static routes, or JSON. A prefix that
+//! overlaps another Node's is not routed: either route would send one
+//! Node's traffic to the other, so it is printed as a comment naming both.
 
 use std::net::IpAddr;
 
@@ -25,6 +27,16 @@ pub struct Route {
     pub prefix: IpNet,
     /// `None` when the Node has no InternalIP of the prefix's family.
     pub next_hop: Option<IpAddr>,
+    /// Other Nodes holding a prefix that overlaps this one (a conflict):
+    /// when not empty, the prefix is not routed.
+    pub conflicts_with: Vec<String>,
+}
+
+impl Route {
+    /// True when this route is printed as a route, not as a comment.
+    pub fn routed(&self) -> bool {
+        self.next_hop.is_some() && self.conflicts_with.is_empty()
+    }
 }
 
 /// The routes of all Nodes, sorted by prefix.
@@ -50,11 +62,40 @@ pub fn routes(nodes: &[Node]) -> Vec<Route> {
                 node: name.clone(),
                 prefix: prefix.trunc(),
                 next_hop,
+                conflicts_with: vec![],
             });
         }
     }
     out.sort_by(|a, b| a.prefix.cmp(&b.prefix).then(a.node.cmp(&b.node)));
+    mark_conflicts(&mut out);
     out
+}
+
+/// Fills `conflicts_with`. Two prefixes overlap only when one contains the
+/// other, and sorted by address a prefix's contained ones follow it, so
+/// each is compared only with those that start inside it.
+fn mark_conflicts(routes: &mut [Route]) {
+    let mut pairs = vec![];
+    for i in 0..routes.len() {
+        let outer = routes[i].prefix;
+        for j in i + 1..routes.len() {
+            if !outer.contains(&routes[j].prefix.network()) {
+                break;
+            }
+            if routes[i].node != routes[j].node {
+                pairs.push((i, j));
+            }
+        }
+    }
+    for (i, j) in pairs {
+        let (a, b) = (routes[i].node.clone(), routes[j].node.clone());
+        if !routes[i].conflicts_with.contains(&b) {
+            routes[i].conflicts_with.push(b);
+        }
+        if !routes[j].conflicts_with.contains(&a) {
+            routes[j].conflicts_with.push(a);
+        }
+    }
 }
 
 /// Renders routes; routes without a next hop become comments (or `null` in JSON).
@@ -75,8 +116,17 @@ fn is_v6(r: &Route) -> bool {
     r.prefix.addr().is_ipv6()
 }
 
-/// The comment line for a route with no next hop.
-fn missing(r: &Route, comment: &str) -> String {
+/// The comment line for a route that is not routed: in conflict, or with
+/// no next hop.
+fn not_routed(r: &Route, comment: &str) -> String {
+    if !r.conflicts_with.is_empty() {
+        return format!(
+            "{comment} not routed: Node {} holds {}, which overlaps a prefix of Node(s) {}\n",
+            r.node,
+            r.prefix,
+            r.conflicts_with.join(", ")
+        );
+    }
     let family = if is_v6(r) { "IPv6" } else { "IPv4" };
     format!(
         "{comment} Node {} holds {} but has no {family} InternalIP to route to\n",
@@ -87,12 +137,12 @@ fn missing(r: &Route, comment: &str) -> String {
 fn render_ip(routes: &[Route]) -> String {
     let mut s = String::new();
     for r in routes {
-        match r.next_hop {
+        match r.next_hop.filter(|_| r.routed()) {
             Some(h) => {
                 let fam = if is_v6(r) { "-6" } else { "-4" };
                 s.push_str(&format!("ip {fam} route replace {} via {h}\n", r.prefix));
             }
-            None => s.push_str(&missing(r, "#")),
+            None => s.push_str(&not_routed(r, "#")),
         }
     }
     s
@@ -110,9 +160,9 @@ fn render_bird(routes: &[Route]) -> String {
             "protocol static prefix_operator_{proto} {{\n  {proto};\n"
         ));
         for r in rs {
-            match r.next_hop {
+            match r.next_hop.filter(|_| r.routed()) {
                 Some(h) => s.push_str(&format!("  route {} via {h}; # {}\n", r.prefix, r.node)),
-                None => s.push_str(&format!("  {}", missing(r, "#"))),
+                None => s.push_str(&format!("  {}", not_routed(r, "#"))),
             }
         }
         s.push_str("}\n");
@@ -120,18 +170,20 @@ fn render_bird(routes: &[Route]) -> String {
     s
 }
 
+/// FRR takes `!` as a comment only at the start of a line, so the Node's
+/// name goes on a line of its own before its route.
 fn render_frr(routes: &[Route]) -> String {
     let mut s = String::new();
     for r in routes {
-        match r.next_hop {
+        match r.next_hop.filter(|_| r.routed()) {
             Some(h) => {
                 let kw = if is_v6(r) { "ipv6" } else { "ip" };
                 s.push_str(&format!(
-                    "{kw} route {} {h} tag 4193 ! {}\n",
-                    r.prefix, r.node
+                    "! {}\n{kw} route {} {h} tag 4193\n",
+                    r.node, r.prefix
                 ));
             }
-            None => s.push_str(&missing(r, "!")),
+            None => s.push_str(&not_routed(r, "!")),
         }
     }
     s
@@ -206,12 +258,52 @@ mod tests {
         assert!(bird.contains("protocol static prefix_operator_ipv4 {\n  ipv4;\n  route 10.0.2.0/24 via 10.1.0.2; # b\n}"), "{bird}");
         let frr = render(&r, Format::Frr);
         assert!(
-            frr.contains("ipv6 route 2001:db8:1:2::/64 fd00::2"),
+            frr.contains("! b\nipv6 route 2001:db8:1:2::/64 fd00::2 tag 4193\n"),
             "{frr}"
+        );
+        assert!(
+            frr.lines().all(|l| l.starts_with('!') || !l.contains('!')),
+            "a comment only at the start of a line: {frr}"
         );
         let json: serde_json::Value =
             serde_json::from_str(&render(&r, Format::Json)).expect("json");
         assert_eq!(json[1]["nextHop"], serde_json::Value::Null);
         assert_eq!(json[0]["prefix"], "10.0.2.0/24");
+    }
+
+    #[test]
+    fn overlapping_prefixes_of_two_nodes_are_not_routed() {
+        let nodes = vec![
+            node("a", &["2001:db8:1::/64"], &["fd00::1"]),
+            node("b", &["2001:db8:1::/64"], &["fd00::2"]),
+            // Inside a's /64, and sorted after an unrelated prefix of the
+            // same /48.
+            node("c", &["2001:db8:1::/80"], &["fd00::3"]),
+            node("d", &["2001:db8:1:1::/64"], &["fd00::4"]),
+            node("e", &["10.0.0.0/24"], &["10.1.0.5"]),
+        ];
+        let r = routes(&nodes);
+        let by = |n: &str| r.iter().find(|x| x.node == n).expect("route");
+        assert_eq!(by("a").conflicts_with, vec!["b", "c"]);
+        assert_eq!(by("b").conflicts_with, vec!["a", "c"]);
+        assert_eq!(by("c").conflicts_with, vec!["a", "b"]);
+        assert!(by("d").routed() && by("e").routed());
+        for f in [Format::Ip, Format::Bird, Format::Frr] {
+            let out = render(&r, f);
+            for n in ["fd00::1", "fd00::2", "fd00::3"] {
+                let routed = out
+                    .lines()
+                    .any(|l| l.contains(n) && !l.trim_start().starts_with(['#', '!']));
+                assert!(!routed, "{f:?} routes a conflicted prefix via {n}: {out}");
+            }
+            assert!(out.contains("fd00::4"), "{f:?}: {out}");
+            assert!(
+                out.contains("not routed: Node a holds 2001:db8:1::/64, which overlaps a prefix of Node(s) b, c"),
+                "{f:?}: {out}"
+            );
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&r, Format::Json)).expect("json");
+        assert_eq!(json[1]["conflictsWith"], serde_json::json!(["b", "c"]));
     }
 }

@@ -93,6 +93,7 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
         Some("65529"),
         "65536 - 6 allocated - 1 reserved"
     );
+    assert_eq!(st.used.as_deref(), Some("<0.1%"), "7 of 65536 not free");
     assert_eq!(st.allocations.len(), 6);
     let mut sorted = st.allocations.clone();
     sorted.sort_by_key(|a| net(&a.prefix));
@@ -135,11 +136,30 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
         "NODE-LEN",
         "ALLOCATED",
         "AVAILABLE",
+        "USED",
         "READY",
         "AGE",
     ] {
         assert!(header.contains(col), "missing column {col} in {header}");
     }
+    assert!(
+        !header.contains("CAPACITY"),
+        "capacity is a wide column: {header}"
+    );
+    let wide = std::process::Command::new(cp.bin("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "prefixpools", "-o", "wide"])
+        .output()
+        .expect("kubectl");
+    let wide = String::from_utf8_lossy(&wide.stdout);
+    let wide_header = wide.lines().next().unwrap_or_default();
+    assert!(
+        wide_header.contains("CAPACITY") && wide_header.contains("WAITING"),
+        "{wide_header}"
+    );
+    let gua_wide = wide.lines().find(|l| l.starts_with("gua ")).expect("gua row");
+    assert!(gua_wide.contains("65536"), "{gua_wide}");
     let gua_line = text
         .lines()
         .find(|l| l.starts_with("gua "))
@@ -151,6 +171,7 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
         "64",
         "6",
         "65529",
+        "<0.1%",
         "True",
     ] {
         assert!(gua_line.contains(cell), "{cell} missing in {gua_line}");
@@ -212,6 +233,15 @@ async fn adopts_preset_prefixes_and_reports_conflicts() {
     assert_eq!(pod_cidrs(&client, "preset").await, vec!["2001:db8:2::/64"]);
     assert_eq!(pod_cidrs(&client, "clash-b").await, vec!["2001:db8:2::/56"]);
     wait_event(&client, "clash-a", "PrefixConflict").await;
+    // A second pool over part of the first: a Warning on each, and the
+    // Conflict condition names the other.
+    create_pool(&client, "inner", pool_spec(&["2001:db8:2:8000::/49"])).await;
+    wait_event(&client, "inner", "PoolOverlap").await;
+    wait_event(&client, "pool", "PoolOverlap").await;
+    wait_pool(&client, "inner", "overlap shown", |p| {
+        condition(p, "Conflict").is_some_and(|c| c.status == "True" && c.message.contains("PrefixPool(s) pool"))
+    })
+    .await;
     op.stop().await;
 }
 
@@ -242,6 +272,12 @@ async fn exhaustion_growth_retirement_and_pool_recreation() {
     assert_eq!(
         p.status.as_ref().and_then(|s| s.available.as_deref()),
         Some("0")
+    );
+    assert_eq!(p.status.as_ref().and_then(|s| s.used.as_deref()), Some("100%"));
+    assert_eq!(
+        p.status.as_ref().map(|s| s.waiting_nodes.clone()),
+        Some(vec!["c".to_string()]),
+        "the waiting Node is named"
     );
     assert!(pod_cidrs(&client, "c").await.is_empty(), "c must wait");
     wait_event(&client, "c", "PoolExhausted").await;

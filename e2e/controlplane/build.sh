@@ -44,7 +44,16 @@ echo "building control-plane binaries into $out (cold build, several minutes)" >
 (cd "$here/kube" && go build -trimpath -ldflags "$kube_ldflags" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2
 (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" .) >&2
-(cd "$here/helm" && go build -trimpath -ldflags "-s -w \
+# helm's default Kubernetes version for `helm template` and `helm lint`
+# (v1.20 unless stamped), stamped as helm's own release build does: one past
+# the client-go minor it is built with (client-go v0.35 -> Kubernetes 1.35).
+helm_k8s_minor="$(cd "$here/helm" && go list -f '{{.Version}}' -m k8s.io/client-go)"
+helm_k8s_minor="${helm_k8s_minor#v0.}"; helm_k8s_minor="${helm_k8s_minor%%.*}"
+helm_k8s="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+ -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor \
+ -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+ -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor"
+(cd "$here/helm" && go build -trimpath -ldflags "-s -w $helm_k8s \
   -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
   -X helm.sh/helm/v3/internal/version.gitTreeState=clean" -o "$tmp/helm" helm.sh/helm/v3/cmd/helm) >&2
 

@@ -94,6 +94,26 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
         description = "Node prefixes still free"
     ),
     printcolumn(
+        name = "Used",
+        type_ = "string",
+        json_path = ".status.used",
+        description = "Share of the capacity not free (allocated, reserved, held back)"
+    ),
+    printcolumn(
+        name = "Capacity",
+        type_ = "string",
+        json_path = ".status.capacity",
+        description = "Node prefixes the pool holds in all",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Waiting",
+        type_ = "integer",
+        json_path = ".status.waiting",
+        description = "Selected Nodes waiting for space",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
@@ -286,6 +306,10 @@ pub struct PrefixPoolStatus {
     /// otherwise blocked space), decimal string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<String>,
+    /// The share of the capacity that is not free, as a percentage
+    /// (`"0%"`, `"<0.1%"`, `"37.5%"`, `"100%"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<String>,
     /// Per-prefix usage, including retired prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<PrefixUsage>,
@@ -321,6 +345,9 @@ pub struct PrefixPoolStatus {
     /// Nodes selected by the pool still waiting for a prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<i64>,
+    /// The first of them by name; at most 50 are listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_nodes: Vec<String>,
     /// `Ready`, `Exhausted` and `Conflict`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

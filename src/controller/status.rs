@@ -68,6 +68,28 @@ fn condition(
 }
 
 /// A count as the API's integer.
+/// The share of `capacity` that is not `available`, as the status shows it:
+/// whole or one decimal, never rounded to 0% or 100% when it is not.
+fn used_share(capacity: u128, available: u128) -> String {
+    if capacity == 0 {
+        return "0%".into();
+    }
+    let used = capacity.saturating_sub(available);
+    if used == 0 {
+        return "0%".into();
+    }
+    if used == capacity {
+        return "100%".into();
+    }
+    // u128 to f64 loses only digits far below the one shown.
+    let pct = used as f64 * 100.0 / capacity as f64;
+    if pct < 0.1 {
+        return "<0.1%".into();
+    }
+    let text = format!("{:.1}", pct.min(99.9));
+    format!("{}%", text.strip_suffix(".0").unwrap_or(&text))
+}
+
 fn count<T: TryInto<i64>>(n: T) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
@@ -107,6 +129,7 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         capacity: Some(view.capacity.to_string()),
         allocated: Some(count(allocated)),
         available: Some(view.available.to_string()),
+        used: Some(used_share(view.capacity, view.available)),
         prefixes: view
             .prefixes
             .iter()
@@ -131,6 +154,7 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             .and_then(to_time),
         unroutable: (view.unroutable > 0).then(|| count(view.unroutable)),
         waiting: (view.waiting > 0).then(|| count(view.waiting)),
+        waiting_nodes: view.waiting_nodes.clone(),
         conditions: vec![
             ready_condition(view, prev, now),
             exhausted_condition(view, prev, now),
@@ -306,6 +330,18 @@ mod tests {
             ],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn used_share_is_never_rounded_to_empty_or_full() {
+        assert_eq!(used_share(0, 0), "0%");
+        assert_eq!(used_share(65536, 65536), "0%");
+        assert_eq!(used_share(65536, 65534), "<0.1%");
+        assert_eq!(used_share(8, 5), "37.5%");
+        assert_eq!(used_share(4, 2), "50%");
+        assert_eq!(used_share(100_000, 1), "99.9%");
+        assert_eq!(used_share(1 << 44, 0), "100%");
+        assert_eq!(used_share(10, 20), "100%", "more free than capacity is not negative");
     }
 
     #[test]

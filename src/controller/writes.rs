@@ -84,7 +84,7 @@ impl Reconciler {
             Plan::Wait(Wait::Exhausted { family, pools }) => {
                 self.status.mark();
                 if self.warned.first_wait(&node) {
-                    warn!(node, ?pools, "no free {family} prefix; the Node waits");
+                    warn!(node, pools = %pools.join(","), "no free {family} prefix; the Node waits");
                     self.events.send(Note::warning(
                         node_ref(&node, self.ledger.node_uid(&node)),
                         "PoolExhausted",

@@ -43,8 +43,32 @@ pub fn write_outcome(e: &kube::Error) -> WriteOutcome {
 pub fn error_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
+        other => {
+            let mut parts = vec![other.to_string()];
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                parts.push(s.to_string());
+                source = s.source();
+            }
+            message_chain(parts)
+        }
     }
+}
+
+/// The messages of an error and its sources joined with `: `, each said
+/// once: layers that print their source in their own message (kube's
+/// `HyperError: client error (Connect)` over hyper's `client error
+/// (Connect)`) would otherwise repeat it.
+pub fn message_chain(parts: impl IntoIterator<Item = String>) -> String {
+    let mut out: Vec<String> = vec![];
+    for p in parts {
+        let p = p.trim().to_string();
+        if p.is_empty() || out.iter().any(|seen| seen.contains(&p)) {
+            continue;
+        }
+        out.push(p);
+    }
+    out.join(": ")
 }
 
 /// A short, stable name of an error, used as the metric label.
@@ -70,6 +94,25 @@ pub fn error_reason(e: &kube::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_says_each_message_once() {
+        let parts = [
+            "listing Nodes",
+            "HyperError: client error (Connect)",
+            "client error (Connect)",
+            "tcp connect error",
+            "Connection refused (os error 111)",
+        ]
+        .map(String::from);
+        assert_eq!(
+            message_chain(parts),
+            "listing Nodes: HyperError: client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = kube::Error::Service(Box::new(io));
+        assert_eq!(error_message(&e), "ServiceError: refused");
+    }
 
     #[test]
     fn only_definite_refusals_free_a_reservation() {

@@ -27,7 +27,7 @@ use ipnet::IpNet;
 use crate::alloc::{Family, PoolSpace, cidr};
 use crate::api::{Labels, PoolDefinition, SpecError};
 pub use order::{Order, Revision, parse_resource_version};
-pub use view::{ConflictView, PoolView, PrefixView};
+pub use view::{ConflictView, MAX_WAITING_NAMES, PoolView, PrefixView};
 
 /// What the ledger needs to know of a Node.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -8,6 +8,9 @@ use ipnet::IpNet;
 use super::{HoldBack, Ledger, NodeEntry, PoolEntry};
 use crate::alloc::{Family, cidr};
 
+/// Waiting Nodes a view names (the rest are only counted).
+pub const MAX_WAITING_NAMES: usize = 50;
+
 /// Usage of one prefix of a pool.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrefixView {
@@ -49,12 +52,21 @@ pub struct PoolView {
     /// Nodes this pool selects that wait for space (no pool of some family
     /// they need has a free prefix).
     pub waiting: u64,
+    /// The first of them by name, at most [`MAX_WAITING_NAMES`].
+    pub waiting_nodes: Vec<String>,
     /// Held-back prefixes of this pool, sorted by prefix.
     pub held_back: Vec<(IpNet, HoldBack)>,
     /// Held-back prefixes still retained for a Node of the same name.
     pub retained: u64,
     /// Allocated Nodes without an InternalIP of the pool's family.
     pub unroutable: u64,
+}
+
+/// The Nodes waiting on one pool.
+#[derive(Default)]
+struct Waiting {
+    count: u64,
+    names: BTreeSet<String>,
 }
 
 impl Ledger {
@@ -78,7 +90,7 @@ impl Ledger {
     /// deleted, with no write in flight, for which every pool of some family
     /// that selects them is full (and no retained prefix of theirs is left).
     /// Cheap when no pool is full: then nobody waits.
-    fn waiting_counts(&self) -> BTreeMap<String, u64> {
+    fn waiting_counts(&self) -> BTreeMap<String, Waiting> {
         let mut out = BTreeMap::new();
         let any_full = self
             .pools
@@ -95,7 +107,13 @@ impl Ledger {
                 let cands = self.candidates(fam, &e.labels);
                 if !cands.is_empty() && self.pick(name, fam, &cands).is_none() {
                     for c in cands {
-                        *out.entry(c.to_string()).or_insert(0) += 1;
+                        let w: &mut Waiting = out.entry(c.to_string()).or_default();
+                        w.count += 1;
+                        // The first names in name order are kept.
+                        w.names.insert(name.clone());
+                        if w.names.len() > MAX_WAITING_NAMES {
+                            w.names.pop_last();
+                        }
                     }
                 }
             }
@@ -103,7 +121,7 @@ impl Ledger {
         out
     }
 
-    fn view_with(&self, name: &str, waiting: &BTreeMap<String, u64>) -> Option<PoolView> {
+    fn view_with(&self, name: &str, waiting: &BTreeMap<String, Waiting>) -> Option<PoolView> {
         let p = self.pools.get(name)?;
         let mut v = PoolView {
             uid: p.uid.clone(),
@@ -160,7 +178,10 @@ impl Ledger {
                     .is_some_and(|e: &NodeEntry| !e.address_families.contains(&d.family))
             })
             .count() as u64;
-        v.waiting = waiting.get(name).copied().unwrap_or(0);
+        if let Some(w) = waiting.get(name) {
+            v.waiting = w.count;
+            v.waiting_nodes = w.names.iter().cloned().collect();
+        }
         Some(v)
     }
 
@@ -219,6 +240,14 @@ impl Ledger {
                     }
                 }
             }
+        }
+    }
+
+    /// Other valid pools whose prefixes overlap those of pool `name`.
+    pub fn pool_overlaps(&self, name: &str) -> Vec<String> {
+        match self.pools.get(name).map(|p| &p.def) {
+            Some(Ok(d)) => self.overlapping_pools(name, &d.prefixes),
+            _ => vec![],
         }
     }
 

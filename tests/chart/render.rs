@@ -38,6 +38,20 @@ fn helm_lint_is_clean() {
     }
 }
 
+/// The pinned helm is stamped with a default Kubernetes version (as helm's
+/// release builds are), so the chart renders and lints as a new admin runs
+/// them, without `--kube-version` (unstamped, helm assumes v1.20.0, older
+/// than the chart's `kubeVersion`).
+#[test]
+fn helm_renders_and_lints_without_a_kube_version() {
+    let helm = Helm::new();
+    for args in [vec!["template", "prefix-operator"], vec!["lint", "--strict"]] {
+        let out = helm.cmd().args(&args).arg(chart_dir()).output().expect("helm");
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "helm {args:?} failed:\n{all}");
+    }
+}
+
 #[test]
 fn default_render_has_what_a_cluster_component_needs() {
     let helm = Helm::new();

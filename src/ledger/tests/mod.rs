@@ -321,6 +321,7 @@ fn waiting_counts_come_from_state() {
     // Both pools are full now: b and c wait on both, whether planned or not.
     let views: BTreeMap<String, PoolView> = l.pool_views().into_iter().collect();
     assert_eq!((views["p"].waiting, views["v4"].waiting), (2, 2));
+    assert_eq!(views["p"].waiting_nodes, vec!["b", "c"]);
     gone(&mut l, "b");
     let mut c = node("c", &[]);
     c.uid = l.node_uid("c").expect("c");
@@ -329,4 +330,23 @@ fn waiting_counts_come_from_state() {
     assert_eq!(l.pool_view("p").expect("view").waiting, 1);
     gone(&mut l, "a");
     assert_eq!(l.pool_view("p").expect("view").waiting, 0, "space again");
+}
+
+#[test]
+fn waiting_nodes_are_the_first_names_and_bounded() {
+    let mut l = Ledger::new();
+    l.upsert_pool(&pool("p", &["2001:db8::/64"]).snap());
+    l.upsert_node(&node("first", &[]));
+    allocate(&mut l, "first");
+    let n = crate::ledger::MAX_WAITING_NAMES + 20;
+    // Inserted in reverse name order: the bound keeps the lowest names.
+    for i in (0..n).rev() {
+        l.upsert_node(&node(&format!("w{i:03}"), &[]));
+    }
+    let v = l.pool_view("p").expect("view");
+    assert_eq!(v.waiting, n as u64);
+    let expected: Vec<String> = (0..crate::ledger::MAX_WAITING_NAMES)
+        .map(|i| format!("w{i:03}"))
+        .collect();
+    assert_eq!(v.waiting_nodes, expected);
 }

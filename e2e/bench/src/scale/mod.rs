@@ -87,6 +87,11 @@ pub struct Args {
     /// Operator binary [default: target/release/prefix-operator or $PREFIX_OPERATOR_BIN].
     #[arg(long)]
     pub operator_bin: Option<PathBuf>,
+    /// Another operator build (e.g. of an earlier commit), run in every
+    /// round right after the operator, with the first `--allocation-events`
+    /// mode: the report adds the ratios of the two within each round.
+    #[arg(long)]
+    pub compare_bin: Option<PathBuf>,
     /// Longest wait for any one condition, seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -142,6 +147,8 @@ pub struct Rounds {
     pub bare_backlogs: Vec<BareRun>,
     /// Per `--allocation-events` mode (in [`Args::modes`] order), per round.
     pub runs: Vec<Vec<OpRun>>,
+    /// `--compare-bin`'s runs, per round (first mode only).
+    pub compared: Vec<OpRun>,
 }
 
 /// The whole benchmark: every round, then the report on stdout and in
@@ -215,6 +222,19 @@ async fn run_rounds(args: &Args, bin: &Path) -> Result<Rounds> {
                 rate(n, r.backlog.total)
             );
             all.runs[i].push(r);
+        }
+        if let Some(cmp) = &args.compare_bin {
+            let ev = modes[0];
+            let mut r = phases::operator_run(args, cmp, ev, round == 0).await?;
+            r.backlog = phases::backlog_run(args, cmp, ev).await?;
+            eprintln!(
+                "  compared {}: burst {:.0} nodes/s (p99 {} ms); backlog {:.0} nodes/s once ready",
+                cmp.display(),
+                rate(n, r.burst_total),
+                ms(r.burst_lat.p99),
+                rate(n, r.backlog.writes)
+            );
+            all.compared.push(r);
         }
     }
     Ok(all)

@@ -166,6 +166,10 @@ fn report_json(ctx: &Context, rounds: &Rounds, base: &Baselines) -> Value {
             "burst_latency": summary_json(&rounds.bare_bursts[0].lat),
         })),
         "operator": rounds.runs.iter().map(|all| operator_json(ctx.args, all, base)).collect::<Vec<_>>(),
+        "compared": (!rounds.compared.is_empty()).then(|| json!({
+            "bin": ctx.args.compare_bin.as_ref().map(|p| p.display().to_string()),
+            "runs": operator_json(ctx.args, &rounds.compared, base),
+        })),
     })
 }
 

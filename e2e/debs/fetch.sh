@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fetches pinned Debian packages that tests run against (FRR's vtysh and
+# BIRD, to parse the configuration `prefix-operator routes` prints) and
+# unpacks them into a cache outside the checkout, without installing
+# anything on the machine. Prints the directory they were unpacked into;
+# binaries are under usr/bin and usr/sbin, libraries under usr/lib (see
+# `lib_path` in tests/support/debs.rs).
+#
+# Needs apt-get and dpkg-deb (any Debian or Ubuntu) and the Debian archive.
+# The cache is keyed by this file, so changing a pin fetches again.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The pins: Debian 12 (bookworm) versions. The libraries are the ones these
+# binaries need that a minimal Debian lacks.
+PACKAGES=(
+  "frr=8.4.4-1.1~deb12u2"
+  "bird2=2.0.12-7"
+  "libyang2=2.1.30-2"
+  "libc-ares2=1.18.1-3"
+  "libssh-gcrypt-4=0.10.6-0+deb12u3"
+)
+
+key="$(sha256sum "$here/fetch.sh" | cut -c1-12)"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/prefix-operator"
+out="$cache/debs-$key"
+
+if [[ -f "$out/.complete" ]]; then
+  echo "$out"
+  exit 0
+fi
+
+for tool in apt-get dpkg-deb; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "e2e/debs/fetch.sh: $tool not found: the route-parser tests need a Debian-based machine" >&2
+    exit 1
+  fi
+done
+
+mkdir -p "$cache"
+tmp="$(mktemp -d "$cache/debs.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/pkgs" "$tmp/root"
+# apt-get download writes into the current directory; it needs no root.
+(cd "$tmp/pkgs" && apt-get download -q "${PACKAGES[@]}") >&2 || {
+  echo "e2e/debs/fetch.sh: apt-get download failed; if the pinned versions are no longer in the archive, update PACKAGES (apt-cache policy frr bird2)" >&2
+  exit 1
+}
+for deb in "$tmp"/pkgs/*.deb; do
+  dpkg-deb -x "$deb" "$tmp/root"
+done
+touch "$tmp/root/.complete"
+rm -rf "$out"
+mv "$tmp/root" "$out"
+trap - EXIT
+rm -rf "$tmp"
+echo "$out"
