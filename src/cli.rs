@@ -48,6 +48,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "ip")]
         format: crate::routes::Format,
     },
+    /// Print every PrefixPool's usage, waiting Nodes and conflicts.
+    Status {
+        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Print which Node holds an address or prefix, since when and from
+    /// which PrefixPool (exit status 1 when no Node holds it).
+    Whois {
+        /// An address (2001:db8:42:1::5) or a prefix (2001:db8:42::/56).
+        query: crate::inspect::Query,
+        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -253,7 +268,10 @@ pub async fn print_routes(
         .await
         .context("listing Nodes")?;
     let routes = crate::routes::routes(&list.items);
-    let conflicted = routes.iter().filter(|r| !r.conflicts_with.is_empty()).count();
+    let conflicted = routes
+        .iter()
+        .filter(|r| !r.conflicts_with.is_empty())
+        .count();
     let missing = routes
         .iter()
         .filter(|r| r.conflicts_with.is_empty() && r.next_hop.is_none())

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod controller;
 pub mod duration;
 pub mod http;
+pub mod inspect;
 pub mod k8s;
 pub mod leader;
 pub mod ledger;

@@ -18,6 +18,15 @@ async fn main() {
         Command::Routes { kubeconfig, format } => {
             cli::print_routes(kubeconfig.as_ref(), format).await
         }
+        Command::Status { kubeconfig } => {
+            prefix_operator::inspect::print_status(kubeconfig.as_ref()).await
+        }
+        Command::Whois { query, kubeconfig } => {
+            match prefix_operator::inspect::print_whois(kubeconfig.as_ref(), &query).await {
+                Ok(false) => std::process::exit(1),
+                other => other.map(|_| ()),
+            }
+        }
     };
     if let Err(e) = result {
         let msg = prefix_operator::k8s::errors::message_chain(e.chain().map(|c| c.to_string()));

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub held_back: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub reconcile_errors: Family<ReasonLabel, Counter>,
     pub status_writes: Counter,
+    pub status_write_errors: Counter,
     pub node_writes: Counter,
     pub events_dropped: Counter,
     pub leader: Gauge<i64, AtomicI64>,
@@ -75,6 +76,7 @@ impl Metrics {
             held_back: Family::default(),
             reconcile_errors: Family::default(),
             status_writes: Counter::default(),
+            status_write_errors: Counter::default(),
             node_writes: Counter::default(),
             events_dropped: Counter::default(),
             leader: Gauge::default(),
@@ -92,7 +94,11 @@ impl Metrics {
                 kubernetes_api: "1.33".into(),
             })
             .set(1);
-        registry.register("build_info", "Always 1; the labels describe the binary", build);
+        registry.register(
+            "build_info",
+            "Always 1; the labels describe the binary",
+            build,
+        );
         Metrics { registry, ..m }
     }
 
@@ -171,6 +177,11 @@ impl Metrics {
             "status_writes",
             "PrefixPool status writes",
             self.status_writes.clone(),
+        );
+        r.register(
+            "status_write_errors",
+            "PrefixPool status writes that failed (retried at the next interval)",
+            self.status_write_errors.clone(),
         );
         r.register(
             "node_writes",

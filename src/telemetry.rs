@@ -11,9 +11,9 @@ pub enum LogFormat {
 
 /// Checks a `--log-level` value: a level or a tracing filter directive.
 pub fn parse_filter(s: &str) -> Result<String, String> {
-    EnvFilter::try_new(s)
-        .map(|_| s.to_string())
-        .map_err(|e| format!("not a level or tracing filter ({e}); e.g. info, or info,prefix_operator=debug"))
+    EnvFilter::try_new(s).map(|_| s.to_string()).map_err(|e| {
+        format!("not a level or tracing filter ({e}); e.g. info, or info,prefix_operator=debug")
+    })
 }
 
 pub fn init(format: LogFormat, filter: &str) {

@@ -4,6 +4,8 @@
 
 mod support;
 
+#[path = "chart/alerts.rs"]
+mod alerts;
 #[path = "chart/install.rs"]
 mod install;
 #[path = "chart/render.rs"]

@@ -158,8 +158,48 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
         wide_header.contains("CAPACITY") && wide_header.contains("WAITING"),
         "{wide_header}"
     );
-    let gua_wide = wide.lines().find(|l| l.starts_with("gua ")).expect("gua row");
+    let gua_wide = wide
+        .lines()
+        .find(|l| l.starts_with("gua "))
+        .expect("gua row");
     assert!(gua_wide.contains("65536"), "{gua_wide}");
+
+    // `prefix-operator whois` and `status`, as an admin runs them.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .output()
+            .expect("prefix-operator");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let w0 = net(&wait_pod_cidrs(&client, "worker-0").await[0]);
+    let addr = match w0 {
+        IpNet::V6(n) => std::net::Ipv6Addr::from(u128::from(n.network()) + 5).to_string(),
+        IpNet::V4(_) => unreachable!("an IPv6 pool"),
+    };
+    let (code, text) = cli(&["whois", &addr]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("{w0}: Node worker-0"))
+            && text.contains("written by prefix-operator at")
+            && text.contains("PrefixPool gua (2001:db8:1::/48)"),
+        "{text}"
+    );
+    let (code, text) = cli(&["whois", "2001:db8:1::1"]);
+    assert_eq!(code, Some(1), "nobody holds the reserved /64: {text}");
+    assert!(text.contains("(a reserved range)"), "{text}");
+    let (code, text) = cli(&["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("gua "))
+        .expect("gua row");
+    assert!(row.contains("65529") && row.contains("True"), "{text}");
     let gua_line = text
         .lines()
         .find(|l| l.starts_with("gua "))
@@ -239,7 +279,8 @@ async fn adopts_preset_prefixes_and_reports_conflicts() {
     wait_event(&client, "inner", "PoolOverlap").await;
     wait_event(&client, "pool", "PoolOverlap").await;
     wait_pool(&client, "inner", "overlap shown", |p| {
-        condition(p, "Conflict").is_some_and(|c| c.status == "True" && c.message.contains("PrefixPool(s) pool"))
+        condition(p, "Conflict")
+            .is_some_and(|c| c.status == "True" && c.message.contains("PrefixPool(s) pool"))
     })
     .await;
     op.stop().await;
@@ -273,7 +314,10 @@ async fn exhaustion_growth_retirement_and_pool_recreation() {
         p.status.as_ref().and_then(|s| s.available.as_deref()),
         Some("0")
     );
-    assert_eq!(p.status.as_ref().and_then(|s| s.used.as_deref()), Some("100%"));
+    assert_eq!(
+        p.status.as_ref().and_then(|s| s.used.as_deref()),
+        Some("100%")
+    );
     assert_eq!(
         p.status.as_ref().map(|s| s.waiting_nodes.clone()),
         Some(vec!["c".to_string()]),

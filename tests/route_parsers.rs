@@ -101,16 +101,29 @@ fn frr_and_bird_accept_what_routes_prints() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = routes(&cluster());
     let vtysh = |p: &Path| {
-        let (ok, out) = run(&root, "usr/bin/vtysh", &["-C", "-f", &p.display().to_string()]);
+        let (ok, out) = run(
+            &root,
+            "usr/bin/vtysh",
+            &["-C", "-f", &p.display().to_string()],
+        );
         // vtysh -C exits 0 with "Unknown command" lines for some errors.
         (ok && !out.contains("Unknown command"), out)
     };
-    let bird = |p: &Path| run(&root, "usr/sbin/bird", &["-p", "-c", &p.display().to_string()]);
+    let bird = |p: &Path| {
+        run(
+            &root,
+            "usr/sbin/bird",
+            &["-p", "-c", &p.display().to_string()],
+        )
+    };
 
     let frr = render(&r, Format::Frr);
     assert!(frr.contains("ipv6 route 2001:db8:42:1::/64 2001:db8::11 tag 4193"));
     assert!(frr.contains("ip route 10.244.2.0/24 192.0.2.12 tag 4193"));
-    assert!(!frr.contains("fd00::21") && !frr.contains("fd00::22"), "{frr}");
+    assert!(
+        !frr.contains("fd00::21") && !frr.contains("fd00::22"),
+        "{frr}"
+    );
     check_file(dir.path(), "frr.conf", &frr, vtysh);
 
     let bird_conf = render(&r, Format::Bird);

@@ -122,8 +122,12 @@ impl Reconciler {
             );
             warn!(pool = %name, overlaps = %others.join(","), "PrefixPools overlap");
             let uid = self.ledger.pool_uid(&name);
-            self.events
-                .send(Note::warning(pool_ref(&name, uid), "PoolOverlap", "Validate", msg));
+            self.events.send(Note::warning(
+                pool_ref(&name, uid),
+                "PoolOverlap",
+                "Validate",
+                msg,
+            ));
         }
     }
 

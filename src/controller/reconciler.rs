@@ -340,6 +340,7 @@ impl Reconciler {
             }
             Err(e) => {
                 self.metrics.error(error_reason(&e));
+                self.metrics.status_write_errors.inc();
                 warn!(%pool, "status write failed: {}", error_message(&e));
                 self.status.failed(&pool);
             }

@@ -341,7 +341,11 @@ mod tests {
         assert_eq!(used_share(4, 2), "50%");
         assert_eq!(used_share(100_000, 1), "99.9%");
         assert_eq!(used_share(1 << 44, 0), "100%");
-        assert_eq!(used_share(10, 20), "100%", "more free than capacity is not negative");
+        assert_eq!(
+            used_share(10, 20),
+            "100%",
+            "more free than capacity is not negative"
+        );
     }
 
     #[test]

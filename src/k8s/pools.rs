@@ -85,7 +85,10 @@ pub type Found = Vec<(String, Option<Revision>)>;
 /// notification (requested at most every 100 ms). So this answers in the
 /// time of one round trip, where a list takes 50 ms on average under Node
 /// traffic. The GETs run side by side.
-pub async fn get_revisions(api: &Api<PrefixPool>, names: Vec<String>) -> Result<Found, kube::Error> {
+pub async fn get_revisions(
+    api: &Api<PrefixPool>,
+    names: Vec<String>,
+) -> Result<Found, kube::Error> {
     futures::future::try_join_all(names.into_iter().map(|name| async move {
         let meta = api.get_metadata_opt(&name).await?;
         let rev = meta.map(|p| Revision {

@@ -225,14 +225,16 @@ impl Ledger {
     /// then no older than the reads. Pools the ledger learned of since the
     /// reads were sent are newer information and need no check.
     pub fn known_pools_current(&self, found: &[(String, Option<Revision>)]) -> bool {
-        found.iter().all(|(name, rev)| match (self.pools.get(name), rev) {
-            (None, None) => true,
-            (Some(e), Some(rev)) => {
-                e.uid == rev.uid
-                    && matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b)
-            }
-            _ => false,
-        })
+        found
+            .iter()
+            .all(|(name, rev)| match (self.pools.get(name), rev) {
+                (None, None) => true,
+                (Some(e), Some(rev)) => {
+                    e.uid == rev.uid
+                        && matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b)
+                }
+                _ => false,
+            })
     }
 
     pub(super) fn prune_all_retired(&mut self) {

@@ -45,8 +45,16 @@ fn helm_lint_is_clean() {
 #[test]
 fn helm_renders_and_lints_without_a_kube_version() {
     let helm = Helm::new();
-    for args in [vec!["template", "prefix-operator"], vec!["lint", "--strict"]] {
-        let out = helm.cmd().args(&args).arg(chart_dir()).output().expect("helm");
+    for args in [
+        vec!["template", "prefix-operator"],
+        vec!["lint", "--strict"],
+    ] {
+        let out = helm
+            .cmd()
+            .args(&args)
+            .arg(chart_dir())
+            .output()
+            .expect("helm");
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "helm {args:?} failed:\n{all}");
     }

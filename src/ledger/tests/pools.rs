@@ -173,7 +173,10 @@ fn known_pools_are_current_only_when_each_read_matches_what_is_held() {
     // behind if a pool of that name exists (re-created).
     assert!(l.remove_pool("a", &a.uid, later));
     assert!(l.known_pools_current(&gone));
-    assert!(!l.known_pools_current(&same), "a pool under that name exists");
+    assert!(
+        !l.known_pools_current(&same),
+        "a pool under that name exists"
+    );
     // Learned of after the reads were sent: newer, not behind.
     l.upsert_pool(&pool("c", &["2001:db8:3::/64"]).snap());
     assert!(l.known_pools_current(&gone));
