@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::events::v1::Event;
 
 use crate::api::PrefixPool;
-use crate::k8s::nodes::NODE_MANAGER;
 
 /// `prefix-operator status`.
 pub async fn print_status(kubeconfig: Option<&PathBuf>) -> Result<()> {
@@ -29,6 +29,7 @@ pub async fn print_status(kubeconfig: Option<&PathBuf>) -> Result<()> {
 pub async fn print_whois(kubeconfig: Option<&PathBuf>, q: &Query) -> Result<bool> {
     let client = crate::cli::client_for(kubeconfig).await?;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), "default");
     let pools: kube::Api<PrefixPool> = kube::Api::all(client);
     let nodes = nodes
         .list(&Default::default())
@@ -38,7 +39,14 @@ pub async fn print_whois(kubeconfig: Option<&PathBuf>, q: &Query) -> Result<bool
         .list(&Default::default())
         .await
         .context("listing PrefixPools")?;
-    let (text, found) = whois(q, &nodes.items, &pools.items);
+    // Allocation Events of Nodes land in "default" (Nodes are
+    // cluster-scoped); a missing Event only leaves the time out.
+    let events = events
+        .list(&kube::api::ListParams::default().fields("reason=PrefixAllocated"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let (text, found) = whois(q, &nodes.items, &pools.items, &events);
     print!("{text}");
     Ok(found)
 }
@@ -169,10 +177,10 @@ impl Query {
     }
 }
 
-/// Which Node holds `q` (or a prefix overlapping it), since when and from
-/// which pool; else which pool's space it lies in. Returns the text and
-/// whether any Node holds it.
-pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool]) -> (String, bool) {
+/// Which Node holds `q` (or a prefix overlapping it), since when (its
+/// `PrefixAllocated` Event) and from which pool; else which pool's space
+/// it lies in. Returns the text and whether any Node holds it.
+pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool], events: &[Event]) -> (String, bool) {
     let mut out = String::new();
     let mut found = false;
     for n in nodes {
@@ -194,11 +202,13 @@ pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool]) -> (String, bool) 
             if let Some(uid) = &n.metadata.uid {
                 let _ = write!(out, " (uid {uid})");
             }
-            match written_at(n) {
+            match allocated_at(n, events) {
                 Some(t) => {
-                    let _ = write!(out, ", written by {NODE_MANAGER} at {t}");
+                    let _ = write!(out, ", allocated at {t}");
                 }
-                None => out.push_str(", not written by this operator (adopted as found)"),
+                None => out.push_str(
+                    ", allocation time unknown (no PrefixAllocated Event: written by someone else, --allocation-events=false, or older than the Event TTL)",
+                ),
             }
             let owners = pools_containing(&held, pools);
             if owners.is_empty() {
@@ -232,16 +242,37 @@ pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool]) -> (String, bool) 
     (out, found)
 }
 
-/// When the operator wrote the Node's podCIDRs: the time of its field
-/// manager's entry (podCIDRs are write-once and it writes nothing else).
-fn written_at(n: &Node) -> Option<String> {
-    n.metadata
-        .managed_fields
-        .as_ref()?
+/// When the operator allocated the Node's prefixes: the time of its
+/// `PrefixAllocated` Event about this very object. (kube-apiserver keeps no
+/// managedFields on Nodes, so the write itself leaves no time behind.)
+fn allocated_at(n: &Node, events: &[Event]) -> Option<String> {
+    events
         .iter()
-        .find(|m| m.manager.as_deref() == Some(NODE_MANAGER))
-        .and_then(|m| m.time.as_ref())
-        .map(|t| t.0.to_string())
+        .filter(|e| e.reason.as_deref() == Some("PrefixAllocated"))
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("Node")
+                    && r.name == n.metadata.name
+                    && (r.uid.is_none() || r.uid == n.metadata.uid)
+            })
+        })
+        .filter_map(|e| {
+            e.event_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .or_else(|| {
+                    e.deprecated_first_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                })
+                .or_else(|| {
+                    e.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                })
+        })
+        .min()
 }
 
 /// `pool (prefix)` for every pool with a prefix containing `net`.
@@ -273,8 +304,8 @@ fn reserved_in(net: &IpNet, pools: &[PrefixPool]) -> bool {
 mod tests {
     use super::*;
     use crate::api::{PrefixPoolSpec, PrefixPoolStatus};
-    use k8s_openapi::api::core::v1::NodeSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+    use k8s_openapi::api::core::v1::{NodeSpec, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
     fn pool(name: &str, prefixes: &[&str], reserved: &[&str]) -> PrefixPool {
         let mut p = PrefixPool::new(
@@ -298,7 +329,7 @@ mod tests {
         p
     }
 
-    fn node(name: &str, cidr: &str, by_us: bool) -> Node {
+    fn node(name: &str, cidr: &str) -> Node {
         let mut n = Node::default();
         n.metadata.name = Some(name.into());
         n.metadata.uid = Some(format!("uid-{name}"));
@@ -306,16 +337,23 @@ mod tests {
             pod_cidrs: Some(vec![cidr.into()]),
             ..Default::default()
         });
-        if by_us {
-            n.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
-                manager: Some(NODE_MANAGER.into()),
-                time: Some(Time(
-                    k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time"),
-                )),
-                ..Default::default()
-            }]);
-        }
         n
+    }
+
+    fn allocated(node: &str, uid: &str, second: i64) -> Event {
+        Event {
+            reason: Some("PrefixAllocated".into()),
+            regarding: Some(ObjectReference {
+                kind: Some("Node".into()),
+                name: Some(node.into()),
+                uid: Some(uid.into()),
+                ..Default::default()
+            }),
+            event_time: Some(MicroTime(
+                k8s_openapi::jiff::Timestamp::from_second(second).expect("time"),
+            )),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -346,26 +384,49 @@ mod tests {
     fn whois_finds_the_node_the_time_and_the_pool() {
         let pools = [pool("gua", &["2001:db8:42::/48"], &["2001:db8:42::/64"])];
         let nodes = [
-            node("worker-1", "2001:db8:42:1::/64", true),
-            node("hand", "2001:db8:42:2::/64", false),
+            node("worker-1", "2001:db8:42:1::/64"),
+            node("hand", "2001:db8:42:2::/64"),
+        ];
+        let events = [
+            allocated("worker-1", "uid-worker-1", 1_800_000_000),
+            // An earlier object of the same name: not this Node's.
+            allocated("hand", "uid-old", 1_700_000_000),
         ];
         let q: Query = "2001:db8:42:1::5".parse().expect("query");
-        let (t, found) = whois(&q, &nodes, &pools);
+        let (t, found) = whois(&q, &nodes, &pools, &events);
         assert!(found);
-        assert!(t.contains("2001:db8:42:1::/64: Node worker-1 (uid uid-worker-1), written by prefix-operator at 2027-01-15T08:00:00Z, PrefixPool gua (2001:db8:42::/48)"), "{t}");
-        let (t, _) = whois(&"2001:db8:42::/56".parse().expect("q"), &nodes, &pools);
+        assert!(
+            t.contains("2001:db8:42:1::/64: Node worker-1 (uid uid-worker-1), allocated at 2027-01-15T08:00:00Z, PrefixPool gua (2001:db8:42::/48)"),
+            "{t}"
+        );
+        let (t, _) = whois(
+            &"2001:db8:42::/56".parse().expect("q"),
+            &nodes,
+            &pools,
+            &events,
+        );
         assert!(
             t.contains("Node worker-1") && t.contains("Node hand"),
             "a prefix finds every Node inside it: {t}"
         );
-        assert!(t.contains("adopted as found"), "{t}");
-        let (t, found) = whois(&"2001:db8:42::1".parse().expect("q"), &nodes, &pools);
+        assert!(t.contains("allocation time unknown"), "{t}");
+        let (t, found) = whois(
+            &"2001:db8:42::1".parse().expect("q"),
+            &nodes,
+            &pools,
+            &events,
+        );
         assert!(!found);
         assert!(
             t.contains("held by no Node; in PrefixPool gua (2001:db8:42::/48) (a reserved range)"),
             "{t}"
         );
-        let (t, _) = whois(&"2001:db8:99::1".parse().expect("q"), &nodes, &pools);
+        let (t, _) = whois(
+            &"2001:db8:99::1".parse().expect("q"),
+            &nodes,
+            &pools,
+            &events,
+        );
         assert!(t.contains("in no PrefixPool"), "{t}");
         assert!("nonsense".parse::<Query>().is_err());
     }

@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(used_share(1 << 44, 0), "100%");
         assert_eq!(
             used_share(10, 20),
-            "100%",
+            "0%",
             "more free than capacity is not negative"
         );
     }

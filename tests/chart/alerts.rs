@@ -8,7 +8,9 @@ use super::*;
 
 fn promtool() -> PathBuf {
     let script = root().join("e2e/promtool/build.sh");
-    let out = Command::new(&script).output().expect("e2e/promtool/build.sh");
+    let out = Command::new(&script)
+        .output()
+        .expect("e2e/promtool/build.sh");
     let path = ok("e2e/promtool/build.sh", out);
     PathBuf::from(path.trim())
 }
@@ -36,12 +38,11 @@ fn rule_file(helm: &Helm, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     let docs = docs_of(helm, &args);
     let rule = one(&docs, "PrometheusRule");
-    let groups = serde_yaml::to_string(&serde_yaml::Mapping::from_iter([(
+    serde_yaml::to_string(&serde_yaml::Mapping::from_iter([(
         Value::from("groups"),
         rule["spec"]["groups"].clone(),
     )]))
-    .expect("yaml");
-    groups
+    .expect("yaml")
 }
 
 #[test]
@@ -109,7 +110,14 @@ fn dashboard_queries_parse_and_use_exported_metrics() {
     assert!(exprs.len() >= 8, "{exprs:?}");
 
     // Every series a query names is one the operator exports.
-    let exported = prefix_operator::metrics::Metrics::new().encode();
+    // (A family shows in the text once it has a series: one pool, one
+    // error reason, one allocation.)
+    let m = prefix_operator::metrics::Metrics::new();
+    m.publish_pool("p", &prefix_operator::ledger::PoolView::default());
+    m.error("Conflict");
+    m.allocations.get_or_create(&m.pool("p")).inc();
+    m.releases.get_or_create(&m.pool("p")).inc();
+    let exported = m.encode();
     for e in &exprs {
         for name in metric_names(e) {
             let family = ["_bucket", "_total"]

@@ -229,6 +229,7 @@ fn rbac_is_what_the_operator_calls(docs: &[Value]) {
             rule("", "nodes", "list", &[]),
             rule("", "nodes", "watch", &[]),
             rule("", "nodes", "patch", &[]),
+            rule("ipam.prefix-operator.io", "prefixpools", "get", &[]),
             rule("ipam.prefix-operator.io", "prefixpools", "list", &[]),
             rule("ipam.prefix-operator.io", "prefixpools", "watch", &[]),
             rule(

@@ -33,10 +33,11 @@ pub async fn provoke(env: &Env, case: &Case, needle: &str) -> String {
         case.verb.as_str(),
     ) {
         ("ipam.prefix-operator.io", "prefixpools", "list") => start_up_check(env, needle).await,
-        // Watches, the node write, the status write and the Lease: the fresh
-        // Node of this round gives the operator something to write.
+        // Watches, the pool check before a write (a GET of each pool), the
+        // node write, the status write and the Lease: the fresh Node of this
+        // round gives the operator something to write.
         ("", "nodes", "list" | "watch" | "patch")
-        | ("ipam.prefix-operator.io", "prefixpools", "watch")
+        | ("ipam.prefix-operator.io", "prefixpools", "watch" | "get")
         | ("ipam.prefix-operator.io", "prefixpools/status", "patch")
         | ("coordination.k8s.io", "leases", "get") => run_until(env, "info", needle).await,
         ("coordination.k8s.io", "leases", "create") => {
