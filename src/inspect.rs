@@ -185,15 +185,7 @@ pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool], events: &[Event]) 
     let mut found = false;
     for n in nodes {
         let name = n.metadata.name.clone().unwrap_or_default();
-        let cidrs = n
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidrs.clone())
-            .unwrap_or_default();
-        for c in cidrs {
-            let Ok(held) = c.parse::<IpNet>() else {
-                continue;
-            };
+        for held in crate::k8s::nodes::pod_cidr_nets(n) {
             if !q.hits(&held) {
                 continue;
             }

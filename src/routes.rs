@@ -44,23 +44,15 @@ pub fn routes(nodes: &[Node]) -> Vec<Route> {
     let mut out = vec![];
     for n in nodes {
         let name = n.metadata.name.clone().unwrap_or_default();
-        let cidrs = n
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidrs.clone())
-            .unwrap_or_default();
         let addrs: Vec<IpAddr> = crate::k8s::nodes::internal_ips(n).collect();
-        for c in cidrs {
-            let Ok(prefix) = c.parse::<IpNet>() else {
-                continue;
-            };
+        for prefix in crate::k8s::nodes::pod_cidr_nets(n) {
             let next_hop = addrs
                 .iter()
                 .find(|a| a.is_ipv6() == matches!(prefix, IpNet::V6(_)))
                 .copied();
             out.push(Route {
                 node: name.clone(),
-                prefix: prefix.trunc(),
+                prefix,
                 next_hop,
                 conflicts_with: vec![],
             });

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "operator/admin_view.rs"]
+mod admin_view;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -111,111 +114,7 @@ async fn allocates_distinct_prefixes_with_selection_priority_and_reservations() 
     // A Normal Event on each allocated Node.
     wait_event(&client, "worker-0", "PrefixAllocated").await;
 
-    // Printer columns, as kubectl reads them (Table output).
-    let kubeconfig = cp.dir().join("admin.kubeconfig");
-    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
-        .expect("kubeconfig");
-    let out = std::process::Command::new(cp.bin("kubectl"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["get", "prefixpools"])
-        .output()
-        .expect("kubectl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let header = text.lines().next().unwrap_or_default();
-    for col in [
-        "NAME",
-        "PREFIXES",
-        "FAMILY",
-        "SCOPE",
-        "NODE-LEN",
-        "ALLOCATED",
-        "AVAILABLE",
-        "USED",
-        "READY",
-        "AGE",
-    ] {
-        assert!(header.contains(col), "missing column {col} in {header}");
-    }
-    assert!(
-        !header.contains("CAPACITY"),
-        "capacity is a wide column: {header}"
-    );
-    let wide = std::process::Command::new(cp.bin("kubectl"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["get", "prefixpools", "-o", "wide"])
-        .output()
-        .expect("kubectl");
-    let wide = String::from_utf8_lossy(&wide.stdout);
-    let wide_header = wide.lines().next().unwrap_or_default();
-    assert!(
-        wide_header.contains("CAPACITY") && wide_header.contains("WAITING"),
-        "{wide_header}"
-    );
-    let gua_wide = wide
-        .lines()
-        .find(|l| l.starts_with("gua "))
-        .expect("gua row");
-    assert!(gua_wide.contains("65536"), "{gua_wide}");
-
-    // `prefix-operator whois` and `status`, as an admin runs them.
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .output()
-            .expect("prefix-operator");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    let w0 = net(&wait_pod_cidrs(&client, "worker-0").await[0]);
-    let addr = match w0 {
-        IpNet::V6(n) => std::net::Ipv6Addr::from(u128::from(n.network()) + 5).to_string(),
-        IpNet::V4(_) => unreachable!("an IPv6 pool"),
-    };
-    let (code, out) = cli(&["whois", &addr]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains(&format!("{w0}: Node worker-0"))
-            && out.contains(", allocated at ")
-            && out.contains("PrefixPool gua (2001:db8:1::/48)"),
-        "{out}"
-    );
-    let (code, out) = cli(&["whois", "2001:db8:1::1"]);
-    assert_eq!(code, Some(1), "nobody holds the reserved /64: {text}");
-    assert!(out.contains("(a reserved range)"), "{out}");
-    let (code, out) = cli(&["status"]);
-    assert_eq!(code, Some(0), "{out}");
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("gua "))
-        .expect("gua row");
-    assert!(row.contains("65529") && row.contains("True"), "{out}");
-    let gua_line = text
-        .lines()
-        .find(|l| l.starts_with("gua "))
-        .expect("gua row");
-    for cell in [
-        "2001:db8:1::/48",
-        "IPv6",
-        "GlobalUnicast",
-        "64",
-        "6",
-        "65529",
-        "<0.1%",
-        "True",
-    ] {
-        assert!(gua_line.contains(cell), "{cell} missing in {gua_line}");
-    }
+    admin_view::as_an_admin_sees_it(&cp, &client).await;
     op.stop().await;
 }
 

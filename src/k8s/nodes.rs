@@ -95,6 +95,19 @@ pub fn snapshot(node: &NodeLite) -> Option<NodeSnapshot> {
 }
 
 /// The Node's InternalIP addresses (the next hops for its prefixes).
+/// The Node's `spec.podCIDRs` that parse as prefixes (host bits cleared);
+/// anything else is skipped (the reconciler reports it as a conflict).
+pub fn pod_cidr_nets(node: &Node) -> Vec<ipnet::IpNet> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.pod_cidrs.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.parse::<ipnet::IpNet>().ok())
+        .map(|n| n.trunc())
+        .collect()
+}
+
 pub fn internal_ips(node: &Node) -> impl Iterator<Item = std::net::IpAddr> + '_ {
     internal_ips_of(
         node.status

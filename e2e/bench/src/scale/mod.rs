@@ -24,6 +24,7 @@
 //! the Markdown.
 
 pub mod baseline;
+mod compare;
 pub mod phases;
 pub mod report;
 mod tables;
