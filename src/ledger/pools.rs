@@ -206,11 +206,7 @@ impl Ledger {
         let mut names = HashSet::with_capacity(listed.len());
         for (name, rev) in listed {
             names.insert(name.as_str());
-            let Some(e) = self.pools.get(name) else {
-                return false;
-            };
-            let at_least = matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b);
-            if e.uid != rev.uid || !at_least {
+            if !self.holds_at_least(name, rev) {
                 return false;
             }
         }
@@ -225,16 +221,18 @@ impl Ledger {
     /// then no older than the reads. Pools the ledger learned of since the
     /// reads were sent are newer information and need no check.
     pub fn known_pools_current(&self, found: &[(String, Option<Revision>)]) -> bool {
-        found
-            .iter()
-            .all(|(name, rev)| match (self.pools.get(name), rev) {
-                (None, None) => true,
-                (Some(e), Some(rev)) => {
-                    e.uid == rev.uid
-                        && matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b)
-                }
-                _ => false,
-            })
+        found.iter().all(|(name, rev)| match rev {
+            None => !self.pools.contains_key(name),
+            Some(rev) => self.holds_at_least(name, rev),
+        })
+    }
+
+    /// True when the ledger holds pool `name` as the object `rev` names, at
+    /// that revision or a later one.
+    fn holds_at_least(&self, name: &str, rev: &Revision) -> bool {
+        self.pools.get(name).is_some_and(|e| {
+            e.uid == rev.uid && matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b)
+        })
     }
 
     pub(super) fn prune_all_retired(&mut self) {

@@ -109,10 +109,14 @@ impl Ledger {
                     for c in cands {
                         let w: &mut Waiting = out.entry(c.to_string()).or_default();
                         w.count += 1;
-                        // The first names in name order are kept.
-                        w.names.insert(name.clone());
-                        if w.names.len() > MAX_WAITING_NAMES {
-                            w.names.pop_last();
+                        // The first names in name order are kept (a name
+                        // past a full list is not even copied).
+                        let full = w.names.len() >= MAX_WAITING_NAMES;
+                        if !full || w.names.last().is_some_and(|l| name < l) {
+                            w.names.insert(name.clone());
+                            if full {
+                                w.names.pop_last();
+                            }
                         }
                     }
                 }
