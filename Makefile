@@ -13,12 +13,14 @@ controlplane:
 	@e2e/controlplane/build.sh >/dev/null
 
 ## Unit, property and integration tests against a real kube-apiserver + etcd
-## (and promtool, FRR's vtysh and BIRD, fetched or built and cached first).
+## (and promtool, FRR's vtysh and BIRD, the reference CNI plugins and cnitool,
+## fetched or built and cached first).
 ## Fails if the run left an etcd or kube-apiserver running (only the ones it
 ## started: see e2e/scoped.sh).
 test: controlplane
 	@e2e/promtool/build.sh >/dev/null
 	@e2e/debs/fetch.sh >/dev/null
+	@e2e/cni/build.sh >/dev/null
 	$(CARGO) build --workspace --all-targets --locked
 	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --workspace --locked
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod helm;
+pub mod netns;
 pub mod rbac;
 
 use std::collections::BTreeMap;
