@@ -16,6 +16,7 @@ pub mod k8s;
 pub mod leader;
 pub mod ledger;
 pub mod metrics;
+pub mod process_metrics;
 pub mod routes;
 pub mod telemetry;
 pub mod ula;

@@ -59,7 +59,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("prefix_operator");
+        // The operator's own metrics are prefixed; the standard process_*
+        // ones are not.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("prefix_operator");
         let m = Metrics {
             allocations: Family::default(),
             releases: Family::default(),
@@ -84,9 +88,9 @@ impl Metrics {
             queued_nodes: Gauge::default(),
             registry: Registry::default(),
         };
-        m.register_allocations(&mut registry);
-        m.register_pools(&mut registry);
-        m.register_operations(&mut registry);
+        m.register_allocations(registry);
+        m.register_pools(registry);
+        m.register_operations(registry);
         let build: Family<BuildLabels, Gauge<i64, AtomicI64>> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -99,7 +103,10 @@ impl Metrics {
             "Always 1; the labels describe the binary",
             build,
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// Allocations, releases and their latency.

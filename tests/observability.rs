@@ -50,6 +50,13 @@ async fn health_readiness_metrics_and_json_logs() {
         "prefix_operator_node_writes_in_flight 0",
         "prefix_operator_queued_nodes 0",
         "# TYPE prefix_operator_status_writes counter",
+        "prefix_operator_build_info{",
+        "# TYPE process_cpu_seconds counter",
+        "process_cpu_seconds_total ",
+        "# TYPE process_resident_memory_bytes gauge",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
     ] {
         assert!(
             metrics.contains(name),
