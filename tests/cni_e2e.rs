@@ -9,11 +9,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -254,43 +253,6 @@ fn run_recipe(kubectl_dir: &Path, kubeconfig: &Path, node: &TestNode) -> serde_j
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("recipe wrote bad JSON ({e}):\n{text}"))
 }
 
-/// One TCP exchange from pod `from` to `to`:7000; returns the peer address
-/// the server saw.
-fn tcp(from: &str, to_ns: &str, to: IpAddr) -> IpAddr {
-    let listen = SocketAddr::new(to, 7000);
-    let listener = in_netns(to_ns, move || {
-        TcpListener::bind(listen).expect("bind in the server pod")
-    });
-    let server = std::thread::spawn(move || {
-        let (mut s, peer) = listener.accept().expect("accept");
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).expect("read");
-        s.write_all(b"pong!").expect("write");
-        assert_eq!(&buf, b"ping!");
-        peer.ip()
-    });
-    let reply = in_netns(from, move || {
-        // Neighbour discovery on fresh links may take a moment: retry until connected.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut s = loop {
-            match TcpStream::connect_timeout(&listen, Duration::from_secs(3)) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("connect to {listen}: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("connect to {listen}: {e}"),
-            }
-        };
-        s.write_all(b"ping!").expect("write");
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).expect("read");
-        buf
-    });
-    assert_eq!(&reply, b"pong!");
-    server.join().expect("server")
-}
-
 fn selector(pool: &str) -> Option<LabelSelector> {
     Some(LabelSelector {
         match_labels: Some(BTreeMap::from([("pool".to_string(), pool.to_string())])),
@@ -408,12 +370,12 @@ fn assert_no_nat(pods: &[(Vec<String>, String, Vec<IpAddr>)], v6: bool) {
     let (a_ns, a) = (&pods[0].1, pick(&pods[0].2));
     let (b_ns, b) = (&pods[1].1, pick(&pods[1].2));
     assert_eq!(
-        tcp(a_ns, b_ns, b),
+        tcp_exchange(a_ns, None, b_ns, b),
         a,
         "server on {b} saw the client pod's own address"
     );
     assert_eq!(
-        tcp(b_ns, a_ns, a),
+        tcp_exchange(b_ns, None, a_ns, a),
         b,
         "server on {a} saw the client pod's own address"
     );

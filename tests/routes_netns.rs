@@ -5,10 +5,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
@@ -165,44 +162,14 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
         nsip(&router, &args);
     }
 
-    let listen: SocketAddr = format!("[{pod2}]:7000").parse().expect("addr");
-    let listener = in_netns(&n2, move || {
-        TcpListener::bind(listen).expect("bind in node-2")
-    });
-    let server = std::thread::spawn(move || {
-        let (mut s, peer) = listener.accept().expect("accept");
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).expect("read");
-        s.write_all(b"pong!").expect("write");
-        (peer, buf)
-    });
-    let src: SocketAddr = format!("[{pod1}]:0").parse().expect("addr");
-    let reply = in_netns(&n1, move || {
-        // Neighbour discovery on fresh links may take a moment: retry until connected.
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        let mut s: TcpStream = loop {
-            let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)
-                .expect("socket");
-            sock.bind(&src.into()).expect("bind source pod address");
-            match sock.connect_timeout(&listen.into(), Duration::from_secs(3)) {
-                Ok(()) => break sock.into(),
-                Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("connect through the router: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("connect through the router: {e}"),
-            }
-        };
-        s.write_all(b"ping!").expect("write");
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).expect("read");
-        buf
-    });
-    let (peer, got) = server.join().expect("server");
-    assert_eq!(&got, b"ping!");
-    assert_eq!(&reply, b"pong!");
+    let peer = tcp_exchange(
+        &n1,
+        Some(pod1.parse().expect("pod1")),
+        &n2,
+        pod2.parse().expect("pod2"),
+    );
     assert_eq!(
-        peer.ip().to_string(),
+        peer.to_string(),
         pod1,
         "the server saw the pod address itself: no NAT"
     );

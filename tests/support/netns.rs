@@ -1,8 +1,11 @@
 //! Network namespaces for tests that send real packets: `ip` in a
 //! namespace, namespaces removed on drop, and code run on a thread inside one.
 
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Runs `ip ARGS` and returns its stderr as the error.
 pub fn ip(args: &[&str]) -> Result<(), String> {
@@ -69,4 +72,47 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     })
     .join()
     .expect("netns thread")
+}
+
+/// One TCP exchange from namespace `from_ns` (from address `src` when given)
+/// to `to`:7000 in `to_ns`; returns the peer address the server saw.
+pub fn tcp_exchange(from_ns: &str, src: Option<IpAddr>, to_ns: &str, to: IpAddr) -> IpAddr {
+    let listen = SocketAddr::new(to, 7000);
+    let listener = in_netns(to_ns, move || {
+        TcpListener::bind(listen).expect("bind the server")
+    });
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).expect("read");
+        s.write_all(b"pong!").expect("write");
+        assert_eq!(&buf, b"ping!");
+        peer.ip()
+    });
+    let reply = in_netns(from_ns, move || {
+        // Neighbour discovery on fresh links may take a moment: retry until connected.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut s: TcpStream = loop {
+            let domain = socket2::Domain::for_address(listen);
+            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+            if let Some(src) = src {
+                sock.bind(&SocketAddr::new(src, 0).into())
+                    .expect("bind the source address");
+            }
+            match sock.connect_timeout(&listen.into(), Duration::from_secs(3)) {
+                Ok(()) => break sock.into(),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("connect to {listen}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("connect to {listen}: {e}"),
+            }
+        };
+        s.write_all(b"ping!").expect("write");
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).expect("read");
+        buf
+    });
+    assert_eq!(&reply, b"pong!");
+    server.join().expect("server")
 }
