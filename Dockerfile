@@ -35,6 +35,6 @@ LABEL org.opencontainers.image.title="prefix-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/prefix-operator /prefix-operator
 USER 65532:65532
-EXPOSE 8080
+EXPOSE 10262
 ENTRYPOINT ["/prefix-operator"]
 CMD ["run"]

@@ -78,7 +78,7 @@ fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
     }
     s.parse().map_err(|_| {
-        format!("{s:?} is not a listen address such as :8080, 0.0.0.0:8080 or [::]:8080")
+        format!("{s:?} is not a listen address such as :10262, 0.0.0.0:10262 or [::]:10262")
     })
 }
 
@@ -100,8 +100,11 @@ pub struct RunArgs {
     /// Node write is pending, so they never slow allocation down).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub allocation_events: bool,
-    /// Address for /healthz, /readyz and /metrics (`:8080` means every address).
-    #[arg(long, default_value = "[::]:8080", value_parser = parse_listen_addr)]
+    /// Address for /healthz, /readyz and /metrics (`:10262` means every address).
+    /// 10262 rather than 8080: the pod uses the host network, where 8080 is
+    /// the port most often already taken, and the Prometheus exporter range
+    /// 9100–9999 is fully allocated.
+    #[arg(long, default_value = "[::]:10262", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
 
 use crate::api::PrefixPool;
+use crate::k8s::nodes::{ALLOCATED_AT_ANNOTATION, POOLS_ANNOTATION};
 
 /// `prefix-operator status`.
 pub async fn print_status(kubeconfig: Option<&PathBuf>) -> Result<()> {
@@ -177,8 +178,9 @@ impl Query {
     }
 }
 
-/// Which Node holds `q` (or a prefix overlapping it), since when (its
-/// `PrefixAllocated` Event) and from which pool; else which pool's space
+/// Which Node holds `q` (or a prefix overlapping it), since when (the
+/// Node's allocated-at annotation, else its `PrefixAllocated` Event) and from
+/// which pool; else which pool's space
 /// it lies in. Returns the text and whether any Node holds it.
 pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool], events: &[Event]) -> (String, bool) {
     let mut out = String::new();
@@ -199,15 +201,19 @@ pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool], events: &[Event]) 
                     let _ = write!(out, ", allocated at {t}");
                 }
                 None => out.push_str(
-                    ", allocation time unknown (no PrefixAllocated Event: written by someone else, --allocation-events=false, or older than the Event TTL)",
+                    ", allocation time unknown (no ipam.prefix-operator.io/allocated-at annotation and no PrefixAllocated Event: written by someone else, or by an older operator with --allocation-events=false or longer ago than the Event TTL)",
                 ),
             }
             let owners = pools_containing(&held, pools);
             if owners.is_empty() {
-                out.push_str(", in no PrefixPool's prefixes\n");
+                out.push_str(", in no PrefixPool's prefixes");
             } else {
-                let _ = writeln!(out, ", PrefixPool {}", owners.join(", "));
+                let _ = write!(out, ", PrefixPool {}", owners.join(", "));
             }
+            if let Some(v) = annotation(n, POOLS_ANNOTATION) {
+                let _ = write!(out, " (the Node's {POOLS_ANNOTATION}: {v})");
+            }
+            out.push('\n');
         }
     }
     if !found {
@@ -234,10 +240,13 @@ pub fn whois(q: &Query, nodes: &[Node], pools: &[PrefixPool], events: &[Event]) 
     (out, found)
 }
 
-/// When the operator allocated the Node's prefixes: the time of its
-/// `PrefixAllocated` Event about this very object. (kube-apiserver keeps no
-/// managedFields on Nodes, so the write itself leaves no time behind.)
+/// When the operator allocated the Node's prefixes: the time annotation the
+/// write left on the Node, or else (Nodes written before it existed) the time
+/// of its `PrefixAllocated` Event about this very object.
 fn allocated_at(n: &Node, events: &[Event]) -> Option<String> {
+    if let Some(t) = annotation(n, ALLOCATED_AT_ANNOTATION) {
+        return Some(t.to_string());
+    }
     events
         .iter()
         .filter(|e| e.reason.as_deref() == Some("PrefixAllocated"))
@@ -265,6 +274,14 @@ fn allocated_at(n: &Node, events: &[Event]) -> Option<String> {
                 })
         })
         .min()
+}
+
+fn annotation<'a>(n: &'a Node, key: &str) -> Option<&'a str> {
+    n.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
 }
 
 /// `pool (prefix)` for every pool with a prefix containing `net`.
@@ -421,5 +438,29 @@ mod tests {
         );
         assert!(t.contains("in no PrefixPool"), "{t}");
         assert!("nonsense".parse::<Query>().is_err());
+
+        // The annotations the write leaves on the Node outlive the Event.
+        let mut annotated = node("worker-3", "2001:db8:42:3::/64");
+        annotated.metadata.annotations = Some(
+            [
+                (POOLS_ANNOTATION.to_string(), "gua".to_string()),
+                (
+                    ALLOCATED_AT_ANNOTATION.to_string(),
+                    "2026-12-03T07:00:00Z".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        let (t, found) = whois(
+            &"2001:db8:42:3::/64".parse().expect("q"),
+            &[annotated],
+            &pools,
+            &[],
+        );
+        assert!(found);
+        assert!(
+            t.contains("Node worker-3 (uid uid-worker-3), allocated at 2026-12-03T07:00:00Z, PrefixPool gua (2001:db8:42::/48) (the Node's ipam.prefix-operator.io/pools: gua)"),
+            "{t}"
+        );
     }
 }

@@ -11,6 +11,25 @@ use prefix_operator::api::PrefixPoolSpec;
 use prefix_operator::controller::Settings;
 use support::*;
 
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use prefix_operator::k8s::nodes::{
+    ALLOCATED_AT_ANNOTATION, POOLS_ANNOTATION, PodCidrsWrite, pod_cidrs_patch,
+};
+use std::collections::BTreeMap;
+
+async fn annotations(client: &kube::Client, name: &str) -> BTreeMap<String, String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("get Node {name}: {e}"))
+        .metadata
+        .annotations
+        .unwrap_or_default()
+}
+
 fn selected(key: &str) -> Option<LabelSelector> {
     Some(LabelSelector {
         match_labels: Some(labels(&[(key, "true")])),
@@ -54,6 +73,18 @@ async fn dual_stack_nodes_get_both_families_in_one_write_or_nothing() {
         1,
         "single-family pools work alone"
     );
+    // The pool of each entry is on the Node, written in the same patch.
+    for (node, pools) in [("dual-a", "v6,v4"), ("dual-b", "v6,v4"), ("v6-only", "v6")] {
+        let a = annotations(&client, node).await;
+        assert_eq!(
+            a.get(POOLS_ANNOTATION).map(String::as_str),
+            Some(pools),
+            "{node}: {a:?}"
+        );
+        let at = a.get(ALLOCATED_AT_ANNOTATION).expect("allocated-at");
+        at.parse::<k8s_openapi::jiff::Timestamp>()
+            .unwrap_or_else(|e| panic!("{node}: allocated-at {at:?} is not RFC 3339: {e}"));
+    }
 
     // The IPv4 pool is now full: a dual-stack Node gets nothing, not even IPv6.
     create_node(&client, "dual-c", labels(&[("dual", "true")]), &[]).await;
@@ -92,6 +123,98 @@ async fn primary_family_flag_orders_ipv4_first() {
     assert_eq!(
         wait_pod_cidrs(&client, "n").await,
         vec!["10.9.0.0/24".to_string(), "fd00:9::/64".to_string()]
+    );
+    op.stop().await;
+}
+
+/// Another writer's annotations survive the podCIDRs patch, and each of the
+/// patch's two forms is refused by the real API server when the Node's
+/// annotations map has appeared or vanished since the operator looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_annotations_keep_other_writers_annotations() {
+    let (cp, client) = own_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = |name: &str, annotated: bool| Node {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            annotations: annotated.then(|| {
+                labels(&[
+                    ("node.alpha.kubernetes.io/ttl", "0"),
+                    ("other.example/k", "v"),
+                ])
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // The forms sent against the wrong picture: no operator is running yet.
+    for (name, annotated) in [("seen-bare", true), ("seen-annotated", false)] {
+        let made = nodes
+            .create(&PostParams::default(), &node(name, annotated))
+            .await
+            .expect("create Node");
+        let uid = made.metadata.uid.clone().expect("uid");
+        let cidrs = ["2001:db8:99::/64".to_string()];
+        let pools = ["p".to_string()];
+        let w = PodCidrsWrite {
+            uid: &uid,
+            cidrs: &cidrs,
+            pools: &pools,
+            // The operator's picture is the opposite of the stored Node.
+            annotated: !annotated,
+            at: "2026-12-03T08:00:00Z",
+        };
+        let patch: json_patch::Patch = serde_json::from_value(pod_cidrs_patch(&w)).expect("patch");
+        match nodes
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{name}: {e:?}"),
+            other => panic!("{name}: the patch for the wrong picture landed: {other:?}"),
+        }
+        assert!(
+            pod_cidrs(&client, name).await.is_empty(),
+            "{name}: nothing written"
+        );
+        let a = annotations(&client, name).await;
+        assert_eq!(
+            a.contains_key("other.example/k"),
+            annotated,
+            "{name}: {a:?}"
+        );
+        nodes
+            .delete(name, &Default::default())
+            .await
+            .expect("delete Node");
+    }
+
+    create_pool(&client, "p", pool_spec(&["2001:db8:9a::/48"])).await;
+    let op = Operator::default(&client).await;
+    nodes
+        .create(&PostParams::default(), &node("annotated", true))
+        .await
+        .expect("create Node");
+    create_node(&client, "bare", labels(&[]), &[]).await;
+    wait_pod_cidrs(&client, "annotated").await;
+    wait_pod_cidrs(&client, "bare").await;
+    let a = annotations(&client, "annotated").await;
+    assert_eq!(
+        a.get("other.example/k").map(String::as_str),
+        Some("v"),
+        "{a:?}"
+    );
+    assert_eq!(
+        a.get("node.alpha.kubernetes.io/ttl").map(String::as_str),
+        Some("0")
+    );
+    assert_eq!(a.get(POOLS_ANNOTATION).map(String::as_str), Some("p"));
+    assert!(a.contains_key(ALLOCATED_AT_ANNOTATION), "{a:?}");
+    let b = annotations(&client, "bare").await;
+    assert_eq!(
+        b.get(POOLS_ANNOTATION).map(String::as_str),
+        Some("p"),
+        "{b:?}"
     );
     op.stop().await;
 }

@@ -98,13 +98,15 @@ impl Reconciler {
             }
             Plan::Allocate(picks) => {
                 let uid = self.ledger.node_uid(&node).unwrap_or_default();
-                self.start_write(node, uid, picks);
+                let annotated = self.ledger.node_annotated(&node);
+                self.start_write(node, uid, annotated, picks);
             }
         }
     }
 
-    fn start_write(&mut self, node: String, uid: String, picks: Picks) {
+    fn start_write(&mut self, node: String, uid: String, annotated: bool, picks: Picks) {
         let cidrs: Vec<String> = picks.iter().map(|(_, n)| n.to_string()).collect();
+        let pools: Vec<String> = picks.iter().map(|(p, _)| p.clone()).collect();
         let api = self.nodes_api.clone();
         self.pipeline.begin(&node);
         self.metrics.node_writes.inc();
@@ -121,7 +123,17 @@ impl Reconciler {
                     .boxed(),
                 ))
             } else {
-                nodes::write_pod_cidrs(&api, &node, &uid, &cidrs).await
+                let at = k8s_openapi::jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string();
+                let w = nodes::PodCidrsWrite {
+                    uid: &uid,
+                    cidrs: &cidrs,
+                    pools: &pools,
+                    annotated,
+                    at: &at,
+                };
+                nodes::write_pod_cidrs(&api, &node, &w).await
             };
             WriteResult {
                 node,

@@ -14,10 +14,22 @@ use crate::ledger::{NodeSnapshot, parse_resource_version};
 /// Field manager of the podCIDRs writes.
 pub const NODE_MANAGER: &str = "prefix-operator";
 
+/// Annotation written with podCIDRs: the PrefixPool of each podCIDRs entry,
+/// in the same order, comma separated (`gua,v4`).
+pub const POOLS_ANNOTATION: &str = "ipam.prefix-operator.io/pools";
+/// Annotation written with podCIDRs: when they were written (RFC 3339, UTC).
+/// Events expire (an hour by default); this stays with the Node.
+pub const ALLOCATED_AT_ANNOTATION: &str = "ipam.prefix-operator.io/allocated-at";
+/// Prefix of this project's annotations: the only ones the reconciler keeps
+/// when it decodes a Node.
+const OWN_ANNOTATIONS: &str = "ipam.prefix-operator.io/";
+
 /// A Node as the reconciler reads it from watches, lists and write answers:
 /// only the fields it uses are decoded. The rest — managedFields, images,
-/// conditions, annotations — is skipped by the JSON parser without being
-/// built, which is most of a real Node's bytes.
+/// conditions, other writers' annotations — is skipped or dropped, which is
+/// most of a real Node's bytes. `metadata.annotations` is `Some` exactly when
+/// the Node has an annotations map (the podCIDRs patch must know), holding
+/// only this project's keys.
 #[derive(Clone, Debug, Default, Deserialize, kube::Resource)]
 #[resource(inherit = Node)]
 pub struct NodeLite {
@@ -44,7 +56,8 @@ pub struct LiteStatus {
 }
 
 /// The metadata fields the reconciler and the watcher use (the watcher
-/// resumes from `resourceVersion`; Events refer to name and uid).
+/// resumes from `resourceVersion`; Events refer to name and uid; the write
+/// needs to know whether an annotations map exists).
 fn lite_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -53,14 +66,20 @@ fn lite_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
         uid: Option<String>,
         resource_version: Option<String>,
         labels: Option<BTreeMap<String, String>>,
+        annotations: Option<BTreeMap<String, String>>,
         deletion_timestamp: Option<Time>,
     }
     let l = Lite::deserialize(d)?;
+    let annotations = l.annotations.map(|mut a| {
+        a.retain(|k, _| k.starts_with(OWN_ANNOTATIONS));
+        a
+    });
     Ok(ObjectMeta {
         name: l.name,
         uid: l.uid,
         resource_version: l.resource_version,
         labels: l.labels,
+        annotations,
         deletion_timestamp: l.deletion_timestamp,
         ..Default::default()
     })
@@ -91,6 +110,7 @@ pub fn snapshot(node: &NodeLite) -> Option<NodeSnapshot> {
         labels: node.metadata.labels.clone().unwrap_or_default(),
         pod_cidrs,
         deleting: node.metadata.deletion_timestamp.is_some(),
+        annotated: node.metadata.annotations.is_some(),
     })
 }
 
@@ -124,28 +144,72 @@ fn internal_ips_of(addresses: &[NodeAddress]) -> impl Iterator<Item = std::net::
         .filter_map(|a| a.address.parse().ok())
 }
 
+/// What one podCIDRs write sets on a Node.
+#[derive(Clone, Debug)]
+pub struct PodCidrsWrite<'a> {
+    /// The object the write is for (`metadata.uid`).
+    pub uid: &'a str,
+    /// Canonical prefix text, in podCIDRs order.
+    pub cidrs: &'a [String],
+    /// The PrefixPool of each entry of `cidrs`.
+    pub pools: &'a [String],
+    /// The Node, as last seen, has an annotations map.
+    pub annotated: bool,
+    /// RFC 3339 time of the write.
+    pub at: &'a str,
+}
+
 /// The JSON patch that writes `cidrs` (canonical text, in order) into
-/// `spec.podCIDR` and `spec.podCIDRs` in one request. The `test` of the UID
-/// keeps it from landing on a Node re-created under the same name; the API
-/// server's write-once rule keeps it from replacing a value someone else
-/// wrote meanwhile.
-pub fn pod_cidrs_patch(uid: &str, cidrs: &[String]) -> serde_json::Value {
-    serde_json::json!([
-        { "op": "test", "path": "/metadata/uid", "value": uid },
-        { "op": "add", "path": "/spec/podCIDR", "value": cidrs.first() },
-        { "op": "add", "path": "/spec/podCIDRs", "value": cidrs },
-    ])
+/// `spec.podCIDR` and `spec.podCIDRs`, and the pool and time annotations, in
+/// one request. The `test` of the UID keeps it from landing on a Node
+/// re-created under the same name; the API server's write-once rule keeps it
+/// from replacing a value someone else wrote meanwhile.
+///
+/// JSON patch cannot add a key to a map that does not exist, and adding the
+/// whole map would replace one that does. So a Node last seen with an
+/// annotations map gets its keys added one by one (if the map vanished
+/// meanwhile, the patch fails and the Node is read back); a Node seen without
+/// one gets the map, guarded by a `test` that it is still absent (a `null`
+/// test matches a missing member), so nobody's annotations are ever dropped.
+pub fn pod_cidrs_patch(w: &PodCidrsWrite<'_>) -> serde_json::Value {
+    let mut ops = vec![
+        serde_json::json!({ "op": "test", "path": "/metadata/uid", "value": w.uid }),
+        serde_json::json!({ "op": "add", "path": "/spec/podCIDR", "value": w.cidrs.first() }),
+        serde_json::json!({ "op": "add", "path": "/spec/podCIDRs", "value": w.cidrs }),
+    ];
+    let pools = w.pools.join(",");
+    if w.annotated {
+        for (k, v) in [
+            (POOLS_ANNOTATION, pools.as_str()),
+            (ALLOCATED_AT_ANNOTATION, w.at),
+        ] {
+            ops.push(serde_json::json!({
+                "op": "add",
+                "path": format!("/metadata/annotations/{}", k.replace('~', "~0").replace('/', "~1")),
+                "value": v,
+            }));
+        }
+    } else {
+        ops.push(
+            serde_json::json!({ "op": "test", "path": "/metadata/annotations", "value": null }),
+        );
+        ops.push(serde_json::json!({
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": { POOLS_ANNOTATION: pools, ALLOCATED_AT_ANNOTATION: w.at },
+        }));
+    }
+    serde_json::Value::Array(ops)
 }
 
 /// Writes the prefixes; returns the Node as stored.
 pub async fn write_pod_cidrs(
     api: &Api<NodeLite>,
     name: &str,
-    uid: &str,
-    cidrs: &[String],
+    w: &PodCidrsWrite<'_>,
 ) -> Result<NodeLite, kube::Error> {
     let patch: json_patch::Patch =
-        serde_json::from_value(pod_cidrs_patch(uid, cidrs)).map_err(kube::Error::SerdeError)?;
+        serde_json::from_value(pod_cidrs_patch(w)).map_err(kube::Error::SerdeError)?;
     api.patch(
         name,
         &PatchParams {
@@ -232,11 +296,90 @@ mod tests {
         );
     }
 
+    fn write<'a>(cidrs: &'a [String], pools: &'a [String], annotated: bool) -> PodCidrsWrite<'a> {
+        PodCidrsWrite {
+            uid: "u1",
+            cidrs,
+            pools,
+            annotated,
+            at: "2026-12-03T07:00:00Z",
+        }
+    }
+
+    /// The patch applied locally with the `json-patch` crate. It applies
+    /// RFC 6902 as written, where a `test` of a missing member fails; the API
+    /// server's (evanphx/json-patch v4) lets a `null` test match a missing
+    /// member, which is what the bare-Node form relies on: that form is
+    /// proven against the real API server (tests/dualstack.rs).
+    fn apply(node: serde_json::Value, w: &PodCidrsWrite<'_>) -> Result<serde_json::Value, String> {
+        let mut doc = node;
+        let patch: json_patch::Patch =
+            serde_json::from_value(pod_cidrs_patch(w)).map_err(|e| e.to_string())?;
+        json_patch::patch(&mut doc, &patch).map_err(|e| e.to_string())?;
+        Ok(doc)
+    }
+
     #[test]
-    fn patch_sets_both_fields() {
-        let p = pod_cidrs_patch("u1", &["2001:db8::/64".into(), "10.0.0.0/24".into()]);
-        assert_eq!(p[0]["value"], "u1");
-        assert_eq!(p[1]["value"], "2001:db8::/64");
-        assert_eq!(p[2]["value"][1], "10.0.0.0/24");
+    fn patch_sets_both_fields_and_the_annotations() {
+        let cidrs = ["2001:db8::/64".to_string(), "10.0.0.0/24".to_string()];
+        let pools = ["gua".to_string(), "v4".to_string()];
+        let bare = serde_json::json!({"metadata": {"name": "n", "uid": "u1"}, "spec": {}});
+        let p = pod_cidrs_patch(&write(&cidrs, &pools, false));
+        assert_eq!(
+            p[3],
+            serde_json::json!({"op": "test", "path": "/metadata/annotations", "value": null})
+        );
+        assert_eq!(p[4]["value"][POOLS_ANNOTATION], "gua,v4");
+        assert_eq!(
+            p[4]["value"][ALLOCATED_AT_ANNOTATION],
+            "2026-12-03T07:00:00Z"
+        );
+        // Someone else's annotations are kept.
+        let mut annotated = bare.clone();
+        annotated["metadata"]["annotations"] = serde_json::json!({"other.example/k": "v"});
+        let out = apply(annotated.clone(), &write(&cidrs, &pools, true)).expect("applies");
+        assert_eq!(out["spec"]["podCIDR"], "2001:db8::/64");
+        assert_eq!(out["spec"]["podCIDRs"][1], "10.0.0.0/24");
+        assert_eq!(out["metadata"]["annotations"]["other.example/k"], "v");
+        assert_eq!(out["metadata"]["annotations"][POOLS_ANNOTATION], "gua,v4");
+        assert_eq!(
+            out["metadata"]["annotations"][ALLOCATED_AT_ANNOTATION],
+            "2026-12-03T07:00:00Z"
+        );
+        // Seen without annotations, but a map appeared meanwhile: refused,
+        // never replaced.
+        assert!(apply(annotated.clone(), &write(&cidrs, &pools, false)).is_err());
+        // Seen with annotations that vanished meanwhile: refused.
+        assert!(apply(bare, &write(&cidrs, &pools, true)).is_err());
+        // Another object under the name: refused.
+        let mut other = annotated;
+        other["metadata"]["uid"] = "u2".into();
+        assert!(apply(other, &write(&cidrs, &pools, true)).is_err());
+    }
+
+    #[test]
+    fn only_own_annotations_are_kept_and_their_presence_is_known() {
+        let n: NodeLite = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "ipam.prefix-operator.io/pools": "gua",
+            }},
+        }))
+        .expect("decodes");
+        let a = n.metadata.annotations.as_ref().expect("present");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.get(POOLS_ANNOTATION).map(String::as_str), Some("gua"));
+        assert!(snapshot(&n).expect("named").annotated);
+        let n: NodeLite = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "annotations": {"x": "y"}},
+        }))
+        .expect("decodes");
+        assert!(
+            snapshot(&n).expect("named").annotated,
+            "an empty kept map still says present"
+        );
+        let n: NodeLite = serde_json::from_value(serde_json::json!({"metadata": {"name": "a"}}))
+            .expect("decodes");
+        assert!(!snapshot(&n).expect("named").annotated);
     }
 }

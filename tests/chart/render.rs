@@ -70,7 +70,7 @@ fn default_render_has_what_a_cluster_component_needs() {
     tolerates_a_node_without_network(&dep["spec"]["template"]["spec"]);
     rbac_is_what_the_operator_calls(&docs);
     let svc = one(&docs, "Service");
-    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 10262);
     assert_eq!(
         svc["spec"]["selector"],
         dep["spec"]["selector"]["matchLabels"]
@@ -129,7 +129,7 @@ fn deployment_runs_as_a_cluster_component(dep: &Value) {
         "--leader-elect=true",
         "--lease-namespace=kube-system",
         "--lease-name=prefix-operator",
-        "--http-addr=[::]:8080",
+        "--http-addr=[::]:10262",
     ] {
         assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
     }
@@ -147,7 +147,7 @@ fn deployment_runs_as_a_cluster_component(dep: &Value) {
             "{name} from the downward API"
         );
     }
-    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["ports"][0]["containerPort"], 10262);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");

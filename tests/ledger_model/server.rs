@@ -31,6 +31,7 @@ impl Obj {
             pod_cidrs: self.cidrs.clone(),
             deleting: self.deleting,
             address_families: vec![],
+            annotated: false,
         }
     }
 }

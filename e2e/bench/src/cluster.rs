@@ -267,10 +267,30 @@ pub fn nth_prefix(pool: IpNet, len: u8, i: u128) -> Result<IpNet> {
     Ok(IpNet::V6(ipnet::Ipv6Net::new(addr.into(), len)?))
 }
 
-/// The operator's own podCIDRs patch (`pod_cidrs_patch`), sent the way the
-/// operator sends it.
+/// A podCIDRs patch as another writer than the operator sends it: the
+/// UID test and both fields, no annotations.
+pub fn plain_pod_cidrs_patch(uid: &str, cidrs: &[String]) -> serde_json::Value {
+    serde_json::json!([
+        { "op": "test", "path": "/metadata/uid", "value": uid },
+        { "op": "add", "path": "/spec/podCIDR", "value": cidrs.first() },
+        { "op": "add", "path": "/spec/podCIDRs", "value": cidrs },
+    ])
+}
+
+/// The operator's own podCIDRs patch (`pod_cidrs_patch`, with the pool and
+/// time annotations, for a Node created without annotations), sent the way
+/// the operator sends it.
 pub async fn patch_pod_cidrs(api: &Api<Node>, name: &str, uid: &str, cidr: &IpNet) -> Result<()> {
-    let value = prefix_operator::k8s::nodes::pod_cidrs_patch(uid, &[cidr.to_string()]);
+    let cidrs = [cidr.to_string()];
+    let pools = [crate::scale::POOL.to_string()];
+    let value =
+        prefix_operator::k8s::nodes::pod_cidrs_patch(&prefix_operator::k8s::nodes::PodCidrsWrite {
+            uid,
+            cidrs: &cidrs,
+            pools: &pools,
+            annotated: false,
+            at: "2026-01-01T00:00:00Z",
+        });
     let patch: json_patch::Patch = serde_json::from_value(value)?;
     api.patch(
         name,

@@ -138,7 +138,7 @@ impl Actions {
             return Ok(false);
         };
         let uid = n.metadata.uid.clone().unwrap_or_default();
-        let value = prefix_operator::k8s::nodes::pod_cidrs_patch(&uid, cidrs);
+        let value = crate::cluster::plain_pod_cidrs_patch(&uid, cidrs);
         let patch: json_patch::Patch = serde_json::from_value(value)?;
         let pp = PatchParams {
             field_manager: Some(HAND_MANAGER.into()),
