@@ -6,7 +6,7 @@ DEV ?= .dev
 # How dev-up gets target/debug/controlplane; tests that already built it pass ":".
 CONTROLPLANE_BUILD ?= $(CARGO) build -p prefix-operator-testenv --bin controlplane --locked
 
-.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench chaos randomized clean-dev check-leftovers
+.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench bench-kcm chaos randomized clean-dev check-leftovers
 
 ## Build (or reuse) the control-plane binaries: kube-apiserver, etcd, kubectl, helm.
 controlplane:
@@ -99,10 +99,20 @@ static-build:
 	$(STATIC_BIN) --version
 
 ## Scale benchmark against a local control plane: `make bench` (5000 Nodes) or
-## `make bench N=20000`; extra flags in BENCH_ARGS. Figures in target/bench/.
+## `make bench N=20000`; extra flags in BENCH_ARGS. Then the operator beside
+## kube-controller-manager's node IPAM (bench-kcm). Figures in target/bench/.
 bench: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
 	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin scale-bench -- --nodes $(or $(N),5000) $(BENCH_ARGS)
+	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
+	$(MAKE) bench-kcm
+
+## The operator and kube-controller-manager v1.36.3 (built from Go modules,
+## cached) given the same backlogs and trickle, interleaved rounds, ratios
+## within a round: `make bench-kcm KCM_ARGS="--nodes 2000,5000 --rounds 3 --hog-duty 0.5"`.
+bench-kcm: controlplane
+	$(CARGO) build --release --locked --bin prefix-operator
+	KCM_BIN="$$(e2e/kcm/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin kcm-bench -- $(KCM_ARGS)
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
 
 ## Long fault runs (SIGKILLs, kube-apiserver and etcd restarts, leader failover,

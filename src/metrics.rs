@@ -22,6 +22,18 @@ pub struct BuildLabels {
     pub kubernetes_api: String,
 }
 
+/// What woke the reconciler's loop for one turn.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+fn turn_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    ])
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
@@ -49,6 +61,7 @@ pub struct Metrics {
     pub leader: Gauge<i64, AtomicI64>,
     pub writes_in_flight: Gauge<i64, AtomicI64>,
     pub queued_nodes: Gauge<i64, AtomicI64>,
+    pub loop_turns: Family<KindLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -86,6 +99,7 @@ impl Metrics {
             leader: Gauge::default(),
             writes_in_flight: Gauge::default(),
             queued_nodes: Gauge::default(),
+            loop_turns: Family::new_with_constructor(turn_histogram),
             registry: Registry::default(),
         };
         m.register_allocations(registry);
@@ -180,6 +194,12 @@ impl Metrics {
             "Failed API calls, by reason",
             self.reconcile_errors.clone(),
         );
+        r.register_with_unit(
+            "loop_turn",
+            "Time the reconciler's loop spends on one input and the planning after it, without yielding, by what woke it",
+            prometheus_client::registry::Unit::Seconds,
+            self.loop_turns.clone(),
+        );
         r.register(
             "status_writes",
             "PrefixPool status writes",
@@ -215,6 +235,13 @@ impl Metrics {
             "Nodes waiting for a write slot",
             self.queued_nodes.clone(),
         );
+    }
+
+    /// One turn of the reconciler's loop, woken by `kind`.
+    pub fn observe_turn(&self, kind: &'static str, took: std::time::Duration) {
+        self.loop_turns
+            .get_or_create(&KindLabel { kind })
+            .observe(took.as_secs_f64());
     }
 
     pub fn error(&self, reason: &str) {

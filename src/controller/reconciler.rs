@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
@@ -34,6 +34,40 @@ use crate::metrics::Metrics;
 pub(super) enum Input {
     Node(Watched<NodeLite>),
     Pool(Watched<WatchedPool>),
+}
+
+/// What woke the loop for one turn.
+#[allow(clippy::large_enum_variant)]
+enum Woke {
+    Write(Result<WriteResult, JoinError>),
+    ReadBack(Result<ReadBack, JoinError>),
+    PoolCheck(Result<PoolCheck, JoinError>),
+    NodeList(Result<NodeList, JoinError>),
+    Input(Input),
+    Retry(String),
+    StatusWritten(Result<(Due, Result<PrefixPool, kube::Error>), JoinError>),
+    Leadership(bool),
+    Tick,
+    Timer,
+}
+
+impl Woke {
+    /// The `kind` label of `prefix_operator_loop_turn_seconds`.
+    fn kind(&self) -> &'static str {
+        match self {
+            Woke::Write(_) => "write_answer",
+            Woke::ReadBack(_) => "read_back",
+            Woke::PoolCheck(_) => "pool_check",
+            Woke::NodeList(_) => "node_relist",
+            Woke::Input(Input::Node(_)) => "node_event",
+            Woke::Input(Input::Pool(_)) => "pool_event",
+            Woke::Retry(_) => "retry",
+            Woke::StatusWritten(_) => "status_written",
+            Woke::Leadership(_) => "leadership",
+            Woke::Tick => "status_tick",
+            Woke::Timer => "timer",
+        }
+    }
 }
 
 /// A re-list of every Node (after leadership was gained).
@@ -153,7 +187,7 @@ impl Reconciler {
                 self.status.mark();
             }
             let wake = self.next_wake();
-            tokio::select! {
+            let woke = tokio::select! {
                 biased;
                 () = &mut shutdown => {
                     info!("shutting down; waiting for {} write(s) in flight", self.writes.len());
@@ -162,39 +196,22 @@ impl Reconciler {
                     }
                     return Ok(());
                 }
-                Some(res) = self.writes.join_next(), if !self.writes.is_empty() => match res {
-                    Ok(w) => self.on_write(w),
-                    Err(e) => warn!("write task failed: {e}"),
-                },
-                Some(res) = self.reads.join_next(), if !self.reads.is_empty() => match res {
-                    Ok(a) => self.on_read_back(a),
-                    Err(e) => warn!("read-back task failed: {e}"),
-                },
-                Some(res) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => match res {
-                    Ok(c) => self.on_pool_check(c),
-                    Err(e) => {
-                        let delay = self.pipeline.check_lost(Instant::now());
-                        warn!("pool check task failed, checking again in {delay:?}: {e}");
-                    }
-                },
-                Some(res) = self.node_lists.join_next(), if !self.node_lists.is_empty() => match res {
-                    Ok(l) => self.on_resync(l),
-                    Err(e) => warn!("Node re-list task failed: {e}"),
-                },
-                Some(input) = inputs.next() => match input {
-                    Input::Node(ev) => self.on_node_event(ev),
-                    Input::Pool(ev) => self.on_pool_event(ev),
-                },
-                node = self.pipeline.next_retry() => self.pipeline.push(&node),
-                Some(res) = self.status_writes.join_next(), if !self.status_writes.is_empty() => {
-                    if let Ok((due, result)) = res {
-                        self.on_status_written(due, result);
-                    }
-                }
-                Ok(()) = leader.changed() => self.on_leadership(*leader.borrow()),
-                _ = tick.tick() => self.flush_status(),
-                () = tokio::time::sleep(wake) => {}
-            }
+                Some(res) = self.writes.join_next(), if !self.writes.is_empty() => Woke::Write(res),
+                Some(res) = self.reads.join_next(), if !self.reads.is_empty() => Woke::ReadBack(res),
+                Some(res) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => Woke::PoolCheck(res),
+                Some(res) = self.node_lists.join_next(), if !self.node_lists.is_empty() => Woke::NodeList(res),
+                Some(input) = inputs.next() => Woke::Input(input),
+                node = self.pipeline.next_retry() => Woke::Retry(node),
+                Some(res) = self.status_writes.join_next(), if !self.status_writes.is_empty() => Woke::StatusWritten(res),
+                Ok(()) = leader.changed() => Woke::Leadership(*leader.borrow()),
+                _ = tick.tick() => Woke::Tick,
+                () = tokio::time::sleep(wake) => Woke::Timer,
+            };
+            // Everything from here to the end of the turn runs without
+            // yielding: its length is how long every other input waits.
+            let began = Instant::now();
+            let kind = woke.kind();
+            self.handle(woke);
             self.maybe_resync();
             self.dispatch();
             self.metrics.writes_in_flight.set(self.writes.len() as i64);
@@ -202,6 +219,32 @@ impl Reconciler {
             let idle = self.pipeline.queue_is_empty() && self.writes.is_empty();
             self.idle
                 .send_if_modified(|v| std::mem::replace(v, idle) != idle);
+            self.metrics.observe_turn(kind, began.elapsed());
+        }
+    }
+
+    /// One turn's input, handled.
+    fn handle(&mut self, woke: Woke) {
+        match woke {
+            Woke::Write(Ok(w)) => self.on_write(w),
+            Woke::Write(Err(e)) => warn!("write task failed: {e}"),
+            Woke::ReadBack(Ok(a)) => self.on_read_back(a),
+            Woke::ReadBack(Err(e)) => warn!("read-back task failed: {e}"),
+            Woke::PoolCheck(Ok(c)) => self.on_pool_check(c),
+            Woke::PoolCheck(Err(e)) => {
+                let delay = self.pipeline.check_lost(Instant::now());
+                warn!("pool check task failed, checking again in {delay:?}: {e}");
+            }
+            Woke::NodeList(Ok(l)) => self.on_resync(l),
+            Woke::NodeList(Err(e)) => warn!("Node re-list task failed: {e}"),
+            Woke::Input(Input::Node(ev)) => self.on_node_event(ev),
+            Woke::Input(Input::Pool(ev)) => self.on_pool_event(ev),
+            Woke::Retry(node) => self.pipeline.push(&node),
+            Woke::StatusWritten(Ok((due, result))) => self.on_status_written(due, result),
+            Woke::StatusWritten(Err(_)) => {}
+            Woke::Leadership(leading) => self.on_leadership(leading),
+            Woke::Tick => self.flush_status(),
+            Woke::Timer => {}
         }
     }
 

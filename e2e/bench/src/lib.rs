@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod history;
+pub mod kcm;
 pub mod kubelet;
 pub mod operator;
 pub mod random;

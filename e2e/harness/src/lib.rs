@@ -24,7 +24,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub use certs::Pki;
 pub use kubeconfig::{Identity, client_from_yaml};
-pub use net::{HTTP_TIMEOUT, free_port, http_get};
+pub use net::{HTTP_TIMEOUT, established_connections, free_port, http_get};
 pub use operator::{OperatorBuilder, OperatorProcess};
 pub use process::{Supervised, spawn_tied};
 

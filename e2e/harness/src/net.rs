@@ -1,7 +1,7 @@
 //! Loopback networking for tests and runs: free ports, and a plain HTTP GET
 //! for the operator's `/healthz`, `/readyz` and `/metrics`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -84,6 +84,39 @@ fn dechunk(mut s: &str) -> String {
         s = after.strip_prefix("\r\n").unwrap_or(after);
     }
     out
+}
+
+/// Established TCP connections of process `pid` to port `port` at any
+/// address: its sockets' inodes matched against /proc/net/tcp and tcp6.
+pub fn established_connections(pid: u32, port: u16) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let inodes: HashSet<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(rem), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let rport = rem
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if rport == Some(port) && *state == "01" && inodes.contains(*inode) {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 #[cfg(test)]

@@ -76,11 +76,24 @@ impl Scrape {
 
     /// The histogram `base` (`base_bucket`, `base_sum`, `base_count`).
     pub fn histogram(&self, base: &str) -> Histogram {
+        self.histogram_with(base, "")
+    }
+
+    /// The series of histogram `base` whose labels include `label` (e.g.
+    /// `kind="node_event"`; "" for all of them).
+    pub fn histogram_with(&self, base: &str, label: &str) -> Histogram {
         let bucket = format!("{base}_bucket");
+        let total = |name: String| -> f64 {
+            self.samples
+                .iter()
+                .filter(|(n, l, _)| *n == name && l.contains(label))
+                .map(|(_, _, v)| v)
+                .sum()
+        };
         let mut buckets: Vec<(f64, f64)> = self
             .samples
             .iter()
-            .filter(|(n, _, _)| *n == bucket)
+            .filter(|(n, l, _)| *n == bucket && l.contains(label))
             .filter_map(|(_, labels, v)| {
                 let le = labels
                     .split(',')
@@ -95,10 +108,18 @@ impl Scrape {
             })
             .collect();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // One label set's buckets, or several summed bound by bound.
+        buckets.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same {
+                first.1 += later.1;
+            }
+            same
+        });
         Histogram {
             buckets,
-            sum: self.value(&format!("{base}_sum")).unwrap_or(0.0),
-            count: self.value(&format!("{base}_count")).unwrap_or(0.0),
+            sum: total(format!("{base}_sum")),
+            count: total(format!("{base}_count")),
         }
     }
 }

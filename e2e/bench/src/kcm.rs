@@ -1,0 +1,395 @@
+//! kube-controller-manager's node IPAM (the range allocator) and the
+//! operator given the same work on the same kind of fresh local control
+//! plane: a backlog of N Nodes without podCIDRs that exist before the
+//! allocator starts, and a steady trickle of new Nodes. Used by `kcm-bench`.
+//!
+//! kube-controller-manager is built from Go modules by `e2e/kcm/build.sh`
+//! and runs only its `node-ipam-controller`, single-stack IPv6 with a /48
+//! split into /64s (it refuses more than 16 bits between the cluster and
+//! the node mask, so the operator's usual /32 cannot be given to it; the
+//! operator gets the same /48).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use prefix_operator_testenv::{Supervised, established_connections};
+
+use crate::cluster::{
+    Cluster, OnError, Tracker, create_burst, create_pool, create_trickle, latencies,
+    verify_allocations,
+};
+use crate::operator;
+use crate::stats::{Summary, summarize};
+
+/// The cluster range both allocators carve.
+pub const CLUSTER_CIDR: &str = "2001:db8::/48";
+pub const NODE_LEN: u8 = 64;
+const POOL: &str = "bench";
+
+/// Which allocator a phase runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Allocator {
+    /// kube-controller-manager; `qps` sets `--kube-api-qps` and
+    /// `--kube-api-burst` (None: its defaults, QPS 20 and burst 30).
+    Kcm { qps: Option<u32> },
+    /// The operator binary at its defaults.
+    Operator,
+    /// The operator binary with these flags (e.g. `--http2=true`).
+    OperatorWith(Vec<String>),
+}
+
+impl Allocator {
+    pub fn label(&self) -> String {
+        match self {
+            Allocator::Kcm { qps: None } => {
+                "kube-controller-manager (defaults: QPS 20, burst 30)".into()
+            }
+            Allocator::Kcm { qps: Some(q) } => format!("kube-controller-manager (QPS/burst {q})"),
+            Allocator::Operator => "prefix-operator (defaults)".into(),
+            Allocator::OperatorWith(f) => format!("prefix-operator {}", f.join(" ")),
+        }
+    }
+}
+
+/// The binaries and where logs go.
+pub struct Bins {
+    pub kcm: PathBuf,
+    pub operator: PathBuf,
+    pub logs: PathBuf,
+}
+
+/// A running allocator process.
+pub struct Running {
+    proc: Proc,
+    pub started: Instant,
+    pub log: PathBuf,
+}
+
+enum Proc {
+    Kcm(Supervised),
+    Operator(prefix_operator_testenv::OperatorProcess),
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        match &self.proc {
+            Proc::Kcm(s) => s.pid(),
+            Proc::Operator(o) => o.pid(),
+        }
+    }
+
+    /// Fails with the log's tail if the process has ended.
+    pub fn check_alive(&mut self) -> Result<()> {
+        let alive = match &mut self.proc {
+            Proc::Kcm(s) => s.exited().is_none(),
+            Proc::Operator(o) => o.alive(),
+        };
+        if alive {
+            Ok(())
+        } else {
+            bail!("{} exited:\n{}", self.log.display(), tail(&self.log, 30))
+        }
+    }
+}
+
+fn tail(log: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Starts `alloc` against the cluster.
+pub fn start(bins: &Bins, cl: &Cluster, alloc: &Allocator, what: &str) -> Result<Running> {
+    std::fs::create_dir_all(&bins.logs)?;
+    let log = bins.logs.join(format!("{what}.log"));
+    let _ = std::fs::remove_file(&log);
+    let started = Instant::now();
+    let proc = match alloc {
+        Allocator::Kcm { qps } => {
+            let mut args = vec![
+                format!("--kubeconfig={}", cl.kubeconfig.display()),
+                "--controllers=node-ipam-controller".into(),
+                "--allocate-node-cidrs=true".into(),
+                format!("--cluster-cidr={CLUSTER_CIDR}"),
+                format!("--node-cidr-mask-size={NODE_LEN}"),
+                "--cidr-allocator-type=RangeAllocator".into(),
+                "--leader-elect=false".into(),
+                "--secure-port=0".into(),
+                "--use-service-account-credentials=false".into(),
+                "--v=1".into(),
+            ];
+            if let Some(q) = qps {
+                args.push(format!("--kube-api-qps={q}"));
+                args.push(format!("--kube-api-burst={q}"));
+            }
+            Proc::Kcm(Supervised::spawn(&bins.kcm, &args, &log)?)
+        }
+        Allocator::Operator => Proc::Operator(operator::spawn(
+            &bins.operator,
+            &cl.kubeconfig,
+            "kcm-bench",
+            &[],
+            &log,
+        )?),
+        Allocator::OperatorWith(flags) => Proc::Operator(operator::spawn(
+            &bins.operator,
+            &cl.kubeconfig,
+            "kcm-bench",
+            flags,
+            &log,
+        )?),
+    };
+    Ok(Running { proc, started, log })
+}
+
+/// Memory and connections of a process, from /proc.
+pub fn peak_rss(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:").unwrap_or(0) * 1024
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn apiserver_port(cl: &Cluster) -> u16 {
+    cl.cp
+        .server_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or(0)
+}
+
+/// One backlog phase.
+#[derive(Clone, Debug, Default)]
+pub struct BacklogRun {
+    pub nodes: usize,
+    /// Process start → last podCIDRs seen.
+    pub total: Duration,
+    pub peak_rss: u64,
+    pub connections: usize,
+}
+
+impl BacklogRun {
+    pub fn rate(&self) -> f64 {
+        self.nodes as f64 / self.total.as_secs_f64().max(1e-9)
+    }
+}
+
+fn pool_for(alloc: &Allocator) -> bool {
+    !matches!(alloc, Allocator::Kcm { .. })
+}
+
+/// N Nodes exist before `alloc` starts; timed from its process start to the
+/// last podCIDRs seen on a watch; then every Node is checked (one prefix
+/// each, inside the range, no two alike) against what the API server holds.
+pub async fn backlog(
+    bins: &Bins,
+    alloc: &Allocator,
+    nodes: usize,
+    concurrency: usize,
+    timeout: Duration,
+    what: &str,
+) -> Result<BacklogRun> {
+    let cl = Cluster::start().await?;
+    if pool_for(alloc) {
+        create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
+    }
+    let names: Vec<String> = (0..nodes).map(|i| format!("node-{i:06}")).collect();
+    create_burst(&cl.client, &names, concurrency, OnError::Fail).await?;
+    let tracker = Tracker::start(&cl.client).await?;
+    let mut run = start(bins, &cl, alloc, what)?;
+    let last = wait_all(&tracker, &mut run, &names, timeout).await?;
+    let total = last.duration_since(run.started);
+    let r = BacklogRun {
+        nodes,
+        total,
+        peak_rss: peak_rss(run.pid()),
+        connections: established_connections(run.pid(), apiserver_port(&cl)),
+    };
+    verify_allocations(&cl.client, CLUSTER_CIDR.parse()?, NODE_LEN, &names)
+        .await
+        .with_context(|| format!("end state after {}", alloc.label()))?;
+    Ok(r)
+}
+
+/// Waits for every one of `names`, failing early (with the log) if the
+/// allocator dies.
+async fn wait_all(
+    tracker: &Tracker,
+    run: &mut Running,
+    names: &[String],
+    timeout: Duration,
+) -> Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        run.check_alive()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tracker
+            .wait_all(names, left.min(Duration::from_secs(2)))
+            .await
+        {
+            Ok(t) => return Ok(t),
+            Err(e) if left <= Duration::from_secs(2) => {
+                return Err(e.context(format!("log tail:\n{}", tail(&run.log, 20))));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// One trickle phase.
+#[derive(Clone, Debug, Default)]
+pub struct TrickleRun {
+    pub lat: Summary,
+    pub peak_rss: u64,
+    /// The operator's loop turns over the whole phase, by what woke the
+    /// loop (empty for kube-controller-manager).
+    pub turns: Vec<Turns>,
+    /// The operator's own latency histogram (Node first seen → podCIDRs
+    /// written), p99 in seconds.
+    pub own_p99: Option<f64>,
+}
+
+/// `prefix_operator_loop_turn_seconds{kind}` summed up.
+#[derive(Clone, Debug, Default)]
+pub struct Turns {
+    pub kind: String,
+    pub count: f64,
+    pub sum: f64,
+    /// Turns longer than 10 ms, 50 ms and 100 ms (bucket bounds).
+    pub over: [f64; 3],
+}
+
+pub const TURN_BOUNDS: [f64; 3] = [0.01, 0.05, 0.1];
+
+/// The loop turns of one scrape, by kind.
+pub fn turns(s: &prefix_operator_testenv::promtext::Scrape) -> Vec<Turns> {
+    const BASE: &str = "prefix_operator_loop_turn_seconds";
+    let mut out = vec![];
+    for (labels, _) in s.series(&format!("{BASE}_count")) {
+        let Some(kind) = labels
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("kind="))
+            .map(|k| k.trim_matches('"').to_string())
+        else {
+            continue;
+        };
+        let h = s.histogram_with(BASE, &format!("kind=\"{kind}\""));
+        let at_or_below = |bound: f64| {
+            h.buckets
+                .iter()
+                .find(|(le, _)| (*le - bound).abs() < 1e-12)
+                .map(|(_, c)| *c)
+                .unwrap_or(h.count)
+        };
+        out.push(Turns {
+            kind,
+            count: h.count,
+            sum: h.sum,
+            over: TURN_BOUNDS.map(|b| h.count - at_or_below(b)),
+        });
+    }
+    out.sort_by(|a, b| b.sum.total_cmp(&a.sum));
+    out
+}
+
+/// `alloc` started on a fresh control plane and shown to work (a first
+/// Node allocated), then `count` Nodes created at `rate` per second; per
+/// Node, create answered → podCIDRs first seen on a watch.
+pub async fn trickle(
+    bins: &Bins,
+    alloc: &Allocator,
+    count: usize,
+    rate: f64,
+    timeout: Duration,
+    what: &str,
+) -> Result<TrickleRun> {
+    let cl = Cluster::start().await?;
+    if pool_for(alloc) {
+        create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
+    }
+    let tracker = Tracker::start(&cl.client).await?;
+    let mut run = start(bins, &cl, alloc, what)?;
+    let probe = vec!["probe".to_string()];
+    create_burst(&cl.client, &probe, 1, OnError::Fail).await?;
+    wait_all(&tracker, &mut run, &probe, timeout).await?;
+    let created = create_trickle(&cl.client, "trickle", count, rate).await?;
+    let names: Vec<String> = created.iter().map(|c| c.name.clone()).collect();
+    wait_all(&tracker, &mut run, &names, timeout).await?;
+    let mut all = names.clone();
+    all.extend(probe);
+    verify_allocations(&cl.client, CLUSTER_CIDR.parse()?, NODE_LEN, &all).await?;
+    let (turns, own_p99) = match &run.proc {
+        Proc::Operator(o) => {
+            let m = o.scrape().await?;
+            (
+                turns(&m),
+                m.histogram("prefix_operator_allocation_latency_seconds")
+                    .quantile(0.99),
+            )
+        }
+        Proc::Kcm(_) => (vec![], None),
+    };
+    Ok(TrickleRun {
+        lat: summarize(&latencies(&tracker, &created)),
+        peak_rss: peak_rss(run.pid()),
+        turns,
+        own_p99,
+    })
+}
+
+/// Outside load: `procs` busy loops, each running `duty` of every 100 ms
+/// (SIGCONT, then SIGSTOP), for as long as the value lives.
+pub struct Hog {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Hog {
+    pub fn start(duty: f64, procs: usize, log: &Path) -> Result<Option<Hog>> {
+        if duty <= 0.0 || procs == 0 {
+            return Ok(None);
+        }
+        let mut hogs = vec![];
+        for _ in 0..procs {
+            hogs.push(Supervised::spawn(
+                Path::new("/bin/sh"),
+                &["-c".into(), "while :; do :; done".into()],
+                log,
+            )?);
+        }
+        let period = Duration::from_millis(100);
+        let on = period.mul_f64(duty.min(1.0));
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                for h in &mut hogs {
+                    h.signal(libc::SIGCONT);
+                }
+                if on >= period {
+                    continue;
+                }
+                tokio::time::sleep(on).await;
+                for h in &mut hogs {
+                    h.signal(libc::SIGSTOP);
+                }
+            }
+            // The Supervised values are dropped (killed) with the task.
+        });
+        Ok(Some(Hog { task }))
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
