@@ -62,6 +62,7 @@ pub struct Metrics {
     pub writes_in_flight: Gauge<i64, AtomicI64>,
     pub queued_nodes: Gauge<i64, AtomicI64>,
     pub loop_turns: Family<KindLabel, Histogram, fn() -> Histogram>,
+    pub input_waits: Family<KindLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -100,6 +101,7 @@ impl Metrics {
             writes_in_flight: Gauge::default(),
             queued_nodes: Gauge::default(),
             loop_turns: Family::new_with_constructor(turn_histogram),
+            input_waits: Family::new_with_constructor(turn_histogram),
             registry: Registry::default(),
         };
         m.register_allocations(registry);
@@ -200,6 +202,12 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             self.loop_turns.clone(),
         );
+        r.register_with_unit(
+            "input_wait",
+            "Time from a watch event decoded to the reconciler's loop taking it, by kind",
+            prometheus_client::registry::Unit::Seconds,
+            self.input_waits.clone(),
+        );
         r.register(
             "status_writes",
             "PrefixPool status writes",
@@ -240,6 +248,13 @@ impl Metrics {
     /// One turn of the reconciler's loop, woken by `kind`.
     pub fn observe_turn(&self, kind: &'static str, took: std::time::Duration) {
         self.loop_turns
+            .get_or_create(&KindLabel { kind })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A watch event that waited `took` for the loop.
+    pub fn observe_input_wait(&self, kind: &'static str, took: std::time::Duration) {
+        self.input_waits
             .get_or_create(&KindLabel { kind })
             .observe(took.as_secs_f64());
     }

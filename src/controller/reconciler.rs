@@ -36,6 +36,15 @@ pub(super) enum Input {
     Pool(Watched<WatchedPool>),
 }
 
+impl Input {
+    fn kind(&self) -> &'static str {
+        match self {
+            Input::Node(_) => "node_event",
+            Input::Pool(_) => "pool_event",
+        }
+    }
+}
+
 /// What woke the loop for one turn.
 #[allow(clippy::large_enum_variant)]
 enum Woke {
@@ -59,8 +68,7 @@ impl Woke {
             Woke::ReadBack(_) => "read_back",
             Woke::PoolCheck(_) => "pool_check",
             Woke::NodeList(_) => "node_relist",
-            Woke::Input(Input::Node(_)) => "node_event",
-            Woke::Input(Input::Pool(_)) => "pool_event",
+            Woke::Input(i) => i.kind(),
             Woke::Retry(_) => "retry",
             Woke::StatusWritten(_) => "status_written",
             Woke::Leadership(_) => "leadership",
@@ -133,8 +141,8 @@ pub async fn run(
         pool_tx,
     )));
     let inputs = futures::stream::select(
-        stream_of(node_rx).map(Input::Node),
-        stream_of(pool_rx).map(Input::Pool),
+        stream_of(node_rx).map(|(t, ev)| (t, Input::Node(ev))),
+        stream_of(pool_rx).map(|(t, ev)| (t, Input::Pool(ev))),
     );
     let (idle_tx, idle_rx) = watch::channel(false);
     let was_leader = *leader.borrow();
@@ -171,7 +179,7 @@ pub async fn run(
 impl Reconciler {
     async fn main_loop(
         &mut self,
-        inputs: impl Stream<Item = Input>,
+        inputs: impl Stream<Item = (Instant, Input)>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(inputs);
@@ -200,7 +208,10 @@ impl Reconciler {
                 Some(res) = self.reads.join_next(), if !self.reads.is_empty() => Woke::ReadBack(res),
                 Some(res) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => Woke::PoolCheck(res),
                 Some(res) = self.node_lists.join_next(), if !self.node_lists.is_empty() => Woke::NodeList(res),
-                Some(input) = inputs.next() => Woke::Input(input),
+                Some((seen, input)) = inputs.next() => {
+                    self.metrics.observe_input_wait(input.kind(), seen.elapsed());
+                    Woke::Input(input)
+                }
                 node = self.pipeline.next_retry() => Woke::Retry(node),
                 Some(res) = self.status_writes.join_next(), if !self.status_writes.is_empty() => Woke::StatusWritten(res),
                 Ok(()) = leader.changed() => Woke::Leadership(*leader.borrow()),

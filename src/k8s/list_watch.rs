@@ -32,6 +32,18 @@ pub enum Watched<K> {
     Failed(String),
 }
 
+/// What the list-watch hands on, with when it had it (the reconciler
+/// measures how long an input waited for its turn).
+pub type Stamped<K> = (std::time::Instant, Watched<K>);
+
+/// Sends `ev`, stamped with the time now; fails when the receiver is gone.
+async fn send<K>(
+    tx: &mpsc::Sender<Stamped<K>>,
+    ev: Watched<K>,
+) -> Result<(), mpsc::error::SendError<Stamped<K>>> {
+    tx.send((std::time::Instant::now(), ev)).await
+}
+
 /// Objects per page of a list (the same as kube's watcher).
 pub const LIST_PAGE: u32 = 500;
 
@@ -66,7 +78,7 @@ const IDLE: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 15);
 
 /// Runs the list-watch of `what` (a plural for messages) until `tx` is
 /// closed.
-pub async fn run<K>(api: Api<K>, what: &'static str, tx: mpsc::Sender<Watched<K>>)
+pub async fn run<K>(api: Api<K>, what: &'static str, tx: mpsc::Sender<Stamped<K>>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -75,8 +87,7 @@ where
         let (items, rv_text) = match list_all(&api).await {
             Ok(l) => l,
             Err(e) => {
-                if tx
-                    .send(Watched::Failed(format!("listing {what}: {e}")))
+                if send(&tx, Watched::Failed(format!("listing {what}: {e}")))
                     .await
                     .is_err()
                 {
@@ -87,11 +98,11 @@ where
             }
         };
         let Some(mut rv) = rv_text else {
-            let _ = tx
-                .send(Watched::Failed(format!(
-                    "the list of {what} has no resourceVersion"
-                )))
-                .await;
+            let _ = send(
+                &tx,
+                Watched::Failed(format!("the list of {what} has no resourceVersion")),
+            )
+            .await;
             tokio::time::sleep(backoff.next()).await;
             continue;
         };
@@ -99,7 +110,7 @@ where
             items,
             resource_version: crate::ledger::parse_resource_version(Some(&rv)),
         };
-        if tx.send(listed).await.is_err() {
+        if send(&tx, listed).await.is_err() {
             return;
         }
         backoff.reset();
@@ -120,7 +131,7 @@ enum Resume {
 async fn watch_from<K>(
     api: &Api<K>,
     what: &'static str,
-    tx: &mpsc::Sender<Watched<K>>,
+    tx: &mpsc::Sender<Stamped<K>>,
     rv: &mut String,
     backoff: &mut Backoff,
 ) -> Resume
@@ -134,8 +145,7 @@ where
             Ok(s) => s,
             Err(kube::Error::Api(s)) if s.code == 410 => return Resume::Relist,
             Err(e) => {
-                if tx
-                    .send(Watched::Failed(format!("watching {what}: {e}")))
+                if send(tx, Watched::Failed(format!("watching {what}: {e}")))
                     .await
                     .is_err()
                 {
@@ -172,7 +182,7 @@ where
                 // An object that does not decode: skip it, keep watching.
                 Err(e) => Watched::Failed(format!("watching {what}: {e}")),
             };
-            if tx.send(event).await.is_err() {
+            if send(tx, event).await.is_err() {
                 return Resume::Closed;
             }
             backoff.reset();

@@ -35,8 +35,9 @@ pub enum Allocator {
     Kcm { qps: Option<u32> },
     /// The operator binary at its defaults.
     Operator,
-    /// The operator binary with these flags (e.g. `--http2=true`).
-    OperatorWith(Vec<String>),
+    /// An operator binary (the one under test, or another build) with
+    /// these flags (e.g. `--http2=true`).
+    OperatorWith(Option<PathBuf>, Vec<String>),
 }
 
 impl Allocator {
@@ -47,7 +48,13 @@ impl Allocator {
             }
             Allocator::Kcm { qps: Some(q) } => format!("kube-controller-manager (QPS/burst {q})"),
             Allocator::Operator => "prefix-operator (defaults)".into(),
-            Allocator::OperatorWith(f) => format!("prefix-operator {}", f.join(" ")),
+            Allocator::OperatorWith(bin, f) => format!(
+                "prefix-operator{} {}",
+                bin.as_ref()
+                    .map(|b| format!(" ({})", b.display()))
+                    .unwrap_or_default(),
+                f.join(" ")
+            ),
         }
     }
 }
@@ -132,8 +139,8 @@ pub fn start(bins: &Bins, cl: &Cluster, alloc: &Allocator, what: &str) -> Result
             &[],
             &log,
         )?),
-        Allocator::OperatorWith(flags) => Proc::Operator(operator::spawn(
-            &bins.operator,
+        Allocator::OperatorWith(bin, flags) => Proc::Operator(operator::spawn(
+            bin.as_ref().unwrap_or(&bins.operator),
             &cl.kubeconfig,
             "kcm-bench",
             flags,
@@ -251,6 +258,7 @@ pub struct TrickleRun {
     pub lat: Summary,
     pub peak_rss: u64,
     /// The operator's loop turns over the whole phase, by what woke the
+    /// loop, then (kinds "(waited) …") how long watch events waited for the
     /// loop (empty for kube-controller-manager).
     pub turns: Vec<Turns>,
     /// The operator's own latency histogram (Node first seen → podCIDRs
@@ -270,11 +278,14 @@ pub struct Turns {
 
 pub const TURN_BOUNDS: [f64; 3] = [0.01, 0.05, 0.1];
 
-/// The loop turns of one scrape, by kind.
-pub fn turns(s: &prefix_operator_testenv::promtext::Scrape) -> Vec<Turns> {
-    const BASE: &str = "prefix_operator_loop_turn_seconds";
+pub const TURNS: &str = "prefix_operator_loop_turn_seconds";
+pub const WAITS: &str = "prefix_operator_input_wait_seconds";
+
+/// One histogram with a `kind` label (`TURNS` or `WAITS`) of one scrape,
+/// by kind.
+pub fn by_kind(s: &prefix_operator_testenv::promtext::Scrape, base: &str) -> Vec<Turns> {
     let mut out = vec![];
-    for (labels, _) in s.series(&format!("{BASE}_count")) {
+    for (labels, _) in s.series(&format!("{base}_count")) {
         let Some(kind) = labels
             .split(',')
             .find_map(|kv| kv.trim().strip_prefix("kind="))
@@ -282,7 +293,7 @@ pub fn turns(s: &prefix_operator_testenv::promtext::Scrape) -> Vec<Turns> {
         else {
             continue;
         };
-        let h = s.histogram_with(BASE, &format!("kind=\"{kind}\""));
+        let h = s.histogram_with(base, &format!("kind=\"{kind}\""));
         let at_or_below = |bound: f64| {
             h.buckets
                 .iter()
@@ -330,8 +341,13 @@ pub async fn trickle(
     let (turns, own_p99) = match &run.proc {
         Proc::Operator(o) => {
             let m = o.scrape().await?;
+            let mut t = by_kind(&m, TURNS);
+            for mut w in by_kind(&m, WAITS) {
+                w.kind = format!("(waited) {}", w.kind);
+                t.push(w);
+            }
             (
-                turns(&m),
+                t,
                 m.histogram("prefix_operator_allocation_latency_seconds")
                     .quantile(0.99),
             )

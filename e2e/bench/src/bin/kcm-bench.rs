@@ -51,6 +51,10 @@ struct Args {
     /// `--variant=--http2=true`), reported beside the operator at its defaults.
     #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
     variant: Vec<String>,
+    /// Run the variant with this binary instead (e.g. a build of an earlier
+    /// commit); with no `--variant` flags, at its defaults.
+    #[arg(long)]
+    variant_bin: Option<PathBuf>,
     /// Creators in flight when the backlog is made.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -119,8 +123,13 @@ async fn main() -> Result<()> {
         },
         Allocator::Operator,
     ];
-    if !args.variant.is_empty() {
-        allocs.push(Allocator::OperatorWith(args.variant.clone()));
+    if !args.variant.is_empty() || args.variant_bin.is_some() {
+        let bin = args
+            .variant_bin
+            .as_ref()
+            .map(|b| b.canonicalize())
+            .transpose()?;
+        allocs.push(Allocator::OperatorWith(bin, args.variant.clone()));
     }
     let count = (args.trickle_rate * args.trickle_secs).round() as usize;
     let _hog = Hog::start(args.hog_duty, args.hog_procs, &bins.logs.join("hog.log"))?;
@@ -371,7 +380,8 @@ fn report(
         let _ = writeln!(
             md,
             "\n### {}: its event loop during the trickles (all rounds summed)\n\n\
-             `prefix_operator_loop_turn_seconds{{kind}}`: one turn is one input handled plus the planning after it, without yielding. \
+             `prefix_operator_loop_turn_seconds{{kind}}`: one turn is one input handled plus the planning after it, without yielding; \
+             rows \"(waited) …\" are `prefix_operator_input_wait_seconds{{kind}}`, watch event decoded → taken by the loop. \
              The operator's own p99 (Node first seen → podCIDRs written) per round: {}; measured p99 (create answered → seen on the benchmark's watch): {}.\n\n\
              | woken by | turns | total ms | mean ms | > 10 ms | > 50 ms | > 100 ms |\n|---|---:|---:|---:|---:|---:|---:|",
             a.label(),
