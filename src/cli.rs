@@ -193,8 +193,18 @@ fn client_stack(config: kube::Config, qps: u32, http2: bool) -> Result<kube::Cli
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, kube::client::Body>(connector);
+    let mut hyper =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    if http2 {
+        // One connection carries everything, so a dead one must be found
+        // soon: a PING after 30 s without a frame, given up after 15 s, as
+        // client-go's HTTP/2 health check does.
+        hyper
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+            .http2_keep_alive_timeout(std::time::Duration::from_secs(15));
+    }
+    let hyper = hyper.build::<_, kube::client::Body>(connector);
     let retry = config
         .default_retry
         .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));

@@ -278,12 +278,17 @@ pub struct Turns {
 
 pub const TURN_BOUNDS: [f64; 3] = [0.01, 0.05, 0.1];
 
+const LATENCY: &str = "prefix_operator_allocation_latency_seconds";
 pub const TURNS: &str = "prefix_operator_loop_turn_seconds";
 pub const WAITS: &str = "prefix_operator_input_wait_seconds";
 
-/// One histogram with a `kind` label (`TURNS` or `WAITS`) of one scrape,
-/// by kind.
-pub fn by_kind(s: &prefix_operator_testenv::promtext::Scrape, base: &str) -> Vec<Turns> {
+/// One histogram with a `kind` label (`TURNS` or `WAITS`), by kind, between
+/// two scrapes of one process.
+pub fn by_kind(
+    s: &prefix_operator_testenv::promtext::Scrape,
+    since: &prefix_operator_testenv::promtext::Scrape,
+    base: &str,
+) -> Vec<Turns> {
     let mut out = vec![];
     for (labels, _) in s.series(&format!("{base}_count")) {
         let Some(kind) = labels
@@ -293,7 +298,10 @@ pub fn by_kind(s: &prefix_operator_testenv::promtext::Scrape, base: &str) -> Vec
         else {
             continue;
         };
-        let h = s.histogram_with(base, &format!("kind=\"{kind}\""));
+        let label = format!("kind=\"{kind}\"");
+        let h = s
+            .histogram_with(base, &label)
+            .minus(&since.histogram_with(base, &label));
         let at_or_below = |bound: f64| {
             h.buckets
                 .iter()
@@ -313,13 +321,13 @@ pub fn by_kind(s: &prefix_operator_testenv::promtext::Scrape, base: &str) -> Vec
 }
 
 /// `alloc` started on a fresh control plane and shown to work (a first
-/// Node allocated), then `count` Nodes created at `rate` per second; per
-/// Node, create answered → podCIDRs first seen on a watch.
+/// Node allocated, or `before` Nodes created before it started, all
+/// allocated), then `count` Nodes created at `rate` per second; per Node,
+/// create answered → podCIDRs first seen on a watch.
 pub async fn trickle(
     bins: &Bins,
     alloc: &Allocator,
-    count: usize,
-    rate: f64,
+    (before, count, rate): (usize, usize, f64),
     timeout: Duration,
     what: &str,
 ) -> Result<TrickleRun> {
@@ -327,32 +335,43 @@ pub async fn trickle(
     if pool_for(alloc) {
         create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
     }
+    let probe: Vec<String> = if before == 0 {
+        vec!["probe".to_string()]
+    } else {
+        (0..before).map(|i| format!("node-{i:06}")).collect()
+    };
+    let (early, late) = probe.split_at(before.min(probe.len()));
+    create_burst(&cl.client, early, 32, OnError::Fail).await?;
     let tracker = Tracker::start(&cl.client).await?;
     let mut run = start(bins, &cl, alloc, what)?;
-    let probe = vec!["probe".to_string()];
-    create_burst(&cl.client, &probe, 1, OnError::Fail).await?;
+    create_burst(&cl.client, late, 1, OnError::Fail).await?;
     wait_all(&tracker, &mut run, &probe, timeout).await?;
+    let m0 = match &run.proc {
+        Proc::Operator(o) => Some(o.scrape().await?),
+        Proc::Kcm(_) => None,
+    };
     let created = create_trickle(&cl.client, "trickle", count, rate).await?;
     let names: Vec<String> = created.iter().map(|c| c.name.clone()).collect();
     wait_all(&tracker, &mut run, &names, timeout).await?;
     let mut all = names.clone();
     all.extend(probe);
     verify_allocations(&cl.client, CLUSTER_CIDR.parse()?, NODE_LEN, &all).await?;
-    let (turns, own_p99) = match &run.proc {
-        Proc::Operator(o) => {
+    let (turns, own_p99) = match (&run.proc, m0) {
+        (Proc::Operator(o), Some(m0)) => {
             let m = o.scrape().await?;
-            let mut t = by_kind(&m, TURNS);
-            for mut w in by_kind(&m, WAITS) {
+            let mut t = by_kind(&m, &m0, TURNS);
+            for mut w in by_kind(&m, &m0, WAITS) {
                 w.kind = format!("(waited) {}", w.kind);
                 t.push(w);
             }
             (
                 t,
-                m.histogram("prefix_operator_allocation_latency_seconds")
+                m.histogram(LATENCY)
+                    .minus(&m0.histogram(LATENCY))
                     .quantile(0.99),
             )
         }
-        Proc::Kcm(_) => (vec![], None),
+        _ => (vec![], None),
     };
     Ok(TrickleRun {
         lat: summarize(&latencies(&tracker, &created)),

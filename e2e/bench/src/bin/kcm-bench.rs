@@ -38,6 +38,14 @@ struct Args {
     /// Nodes per second in the trickle.
     #[arg(long, default_value_t = 20.0)]
     trickle_rate: f64,
+    /// Nodes created (and allocated) before the trickle starts: the trickle
+    /// then runs in a cluster of this size (0: a fresh one, after one probe
+    /// Node).
+    #[arg(long, default_value_t = 0)]
+    trickle_after: usize,
+    /// Skip the backlog phases (trickles only).
+    #[arg(long)]
+    no_backlog: bool,
     /// Seconds of trickle per phase (0 skips the trickle).
     #[arg(long, default_value_t = 20.0)]
     trickle_secs: f64,
@@ -159,7 +167,7 @@ async fn main() -> Result<()> {
             args.rounds,
             allocs[order[0]].label()
         );
-        for &n in &args.nodes {
+        for &n in args.nodes.iter().filter(|_| !args.no_backlog) {
             let mut got = vec![BacklogRun::default(); allocs.len()];
             for &i in &order {
                 let a = &allocs[i];
@@ -181,7 +189,14 @@ async fn main() -> Result<()> {
             for &i in &order {
                 let a = &allocs[i];
                 let what = format!("trickle-{}-r{r}", short(i));
-                let t = kcm::trickle(&bins, a, count, args.trickle_rate, timeout, &what).await?;
+                let t = kcm::trickle(
+                    &bins,
+                    a,
+                    (args.trickle_after, count, args.trickle_rate),
+                    timeout,
+                    &what,
+                )
+                .await?;
                 eprintln!(
                     "  trickle: {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                     a.label(),
@@ -197,7 +212,7 @@ async fn main() -> Result<()> {
         rounds.push(round);
     }
     let mut defaults: Option<(BacklogRun, Option<TrickleRun>)> = None;
-    if args.kcm_defaults {
+    if args.kcm_defaults && !args.no_backlog {
         let d = Allocator::Kcm { qps: None };
         let n = args.nodes.iter().copied().min().unwrap_or(2000);
         eprintln!("once: {} (backlog {n}, at ~20 Nodes/s)", d.label());
@@ -216,8 +231,7 @@ async fn main() -> Result<()> {
                 kcm::trickle(
                     &bins,
                     &d,
-                    count,
-                    args.trickle_rate,
+                    (args.trickle_after, count, args.trickle_rate),
                     timeout,
                     "trickle-kcm-defaults",
                 )
@@ -270,6 +284,7 @@ fn report(
     defaults: Option<&(BacklogRun, Option<TrickleRun>)>,
 ) -> String {
     let mut md = String::new();
+    let nodes: &[usize] = if args.no_backlog { &[] } else { &args.nodes };
     let _ = writeln!(
         md,
         "# prefix-operator beside kube-controller-manager's node IPAM\n\n\
@@ -277,7 +292,7 @@ fn report(
          kube-controller-manager v1.36.3 (`--controllers=node-ipam-controller`, range allocator, `{}` into /{}) with \
          `--kube-api-qps`/`--kube-api-burst` {} (\"KCM tuned\"), and prefix-operator at its defaults with a pool of the same /48. \
          Backlog: N Nodes without podCIDRs exist before the allocator starts; Nodes/s = N ÷ (process start → last podCIDRs seen on a watch). \
-         Trickle: {:.0} Nodes/s for {:.0} s after a first Node proved the allocator running; latency = create answered → podCIDRs seen. \
+         Trickle: {:.0} Nodes/s for {:.0} s after {}; latency = create answered → podCIDRs seen. \
          Every Node is checked afterwards against the API server (one prefix each, inside the range, none shared). \
          The order of the allocators rotates each round; **ratios are taken within one round** \
          (throughput: > 1 means the first-named is faster; latency and memory: < 1 means it is lower). \
@@ -287,6 +302,14 @@ fn report(
         args.kcm_qps,
         args.trickle_rate,
         args.trickle_secs,
+        if args.trickle_after > 0 {
+            format!(
+                "{} Nodes created before the allocator started were all allocated (a cluster of that size)",
+                args.trickle_after
+            )
+        } else {
+            "a first Node proved the allocator running".into()
+        },
         if args.hog_duty > 0.0 {
             format!(
                 "{} busy loops each running {:.0}% of every 100 ms",
@@ -324,7 +347,7 @@ fn report(
             short(x)
         );
         let pick = |f: &dyn Fn(&Round) -> f64| -> Vec<f64> { rounds.iter().map(f).collect() };
-        for (i, n) in args.nodes.iter().enumerate() {
+        for (i, n) in nodes.iter().enumerate() {
             row(
                 &mut md,
                 &format!("backlog {n} Nodes, Nodes/s"),
@@ -334,8 +357,8 @@ fn report(
                 0,
             );
         }
-        if let Some(last) = args.nodes.len().checked_sub(1) {
-            let n = args.nodes[last];
+        if let Some(last) = nodes.len().checked_sub(1) {
+            let n = nodes[last];
             row(
                 &mut md,
                 &format!("peak RSS after the {n} backlog, MiB"),
@@ -433,7 +456,7 @@ fn report(
         let o: Vec<f64> = rounds
             .iter()
             .filter_map(|r| {
-                let i = args.nodes.iter().position(|n| *n == b.nodes)?;
+                let i = nodes.iter().position(|n| *n == b.nodes)?;
                 Some(r.backlogs[i][OP].rate())
             })
             .collect();
