@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use prefix_operator_testenv::{Supervised, established_connections};
+use prefix_operator_testenv::{Supervised, cpu_seconds_of, established_connections};
 
 use crate::cluster::{
     Cluster, OnError, Tracker, create_burst, create_pool, create_trickle, latencies,
@@ -182,6 +182,8 @@ pub struct BacklogRun {
     pub total: Duration,
     pub peak_rss: u64,
     pub connections: usize,
+    /// The allocator's user + system CPU seconds, process start → done.
+    pub cpu: f64,
 }
 
 impl BacklogRun {
@@ -220,6 +222,7 @@ pub async fn backlog(
         total,
         peak_rss: peak_rss(run.pid()),
         connections: established_connections(run.pid(), apiserver_port(&cl)),
+        cpu: cpu_seconds_of(run.pid()).unwrap_or(0.0),
     };
     verify_allocations(&cl.client, CLUSTER_CIDR.parse()?, NODE_LEN, &names)
         .await

@@ -26,7 +26,7 @@ pub use certs::Pki;
 pub use kubeconfig::{Identity, client_from_yaml};
 pub use net::{HTTP_TIMEOUT, established_connections, free_port, http_get};
 pub use operator::{OperatorBuilder, OperatorProcess};
-pub use process::{Supervised, spawn_tied};
+pub use process::{Supervised, cpu_seconds_of, spawn_tied};
 
 /// Options for a control plane.
 #[derive(Clone, Debug, Default)]

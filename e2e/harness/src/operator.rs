@@ -286,16 +286,7 @@ impl OperatorProcess {
 
     /// User + system CPU seconds so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // The command name may hold spaces; fields after it are plain.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // After ')' the fields start at 3 (state); utime is 14, stime is 15.
-        let utime: f64 = f.get(11)?.parse().ok()?;
-        let stime: f64 = f.get(12)?.parse().ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Some((utime + stime) / hz)
+        crate::process::cpu_seconds_of(self.pid)
     }
 
     /// What this process has logged so far.

@@ -61,6 +61,20 @@ pub fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("spawner thread is gone"))?
 }
 
+/// User + system CPU seconds process `pid` has used so far.
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields after it are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')' the fields start at 3 (state); utime is 14, stime is 15.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / hz)
+}
+
 /// A child process killed on drop and when the parent dies.
 pub struct Supervised {
     child: Child,
