@@ -41,12 +41,7 @@ async fn http2_multiplexes_on_one_connection() {
     for n in ["a", "b", "c"] {
         create_node(&client, n, labels(&[]), &[]).await;
     }
-    let port: u16 = cp
-        .server_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("API server port");
+    let port = cp.api_port();
     let h2 = connections_for(
         build_http2_client(config(&cp).await, 0).expect("client"),
         port,

@@ -66,20 +66,17 @@ fn lite_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
         uid: Option<String>,
         resource_version: Option<String>,
         labels: Option<BTreeMap<String, String>>,
+        #[serde(default, deserialize_with = "own_annotations")]
         annotations: Option<BTreeMap<String, String>>,
         deletion_timestamp: Option<Time>,
     }
     let l = Lite::deserialize(d)?;
-    let annotations = l.annotations.map(|mut a| {
-        a.retain(|k, _| k.starts_with(OWN_ANNOTATIONS));
-        a
-    });
     Ok(ObjectMeta {
         name: l.name,
         uid: l.uid,
         resource_version: l.resource_version,
         labels: l.labels,
-        annotations,
+        annotations: l.annotations,
         deletion_timestamp: l.deletion_timestamp,
         ..Default::default()
     })
@@ -135,6 +132,45 @@ pub fn internal_ips(node: &Node) -> impl Iterator<Item = std::net::IpAddr> + '_ 
             .and_then(|s| s.addresses.as_deref())
             .unwrap_or_default(),
     )
+}
+
+/// `metadata.annotations` with only this project's keys: other writers'
+/// values (some are kilobytes of JSON) are skipped by the parser, never
+/// built. `None` when the Node has no map; `Some` (maybe empty) when it has.
+fn own_annotations<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Own;
+    impl<'de> serde::de::Visitor<'de> for Own {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of annotations")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(
+            self,
+            mut m: M,
+        ) -> Result<Self::Value, M::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(k) = m.next_key::<String>()? {
+                if k.starts_with(OWN_ANNOTATIONS) {
+                    out.insert(k, m.next_value::<String>()?);
+                } else {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(Own)
 }
 
 fn internal_ips_of(addresses: &[NodeAddress]) -> impl Iterator<Item = std::net::IpAddr> + '_ {
@@ -381,5 +417,10 @@ mod tests {
         let n: NodeLite = serde_json::from_value(serde_json::json!({"metadata": {"name": "a"}}))
             .expect("decodes");
         assert!(!snapshot(&n).expect("named").annotated);
+        let n: NodeLite = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "a", "annotations": null}}),
+        )
+        .expect("decodes");
+        assert!(!snapshot(&n).expect("named").annotated, "null is no map");
     }
 }

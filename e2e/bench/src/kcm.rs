@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use prefix_operator_testenv::{Supervised, cpu_seconds_of, established_connections};
+use prefix_operator_testenv::{Supervised, cpu_seconds_of, established_connections, peak_rss_of};
 
 use crate::cluster::{
     Cluster, OnError, Tracker, create_burst, create_pool, create_trickle, latencies,
@@ -150,30 +150,6 @@ pub fn start(bins: &Bins, cl: &Cluster, alloc: &Allocator, what: &str) -> Result
     Ok(Running { proc, started, log })
 }
 
-/// Memory and connections of a process, from /proc.
-pub fn peak_rss(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmHWM:").unwrap_or(0) * 1024
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn apiserver_port(cl: &Cluster) -> u16 {
-    cl.cp
-        .server_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or(0)
-}
-
 /// One backlog phase.
 #[derive(Clone, Debug, Default)]
 pub struct BacklogRun {
@@ -192,8 +168,14 @@ impl BacklogRun {
     }
 }
 
-fn pool_for(alloc: &Allocator) -> bool {
-    !matches!(alloc, Allocator::Kcm { .. })
+/// A fresh control plane; for an operator, with its pool (the same range
+/// kube-controller-manager is given by flag).
+async fn cluster_for(alloc: &Allocator) -> Result<Cluster> {
+    let cl = Cluster::start().await?;
+    if !matches!(alloc, Allocator::Kcm { .. }) {
+        create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
+    }
+    Ok(cl)
 }
 
 /// N Nodes exist before `alloc` starts; timed from its process start to the
@@ -207,10 +189,7 @@ pub async fn backlog(
     timeout: Duration,
     what: &str,
 ) -> Result<BacklogRun> {
-    let cl = Cluster::start().await?;
-    if pool_for(alloc) {
-        create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
-    }
+    let cl = cluster_for(alloc).await?;
     let names: Vec<String> = (0..nodes).map(|i| format!("node-{i:06}")).collect();
     create_burst(&cl.client, &names, concurrency, OnError::Fail).await?;
     let tracker = Tracker::start(&cl.client).await?;
@@ -220,8 +199,8 @@ pub async fn backlog(
     let r = BacklogRun {
         nodes,
         total,
-        peak_rss: peak_rss(run.pid()),
-        connections: established_connections(run.pid(), apiserver_port(&cl)),
+        peak_rss: peak_rss_of(run.pid()).unwrap_or(0),
+        connections: established_connections(run.pid(), cl.cp.api_port()),
         cpu: cpu_seconds_of(run.pid()).unwrap_or(0.0),
     };
     verify_allocations(&cl.client, CLUSTER_CIDR.parse()?, NODE_LEN, &names)
@@ -334,10 +313,7 @@ pub async fn trickle(
     timeout: Duration,
     what: &str,
 ) -> Result<TrickleRun> {
-    let cl = Cluster::start().await?;
-    if pool_for(alloc) {
-        create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
-    }
+    let cl = cluster_for(alloc).await?;
     let probe: Vec<String> = if before == 0 {
         vec!["probe".to_string()]
     } else {
@@ -378,7 +354,7 @@ pub async fn trickle(
     };
     Ok(TrickleRun {
         lat: summarize(&latencies(&tracker, &created)),
-        peak_rss: peak_rss(run.pid()),
+        peak_rss: peak_rss_of(run.pid()).unwrap_or(0),
         turns,
         own_p99,
     })

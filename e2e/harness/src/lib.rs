@@ -26,7 +26,7 @@ pub use certs::Pki;
 pub use kubeconfig::{Identity, client_from_yaml};
 pub use net::{HTTP_TIMEOUT, established_connections, free_port, http_get};
 pub use operator::{OperatorBuilder, OperatorProcess};
-pub use process::{Supervised, cpu_seconds_of, spawn_tied};
+pub use process::{Supervised, cpu_seconds_of, peak_rss_of, spawn_tied};
 
 /// Options for a control plane.
 #[derive(Clone, Debug, Default)]
@@ -129,6 +129,11 @@ impl ControlPlane {
     }
 
     /// `https://127.0.0.1:PORT`
+    /// kube-apiserver's port on 127.0.0.1.
+    pub fn api_port(&self) -> u16 {
+        self.api_port
+    }
+
     pub fn server_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.api_port)
     }

@@ -276,12 +276,12 @@ impl OperatorProcess {
 
     /// Peak resident set (VmHWM), bytes.
     pub fn peak_rss(&self) -> Option<u64> {
-        proc_status_kib(self.pid, "VmHWM:").map(|k| k * 1024)
+        crate::process::peak_rss_of(self.pid)
     }
 
     /// Current resident set (VmRSS), bytes.
     pub fn rss(&self) -> Option<u64> {
-        proc_status_kib(self.pid, "VmRSS:").map(|k| k * 1024)
+        crate::process::proc_status_kib(self.pid, "VmRSS:").map(|k| k * 1024)
     }
 
     /// User + system CPU seconds so far.
@@ -319,10 +319,4 @@ impl Drop for OperatorProcess {
             eprintln!("{}", self.log_tail(TAIL));
         }
     }
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
 }

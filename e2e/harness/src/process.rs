@@ -75,6 +75,18 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     Some((utime + stime) / hz)
 }
 
+/// A `/proc/PID/status` field in KiB (`VmHWM:`, `VmRSS:`).
+pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Peak resident set (VmHWM) of process `pid`, bytes.
+pub fn peak_rss_of(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:").map(|k| k * 1024)
+}
+
 /// A child process killed on drop and when the parent dies.
 pub struct Supervised {
     child: Child,
