@@ -67,7 +67,8 @@ demo:
 
 ## Regenerate the CRD from the Rust types.
 crd:
-	$(CARGO) run -q --bin prefix-operator -- crd > crds/prefixpools.ipam.prefix-operator.io.yaml
+	$(CARGO) run -q --bin prefix-operator -- crd prefixpools > crds/prefixpools.ipam.prefix-operator.io.yaml
+	$(CARGO) run -q --bin prefix-operator -- crd prefixclaims > crds/prefixclaims.ipam.prefix-operator.io.yaml
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -76,7 +77,7 @@ lint:
 ## Copy the CRD into the chart and render deploy/prefix-operator.yaml from it
 ## (tests/chart.rs fails when either is stale).
 manifests:
-	cp crds/prefixpools.ipam.prefix-operator.io.yaml charts/prefix-operator/crds/
+	cp crds/prefixpools.ipam.prefix-operator.io.yaml crds/prefixclaims.ipam.prefix-operator.io.yaml charts/prefix-operator/crds/
 	e2e/render-manifests.sh
 
 .PHONY: static-build

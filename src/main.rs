@@ -6,7 +6,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run(args).await,
-        Command::Crd => cli::crd_yaml().map(|y| print!("{y}")),
+        Command::Crd { kind } => cli::crd_yaml(kind).map(|y| print!("{y}")),
         Command::Ula { pool } => {
             let p = prefix_operator::ula::generate();
             match pool {

@@ -53,10 +53,13 @@ pub struct Metrics {
     pub waiting: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub unroutable: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub held_back: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub claimed: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub reconcile_errors: Family<ReasonLabel, Counter>,
     pub status_writes: Counter,
     pub status_write_errors: Counter,
     pub node_writes: Counter,
+    pub claim_requests: Counter,
+    pub claims_bound: Counter,
     pub events_dropped: Counter,
     pub leader: Gauge<i64, AtomicI64>,
     pub writes_in_flight: Gauge<i64, AtomicI64>,
@@ -92,10 +95,13 @@ impl Metrics {
             waiting: Family::default(),
             unroutable: Family::default(),
             held_back: Family::default(),
+            claimed: Family::default(),
             reconcile_errors: Family::default(),
             status_writes: Counter::default(),
             status_write_errors: Counter::default(),
             node_writes: Counter::default(),
+            claim_requests: Counter::default(),
+            claims_bound: Counter::default(),
             events_dropped: Counter::default(),
             leader: Gauge::default(),
             writes_in_flight: Gauge::default(),
@@ -187,6 +193,11 @@ impl Metrics {
             "Prefixes of deleted Nodes retained or cooling down before reuse",
             self.held_back.clone(),
         );
+        r.register(
+            "pool_claimed_prefixes",
+            "Prefixes of the pool held by PrefixClaims",
+            self.claimed.clone(),
+        );
     }
 
     /// API calls, writes, Events and leadership.
@@ -222,6 +233,16 @@ impl Metrics {
             "node_writes",
             "Node podCIDRs writes attempted",
             self.node_writes.clone(),
+        );
+        r.register(
+            "claim_requests",
+            "Requests sent for PrefixClaims (binds, finalizers, statuses, ServiceCIDRs)",
+            self.claim_requests.clone(),
+        );
+        r.register(
+            "claims_bound",
+            "PrefixClaims bound to a prefix",
+            self.claims_bound.clone(),
         );
         r.register(
             "events_dropped",
@@ -286,6 +307,7 @@ impl Metrics {
         self.waiting.remove(&l);
         self.unroutable.remove(&l);
         self.held_back.remove(&l);
+        self.claimed.remove(&l);
     }
 
     /// Sets the gauges of pool `name` from its view.
@@ -301,6 +323,7 @@ impl Metrics {
         self.held_back
             .get_or_create(&l)
             .set(v.held_back.len() as i64);
+        self.claimed.get_or_create(&l).set(v.claims.len() as i64);
         self.exhausted.get_or_create(&l).set(i64::from(
             v.error.is_none() && (v.available == 0 || v.waiting > 0),
         ));

@@ -397,15 +397,18 @@ async fn explain_describes_every_spec_field() {
 }
 
 #[test]
-fn committed_crd_matches_the_rust_types() {
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/prefixpools.ipam.prefix-operator.io.yaml"
-    ))
-    .expect("committed CRD");
-    let generated = prefix_operator::cli::crd_yaml().expect("generate");
-    assert!(
-        committed == generated,
-        "crds/prefixpools.ipam.prefix-operator.io.yaml is stale: run `make crd`"
-    );
+fn committed_crds_match_the_rust_types() {
+    use prefix_operator::cli::CrdKind;
+    for kind in CrdKind::ALL {
+        let file = kind.file_name();
+        for dir in ["crds", "charts/prefix-operator/crds"] {
+            let path = format!("{}/{dir}/{file}", env!("CARGO_MANIFEST_DIR"));
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            let generated = prefix_operator::cli::crd_yaml(Some(kind)).expect("generate");
+            assert!(
+                committed == generated,
+                "{dir}/{file} is stale or missing: run `make crd manifests`"
+            );
+        }
+    }
 }

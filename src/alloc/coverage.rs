@@ -103,6 +103,16 @@ impl Coverage {
             .is_none_or(|(_, &b)| b < s)
     }
 
+    /// The end of the last covered interval that meets `[s, e]`, if any
+    /// does (a block that meets one is not clear, and no clear block can
+    /// start before that end).
+    pub(super) fn last_covered_end(&self, s: u128, e: u128) -> Option<u128> {
+        self.intervals
+            .range(..=e)
+            .next_back()
+            .and_then(|(_, &b)| (b >= s).then_some(b))
+    }
+
     pub(super) fn first_clear(&self) -> Option<u128> {
         self.prefix_slots.iter().find_map(|&(ps, pe)| {
             // Intervals never touch, so the slot right after the one covering

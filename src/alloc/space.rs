@@ -297,6 +297,44 @@ impl PoolSpace {
         ))
     }
 
+    /// The lowest free aligned /`len` inside the prefixes, in address order.
+    /// A `len` at least the node prefix length is carved from the lowest
+    /// free slot (the first /`len` of it: the slot is then blocked whole by
+    /// a mark of it); a shorter one needs `2^(node prefix length - len)`
+    /// free slots in one aligned block inside one prefix.
+    pub fn first_free_block(&self, len: u8) -> Option<IpNet> {
+        if len > self.family.bits() {
+            return None;
+        }
+        if len >= self.node_prefix_length {
+            let slot = self.coverage.first_clear()?;
+            return Some(cidr::net_from(self.family, self.slot_addr(slot), len));
+        }
+        // `len` >= a prefix's length below, so the width is at most 64 bits.
+        let width = u32::from(self.node_prefix_length - len);
+        for p in self.prefixes.iter().filter(|p| p.prefix_len() <= len) {
+            let (ps, pe) = self.slots_of(p);
+            let size = 1u128 << width;
+            let mut start = ps;
+            while start <= pe {
+                let end = start + (size - 1);
+                match self.coverage.last_covered_end(start, end) {
+                    None => {
+                        return Some(cidr::net_from(self.family, self.slot_addr(start), len));
+                    }
+                    Some(b) => match (b >> width)
+                        .checked_add(1)
+                        .and_then(|k| k.checked_shl(width))
+                    {
+                        Some(next) => start = next,
+                        None => break,
+                    },
+                }
+            }
+        }
+        None
+    }
+
     /// Number of distinct CIDRs currently marked (repeat marks of one CIDR
     /// count once).
     pub fn mark_count(&self) -> usize {

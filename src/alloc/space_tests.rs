@@ -288,3 +288,66 @@ fn construction_errors() {
         Some(SpaceError::Overlapping(net("fd00::/48"), net("fd00::/48")))
     );
 }
+
+#[test]
+fn blocks_longer_than_a_slot_take_a_whole_free_slot() {
+    let mut s = pool(&["2001:db8::/48"], 64);
+    s.mark(&net("2001:db8::/64"));
+    let b = s.first_free_block(112).expect("room");
+    assert_eq!(b, net("2001:db8:0:1::/112"));
+    s.mark(&b);
+    // The rest of that /64 is not handed out.
+    assert_eq!(s.first_free(), Some(net("2001:db8:0:2::/64")));
+    assert!(!s.is_free(&net("2001:db8:0:1::1:0/112")));
+}
+
+#[test]
+fn blocks_shorter_than_a_slot_are_aligned_and_wholly_free() {
+    let mut s = pool(&["2001:db8::/48"], 64);
+    // One node in the first /56: the claim skips to the second.
+    s.mark(&net("2001:db8:0:5::/64"));
+    assert_eq!(s.first_free_block(56), Some(net("2001:db8:0:100::/56")));
+    // A mark inside the second /56 pushes it on again.
+    s.mark(&net("2001:db8:0:1ff::/64"));
+    assert_eq!(s.first_free_block(56), Some(net("2001:db8:0:200::/56")));
+    // A block as large as the prefix fits only when it is all free.
+    assert_eq!(s.first_free_block(48), None);
+    assert_eq!(
+        pool(&["2001:db8::/48"], 64).first_free_block(48),
+        Some(net("2001:db8::/48"))
+    );
+    // Shorter than every prefix: never.
+    assert_eq!(s.first_free_block(40), None);
+    // Past the last block of the last prefix.
+    let mut tiny = pool(&["10.0.0.0/23"], 24);
+    tiny.mark(&net("10.0.1.0/24"));
+    assert_eq!(tiny.first_free_block(23), None);
+    assert_eq!(tiny.first_free_block(24), Some(net("10.0.0.0/24")));
+    assert_eq!(tiny.first_free_block(33), None);
+}
+
+proptest::proptest! {
+    /// Against a brute force over every aligned block: the answer is the
+    /// lowest block of that length that is inside the pool and free.
+    #[test]
+    fn first_free_block_is_the_lowest_free_block(
+        marks in proptest::collection::vec((0u32..256, 20u8..=28), 0..12),
+        len in 16u8..=30,
+    ) {
+        let mut s = pool(&["10.0.0.0/18", "10.1.0.0/17"], 24);
+        for (i, l) in &marks {
+            let addr = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0)) + (i << 9);
+            let m = IpNet::new(std::net::Ipv4Addr::from(addr).into(), *l).expect("len").trunc();
+            s.mark(&m);
+        }
+        let got = s.first_free_block(len);
+        let base = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0));
+        let end = u32::from(std::net::Ipv4Addr::new(10, 2, 0, 0));
+        let step = 1u32 << (32 - u32::from(len.min(24)));
+        let want = (base..end)
+            .step_by(step as usize)
+            .map(|a| IpNet::new(std::net::Ipv4Addr::from(a).into(), len).expect("len"))
+            .find(|n| s.is_free(n));
+        proptest::prop_assert_eq!(got, want);
+    }
+}

@@ -6,6 +6,7 @@
 // mistakes for duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+mod claim;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration;
 
+pub use claim::{
+    CLAIM_FINALIZER, CLAIM_LABEL, ClaimDefinition, IpFamily, MAX_SERVICE_CIDR_LENGTH_V4,
+    MAX_SERVICE_CIDR_LENGTH_V6, MIN_SERVICE_CIDR_LENGTH_V6, PoolChoice, PrefixClaim,
+    PrefixClaimSpec, PrefixClaimStatus, Purpose, validate_claim,
+};
 pub use validate::{PoolDefinition, SpecError, validate_spec};
 
 /// API group of every prefix-operator resource.
@@ -40,6 +46,8 @@ pub const MAX_LISTED_ALLOCATIONS: usize = 256;
 pub const MAX_LISTED_CONFLICTS: usize = 50;
 /// At most this many held-back prefixes are recorded in a pool's status.
 pub const MAX_LISTED_HELD_BACK: usize = 1000;
+/// At most this many PrefixClaims are listed in a pool's status.
+pub const MAX_LISTED_CLAIMS: usize = 256;
 
 const CIDR_MSG: &str = "must be a CIDR such as 2001:db8:1::/48 or 10.64.0.0/16";
 const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-case, zeros compressed (for example 2001:db8:1::/48, not 2001:DB8:1::1/48)";
@@ -92,6 +100,12 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
         type_ = "string",
         json_path = ".status.available",
         description = "Node prefixes still free"
+    ),
+    printcolumn(
+        name = "Claimed",
+        type_ = "integer",
+        json_path = ".status.claimed",
+        description = "Prefixes held by PrefixClaims"
     ),
     printcolumn(
         name = "Used",
@@ -262,6 +276,17 @@ pub struct HeldBack {
     pub reusable_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
+/// A prefix of the pool held by a PrefixClaim.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimedPrefix {
+    pub prefix: String,
+    /// The PrefixClaim.
+    pub claim: String,
+    /// Its purpose.
+    pub purpose: String,
+}
+
 /// Usage of one of the pool's prefixes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -342,6 +367,15 @@ pub struct PrefixPoolStatus {
     /// upstream router has no next hop for their prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unroutable: Option<i64>,
+    /// Prefixes of this pool held by PrefixClaims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<i64>,
+    /// The claims, sorted by prefix; at most 256 listed, the rest counted
+    /// in `claimsOmitted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimedPrefix>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims_omitted: Option<i64>,
     /// Nodes selected by the pool still waiting for a prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<i64>,

@@ -18,6 +18,8 @@
 //! - [`warned`], [`events`]: Warnings sent once, Events published off the
 //!   loop.
 
+mod claim_status;
+mod claims;
 pub mod events;
 mod node_input;
 pub mod pipeline;
@@ -76,6 +78,10 @@ pub enum StartError {
         "the PrefixPool CRD is not installed (prefixpools.ipam.prefix-operator.io not found); install it with `prefix-operator crd | kubectl apply -f -` or the Helm chart"
     )]
     CrdMissing,
+    #[error(
+        "the PrefixClaim CRD is not installed (prefixclaims.ipam.prefix-operator.io not found); apply it with `prefix-operator crd | kubectl apply -f -` or `kubectl apply -f crds/` (helm upgrade does not install new CRDs)"
+    )]
+    ClaimCrdMissing,
     #[error("cannot reach the Kubernetes API server: {0}")]
     Unreachable(#[source] kube::Error),
     #[error("not allowed to {0}: {1}")]
@@ -86,10 +92,19 @@ pub enum StartError {
 pub async fn preflight(client: &Client) -> Result<(), StartError> {
     let pools: Api<PrefixPool> = Api::all(client.clone());
     match pools.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Err(StartError::CrdMissing),
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Err(StartError::CrdMissing),
         Err(kube::Error::Api(s)) if s.code == 403 => {
-            Err(StartError::Forbidden("list prefixpools", s.message))
+            return Err(StartError::Forbidden("list prefixpools", s.message));
+        }
+        Err(e) => return Err(StartError::Unreachable(e)),
+    }
+    let claims: Api<crate::api::PrefixClaim> = Api::all(client.clone());
+    match claims.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(StartError::ClaimCrdMissing),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            Err(StartError::Forbidden("list prefixclaims", s.message))
         }
         Err(e) => Err(StartError::Unreachable(e)),
     }

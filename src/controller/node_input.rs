@@ -98,6 +98,8 @@ impl Reconciler {
         for n in names {
             self.pipeline.push_waiting(&n, now);
         }
+        // Pools changed: claims that waited may be served now.
+        self.wake_waiting_claims();
     }
 
     /// Space may have been freed (a reservation released): Nodes that were

@@ -14,6 +14,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
+use super::claims::Claims;
 use super::events::EventSink;
 use super::pipeline::Pipeline;
 use super::pool_input::PoolCheck;
@@ -22,18 +23,22 @@ use super::warned::Warned;
 use super::writes::{ReadBack, WriteResult};
 use super::{Health, Settings};
 use crate::api::PrefixPool;
+use crate::k8s::claims::WatchedClaim;
 use crate::k8s::errors::{backoff, error_message, error_reason};
 use crate::k8s::list_watch::{self, Watched};
 use crate::k8s::nodes::NodeLite;
 use crate::k8s::pools::WatchedPool;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 
 // Inputs live for one loop turn; boxing the larger variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Input {
     Node(Watched<NodeLite>),
     Pool(Watched<WatchedPool>),
+    Claim(Watched<WatchedClaim>),
+    ServiceCidr(Watched<ServiceCIDR>),
 }
 
 impl Input {
@@ -41,6 +46,8 @@ impl Input {
         match self {
             Input::Node(_) => "node_event",
             Input::Pool(_) => "pool_event",
+            Input::Claim(_) => "claim_event",
+            Input::ServiceCidr(_) => "service_cidr_event",
         }
     }
 }
@@ -52,6 +59,8 @@ enum Woke {
     ReadBack(Result<ReadBack, JoinError>),
     PoolCheck(Result<PoolCheck, JoinError>),
     NodeList(Result<NodeList, JoinError>),
+    Claim(Result<super::claims::Done, JoinError>),
+    ClaimList(Result<super::claims::ClaimList, JoinError>),
     Input(Input),
     Retry(String),
     StatusWritten(Result<(Due, Result<PrefixPool, kube::Error>), JoinError>),
@@ -68,6 +77,8 @@ impl Woke {
             Woke::ReadBack(_) => "read_back",
             Woke::PoolCheck(_) => "pool_check",
             Woke::NodeList(_) => "node_relist",
+            Woke::Claim(_) => "claim_answer",
+            Woke::ClaimList(_) => "claim_relist",
             Woke::Input(i) => i.kind(),
             Woke::Retry(_) => "retry",
             Woke::StatusWritten(_) => "status_written",
@@ -102,6 +113,7 @@ pub(super) struct Reconciler {
     pub(super) pool_checks: JoinSet<PoolCheck>,
     status_writes: JoinSet<(Due, Result<PrefixPool, kube::Error>)>,
     pub(super) node_lists: JoinSet<NodeList>,
+    pub(super) claims: Claims,
     pub(super) nodes_synced: bool,
     pub(super) pools_synced: bool,
     leader: watch::Receiver<bool>,
@@ -140,9 +152,29 @@ pub async fn run(
         "PrefixPools",
         pool_tx,
     )));
+    let claims = Claims::new(&client);
+    let (claim_tx, claim_rx) = mpsc::channel(64);
+    let (cidr_tx, cidr_rx) = mpsc::channel(64);
+    let claims_api: Api<WatchedClaim> = Api::all(client.clone());
+    let _claim_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
+        claims_api,
+        "PrefixClaims",
+        claim_tx,
+    )));
+    let _cidr_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
+        claims.service_cidrs_api(),
+        "ServiceCIDRs",
+        cidr_tx,
+    )));
     let inputs = futures::stream::select(
-        stream_of(node_rx).map(|(t, ev)| (t, Input::Node(ev))),
-        stream_of(pool_rx).map(|(t, ev)| (t, Input::Pool(ev))),
+        futures::stream::select(
+            stream_of(node_rx).map(|(t, ev)| (t, Input::Node(ev))),
+            stream_of(pool_rx).map(|(t, ev)| (t, Input::Pool(ev))),
+        ),
+        futures::stream::select(
+            stream_of(claim_rx).map(|(t, ev)| (t, Input::Claim(ev))),
+            stream_of(cidr_rx).map(|(t, ev)| (t, Input::ServiceCidr(ev))),
+        ),
     );
     let (idle_tx, idle_rx) = watch::channel(false);
     let was_leader = *leader.borrow();
@@ -165,6 +197,7 @@ pub async fn run(
         pool_checks: JoinSet::new(),
         status_writes: JoinSet::new(),
         node_lists: JoinSet::new(),
+        claims,
         nodes_synced: false,
         pools_synced: false,
         was_leader,
@@ -192,6 +225,7 @@ impl Reconciler {
             if self.ledger.set_time(SystemTime::now()) | self.ledger.take_freed() {
                 // Held-back prefixes became free: waiting Nodes may fit now.
                 self.wake_waiting();
+                self.wake_waiting_claims();
                 self.status.mark();
             }
             let wake = self.next_wake();
@@ -208,6 +242,8 @@ impl Reconciler {
                 Some(res) = self.reads.join_next(), if !self.reads.is_empty() => Woke::ReadBack(res),
                 Some(res) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => Woke::PoolCheck(res),
                 Some(res) = self.node_lists.join_next(), if !self.node_lists.is_empty() => Woke::NodeList(res),
+                Some(res) = self.claims.tasks.join_next(), if !self.claims.tasks.is_empty() => Woke::Claim(res),
+                Some(res) = self.claims.lists.join_next(), if !self.claims.lists.is_empty() => Woke::ClaimList(res),
                 Some((seen, input)) = inputs.next() => {
                     self.metrics.observe_input_wait(input.kind(), seen.elapsed());
                     Woke::Input(input)
@@ -224,7 +260,9 @@ impl Reconciler {
             let kind = woke.kind();
             self.handle(woke);
             self.maybe_resync();
+            self.maybe_relist_claims();
             self.dispatch();
+            self.dispatch_claims();
             self.metrics.writes_in_flight.set(self.writes.len() as i64);
             self.metrics.queued_nodes.set(self.pipeline.queued() as i64);
             let idle = self.pipeline.queue_is_empty() && self.writes.is_empty();
@@ -248,8 +286,14 @@ impl Reconciler {
             }
             Woke::NodeList(Ok(l)) => self.on_resync(l),
             Woke::NodeList(Err(e)) => warn!("Node re-list task failed: {e}"),
+            Woke::Claim(Ok(d)) => self.on_claim_done(d),
+            Woke::Claim(Err(e)) => warn!("claim task failed: {e}"),
+            Woke::ClaimList(Ok(l)) => self.on_claim_relist(l),
+            Woke::ClaimList(Err(e)) => warn!("claim re-list task failed: {e}"),
             Woke::Input(Input::Node(ev)) => self.on_node_event(ev),
             Woke::Input(Input::Pool(ev)) => self.on_pool_event(ev),
+            Woke::Input(Input::Claim(ev)) => self.on_claim_event(ev),
+            Woke::Input(Input::ServiceCidr(ev)) => self.on_service_cidr_event(ev),
             Woke::Retry(node) => self.pipeline.push(&node),
             Woke::StatusWritten(Ok((due, result))) => self.on_status_written(due, result),
             Woke::StatusWritten(Err(_)) => {}
@@ -269,16 +313,23 @@ impl Reconciler {
             .next_release()
             .and_then(|t| t.duration_since(SystemTime::now()).ok())
             .unwrap_or(Duration::from_secs(3600));
-        [self.pipeline.check_retry_at(), self.resync_at]
-            .into_iter()
-            .flatten()
-            .map(|t| t.saturating_duration_since(now))
-            .fold(release, Duration::min)
+        [
+            self.pipeline.check_retry_at(),
+            self.resync_at,
+            self.claims.next_retry(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.saturating_duration_since(now))
+        .fold(release, Duration::min)
             + Duration::from_millis(1)
     }
 
     fn on_leadership(&mut self, leading: bool) {
         let was = std::mem::replace(&mut self.was_leader, leading);
+        if leading != was {
+            self.on_claims_leadership(leading);
+        }
         if leading && !was {
             info!("became leader; re-reading every Node before the first write");
             self.needs_resync = true;
@@ -346,8 +397,10 @@ impl Reconciler {
                 .is_none_or(crate::leader::within)
     }
 
+    /// Every Node, pool and claim is known: only then may anything be
+    /// written (a claim's prefix is as much a record as a Node's).
     pub(super) fn synced(&self) -> bool {
-        self.nodes_synced && self.pools_synced
+        self.nodes_synced && self.pools_synced && self.claims.synced
     }
 
     pub(super) fn after_sync(&mut self) {

@@ -6,8 +6,8 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use crate::api::{
-    Allocation, ConflictEntry, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CONFLICTS,
-    MAX_LISTED_HELD_BACK, PrefixPool, PrefixPoolStatus, PrefixUsage,
+    Allocation, ClaimedPrefix, ConflictEntry, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CLAIMS,
+    MAX_LISTED_CONFLICTS, MAX_LISTED_HELD_BACK, PrefixPool, PrefixPoolStatus, PrefixUsage,
 };
 
 /// A wall-clock time as an API time stamp, to the second (status must not
@@ -41,7 +41,7 @@ fn cut(mut s: String) -> String {
     s
 }
 
-fn condition(
+pub(super) fn condition(
     prev: &[Condition],
     type_: &str,
     ok: bool,
@@ -153,6 +153,19 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             .max()
             .and_then(to_time),
         unroutable: (view.unroutable > 0).then(|| count(view.unroutable)),
+        claimed: (!view.claims.is_empty()).then(|| count(view.claims.len())),
+        claims: view
+            .claims
+            .iter()
+            .take(MAX_LISTED_CLAIMS)
+            .map(|c| ClaimedPrefix {
+                prefix: c.prefix.to_string(),
+                claim: c.claim.clone(),
+                purpose: c.purpose.clone(),
+            })
+            .collect(),
+        claims_omitted: (view.claims.len() > MAX_LISTED_CLAIMS)
+            .then(|| count(view.claims.len() - MAX_LISTED_CLAIMS)),
         waiting: (view.waiting > 0).then(|| count(view.waiting)),
         waiting_nodes: view.waiting_nodes.clone(),
         conditions: vec![
@@ -205,8 +218,16 @@ fn ready_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condition
         .filter(|p| p.retired)
         .map(|p| p.prefix.to_string())
         .collect();
+    let claimed = if view.claims.is_empty() {
+        String::new()
+    } else {
+        format!(", {} prefix(es) claimed", view.claims.len())
+    };
     let (reason, message) = if retired.is_empty() {
-        ("Serving", format!("{allocated} node prefix(es) allocated"))
+        (
+            "Serving",
+            format!("{allocated} node prefix(es) allocated{claimed}"),
+        )
     } else {
         (
             "ServingWithRetiredPrefixes",

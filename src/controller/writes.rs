@@ -55,7 +55,7 @@ impl Reconciler {
     /// Starts writes (and the reads and pool checks they wait for) while
     /// there is room.
     pub(super) fn dispatch(&mut self) {
-        if !self.synced() || !self.is_leader() || self.needs_resync {
+        if !self.synced() || !self.is_leader() || self.needs_resync || self.claims.needs_relist {
             return;
         }
         while self.writes.len() < self.settings.max_concurrent_writes {

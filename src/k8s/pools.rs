@@ -33,6 +33,7 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
                 ))),
                 retired: vec![],
                 held_back: vec![],
+                labels: m.labels.clone().unwrap_or_default().into_iter().collect(),
             };
             return (snap, None);
         }
@@ -69,6 +70,7 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
         def: validate_spec(&pool.spec),
         retired,
         held_back,
+        labels: pool.labels().clone().into_iter().collect(),
     };
     (snap, pool.status.clone())
 }

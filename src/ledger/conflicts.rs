@@ -71,6 +71,9 @@ impl Ledger {
                     ));
                 }
             }
+            for (claim, p) in self.claims_overlapping(c) {
+                reasons.push(format!("{c} overlaps {p} of PrefixClaim {claim}"));
+            }
         }
         if reasons.is_empty() {
             self.conflicts.remove(node);

@@ -8,6 +8,7 @@
 //! order (see [`order`]): a stale watch event, a late write answer or an old
 //! read never takes a prefix away from a live Node.
 
+mod claims;
 mod conflicts;
 mod holdback;
 mod nodes;
@@ -25,7 +26,8 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 
 use crate::alloc::{Family, PoolSpace, cidr};
-use crate::api::{Labels, PoolDefinition, SpecError};
+use crate::api::{ClaimDefinition, Labels, PoolDefinition, SpecError};
+pub use claims::{ClaimPlan, ClaimState, ClaimView, ClaimWait};
 pub use order::{Order, Revision, parse_resource_version};
 pub use view::{ConflictView, MAX_WAITING_NAMES, PoolView, PrefixView};
 
@@ -84,6 +86,37 @@ pub struct PoolSnapshot {
     pub retired: Vec<String>,
     /// Held-back prefixes recorded in the last status (same reason).
     pub held_back: Vec<HeldBackRecord>,
+    /// The pool's labels (PrefixClaims select pools by them).
+    pub labels: Labels,
+}
+
+/// What the ledger needs to know of a PrefixClaim. Its `status.prefix` is
+/// the record of what it holds, as `spec.podCIDRs` is for a Node.
+#[derive(Clone, Debug)]
+pub struct ClaimSnapshot {
+    pub name: String,
+    pub uid: String,
+    pub resource_version: Option<u64>,
+    pub generation: i64,
+    pub def: Result<ClaimDefinition, SpecError>,
+    /// `status.prefix`, as written.
+    pub prefix: Option<String>,
+    /// `status.pool`.
+    pub pool: Option<String>,
+    /// The claim has a deletion timestamp: it keeps its prefix until the
+    /// object is gone.
+    pub deleting: bool,
+    /// The claim carries the operator's finalizer.
+    pub finalized: bool,
+}
+
+impl ClaimSnapshot {
+    fn revision(&self) -> Revision {
+        Revision {
+            uid: self.uid.clone(),
+            rv: self.resource_version,
+        }
+    }
 }
 
 impl PoolSnapshot {
@@ -159,6 +192,7 @@ struct PoolEntry {
     space: Option<PoolSpace>,
     /// Prefixes removed from spec while Nodes still held prefixes inside them.
     retired: BTreeSet<IpNet>,
+    labels: Labels,
 }
 
 impl PoolEntry {
@@ -236,6 +270,14 @@ pub struct Ledger {
     /// The pending-write hold-backs by Node, so that the per-Node paths
     /// find a Node's without scanning every hold-back.
     pending_writes: HashMap<String, BTreeSet<IpNet>>,
+    /// PrefixClaims, by name.
+    claims: BTreeMap<String, claims::ClaimEntry>,
+    /// Claims known deleted.
+    claim_tombstones: order::Tombstones,
+    /// `resourceVersion` of the latest complete claim list merged.
+    claim_floor: Option<u64>,
+    /// Prefixes reserved for a claim's status write in flight, by claim.
+    claim_reservations: HashMap<String, (String, IpNet)>,
 }
 
 fn key(net: &IpNet) -> HeldKey {

@@ -68,6 +68,7 @@ impl Ledger {
             def,
             space: None,
             retired,
+            labels: p.labels.clone(),
         };
         self.prune_retired(&mut entry);
         self.pools.insert(p.name.clone(), entry);
@@ -93,6 +94,9 @@ impl Ledger {
             return false;
         };
         entry.resource_version = p.resource_version;
+        // Labels change without a new generation; claims select by them.
+        let mut changed = entry.labels != p.labels;
+        entry.labels = p.labels.clone();
         let known_prefixes: Vec<IpNet> = entry
             .def
             .as_ref()
@@ -105,7 +109,7 @@ impl Ledger {
                 .filter_map(|s| cidr::parse_lenient(s).ok())
                 .filter(|r| !known_prefixes.contains(r)),
         );
-        let mut changed = entry.retired.len() != before;
+        changed |= entry.retired.len() != before;
         if changed && let Some(mut e) = self.pools.remove(&p.name) {
             self.prune_retired(&mut e);
             self.pools.insert(p.name.clone(), e);
@@ -267,6 +271,8 @@ impl Ledger {
             .values()
             .flatten()
             .chain(self.hold_backs.keys())
+            .chain(self.claim_reservations.values().map(|(_, n)| n))
+            .chain(self.claims.values().filter_map(|c| c.prefix.as_ref()))
             .copied()
             .collect();
         let held: Vec<(IpNet, usize)> = self

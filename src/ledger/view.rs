@@ -60,6 +60,8 @@ pub struct PoolView {
     pub retained: u64,
     /// Allocated Nodes without an InternalIP of the pool's family.
     pub unroutable: u64,
+    /// PrefixClaims holding prefixes of this pool, sorted by prefix.
+    pub claims: Vec<super::ClaimView>,
 }
 
 /// The Nodes waiting on one pool.
@@ -182,6 +184,7 @@ impl Ledger {
                     .is_some_and(|e: &NodeEntry| !e.address_families.contains(&d.family))
             })
             .count() as u64;
+        v.claims = self.claims_of_pool(name);
         if let Some(w) = waiting.get(name) {
             v.waiting = w.count;
             v.waiting_nodes = w.names.iter().cloned().collect();

@@ -63,6 +63,7 @@ impl World {
             def: prefix_operator::api::validate_spec(&spec),
             retired: vec![],
             held_back: vec![],
+            labels: Default::default(),
         });
         World {
             server: Server::default(),

@@ -47,6 +47,7 @@ impl TestPool {
             def: crate::api::validate_spec(&self.spec),
             retired: self.retired.clone(),
             held_back: self.held_back.clone(),
+            labels: Default::default(),
         }
     }
 }
@@ -95,6 +96,7 @@ pub(super) fn allocate(l: &mut Ledger, name: &str) -> Vec<IpNet> {
     }
 }
 
+mod claims;
 mod order;
 mod pools;
 

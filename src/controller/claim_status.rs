@@ -1,0 +1,211 @@
+//! What a PrefixClaim's status says, from the picture (pure).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::status::condition;
+use crate::api::{PrefixClaimStatus, Purpose};
+use crate::ledger::{ClaimState, ClaimWait};
+
+/// The state of a claim's consumer, as far as its status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Consumer {
+    /// Nothing to run (`Static`), or not known yet.
+    None,
+    /// The ServiceCIDR exists and is the claim's.
+    ServiceCidr,
+    /// It is being created.
+    ServiceCidrPending,
+    /// A ServiceCIDR of that name belongs to someone else.
+    ServiceCidrTaken,
+    /// The claim is deleted; its ServiceCIDR is being drained by the API
+    /// server (Services still hold addresses from it).
+    ServiceCidrDraining,
+}
+
+/// Everything the status of one claim shows.
+pub struct ClaimFacts<'a> {
+    pub name: &'a str,
+    pub state: &'a ClaimState,
+    pub generation: i64,
+    pub wait: Option<&'a ClaimWait>,
+    pub conflicts: &'a [String],
+    pub consumer: Consumer,
+}
+
+/// The status claim `f` should have; `prev` keeps transition times.
+pub fn build(f: &ClaimFacts<'_>, prev: &[Condition], now: &Time) -> PrefixClaimStatus {
+    let g = f.generation;
+    let c =
+        |t: &str, ok: bool, reason: &str, msg: String| condition(prev, t, ok, reason, msg, g, now);
+    let st = f.state;
+    let bound = match (&st.error, st.prefix, &st.garbage, f.wait) {
+        (_, Some(p), _, _) => c(
+            "Bound",
+            true,
+            "Bound",
+            format!("{p} of PrefixPool {}", st.pool.as_deref().unwrap_or("?")),
+        ),
+        (_, None, Some(g), _) => c(
+            "Bound",
+            false,
+            "InvalidPrefix",
+            format!("status.prefix {g:?} is not a CIDR; delete and re-create the claim"),
+        ),
+        (Some(e), None, None, _) => c("Bound", false, "InvalidSpec", e.clone()),
+        (None, None, None, Some(ClaimWait::NoPool(why))) => {
+            c("Bound", false, "NoPool", why.clone())
+        }
+        (None, None, None, Some(ClaimWait::Exhausted { pools })) => c(
+            "Bound",
+            false,
+            "PoolExhausted",
+            format!(
+                "no free prefix of that length in PrefixPool(s) {}; the claim waits",
+                pools.join(", ")
+            ),
+        ),
+        (None, None, None, None) => c("Bound", false, "Pending", "not bound yet".into()),
+    };
+    let ready = if bound.status != "True" {
+        c("Ready", false, &bound.reason, bound.message.clone())
+    } else if !f.conflicts.is_empty() {
+        c("Ready", false, "Conflict", f.conflicts.join("; "))
+    } else {
+        match (st.purpose, &f.consumer) {
+            (_, Consumer::ServiceCidrDraining) => c(
+                "Ready",
+                false,
+                "WaitingForServices",
+                format!(
+                    "the claim is deleted; ServiceCIDR {} is kept by the API server while Services hold addresses from it, and the prefix is freed once it is gone",
+                    f.name
+                ),
+            ),
+            (Some(Purpose::ServiceCIDR), Consumer::ServiceCidr) => c(
+                "Ready",
+                true,
+                "Serving",
+                format!("ServiceCIDR {} hands out ClusterIPs from it", f.name),
+            ),
+            (Some(Purpose::ServiceCIDR), Consumer::ServiceCidrTaken) => c(
+                "Ready",
+                false,
+                "ServiceCIDRNameTaken",
+                format!(
+                    "a ServiceCIDR named {} exists and is not this claim's; delete it or name the claim differently",
+                    f.name
+                ),
+            ),
+            (Some(Purpose::ServiceCIDR), _) => c(
+                "Ready",
+                false,
+                "CreatingServiceCIDR",
+                format!("creating ServiceCIDR {}", f.name),
+            ),
+            (_, _) => c("Ready", true, "Claimed", "kept from every other use".into()),
+        }
+    };
+    let service_cidr = (st.purpose == Some(Purpose::ServiceCIDR)
+        && matches!(
+            f.consumer,
+            Consumer::ServiceCidr | Consumer::ServiceCidrDraining
+        ))
+    .then(|| f.name.to_string());
+    PrefixClaimStatus {
+        prefix: st.prefix.map(|p| p.to_string()).or(st.garbage.clone()),
+        pool: st.pool.clone(),
+        service_cidr,
+        observed_generation: Some(g),
+        conditions: vec![bound, ready],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(prefix: Option<&str>) -> ClaimState {
+        ClaimState {
+            uid: "u".into(),
+            resource_version: Some(1),
+            prefix: prefix.map(|p| p.parse().expect("cidr")),
+            garbage: None,
+            pool: prefix.map(|_| "gua".into()),
+            purpose: Some(Purpose::ServiceCIDR),
+            error: None,
+            deleting: false,
+            finalized: true,
+            reserved: false,
+        }
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time"))
+    }
+
+    fn cond<'a>(s: &'a PrefixClaimStatus, t: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition")
+    }
+
+    #[test]
+    fn a_bound_service_cidr_claim_is_ready_once_its_service_cidr_exists() {
+        let st = state(Some("2001:db8:0:1::/112"));
+        let mut f = ClaimFacts {
+            name: "svc",
+            state: &st,
+            generation: 1,
+            wait: None,
+            conflicts: &[],
+            consumer: Consumer::ServiceCidrPending,
+        };
+        let s = build(&f, &[], &now());
+        assert_eq!(s.prefix.as_deref(), Some("2001:db8:0:1::/112"));
+        assert_eq!(cond(&s, "Bound").status, "True");
+        assert_eq!(cond(&s, "Ready").reason, "CreatingServiceCIDR");
+        assert_eq!(s.service_cidr, None);
+        f.consumer = Consumer::ServiceCidr;
+        let s = build(&f, &s.conditions, &now());
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(s.service_cidr.as_deref(), Some("svc"));
+        f.consumer = Consumer::ServiceCidrTaken;
+        assert_eq!(
+            cond(&build(&f, &[], &now()), "Ready").reason,
+            "ServiceCIDRNameTaken"
+        );
+        let conflicts = ["2001:db8:0:1::/112 overlaps 2001:db8:0:1::/64 of Node n".to_string()];
+        f.conflicts = &conflicts;
+        f.consumer = Consumer::ServiceCidr;
+        assert_eq!(cond(&build(&f, &[], &now()), "Ready").reason, "Conflict");
+    }
+
+    #[test]
+    fn an_unbound_claim_says_why() {
+        let st = state(None);
+        let wait = ClaimWait::Exhausted {
+            pools: vec!["gua".into()],
+        };
+        let f = ClaimFacts {
+            name: "svc",
+            state: &st,
+            generation: 1,
+            wait: Some(&wait),
+            conflicts: &[],
+            consumer: Consumer::None,
+        };
+        let s = build(&f, &[], &now());
+        assert_eq!(s.prefix, None);
+        assert_eq!(cond(&s, "Bound").reason, "PoolExhausted");
+        assert_eq!(cond(&s, "Ready").reason, "PoolExhausted");
+        let mut bad = state(None);
+        bad.error = Some("spec.prefixLength 200 is out of range".into());
+        let f = ClaimFacts {
+            state: &bad,
+            wait: None,
+            ..f
+        };
+        assert_eq!(cond(&build(&f, &[], &now()), "Bound").reason, "InvalidSpec");
+    }
+}

@@ -1,0 +1,971 @@
+//! PrefixClaims, from watch event to bound prefix and back: what a claim
+//! state does to the picture, the one step each claim takes next, and the
+//! requests that carry the steps out. Each claim has at most one request in
+//! flight; its answer comes back to the reconciler's loop like a watch
+//! event, so the ledger (the one owner of free space) decides every bind.
+//!
+//! A bind is guarded like a Node write: the prefix is reserved in the
+//! ledger first, the pools are checked to be current, and the status write
+//! carries the claim's `resourceVersion`, so it lands on the state the
+//! choice was made for or not at all. `status.prefix` is write-once (a CEL
+//! rule of the CRD), so no later write can move a bound prefix.
+//!
+//! A claim of purpose `ServiceCIDR` gets a ServiceCIDR of its own name.
+//! Deleting the claim deletes the ServiceCIDR; the prefix stays claimed
+//! (the finalizer) until the ServiceCIDR is gone, which the API server
+//! (its service-cidr controller) allows only once no Service holds an
+//! address from it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, Resource, ResourceExt};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::claim_status::{self, ClaimFacts, Consumer};
+use super::events::Note;
+use super::reconciler::Reconciler;
+use crate::api::{PrefixClaim, PrefixClaimStatus, Purpose};
+use crate::k8s::claims::{self as edge, WatchedClaim};
+use crate::k8s::errors::{WriteOutcome, backoff, error_message, error_reason, write_outcome};
+use crate::k8s::list_watch::{self, Watched};
+use crate::k8s::pools::{self, WatchedPool};
+use crate::ledger::{ClaimPlan, ClaimWait};
+
+/// A request for one claim.
+#[derive(Debug)]
+enum Request {
+    /// Are the pools the ledger holds current? (Before a bind.)
+    CheckPools,
+    /// Every pool, read whole (the check found the picture behind).
+    ListPools,
+    AddFinalizer,
+    Bind {
+        rv: String,
+        status: Box<PrefixClaimStatus>,
+    },
+    /// A bind with an unknown outcome: read the claim back.
+    Settle {
+        rv: String,
+    },
+    Status,
+    CreateServiceCidr,
+    DeleteServiceCidr,
+    /// Before the finalizer goes: does any Service still hold an address
+    /// (an IPAddress object) inside the prefix?
+    CheckAddresses,
+    RemoveFinalizer,
+}
+
+enum Answer {
+    Pools(Result<pools::Found, kube::Error>),
+    PoolList(Result<(Vec<WatchedPool>, Option<String>), kube::Error>),
+    Claim(Result<PrefixClaim, kube::Error>),
+    Read(Result<Option<PrefixClaim>, kube::Error>),
+    ServiceCidr(Result<ServiceCIDR, kube::Error>),
+    Done(Result<(), kube::Error>),
+    Addresses(Result<Vec<String>, kube::Error>),
+}
+
+pub(super) struct Done {
+    claim: String,
+    request: Request,
+    answer: Answer,
+}
+
+/// Every claim list a new leader reads before its first write.
+pub(super) type ClaimList = Result<(Vec<WatchedClaim>, Option<String>), kube::Error>;
+
+/// The claims' share of the reconciler's state.
+pub(super) struct Claims {
+    pub(super) api: Api<PrefixClaim>,
+    service_cidrs_api: Api<ServiceCIDR>,
+    addresses_api: Api<IPAddress>,
+    guarded_pools: Api<WatchedPool>,
+    pools_api: Api<crate::api::PrefixPool>,
+    /// Each claim as last taken into the ledger (objects that decode).
+    objects: HashMap<String, PrefixClaim>,
+    /// ServiceCIDRs by name, as watched.
+    service_cidrs: HashMap<String, ServiceCIDR>,
+    pub(super) synced: bool,
+    pub(super) cidrs_synced: bool,
+    /// Claims to look at, and the ones with a request in flight.
+    queue: BTreeSet<String>,
+    busy: BTreeSet<String>,
+    /// Not before: claims whose last request failed.
+    retry_at: BTreeMap<String, Instant>,
+    failures: HashMap<String, u32>,
+    /// Why an unbound claim waits, as last planned.
+    waits: HashMap<String, ClaimWait>,
+    /// Last Warning sent per claim (sent once per distinct reason).
+    warned: HashMap<String, String>,
+    pub(super) tasks: JoinSet<Done>,
+    /// Set when leadership was gained: re-list claims before any write.
+    pub(super) needs_relist: bool,
+    pub(super) lists: JoinSet<ClaimList>,
+}
+
+impl Claims {
+    pub(super) fn new(client: &kube::Client) -> Self {
+        Claims {
+            api: Api::all(client.clone()),
+            service_cidrs_api: Api::all(client.clone()),
+            addresses_api: Api::all(client.clone()),
+            guarded_pools: Api::all(client.clone()),
+            pools_api: Api::all(client.clone()),
+            objects: HashMap::new(),
+            service_cidrs: HashMap::new(),
+            synced: false,
+            cidrs_synced: false,
+            queue: BTreeSet::new(),
+            busy: BTreeSet::new(),
+            retry_at: BTreeMap::new(),
+            failures: HashMap::new(),
+            waits: HashMap::new(),
+            warned: HashMap::new(),
+            tasks: JoinSet::new(),
+            needs_relist: false,
+            lists: JoinSet::new(),
+        }
+    }
+
+    pub(super) fn service_cidrs_api(&self) -> Api<ServiceCIDR> {
+        self.service_cidrs_api.clone()
+    }
+
+    /// When the loop must wake for a claim whose retry is due.
+    pub(super) fn next_retry(&self) -> Option<Instant> {
+        self.retry_at.values().min().copied()
+    }
+
+    fn push(&mut self, name: &str) {
+        self.queue.insert(name.to_string());
+    }
+}
+
+impl Reconciler {
+    pub(super) fn on_claim_event(&mut self, ev: Watched<WatchedClaim>) {
+        match ev {
+            Watched::Failed(e) => {
+                self.metrics.error("WatchPrefixClaims");
+                warn!("{e}");
+            }
+            Watched::Listed {
+                items,
+                resource_version,
+            } => {
+                info!(claims = items.len(), "PrefixClaim list complete");
+                self.merge_claim_list(&items, resource_version);
+                self.claims.synced = true;
+                self.after_sync();
+            }
+            Watched::Apply(c) => self.apply_claim(&c),
+            Watched::Delete(c) => {
+                let name = c.name_any();
+                let uid = c.meta().uid.clone().unwrap_or_default();
+                let rv =
+                    crate::ledger::parse_resource_version(c.meta().resource_version.as_deref());
+                self.forget_claim(&name, &uid, rv);
+            }
+        }
+    }
+
+    fn forget_claim(&mut self, name: &str, uid: &str, rv: Option<u64>) {
+        let held_uid = self.ledger.claim_state(name).map(|s| s.uid);
+        if self.ledger.remove_claim(name, uid, rv) {
+            info!(claim = name, "PrefixClaim gone; its prefix is free");
+            self.after_space_freed();
+        }
+        if held_uid.is_none_or(|u| u == uid) && self.ledger.claim_state(name).is_none() {
+            self.claims.objects.remove(name);
+            self.claims.waits.remove(name);
+            self.claims.warned.remove(name);
+            self.claims.failures.remove(name);
+            self.claims.retry_at.remove(name);
+        }
+    }
+
+    fn merge_claim_list(&mut self, items: &[WatchedClaim], resource_version: Option<u64>) {
+        let snaps: Vec<_> = items.iter().map(edge::decode).collect();
+        let removed = self.ledger.replace_claims(&snaps, resource_version);
+        for name in &removed {
+            self.claims.objects.remove(name);
+            self.claims.waits.remove(name);
+        }
+        for c in items {
+            self.take_claim_object(c);
+        }
+        if !removed.is_empty() {
+            self.after_space_freed();
+        }
+        for name in self.ledger.claim_names() {
+            self.claims.push(&name);
+        }
+        self.status.mark();
+    }
+
+    /// Feeds a claim state to the ledger (and the object to the cache when
+    /// the ledger took it).
+    fn apply_claim(&mut self, c: &WatchedClaim) {
+        let snap = edge::decode(c);
+        if let Err(e) = &c.0 {
+            self.metrics.error("DecodePrefixClaim");
+            warn!(claim = %snap.name, "PrefixClaim does not decode: {}", e.error);
+        }
+        let before = self.ledger.claim_state(&snap.name);
+        let moved = self.ledger.upsert_claim(&snap);
+        self.take_claim_object(c);
+        let after = self.ledger.claim_state(&snap.name);
+        if before != after {
+            self.claims.push(&snap.name);
+        }
+        if moved {
+            self.status.mark();
+            self.report_new_conflicts();
+            self.after_space_freed();
+        }
+    }
+
+    /// Caches the object when the ledger holds exactly its revision.
+    fn take_claim_object(&mut self, c: &WatchedClaim) {
+        let Ok(obj) = &c.0 else { return };
+        let name = obj.name_any();
+        let rv = crate::ledger::parse_resource_version(obj.metadata.resource_version.as_deref());
+        if self.ledger.claim_state(&name).is_some_and(|s| {
+            Some(s.uid.as_str()) == obj.metadata.uid.as_deref() && s.resource_version == rv
+        }) {
+            self.claims.objects.insert(name, obj.clone());
+        }
+    }
+
+    /// Space was freed: waiting Nodes and claims are planned again.
+    fn after_space_freed(&mut self) {
+        self.wake_waiting();
+        self.wake_waiting_claims();
+        self.status.mark();
+    }
+
+    /// Claims told to wait for space are planned again.
+    pub(super) fn wake_waiting_claims(&mut self) {
+        let waiting: Vec<String> = self.claims.waits.keys().cloned().collect();
+        for n in waiting {
+            self.claims.push(&n);
+        }
+    }
+
+    pub(super) fn on_service_cidr_event(&mut self, ev: Watched<ServiceCIDR>) {
+        let touched: Vec<String> = match ev {
+            Watched::Failed(e) => {
+                self.metrics.error("WatchServiceCIDRs");
+                warn!("{e}");
+                vec![]
+            }
+            Watched::Listed { items, .. } => {
+                let mut names: Vec<String> = self.claims.service_cidrs.keys().cloned().collect();
+                self.claims.service_cidrs = items.into_iter().map(|s| (s.name_any(), s)).collect();
+                names.extend(self.claims.service_cidrs.keys().cloned());
+                self.claims.cidrs_synced = true;
+                self.after_sync();
+                names
+            }
+            Watched::Apply(s) => {
+                let name = s.name_any();
+                self.claims.service_cidrs.insert(name.clone(), s);
+                vec![name]
+            }
+            Watched::Delete(s) => {
+                let name = s.name_any();
+                if self
+                    .claims
+                    .service_cidrs
+                    .get(&name)
+                    .is_some_and(|held| held.metadata.uid == s.metadata.uid)
+                {
+                    self.claims.service_cidrs.remove(&name);
+                }
+                vec![name]
+            }
+        };
+        for name in touched {
+            if self.ledger.claim_state(&name).is_some() {
+                self.claims.push(&name);
+            }
+        }
+    }
+
+    /// Whether claims may be acted on: the leader, with every watch synced.
+    fn claims_ready(&self) -> bool {
+        self.synced()
+            && self.claims.synced
+            && self.claims.cidrs_synced
+            && self.is_leader()
+            && !self.needs_resync
+            && !self.claims.needs_relist
+    }
+
+    /// Sends the next request of every queued claim that has none in
+    /// flight and is not waiting out a failure.
+    pub(super) fn dispatch_claims(&mut self) {
+        if !self.claims_ready() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .claims
+            .retry_at
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in due {
+            self.claims.retry_at.remove(&n);
+            self.claims.push(&n);
+        }
+        let queued: Vec<String> = std::mem::take(&mut self.claims.queue).into_iter().collect();
+        for name in queued {
+            if self.claims.busy.contains(&name) || self.claims.retry_at.contains_key(&name) {
+                continue;
+            }
+            if let Some(req) = self.next_request(&name) {
+                self.send(name, req);
+            }
+        }
+    }
+
+    /// The one thing claim `name` needs next, if any; a status that only
+    /// needs writing is sent as such.
+    fn next_request(&mut self, name: &str) -> Option<Request> {
+        let st = self.ledger.claim_state(name)?;
+        let sc = self.claims.service_cidrs.get(name);
+        let ours = sc.is_some_and(|s| edge::owned_by(s, &st.uid));
+        if st.deleting {
+            if !st.finalized {
+                return None;
+            }
+            if ours && st.prefix.is_some() {
+                let draining = sc.is_some_and(|s| s.metadata.deletion_timestamp.is_some());
+                if !draining {
+                    return Some(Request::DeleteServiceCidr);
+                }
+                // The API server removes it once no Service holds an
+                // address from it; its watch event wakes the claim.
+                return self.status_if_changed(name, Consumer::ServiceCidrDraining);
+            }
+            if st.purpose == Some(Purpose::ServiceCIDR) && st.prefix.is_some() {
+                return Some(Request::CheckAddresses);
+            }
+            return Some(Request::RemoveFinalizer);
+        }
+        if st.error.is_some() || st.garbage.is_some() {
+            return self.status_if_changed(name, Consumer::None);
+        }
+        if !st.finalized {
+            return Some(Request::AddFinalizer);
+        }
+        let Some(_) = st.prefix else {
+            if st.reserved {
+                return None;
+            }
+            return Some(Request::CheckPools);
+        };
+        let consumer = match (st.purpose, sc) {
+            (Some(Purpose::ServiceCIDR), None) => return Some(Request::CreateServiceCidr),
+            (Some(Purpose::ServiceCIDR), Some(_)) if ours => Consumer::ServiceCidr,
+            (Some(Purpose::ServiceCIDR), Some(_)) => Consumer::ServiceCidrTaken,
+            _ => Consumer::None,
+        };
+        if consumer == Consumer::ServiceCidrTaken {
+            self.warn_claim_once(
+                name,
+                "ServiceCIDRNameTaken",
+                format!("a ServiceCIDR named {name} exists and is not this claim's; the claimed prefix stays unused until it is gone"),
+            );
+        }
+        self.status_if_changed(name, consumer)
+    }
+
+    /// The status claim `name` should show now.
+    fn desired_status(&self, name: &str, consumer: Consumer) -> Option<PrefixClaimStatus> {
+        let st = self.ledger.claim_state(name)?;
+        let obj = self.claims.objects.get(name);
+        let prev = obj
+            .and_then(|o| o.status.as_ref())
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let conflicts = self.ledger.claim_conflicts(name);
+        let facts = ClaimFacts {
+            name,
+            state: &st,
+            generation: obj.and_then(|o| o.metadata.generation).unwrap_or_default(),
+            wait: self.claims.waits.get(name),
+            conflicts: &conflicts,
+            consumer,
+        };
+        Some(claim_status::build(&facts, &prev, &now()))
+    }
+
+    /// The status that binds `prefix` of `pool` to claim `name`.
+    fn bind_status(&self, name: &str, pool: &str, prefix: ipnet::IpNet) -> PrefixClaimStatus {
+        let Some(mut st) = self.ledger.claim_state(name) else {
+            return PrefixClaimStatus::default();
+        };
+        st.prefix = Some(prefix);
+        st.pool = Some(pool.to_string());
+        let obj = self.claims.objects.get(name);
+        let prev = obj
+            .and_then(|o| o.status.as_ref())
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let consumer = if st.purpose == Some(Purpose::ServiceCIDR) {
+            Consumer::ServiceCidrPending
+        } else {
+            Consumer::None
+        };
+        let facts = ClaimFacts {
+            name,
+            state: &st,
+            generation: obj.and_then(|o| o.metadata.generation).unwrap_or_default(),
+            wait: None,
+            conflicts: &[],
+            consumer,
+        };
+        claim_status::build(&facts, &prev, &now())
+    }
+
+    fn status_if_changed(&mut self, name: &str, consumer: Consumer) -> Option<Request> {
+        let want = self.desired_status(name, consumer)?;
+        let have = self
+            .claims
+            .objects
+            .get(name)
+            .and_then(|o| o.status.as_ref());
+        (have != Some(&want)).then_some(Request::Status)
+    }
+
+    fn send(&mut self, name: String, req: Request) {
+        let st = self.ledger.claim_state(&name);
+        let obj = self.claims.objects.get(&name).cloned();
+        let rv = obj
+            .as_ref()
+            .and_then(|o| o.metadata.resource_version.clone())
+            .unwrap_or_default();
+        let finalizers = obj
+            .as_ref()
+            .map(|o| o.finalizers().to_vec())
+            .unwrap_or_default();
+        let api = self.claims.api.clone();
+        let deadline = self.settings.lease_deadline.clone();
+        let lapsed = move || deadline.as_ref().is_some_and(|d| !crate::leader::within(d));
+        let answer: std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> = match &req
+        {
+            Request::CheckPools => {
+                let api = self.claims.pools_api.clone();
+                let names = self.ledger.pool_names();
+                Box::pin(
+                    async move { Answer::Pools(bounded(pools::get_revisions(&api, names)).await) },
+                )
+            }
+            Request::ListPools => {
+                let api = self.claims.guarded_pools.clone();
+                Box::pin(async move { Answer::PoolList(bounded(list_watch::list_all(&api)).await) })
+            }
+            Request::AddFinalizer => Box::pin(async move {
+                if lapsed() {
+                    return Answer::Claim(Err(not_leader()));
+                }
+                Answer::Claim(
+                    bounded(edge::add_finalizer(&api, &name_of(&obj), &rv, &finalizers)).await,
+                )
+            }),
+            Request::RemoveFinalizer => Box::pin(async move {
+                if lapsed() {
+                    return Answer::Claim(Err(not_leader()));
+                }
+                Answer::Claim(
+                    bounded(edge::remove_finalizer(
+                        &api,
+                        &name_of(&obj),
+                        &rv,
+                        &finalizers,
+                    ))
+                    .await,
+                )
+            }),
+            Request::Bind { rv, status } => {
+                let status = status.clone();
+                let rv = rv.clone();
+                let n = name.clone();
+                Box::pin(async move {
+                    if lapsed() {
+                        return Answer::Claim(Err(not_leader()));
+                    }
+                    Answer::Claim(bounded(edge::write_status(&api, &n, Some(&rv), &status)).await)
+                })
+            }
+            Request::Settle { .. } => {
+                let n = name.clone();
+                Box::pin(async move { Answer::Read(bounded(read_claim(&api, &n)).await) })
+            }
+            Request::CheckAddresses => {
+                let api = self.claims.addresses_api.clone();
+                Box::pin(async move { Answer::Addresses(bounded(edge::ip_addresses(&api)).await) })
+            }
+            Request::Status => {
+                let consumer = self.current_consumer(&name);
+                let Some(status) = self.desired_status(&name, consumer) else {
+                    return;
+                };
+                let n = name.clone();
+                Box::pin(async move {
+                    if lapsed() {
+                        return Answer::Claim(Err(not_leader()));
+                    }
+                    Answer::Claim(bounded(edge::write_status(&api, &n, None, &status)).await)
+                })
+            }
+            Request::CreateServiceCidr => {
+                let (Some(o), Some(p)) = (obj.clone(), st.as_ref().and_then(|s| s.prefix)) else {
+                    return;
+                };
+                let sc = edge::service_cidr_for(&o, &p.to_string());
+                let api = self.claims.service_cidrs_api.clone();
+                Box::pin(async move {
+                    if lapsed() {
+                        return Answer::ServiceCidr(Err(not_leader()));
+                    }
+                    Answer::ServiceCidr(bounded(edge::apply_service_cidr(&api, &sc)).await)
+                })
+            }
+            Request::DeleteServiceCidr => {
+                let Some(uid) = self
+                    .claims
+                    .service_cidrs
+                    .get(&name)
+                    .and_then(|s| s.metadata.uid.clone())
+                else {
+                    return;
+                };
+                let api = self.claims.service_cidrs_api.clone();
+                let n = name.clone();
+                Box::pin(async move {
+                    if lapsed() {
+                        return Answer::Done(Err(not_leader()));
+                    }
+                    Answer::Done(bounded(edge::delete_service_cidr(&api, &n, &uid)).await)
+                })
+            }
+        };
+        self.claims.busy.insert(name.clone());
+        self.metrics.claim_requests.inc();
+        self.claims.tasks.spawn(async move {
+            Done {
+                answer: answer.await,
+                claim: name,
+                request: req,
+            }
+        });
+    }
+
+    /// The consumer's state for a status write (see [`next_request`]).
+    fn current_consumer(&self, name: &str) -> Consumer {
+        let Some(st) = self.ledger.claim_state(name) else {
+            return Consumer::None;
+        };
+        match (st.purpose, self.claims.service_cidrs.get(name)) {
+            (Some(Purpose::ServiceCIDR), Some(s)) if edge::owned_by(s, &st.uid) => {
+                if st.deleting && s.metadata.deletion_timestamp.is_some() {
+                    Consumer::ServiceCidrDraining
+                } else {
+                    Consumer::ServiceCidr
+                }
+            }
+            (Some(Purpose::ServiceCIDR), Some(_)) => Consumer::ServiceCidrTaken,
+            (Some(Purpose::ServiceCIDR), None) if st.prefix.is_some() => {
+                Consumer::ServiceCidrPending
+            }
+            _ => Consumer::None,
+        }
+    }
+
+    pub(super) fn on_claim_done(&mut self, d: Done) {
+        let name = d.claim;
+        self.claims.busy.remove(&name);
+        match (d.request, d.answer) {
+            (Request::CheckPools, Answer::Pools(Ok(found))) => {
+                if self.ledger.known_pools_current(&found) {
+                    self.bind(name);
+                } else {
+                    self.send(name, Request::ListPools);
+                }
+                return;
+            }
+            (Request::ListPools, Answer::PoolList(Ok((items, rv)))) => {
+                let rv = crate::ledger::parse_resource_version(rv.as_deref());
+                self.merge_pools_for_claims(&items, rv);
+                self.bind(name);
+                return;
+            }
+            (Request::Bind { rv, .. }, Answer::Claim(result)) => {
+                self.on_bind_answer(name, rv, result);
+                return;
+            }
+            (Request::Settle { rv }, Answer::Read(result)) => {
+                self.on_settle(name, rv, result);
+                return;
+            }
+            (_, Answer::Claim(Ok(obj))) => {
+                self.claims.failures.remove(&name);
+                self.apply_claim(&kube::core::DeserializeGuard(Ok(obj)));
+            }
+            (Request::CreateServiceCidr, Answer::ServiceCidr(Ok(sc))) => {
+                self.claims.failures.remove(&name);
+                let claim_ref = self.claim_ref(&name);
+                self.events.send(Note::normal(
+                    claim_ref,
+                    "ServiceCIDRCreated",
+                    "Serve",
+                    format!("created ServiceCIDR {name} for {}", cidrs_of(&sc)),
+                ));
+                self.on_service_cidr_event(Watched::Apply(sc));
+            }
+            (Request::CheckAddresses, Answer::Addresses(Ok(addresses))) => {
+                self.claims.failures.remove(&name);
+                let prefix = self.ledger.claim_state(&name).and_then(|s| s.prefix);
+                let held: Vec<&String> = addresses
+                    .iter()
+                    .filter(|a| {
+                        a.parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| prefix.is_some_and(|p| p.contains(&ip)))
+                    })
+                    .collect();
+                if held.is_empty() {
+                    self.send(name, Request::RemoveFinalizer);
+                } else {
+                    // No ServiceCIDR covers them any more (one deleted
+                    // without kube-controller-manager's finalizer), but
+                    // Services still hold them: the prefix stays claimed.
+                    let msg = format!(
+                        "{} Service address(es) inside the prefix are still held (for example {}); the prefix is freed once they are released",
+                        held.len(),
+                        held[0]
+                    );
+                    self.warn_claim_once(&name, "AddressesInUse", msg);
+                    self.claims
+                        .retry_at
+                        .insert(name, Instant::now() + ADDRESS_RECHECK);
+                }
+                return;
+            }
+            (Request::DeleteServiceCidr, Answer::Done(Ok(()))) => {
+                self.claims.failures.remove(&name);
+                info!(claim = %name, "deleted its ServiceCIDR; the prefix is freed once the API server lets it go");
+            }
+            (req, answer) => {
+                let e = match answer {
+                    Answer::Pools(Err(e))
+                    | Answer::PoolList(Err(e))
+                    | Answer::Claim(Err(e))
+                    | Answer::Read(Err(e))
+                    | Answer::ServiceCidr(Err(e))
+                    | Answer::Done(Err(e))
+                    | Answer::Addresses(Err(e)) => e,
+                    _ => return,
+                };
+                self.claim_failed(&name, &format!("{req:?}"), &e);
+                return;
+            }
+        }
+        self.claims.push(&name);
+    }
+
+    fn claim_failed(&mut self, name: &str, what: &str, e: &kube::Error) {
+        self.metrics.error(error_reason(e));
+        let n = self.claims.failures.entry(name.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let delay = backoff(*n);
+        warn!(
+            claim = name,
+            request = what,
+            "failed, retrying in {delay:?}: {}",
+            error_message(e)
+        );
+        self.claims
+            .retry_at
+            .insert(name.to_string(), Instant::now() + delay);
+    }
+
+    /// Merges a pool list read for a claim's bind into the picture.
+    fn merge_pools_for_claims(&mut self, items: &[WatchedPool], rv: Option<u64>) {
+        let snaps: Vec<_> = items.iter().map(|p| pools::decode(p).0).collect();
+        for name in self.ledger.replace_pools(&snaps, rv) {
+            self.status.forget(&name);
+        }
+        self.enqueue_all_unallocated();
+        self.status.mark();
+    }
+
+    /// The pools are current: choose the claim's prefix and write it.
+    fn bind(&mut self, name: String) {
+        match self.ledger.plan_claim(&name) {
+            ClaimPlan::Nothing => self.claims.push(&name),
+            ClaimPlan::Wait(w) => {
+                let (reason, msg) = match &w {
+                    ClaimWait::NoPool(why) => ("NoPool", why.clone()),
+                    ClaimWait::Exhausted { pools } => (
+                        "PoolExhausted",
+                        format!(
+                            "no free prefix of the claimed length in PrefixPool(s) {}; the claim waits",
+                            pools.join(", ")
+                        ),
+                    ),
+                };
+                self.claims.waits.insert(name.clone(), w);
+                self.warn_claim_once(&name, reason, msg);
+                self.claims.push(&name);
+            }
+            ClaimPlan::Bind { pool, prefix } => {
+                self.claims.waits.remove(&name);
+                let rv = self
+                    .claims
+                    .objects
+                    .get(&name)
+                    .and_then(|o| o.metadata.resource_version.clone())
+                    .unwrap_or_default();
+                info!(claim = %name, %pool, %prefix, "binding");
+                let status = self.bind_status(&name, &pool, prefix);
+                self.send(
+                    name,
+                    Request::Bind {
+                        rv,
+                        status: Box::new(status),
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_bind_answer(
+        &mut self,
+        name: String,
+        rv: String,
+        result: Result<PrefixClaim, kube::Error>,
+    ) {
+        match result {
+            Ok(obj) => {
+                self.claims.failures.remove(&name);
+                let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
+                self.ledger.commit_claim(&snap);
+                self.take_claim_object(&kube::core::DeserializeGuard(Ok(obj)));
+                if let Some(p) = snap.prefix.as_deref() {
+                    self.metrics.claims_bound.inc();
+                    let r = self.claim_ref(&name);
+                    self.events.send(Note::normal(
+                        r,
+                        "PrefixClaimed",
+                        "Bind",
+                        format!(
+                            "claimed {p} from PrefixPool {}",
+                            snap.pool.as_deref().unwrap_or("?")
+                        ),
+                    ));
+                }
+                self.status.mark();
+                self.report_new_conflicts();
+                self.claims.push(&name);
+            }
+            Err(e) => match write_outcome(&e) {
+                WriteOutcome::Unknown => {
+                    // It may have landed: keep the reservation and read the
+                    // claim back (the write carried `rv`, so it can land
+                    // only while the claim is still at that state).
+                    self.claim_failed(&name, "Bind", &e);
+                    self.claims.busy.insert(name.clone());
+                    self.claims.retry_at.remove(&name);
+                    let api = self.claims.api.clone();
+                    let n = name.clone();
+                    self.claims.tasks.spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Done {
+                            answer: Answer::Read(bounded(read_claim(&api, &n)).await),
+                            claim: n,
+                            request: Request::Settle { rv },
+                        }
+                    });
+                }
+                _ => {
+                    // Refused (the claim changed since, or is gone): not
+                    // landed. The watch brings the claim's newer state.
+                    self.ledger.release_claim(&name);
+                    self.after_space_freed();
+                    self.claim_failed(&name, "Bind", &e);
+                }
+            },
+        }
+    }
+
+    fn on_settle(
+        &mut self,
+        name: String,
+        rv: String,
+        read: Result<Option<PrefixClaim>, kube::Error>,
+    ) {
+        match read {
+            Ok(Some(obj)) => {
+                let now_rv = obj.metadata.resource_version.clone().unwrap_or_default();
+                let bound = obj.status.as_ref().is_some_and(|s| s.prefix.is_some());
+                if bound || now_rv != rv {
+                    // Landed, or the claim moved on so it never can.
+                    let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
+                    self.ledger.commit_claim(&snap);
+                    self.take_claim_object(&kube::core::DeserializeGuard(Ok(obj)));
+                    self.after_space_freed();
+                    self.claims.failures.remove(&name);
+                    self.claims.push(&name);
+                } else {
+                    // Still at the state written to: the request may yet
+                    // land. Keep the reservation and look again.
+                    self.claims.busy.insert(name.clone());
+                    let api = self.claims.api.clone();
+                    let n = name.clone();
+                    self.claims.tasks.spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Done {
+                            answer: Answer::Read(bounded(read_claim(&api, &n)).await),
+                            claim: n,
+                            request: Request::Settle { rv },
+                        }
+                    });
+                }
+            }
+            Ok(None) => {
+                self.ledger.release_claim(&name);
+                self.after_space_freed();
+            }
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                self.claims.busy.insert(name.clone());
+                let api = self.claims.api.clone();
+                let n = name.clone();
+                self.claims.tasks.spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Done {
+                        answer: Answer::Read(bounded(read_claim(&api, &n)).await),
+                        claim: n,
+                        request: Request::Settle { rv },
+                    }
+                });
+            }
+        }
+    }
+
+    fn warn_claim_once(&mut self, name: &str, reason: &'static str, message: String) {
+        let key = format!("{reason}: {message}");
+        if self.claims.warned.get(name) == Some(&key) {
+            return;
+        }
+        self.claims.warned.insert(name.to_string(), key);
+        warn!(claim = name, reason, "{message}");
+        let r = self.claim_ref(name);
+        self.events.send(Note::warning(r, reason, "Bind", message));
+    }
+
+    fn claim_ref(&self, name: &str) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(PrefixClaim::api_version(&()).into_owned()),
+            kind: Some(PrefixClaim::kind(&()).into_owned()),
+            name: Some(name.into()),
+            uid: self.ledger.claim_state(name).map(|s| s.uid),
+            ..Default::default()
+        }
+    }
+
+    /// A new leader reads every claim before its first write.
+    pub(super) fn maybe_relist_claims(&mut self) {
+        if !self.claims.needs_relist || !self.is_leader() || !self.claims.lists.is_empty() {
+            return;
+        }
+        let api: Api<WatchedClaim> = Api::all(self.claims.api.clone().into_client());
+        self.claims
+            .lists
+            .spawn(async move { bounded(list_watch::list_all(&api)).await });
+    }
+
+    pub(super) fn on_claim_relist(&mut self, list: ClaimList) {
+        match list {
+            Ok((items, rv)) => {
+                if self.claims.needs_relist {
+                    let rv = crate::ledger::parse_resource_version(rv.as_deref());
+                    self.merge_claim_list(&items, rv);
+                    self.claims.needs_relist = false;
+                }
+            }
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                warn!("re-listing PrefixClaims failed: {}", error_message(&e));
+            }
+        }
+    }
+
+    /// Leadership lost: reservations of binds whose outcome is open stay
+    /// until their read settles them; nothing new is sent.
+    pub(super) fn on_claims_leadership(&mut self, leading: bool) {
+        if leading {
+            self.claims.needs_relist = true;
+        }
+    }
+}
+
+/// How often a deleted claim looks again for Service addresses inside its
+/// prefix.
+const ADDRESS_RECHECK: Duration = Duration::from_secs(2);
+
+/// The claim as the API server holds it now: a consistent list of the one
+/// name (the operator has list on claims, not get).
+async fn read_claim(
+    api: &Api<PrefixClaim>,
+    name: &str,
+) -> Result<Option<PrefixClaim>, kube::Error> {
+    let lp = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+    Ok(api.list(&lp).await?.items.into_iter().next())
+}
+
+fn name_of(obj: &Option<PrefixClaim>) -> String {
+    obj.as_ref().map(|o| o.name_any()).unwrap_or_default()
+}
+
+fn cidrs_of(sc: &ServiceCIDR) -> String {
+    sc.spec
+        .as_ref()
+        .and_then(|s| s.cidrs.as_ref())
+        .map(|c| c.join(","))
+        .unwrap_or_default()
+}
+
+/// Now, to the second (a status must not differ from the stored one only
+/// in sub-second digits the API server drops).
+fn now() -> Time {
+    let secs = k8s_openapi::jiff::Timestamp::now().as_second();
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
+}
+
+fn not_leader() -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure("leadership lapsed before the write was sent", "NotLeader")
+            .with_code(403)
+            .boxed(),
+    )
+}
+
+/// Every claim request is bounded: a request stuck on a dead connection
+/// must not hold the claim forever.
+async fn bounded<T>(
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| Err(kube::Error::Service("request timed out".into())))
+}
