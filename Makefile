@@ -14,15 +14,17 @@ controlplane:
 
 ## Unit, property and integration tests against a real kube-apiserver + etcd
 ## (and promtool, FRR's vtysh and BIRD, the reference CNI plugins and cnitool,
-## fetched or built and cached first).
+## kube-controller-manager for its service-cidr controller, fetched or built
+## and cached first).
 ## Fails if the run left an etcd or kube-apiserver running (only the ones it
 ## started: see e2e/scoped.sh).
 test: controlplane
 	@e2e/promtool/build.sh >/dev/null
 	@e2e/debs/fetch.sh >/dev/null
 	@e2e/cni/build.sh >/dev/null
+	@e2e/kcm/build.sh >/dev/null
 	$(CARGO) build --workspace --all-targets --locked
-	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --workspace --locked
+	KCM_BIN="$$(e2e/kcm/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --workspace --locked
 
 ## Fails if any etcd or kube-apiserver from the cache is running, whoever
 ## started it (make dev-up's too).

@@ -101,6 +101,8 @@ pub(super) struct Claims {
     failures: HashMap<String, u32>,
     /// Why an unbound claim waits, as last planned.
     waits: HashMap<String, ClaimWait>,
+    /// Waiting claims to plan again (space may have freed).
+    replan: BTreeSet<String>,
     /// Last Warning sent per claim (sent once per distinct reason).
     warned: HashMap<String, String>,
     pub(super) tasks: JoinSet<Done>,
@@ -126,6 +128,7 @@ impl Claims {
             retry_at: BTreeMap::new(),
             failures: HashMap::new(),
             waits: HashMap::new(),
+            replan: BTreeSet::new(),
             warned: HashMap::new(),
             tasks: JoinSet::new(),
             needs_relist: false,
@@ -251,8 +254,11 @@ impl Reconciler {
 
     /// Claims told to wait for space are planned again.
     pub(super) fn wake_waiting_claims(&mut self) {
+        // The recorded wait stays for the status until the next plan
+        // replaces it; `replan` lets that plan happen.
         let waiting: Vec<String> = self.claims.waits.keys().cloned().collect();
         for n in waiting {
+            self.claims.replan.insert(n.clone());
             self.claims.push(&n);
         }
     }
@@ -369,6 +375,11 @@ impl Reconciler {
         let Some(_) = st.prefix else {
             if st.reserved {
                 return None;
+            }
+            if self.claims.waits.contains_key(name) && !self.claims.replan.remove(name) {
+                // Told to wait: say so; planned again when space frees
+                // or pools change (`wake_waiting_claims`).
+                return self.status_if_changed(name, Consumer::None);
             }
             return Some(Request::CheckPools);
         };

@@ -1,0 +1,581 @@
+//! PrefixClaims against the real API server: bound from the pool's free
+//! space beside Nodes, a ServiceCIDR the API server hands ClusterIPs from,
+//! exhaustion and release, admission, and the deletion rule (the prefix
+//! stays claimed while a Service holds an address from it), with and
+//! without kube-controller-manager's service-cidr controller. Every check
+//! reads what the API server holds.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::networking::v1::ServiceCIDR;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use prefix_operator::api::{PrefixClaim, PrefixClaimSpec, Purpose};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+/// The API server serves IPv6 ClusterIPs only with an IPv6 service range.
+const DUAL_STACK_SERVICES: &str = "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/108";
+
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+async fn dual_stack_control_plane() -> (ControlPlane, Client) {
+    let cp = tokio::task::spawn_blocking(|| {
+        ControlPlane::start(Options {
+            extra_apiserver_flags: vec![DUAL_STACK_SERVICES.into()],
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("start control plane");
+    let client = admin(&cp).await;
+    install_crd(&client).await;
+    (cp, client)
+}
+
+fn claim_spec(pool: &str, len: i32, purpose: Purpose) -> PrefixClaimSpec {
+    PrefixClaimSpec {
+        pool: Some(pool.into()),
+        pool_selector: None,
+        ip_family: Default::default(),
+        prefix_length: len,
+        purpose,
+    }
+}
+
+async fn create_claim(client: &Client, name: &str, spec: PrefixClaimSpec) -> PrefixClaim {
+    let api: Api<PrefixClaim> = Api::all(client.clone());
+    api.create(&PostParams::default(), &PrefixClaim::new(name, spec))
+        .await
+        .unwrap_or_else(|e| panic!("create claim {name}: {e}"))
+}
+
+fn claim_condition<'a>(
+    c: &'a PrefixClaim,
+    t: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    c.status.as_ref()?.conditions.iter().find(|x| x.type_ == t)
+}
+
+/// Waits until claim `name` satisfies `check` (as the API server holds it).
+async fn wait_claim(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&PrefixClaim) -> bool,
+) -> PrefixClaim {
+    let api: Api<PrefixClaim> = Api::all(client.clone());
+    wait_for(&format!("claim {name}: {what}"), WAIT, || async {
+        api.get_opt(name).await.ok().flatten().filter(|c| check(c))
+    })
+    .await
+}
+
+fn ready_reason(c: &PrefixClaim) -> Option<(String, String)> {
+    claim_condition(c, "Ready").map(|r| (r.status.clone(), r.reason.clone()))
+}
+
+fn is(c: &PrefixClaim, status: &str, reason: &str) -> bool {
+    ready_reason(c) == Some((status.into(), reason.into()))
+}
+
+fn prefix_of(c: &PrefixClaim) -> ipnet::IpNet {
+    net(c
+        .status
+        .as_ref()
+        .and_then(|s| s.prefix.as_deref())
+        .expect("bound"))
+}
+
+/// A ClusterIP Service asking for `ip` (IPv6, single-stack).
+async fn create_service(client: &Client, name: &str, ip: &str) -> Result<Service, kube::Error> {
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some(ip.into()),
+            cluster_ips: Some(vec![ip.into()]),
+            ip_families: Some(vec!["IPv6".into()]),
+            ip_family_policy: Some("SingleStack".into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    api.create(&PostParams::default(), &svc).await
+}
+
+/// The `n`-th address of `p`.
+fn nth(p: &ipnet::IpNet, n: u128) -> String {
+    match p {
+        ipnet::IpNet::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6.network()) + n).to_string(),
+        ipnet::IpNet::V4(v4) => {
+            std::net::Ipv4Addr::from(u32::from(v4.network()) + n as u32).to_string()
+        }
+    }
+}
+
+/// Every Node prefix and every claimed prefix the API server holds, none
+/// overlapping another.
+async fn assert_nothing_overlaps(client: &Client) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let mut held: Vec<(String, ipnet::IpNet)> = vec![];
+    for n in nodes
+        .list(&Default::default())
+        .await
+        .expect("list Nodes")
+        .items
+    {
+        for c in node_cidrs(&n) {
+            held.push((
+                format!("Node {}", n.metadata.name.clone().unwrap_or_default()),
+                net(&c),
+            ));
+        }
+    }
+    for c in claims
+        .list(&Default::default())
+        .await
+        .expect("list claims")
+        .items
+    {
+        if let Some(p) = c.status.as_ref().and_then(|s| s.prefix.as_deref()) {
+            held.push((
+                format!(
+                    "PrefixClaim {}",
+                    c.metadata.name.clone().unwrap_or_default()
+                ),
+                net(p),
+            ));
+        }
+    }
+    for (i, (a, pa)) in held.iter().enumerate() {
+        for (b, pb) in &held[i + 1..] {
+            assert!(
+                !(pa.contains(&pb.network()) || pb.contains(&pa.network())),
+                "{a} {pa} overlaps {b} {pb}"
+            );
+        }
+    }
+}
+
+/// A ServiceCIDR claim: bound beside Nodes, its ServiceCIDR created and
+/// owned, the API server accepts a ClusterIP from it, the pool counts it,
+/// and Nodes created afterwards stay clear of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_cidr_claim_gets_space_no_node_has_and_serves_cluster_ips() {
+    let (cp, client) = dual_stack_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "gua", pool_spec(&["2001:db8:c1::/48"])).await;
+    let op = Operator::default(&client).await;
+    for n in ["c-1", "c-2"] {
+        create_node(&client, n, labels(&[]), &[]).await;
+        wait_pod_cidrs(&client, n).await;
+    }
+    create_claim(
+        &client,
+        "svc-gua",
+        claim_spec("gua", 112, Purpose::ServiceCIDR),
+    )
+    .await;
+    let c = wait_claim(&client, "svc-gua", "Ready", |c| is(c, "True", "Serving")).await;
+    let p = prefix_of(&c);
+    assert_eq!(p.prefix_len(), 112);
+    assert!(net("2001:db8:c1::/48").contains(&p), "{p}");
+    let st = c.status.clone().expect("status");
+    assert_eq!(st.pool.as_deref(), Some("gua"));
+    assert_eq!(st.service_cidr.as_deref(), Some("svc-gua"));
+    assert_eq!(
+        claim_condition(&c, "Bound").map(|b| b.status.as_str()),
+        Some("True")
+    );
+    assert!(
+        c.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == prefix_operator::api::CLAIM_FINALIZER)
+    );
+
+    let scs: Api<ServiceCIDR> = Api::all(client.clone());
+    let sc = scs.get("svc-gua").await.expect("the ServiceCIDR exists");
+    assert_eq!(
+        sc.spec.as_ref().and_then(|s| s.cidrs.clone()),
+        Some(vec![p.to_string()])
+    );
+    let owner = &sc.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!(
+        (owner.kind.as_str(), Some(owner.uid.as_str())),
+        ("PrefixClaim", c.metadata.uid.as_deref())
+    );
+
+    // The API server hands out ClusterIPs from the claimed prefix.
+    let ip = nth(&p, 10);
+    let svc = create_service(&client, "web", &ip)
+        .await
+        .expect("a ClusterIP from the claim");
+    assert_eq!(
+        svc.spec.and_then(|s| s.cluster_ip).as_deref(),
+        Some(ip.as_str())
+    );
+
+    let pool = wait_pool(&client, "gua", "the claim counted", |p| {
+        p.status.as_ref().and_then(|s| s.claimed) == Some(1)
+    })
+    .await;
+    let listed = &pool.status.expect("status").claims;
+    assert_eq!(
+        (listed[0].claim.as_str(), listed[0].prefix.as_str()),
+        ("svc-gua", p.to_string().as_str())
+    );
+    wait_event(&client, "svc-gua", "PrefixClaimed").await;
+
+    for n in ["c-3", "c-4"] {
+        create_node(&client, n, labels(&[]), &[]).await;
+        let got = net(&wait_pod_cidrs(&client, n).await[0]);
+        assert!(
+            !got.contains(&p.network()),
+            "{n} got {got}, which holds the claim's {p}"
+        );
+    }
+    assert_nothing_overlaps(&client).await;
+    op.stop().await;
+}
+
+/// Claims and Nodes compete for a small pool: the claim that does not fit
+/// waits and says why; deleting a claim frees its space for the next
+/// comer; nothing ever overlaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhaustion_waits_and_deletion_frees_the_space() {
+    let (cp, client) = own_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    // Four /64s.
+    create_pool(&client, "small", pool_spec(&["2001:db8:c2::/62"])).await;
+    let op = Operator::default(&client).await;
+    create_claim(&client, "half", claim_spec("small", 63, Purpose::Static)).await;
+    let half = wait_claim(&client, "half", "claimed", |c| is(c, "True", "Claimed")).await;
+    assert_eq!(prefix_of(&half), net("2001:db8:c2::/63"));
+    for n in ["x-1", "x-2", "x-3"] {
+        create_node(&client, n, labels(&[]), &[]).await;
+    }
+    wait_for("two Nodes served, one waiting", WAIT, || async {
+        let mut served = 0;
+        for n in ["x-1", "x-2", "x-3"] {
+            served += usize::from(!pod_cidrs(&client, n).await.is_empty());
+        }
+        (served == 2).then_some(())
+    })
+    .await;
+    create_claim(&client, "late", claim_spec("small", 64, Purpose::Static)).await;
+    let late = wait_claim(&client, "late", "waiting", |c| {
+        is(c, "False", "PoolExhausted")
+    })
+    .await;
+    assert!(
+        late.status
+            .as_ref()
+            .and_then(|s| s.prefix.as_ref())
+            .is_none()
+    );
+    wait_event(&client, "late", "PoolExhausted").await;
+    assert_nothing_overlaps(&client).await;
+
+    // The /63 freed: the waiting Node and the waiting claim both fit.
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    claims
+        .delete("half", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&claims, "half").await;
+    wait_claim(&client, "late", "bound", |c| is(c, "True", "Claimed")).await;
+    wait_allocated(&client, None, None, WAIT).await;
+    assert_nothing_overlaps(&client).await;
+    wait_pool(&client, "small", "a full pool", |p| {
+        p.status.as_ref().and_then(|s| s.available.as_deref()) == Some("0")
+            && p.status.as_ref().and_then(|s| s.claimed) == Some(1)
+    })
+    .await;
+    op.stop().await;
+}
+
+/// What the API server refuses at admission, with the rule's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_claims_are_refused_at_admission() {
+    let cp = shared();
+    let client = admin(cp).await;
+    install_crd(&client).await;
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::erase::<PrefixClaim>(&()),
+    );
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let refused = |spec: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            let obj = serde_json::json!({
+                "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+                "kind": "PrefixClaim",
+                "metadata": {"name": unique("bad-claim")},
+                "spec": spec,
+            });
+            // Sent as JSON: some of these do not even decode as a claim.
+            let claim: kube::api::DynamicObject = serde_json::from_value(obj).expect("an object");
+            match api.create(&PostParams::default(), &claim).await {
+                Err(kube::Error::Api(s)) if s.code == 422 => s.message,
+                other => panic!("not refused: {other:?}"),
+            }
+        }
+    };
+    let m = refused(serde_json::json!({"pool": "p", "prefixLength": 56})).await;
+    assert!(m.contains("must be /64 or longer"), "{m}");
+    let m = refused(serde_json::json!({"pool": "p", "prefixLength": 127})).await;
+    assert!(m.contains("at least 4 addresses"), "{m}");
+    let m =
+        refused(serde_json::json!({"pool": "p", "poolSelector": {}, "prefixLength": 112})).await;
+    assert!(m.contains("exactly one of pool"), "{m}");
+    let m = refused(serde_json::json!({"prefixLength": 112})).await;
+    assert!(m.contains("exactly one of pool"), "{m}");
+    let m = refused(serde_json::json!({"pool": "p", "ipFamily": "IPv4", "prefixLength": 40, "purpose": "Static"})).await;
+    assert!(m.contains("at most 32 for IPv4"), "{m}");
+    let m =
+        refused(serde_json::json!({"pool": "p", "prefixLength": 112, "purpose": "LoadBalancer"}))
+            .await;
+    assert!(m.contains("purpose"), "{m}");
+
+    // A valid claim: spec immutable, status.prefix written once.
+    let name = unique("claim");
+    claims
+        .create(
+            &PostParams::default(),
+            &PrefixClaim::new(&name, claim_spec("p", 112, Purpose::Static)),
+        )
+        .await
+        .expect("a valid claim");
+    let e = claims
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"prefixLength": 120}})),
+        )
+        .await
+        .expect_err("spec is immutable");
+    assert!(e.to_string().contains("spec is immutable"), "{e}");
+    let set = |p: &str| serde_json::json!({"status": {"prefix": p, "pool": "p"}});
+    claims
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(set("2001:db8::/112")),
+        )
+        .await
+        .expect("the first status.prefix");
+    let e = claims
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(set("2001:db8::1:0/112")),
+        )
+        .await
+        .expect_err("status.prefix is write-once");
+    assert!(e.to_string().contains("write-once"), "{e}");
+    let e = claims
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"prefix": null}})),
+        )
+        .await
+        .expect_err("status.prefix cannot be dropped");
+    assert!(e.to_string().contains("write-once"), "{e}");
+    claims
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("clean up");
+}
+
+/// kube-controller-manager v1.36.3 with only its service-cidr controller:
+/// the one that keeps a ServiceCIDR (its finalizer) while Services hold
+/// addresses from it.
+struct Kcm {
+    _proc: prefix_operator_testenv::Supervised,
+    _dir: tempfile::TempDir,
+}
+
+fn start_kcm(cp: &ControlPlane) -> Kcm {
+    let bin = kcm_bin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
+        .expect("kubeconfig");
+    let args = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--controllers=service-cidr-controller".into(),
+        "--leader-elect=false".into(),
+        "--secure-port=0".into(),
+        "--v=1".into(),
+    ];
+    let proc = prefix_operator_testenv::Supervised::spawn(&bin, &args, &dir.path().join("kcm.log"))
+        .expect("start kube-controller-manager");
+    Kcm {
+        _proc: proc,
+        _dir: dir,
+    }
+}
+
+/// The kube-controller-manager binary: `$KCM_BIN` (make test sets it), else
+/// what `e2e/kcm/build.sh` builds (and prints).
+fn kcm_bin() -> std::path::PathBuf {
+    if let Some(b) = std::env::var_os("KCM_BIN") {
+        return std::path::PathBuf::from(b);
+    }
+    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/kcm/build.sh"))
+        .output()
+        .expect("run e2e/kcm/build.sh");
+    assert!(
+        out.status.success(),
+        "e2e/kcm/build.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The API server's own rule: a deleted claim's ServiceCIDR stays while a
+/// Service holds an address from it, and so does the claim and its prefix;
+/// once the Service is gone, both go and the prefix is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_claim_keeps_its_prefix_while_a_service_holds_an_address() {
+    let (cp, client) = dual_stack_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    let _kcm = start_kcm(&cp);
+    create_pool(&client, "gua", pool_spec(&["2001:db8:c3::/48"])).await;
+    let op = Operator::default(&client).await;
+    create_claim(&client, "svc", claim_spec("gua", 112, Purpose::ServiceCIDR)).await;
+    let c = wait_claim(&client, "svc", "Ready", |c| is(c, "True", "Serving")).await;
+    let p = prefix_of(&c);
+    let scs: Api<ServiceCIDR> = Api::all(client.clone());
+    wait_for(
+        "kube-controller-manager's finalizer on the ServiceCIDR",
+        WAIT,
+        || async {
+            let sc = scs.get_opt("svc").await.ok().flatten()?;
+            sc.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == "networking.k8s.io/service-cidr-finalizer")
+                .then_some(())
+        },
+    )
+    .await;
+    create_service(&client, "held", &nth(&p, 7))
+        .await
+        .expect("a ClusterIP from the claim");
+
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    claims
+        .delete("svc", &DeleteParams::default())
+        .await
+        .expect("delete the claim");
+    let draining = wait_claim(&client, "svc", "waiting for the Service", |c| {
+        is(c, "False", "WaitingForServices")
+    })
+    .await;
+    assert!(draining.metadata.deletion_timestamp.is_some());
+    let sc = scs.get("svc").await.expect("the ServiceCIDR is kept");
+    assert!(
+        sc.metadata.deletion_timestamp.is_some(),
+        "deleted, kept by its finalizer"
+    );
+    wait_pool(&client, "gua", "the prefix still claimed", |p| {
+        p.status.as_ref().and_then(|s| s.claimed) == Some(1)
+    })
+    .await;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete the Service");
+    // kube-controller-manager waits 10 s after the deletion before it lets
+    // the ServiceCIDR go.
+    wait_for("the claim gone", Duration::from_secs(60), || async {
+        matches!(claims.get_opt("svc").await, Ok(None)).then_some(())
+    })
+    .await;
+    assert!(scs.get_opt("svc").await.expect("get").is_none());
+    wait_pool(&client, "gua", "nothing claimed", |p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.claimed.is_none() && s.claims.is_empty())
+    })
+    .await;
+    op.stop().await;
+}
+
+/// Without kube-controller-manager the API server deletes a ServiceCIDR at
+/// once, whatever Services hold; the operator still keeps the prefix until
+/// no IPAddress inside it remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_service_cidr_controller_held_addresses_still_keep_the_prefix() {
+    if let Ok(f) = std::env::var("TEST_LOG") {
+        prefix_operator::telemetry::init(prefix_operator::telemetry::LogFormat::Text, &f);
+    }
+    let (cp, client) = dual_stack_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "gua", pool_spec(&["2001:db8:c4::/48"])).await;
+    let op = Operator::default(&client).await;
+    create_claim(&client, "svc", claim_spec("gua", 112, Purpose::ServiceCIDR)).await;
+    let c = wait_claim(&client, "svc", "Ready", |c| is(c, "True", "Serving")).await;
+    let p = prefix_of(&c);
+    create_service(&client, "held", &nth(&p, 7))
+        .await
+        .expect("a ClusterIP from the claim");
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    claims
+        .delete("svc", &DeleteParams::default())
+        .await
+        .expect("delete the claim");
+    let scs: Api<ServiceCIDR> = Api::all(client.clone());
+    wait_gone(&scs, "svc").await;
+    wait_event(&client, "svc", "AddressesInUse").await;
+    assert!(
+        claims.get_opt("svc").await.expect("get").is_some(),
+        "the claim is kept"
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete the Service");
+    // With its ServiceCIDR gone the API server cannot release the address
+    // (no allocator covers it): the IPAddress stays until its repair loop
+    // or an admin removes it, and until then so does the claim.
+    let ips: Api<k8s_openapi::api::networking::v1::IPAddress> = Api::all(client.clone());
+    let ip = nth(&p, 7);
+    let orphaned = ips.get_opt(&ip).await.expect("get IPAddress").is_some();
+    eprintln!("[claims] IPAddress {ip} left behind by the Service: {orphaned}");
+    if orphaned {
+        assert!(
+            claims.get_opt("svc").await.expect("get").is_some(),
+            "the claim is kept while {ip} is held"
+        );
+        ips.delete(&ip, &DeleteParams::default())
+            .await
+            .expect("delete the orphaned IPAddress");
+    }
+    wait_gone(&claims, "svc").await;
+    op.stop().await;
+}
