@@ -25,7 +25,7 @@ k() { "$bin/kubectl" "$@"; }
 
 echo "==> installing the PrefixPool CRD"
 target/debug/prefix-operator crd | k apply -f -
-k wait --for=condition=Established crd/prefixpools.ipam.prefix-operator.io --timeout=60s
+k wait --for=condition=Established crd/prefixpools.ipam.prefix-operator.io crd/prefixclaims.ipam.prefix-operator.io --timeout=60s
 
 echo "==> applying examples/ (a GUA pool and a ULA pool for edge nodes)"
 k apply -f examples/

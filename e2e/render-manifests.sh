@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Renders deploy/prefix-operator.yaml from the Helm chart with its defaults:
-# release "prefix-operator" in namespace kube-system, without the CRD. The
-# CRD is its own file (crds/prefixpools.ipam.prefix-operator.io.yaml, the one
-# the chart ships in crds/), so that `kubectl delete -f deploy/...` removes
-# the operator and never the CRD and with it every PrefixPool, as Helm never
+# release "prefix-operator" in namespace kube-system, without the CRDs. The
+# CRDs are files of their own (crds/*.yaml, the ones the chart ships in
+# crds/), so that `kubectl delete -f deploy/...` removes the operator and
+# never a CRD and with it every PrefixPool or PrefixClaim, as Helm never
 # deletes what it installed from crds/. Run by `make manifests`;
 # tests/chart.rs fails when the committed file differs.
 #
@@ -27,7 +27,7 @@ out="${1:-$root/deploy/prefix-operator.yaml}"
 render() {
   echo "# Generated from charts/prefix-operator by e2e/render-manifests.sh (make manifests); do not edit."
   echo "# Equivalent to: helm install prefix-operator charts/prefix-operator -n kube-system"
-  echo "# The CRD is not here: apply crds/prefixpools.ipam.prefix-operator.io.yaml first."
+  echo "# The CRDs are not here: apply crds/ first (kubectl apply --server-side -f crds/)."
   # --kube-version: render for the oldest supported release, whatever the
   # default of the helm at hand.
   "$helm" template prefix-operator "$root/charts/prefix-operator" \

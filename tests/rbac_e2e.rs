@@ -204,6 +204,7 @@ async fn full_flow(env: &Env) {
         .parse()
         .expect("addr= is an address");
     allocated_and_reported(client).await;
+    claim_served_and_released(client, &op).await;
     endpoints_answer(addr).await;
     let log = op.log_text();
     assert!(
@@ -249,6 +250,49 @@ async fn allocated_and_reported(client: &Client) {
         lease.spec.and_then(|s| s.holder_identity).as_deref(),
         Some(IDENTITY)
     );
+}
+
+/// A ServiceCIDR claim is bound, its ServiceCIDR created, and on deletion
+/// both go: every claim permission used once.
+async fn claim_served_and_released(client: &Client, op: &OperatorProcess) {
+    use prefix_operator::api::{PrefixClaim, PrefixClaimSpec, Purpose};
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let spec = PrefixClaimSpec {
+        pool: Some(POOL.into()),
+        pool_selector: None,
+        ip_family: Default::default(),
+        prefix_length: 112,
+        purpose: Purpose::ServiceCIDR,
+    };
+    claims
+        .create(&Default::default(), &PrefixClaim::new("rbac-svc", spec))
+        .await
+        .expect("create claim");
+    let ready = prefix_operator_testenv::poll(
+        "the claim Ready",
+        REPORT_TIMEOUT,
+        Duration::from_millis(50),
+        || async {
+            let c = claims.get_opt("rbac-svc").await.ok().flatten()?;
+            let st = c.status.as_ref()?;
+            st.conditions
+                .iter()
+                .any(|x| x.type_ == "Ready" && x.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = ready {
+        panic!("{e}\n{}", tail(&op.log_text(), 60));
+    }
+    let scs: Api<k8s_openapi::api::networking::v1::ServiceCIDR> = Api::all(client.clone());
+    assert!(scs.get_opt("rbac-svc").await.expect("get").is_some());
+    claims
+        .delete("rbac-svc", &Default::default())
+        .await
+        .expect("delete claim");
+    wait_gone(&claims, "rbac-svc").await;
+    wait_gone(&scs, "rbac-svc").await;
 }
 
 /// /readyz and /metrics answer 200, and the operator says it leads.

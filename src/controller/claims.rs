@@ -548,7 +548,7 @@ impl Reconciler {
                     if lapsed() {
                         return Answer::ServiceCidr(Err(not_leader()));
                     }
-                    Answer::ServiceCidr(bounded(edge::apply_service_cidr(&api, &sc)).await)
+                    Answer::ServiceCidr(bounded(edge::create_service_cidr(&api, &sc)).await)
                 })
             }
             Request::DeleteServiceCidr => {

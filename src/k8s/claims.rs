@@ -136,24 +136,18 @@ pub fn service_cidr_for(claim: &PrefixClaim, prefix: &str) -> ServiceCIDR {
     }
 }
 
-/// Creates (or re-applies) the ServiceCIDR by server-side apply.
-pub async fn apply_service_cidr(
+/// Creates the ServiceCIDR. (Only ever created: its spec is immutable,
+/// and an existing object of that name is the watch's to show.)
+pub async fn create_service_cidr(
     api: &Api<ServiceCIDR>,
     sc: &ServiceCIDR,
 ) -> Result<ServiceCIDR, kube::Error> {
-    let mut sc = sc.clone();
-    sc.metadata.managed_fields = None;
-    let name = sc.name_any();
-    let body = serde_json::json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "ServiceCIDR",
-        "metadata": sc.metadata,
-        "spec": sc.spec,
-    });
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
+    api.create(
+        &kube::api::PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        sc,
     )
     .await
 }

@@ -4,18 +4,25 @@
 use super::*;
 
 #[test]
-fn chart_crd_is_the_top_level_crd() {
-    let name = "prefixpools.ipam.prefix-operator.io.yaml";
-    let top = std::fs::read(root().join("crds").join(name)).expect("crds/");
-    let chart = std::fs::read(chart_dir().join("crds").join(name)).expect("chart crds/");
-    assert!(
-        top == chart,
-        "charts/prefix-operator/crds/{name} differs from crds/{name}; copy it: cp crds/{name} charts/prefix-operator/crds/"
-    );
-    let files: Vec<_> = std::fs::read_dir(chart_dir().join("crds"))
+fn chart_crds_are_the_top_level_crds() {
+    let mut names: Vec<String> = vec![];
+    for kind in prefix_operator::cli::CrdKind::ALL {
+        let name = kind.file_name();
+        let top = std::fs::read(root().join("crds").join(&name)).expect("crds/");
+        let chart = std::fs::read(chart_dir().join("crds").join(&name)).expect("chart crds/");
+        assert!(
+            top == chart,
+            "charts/prefix-operator/crds/{name} differs from crds/{name}; copy it: cp crds/{name} charts/prefix-operator/crds/"
+        );
+        names.push(name);
+    }
+    let mut files: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
         .expect("chart crds/")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
-    assert_eq!(files.len(), 1, "the chart ships exactly the one CRD");
+    files.sort();
+    names.sort();
+    assert_eq!(files, names, "the chart ships exactly the project's CRDs");
 }
 
 #[test]

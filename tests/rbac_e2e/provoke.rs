@@ -11,7 +11,9 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
+use prefix_operator::api::{
+    CLAIM_FINALIZER, PrefixClaim, PrefixClaimSpec, PrefixPool, PrefixPoolSpec, Purpose,
+};
 use serde_json::json;
 
 use super::support::rbac::Case;
@@ -32,7 +34,36 @@ pub async fn provoke(env: &Env, case: &Case, needle: &str) -> String {
         case.resource.as_str(),
         case.verb.as_str(),
     ) {
-        ("ipam.prefix-operator.io", "prefixpools", "list") => start_up_check(env, needle).await,
+        ("ipam.prefix-operator.io", "prefixpools", "list") => {
+            start_up_check(env, "prefixpools", needle).await
+        }
+        ("ipam.prefix-operator.io", "prefixclaims", "list") => {
+            start_up_check(env, "prefixclaims", needle).await
+        }
+        // Both watches start with the operator.
+        ("ipam.prefix-operator.io", "prefixclaims", "watch")
+        | ("networking.k8s.io", "servicecidrs", "list" | "watch") => {
+            run_until(env, "info", needle).await
+        }
+        // A new claim: the operator puts its finalizer on it.
+        ("ipam.prefix-operator.io", "prefixclaims", "patch") => {
+            with_claim(env, needle, Purpose::Static, &[], false).await
+        }
+        // A claim that has the finalizer already: the bind is a status
+        // write.
+        ("ipam.prefix-operator.io", "prefixclaims/status", "patch") => {
+            with_claim(env, needle, Purpose::Static, &[CLAIM_FINALIZER], false).await
+        }
+        // A ServiceCIDR claim: its ServiceCIDR is created.
+        ("networking.k8s.io", "servicecidrs", "create") => {
+            with_claim(env, needle, Purpose::ServiceCIDR, &[], false).await
+        }
+        // A ServiceCIDR claim deleted: its ServiceCIDR is deleted, then the
+        // addresses inside the prefix are listed.
+        ("networking.k8s.io", "servicecidrs", "delete")
+        | ("networking.k8s.io", "ipaddresses", "list") => {
+            with_claim(env, needle, Purpose::ServiceCIDR, &[], true).await
+        }
         // Watches, the pool check before a write (a GET of each pool), the
         // node write, the status write and the Lease: the fresh Node of this
         // round gives the operator something to write.
@@ -67,7 +98,7 @@ async fn run_until(env: &Env, rust_log: &str, needle: &str) -> String {
 }
 
 /// The start-up check: the operator stops with a message and exit 1.
-async fn start_up_check(env: &Env, needle: &str) -> String {
+async fn start_up_check(env: &Env, resource: &str, needle: &str) -> String {
     let mut op = env.operator("info");
     let status = op
         .wait_exit(REPORT_TIMEOUT)
@@ -76,9 +107,69 @@ async fn start_up_check(env: &Env, needle: &str) -> String {
     assert_eq!(
         status.code(),
         Some(1),
-        "exit status without list on prefixpools"
+        "exit status without list on {resource}"
     );
-    wait_line(&mut op, &["error: not allowed to list prefixpools", needle]).await
+    let said = format!("error: not allowed to list {resource}");
+    wait_line(&mut op, &[said.as_str(), needle]).await
+}
+
+/// Runs the operator with a fresh claim of `purpose` (carrying
+/// `finalizers` from the start) and waits for `needle`. With `delete`, the
+/// claim is deleted once this run has served it (bound, ServiceCIDR
+/// created): the permission taken away is one of the deletion path only.
+async fn with_claim(
+    env: &Env,
+    needle: &str,
+    purpose: Purpose,
+    finalizers: &[&str],
+    delete: bool,
+) -> String {
+    let client = &env.client;
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let name = format!(
+        "rbac-claim-{}",
+        std::process::id() as u64 * 1000 + next_claim()
+    );
+    let mut claim = PrefixClaim::new(
+        &name,
+        PrefixClaimSpec {
+            pool: Some(super::POOL.into()),
+            pool_selector: None,
+            ip_family: Default::default(),
+            prefix_length: 112,
+            purpose,
+        },
+    );
+    claim.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("create claim");
+    let mut op = env.operator("info");
+    if delete {
+        wait_for("the claim served", REPORT_TIMEOUT, || async {
+            let c = claims.get_opt(&name).await.ok().flatten()?;
+            let ready = c
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .any(|x| x.type_ == "Ready" && x.status == "True");
+            ready.then_some(())
+        })
+        .await;
+        claims
+            .delete(&name, &DeleteParams::default())
+            .await
+            .expect("delete claim");
+    }
+    wait_line(&mut op, &[needle]).await
+}
+
+fn next_claim() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
 }
 
 /// A write refused as Invalid makes the operator read the Node back.
