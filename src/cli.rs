@@ -349,12 +349,32 @@ pub async fn print_routes(
     format: crate::routes::Format,
 ) -> Result<()> {
     let client = client_for(kubeconfig).await?;
-    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     let list = nodes
         .list(&Default::default())
         .await
         .context("listing Nodes")?;
     let routes = crate::routes::routes(&list.items);
+    let claims: kube::Api<crate::api::PrefixClaim> = kube::Api::all(client);
+    let claimed: Vec<(String, String, ipnet::IpNet)> = match claims.list(&Default::default()).await
+    {
+        Ok(l) => l
+            .items
+            .iter()
+            .filter_map(|c| {
+                let p = c.status.as_ref()?.prefix.as_deref()?.parse().ok()?;
+                Some((
+                    kube::ResourceExt::name_any(c),
+                    c.spec.purpose.as_str().to_string(),
+                    p,
+                ))
+            })
+            .collect(),
+        // An older install without the PrefixClaim CRD: node routes only.
+        Err(kube::Error::Api(s)) if s.code == 404 => vec![],
+        Err(e) => return Err(e).context("listing PrefixClaims"),
+    };
+    let claim_routes = crate::routes::claim_routes(&claimed, &list.items);
     let conflicted = routes
         .iter()
         .filter(|r| !r.conflicts_with.is_empty())
@@ -363,7 +383,7 @@ pub async fn print_routes(
         .iter()
         .filter(|r| r.conflicts_with.is_empty() && r.next_hop.is_none())
         .count();
-    print!("{}", crate::routes::render(&routes, format));
+    print!("{}", crate::routes::render(&routes, &claim_routes, format));
     if conflicted > 0 {
         eprintln!(
             "{conflicted} node prefix(es) overlap another Node's and are not routed (see the PrefixPool's Conflicts condition)"

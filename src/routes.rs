@@ -3,6 +3,11 @@
 //! `ip route` lines, BIRD or FRR static routes, or JSON. A prefix that
 //! overlaps another Node's is not routed: either route would send one
 //! Node's traffic to the other, so it is printed as a comment naming both.
+//!
+//! Claimed prefixes (a PrefixClaim's ServiceCIDR, or a Static claim) are
+//! served by every Node (kube-proxy answers for a ClusterIP on each), so
+//! each is routed to every Node with an InternalIP of its family at once:
+//! one ECMP route.
 
 use std::net::IpAddr;
 
@@ -37,6 +42,76 @@ impl Route {
     pub fn routed(&self) -> bool {
         self.next_hop.is_some() && self.conflicts_with.is_empty()
     }
+}
+
+/// One claimed prefix, routed to every Node of its family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRoute {
+    pub claim: String,
+    pub purpose: String,
+    pub prefix: IpNet,
+    /// (Node, its InternalIP of the prefix's family), by Node name.
+    pub next_hops: Vec<NextHop>,
+    /// Nodes holding a prefix that overlaps the claim's: when not empty, it
+    /// is not routed.
+    pub conflicts_with: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NextHop {
+    pub node: String,
+    pub address: IpAddr,
+}
+
+impl ClaimRoute {
+    pub fn routed(&self) -> bool {
+        !self.next_hops.is_empty() && self.conflicts_with.is_empty()
+    }
+}
+
+/// The routes of bound claims (`(name, purpose, prefix)`), each to every
+/// Node with an InternalIP of its family (Nodes being deleted left out),
+/// sorted by prefix.
+pub fn claim_routes(claims: &[(String, String, IpNet)], nodes: &[Node]) -> Vec<ClaimRoute> {
+    let mut out: Vec<ClaimRoute> = claims
+        .iter()
+        .map(|(claim, purpose, prefix)| {
+            let mut next_hops: Vec<NextHop> = nodes
+                .iter()
+                .filter(|n| n.metadata.deletion_timestamp.is_none())
+                .filter_map(|n| {
+                    let address = crate::k8s::nodes::internal_ips(n)
+                        .find(|a| a.is_ipv6() == matches!(prefix, IpNet::V6(_)))?;
+                    Some(NextHop {
+                        node: n.metadata.name.clone().unwrap_or_default(),
+                        address,
+                    })
+                })
+                .collect();
+            next_hops.sort_by(|a, b| a.node.cmp(&b.node));
+            let mut conflicts_with: Vec<String> = nodes
+                .iter()
+                .filter(|n| {
+                    crate::k8s::nodes::pod_cidr_nets(n)
+                        .iter()
+                        .any(|c| c.contains(&prefix.network()) || prefix.contains(&c.network()))
+                })
+                .map(|n| n.metadata.name.clone().unwrap_or_default())
+                .collect();
+            conflicts_with.sort();
+            ClaimRoute {
+                claim: claim.clone(),
+                purpose: purpose.clone(),
+                prefix: *prefix,
+                next_hops,
+                conflicts_with,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.prefix.cmp(&b.prefix).then(a.claim.cmp(&b.claim)));
+    out
 }
 
 /// The routes of all Nodes, sorted by prefix.
@@ -90,18 +165,101 @@ fn mark_conflicts(routes: &mut [Route]) {
     }
 }
 
-/// Renders routes; routes without a next hop become comments (or `null` in JSON).
-pub fn render(routes: &[Route], format: Format) -> String {
+/// Renders routes; routes without a next hop become comments (or `null` in
+/// JSON). In JSON, claim routes follow the node routes in the same array,
+/// told apart by their `claim` key.
+pub fn render(routes: &[Route], claims: &[ClaimRoute], format: Format) -> String {
     match format {
-        Format::Ip => render_ip(routes),
-        Format::Bird => render_bird(routes),
-        Format::Frr => render_frr(routes),
+        Format::Ip => render_ip(routes) + &render_claims_ip(claims),
+        Format::Bird => render_bird(routes, claims),
+        Format::Frr => render_frr(routes) + &render_claims_frr(claims),
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(routes).unwrap_or_else(|_| "[]".into());
+            let mut all: Vec<serde_json::Value> = routes
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect();
+            all.extend(claims.iter().filter_map(|c| serde_json::to_value(c).ok()));
+            let mut s = serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into());
             s.push('\n');
             s
         }
     }
+}
+
+/// The comment line for a claim route that is not routed.
+fn claim_not_routed(c: &ClaimRoute, comment: &str) -> String {
+    if !c.conflicts_with.is_empty() {
+        return format!(
+            "{comment} not routed: PrefixClaim {} holds {}, which overlaps a prefix of Node(s) {}\n",
+            c.claim,
+            c.prefix,
+            c.conflicts_with.join(", ")
+        );
+    }
+    let family = if c.prefix.addr().is_ipv6() {
+        "IPv6"
+    } else {
+        "IPv4"
+    };
+    format!(
+        "{comment} PrefixClaim {} holds {} but no Node has an {family} InternalIP to route to\n",
+        c.claim, c.prefix
+    )
+}
+
+fn render_claims_ip(claims: &[ClaimRoute]) -> String {
+    let mut s = String::new();
+    for c in claims {
+        if !c.routed() {
+            s.push_str(&claim_not_routed(c, "#"));
+            continue;
+        }
+        let fam = if c.prefix.addr().is_ipv6() {
+            "-6"
+        } else {
+            "-4"
+        };
+        s.push_str(&format!("# PrefixClaim {} ({})\n", c.claim, c.purpose));
+        if let [one] = c.next_hops.as_slice() {
+            s.push_str(&format!(
+                "ip {fam} route replace {} via {}\n",
+                c.prefix, one.address
+            ));
+        } else {
+            let hops: Vec<String> = c
+                .next_hops
+                .iter()
+                .map(|h| format!("nexthop via {}", h.address))
+                .collect();
+            s.push_str(&format!(
+                "ip {fam} route replace {} {}\n",
+                c.prefix,
+                hops.join(" ")
+            ));
+        }
+    }
+    s
+}
+
+/// FRR's staticd makes one ECMP route of several next hops of one prefix.
+fn render_claims_frr(claims: &[ClaimRoute]) -> String {
+    let mut s = String::new();
+    for c in claims {
+        if !c.routed() {
+            s.push_str(&claim_not_routed(c, "!"));
+            continue;
+        }
+        let kw = if c.prefix.addr().is_ipv6() {
+            "ipv6"
+        } else {
+            "ip"
+        };
+        s.push_str(&format!("! PrefixClaim {} ({})\n", c.claim, c.purpose));
+        for h in &c.next_hops {
+            s.push_str(&format!("{kw} route {} {} tag 4193\n", c.prefix, h.address));
+        }
+    }
+    s
 }
 
 fn is_v6(r: &Route) -> bool {
@@ -140,12 +298,17 @@ fn render_ip(routes: &[Route]) -> String {
     s
 }
 
-/// One `protocol static` block per family that has routes.
-fn render_bird(routes: &[Route]) -> String {
+/// One `protocol static` block per family that has routes; a claim route
+/// is one multipath route (`via` repeated).
+fn render_bird(routes: &[Route], claims: &[ClaimRoute]) -> String {
     let mut s = String::new();
     for (v6, proto) in [(true, "ipv6"), (false, "ipv4")] {
         let rs: Vec<&Route> = routes.iter().filter(|r| is_v6(r) == v6).collect();
-        if rs.is_empty() {
+        let cs: Vec<&ClaimRoute> = claims
+            .iter()
+            .filter(|c| c.prefix.addr().is_ipv6() == v6)
+            .collect();
+        if rs.is_empty() && cs.is_empty() {
             continue;
         }
         s.push_str(&format!(
@@ -156,6 +319,23 @@ fn render_bird(routes: &[Route]) -> String {
                 Some(h) => s.push_str(&format!("  route {} via {h}; # {}\n", r.prefix, r.node)),
                 None => s.push_str(&format!("  {}", not_routed(r, "#"))),
             }
+        }
+        for c in cs {
+            if !c.routed() {
+                s.push_str(&format!("  {}", claim_not_routed(c, "#")));
+                continue;
+            }
+            let hops: Vec<String> = c
+                .next_hops
+                .iter()
+                .map(|h| format!("via {}", h.address))
+                .collect();
+            s.push_str(&format!(
+                "  route {} {}; # PrefixClaim {}\n",
+                c.prefix,
+                hops.join(" "),
+                c.claim
+            ));
         }
         s.push_str("}\n");
     }
@@ -225,7 +405,7 @@ mod tests {
         assert_eq!(r[1].node, "a");
         assert_eq!(r[1].next_hop, None);
         assert_eq!(r[2].next_hop, Some("fd00::2".parse().expect("ip")));
-        let ip = render(&r, Format::Ip);
+        let ip = render(&r, &[], Format::Ip);
         assert!(
             ip.contains("ip -6 route replace 2001:db8:1:2::/64 via fd00::2"),
             "{ip}"
@@ -238,7 +418,7 @@ mod tests {
             ip.contains("# Node a holds 2001:db8:1:1::/64 but has no IPv6 InternalIP"),
             "{ip}"
         );
-        let bird = render(&r, Format::Bird);
+        let bird = render(&r, &[], Format::Bird);
         assert!(
             bird.contains("protocol static prefix_operator_ipv6 {\n  ipv6;\n"),
             "{bird}"
@@ -248,7 +428,7 @@ mod tests {
             "{bird}"
         );
         assert!(bird.contains("protocol static prefix_operator_ipv4 {\n  ipv4;\n  route 10.0.2.0/24 via 10.1.0.2; # b\n}"), "{bird}");
-        let frr = render(&r, Format::Frr);
+        let frr = render(&r, &[], Format::Frr);
         assert!(
             frr.contains("! b\nipv6 route 2001:db8:1:2::/64 fd00::2 tag 4193\n"),
             "{frr}"
@@ -258,9 +438,66 @@ mod tests {
             "a comment only at the start of a line: {frr}"
         );
         let json: serde_json::Value =
-            serde_json::from_str(&render(&r, Format::Json)).expect("json");
+            serde_json::from_str(&render(&r, &[], Format::Json)).expect("json");
         assert_eq!(json[1]["nextHop"], serde_json::Value::Null);
         assert_eq!(json[0]["prefix"], "10.0.2.0/24");
+    }
+
+    #[test]
+    fn a_claimed_prefix_is_one_ecmp_route_to_every_node_of_its_family() {
+        let nodes = vec![
+            node("b", &["2001:db8:1:2::/64"], &["fd00::2", "10.1.0.2"]),
+            node("a", &["2001:db8:1:1::/64"], &["fd00::1"]),
+            node("v4only", &["10.0.3.0/24"], &["10.1.0.3"]),
+        ];
+        let claims = vec![
+            (
+                "svc".to_string(),
+                "ServiceCIDR".to_string(),
+                "2001:db8:1:3::/112".parse().expect("net"),
+            ),
+            (
+                "bad".to_string(),
+                "Static".to_string(),
+                "2001:db8:1:1::/80".parse().expect("net"),
+            ),
+        ];
+        let c = claim_routes(&claims, &nodes);
+        assert_eq!(c[0].claim, "bad");
+        assert_eq!(c[0].conflicts_with, vec!["a"]);
+        let svc = &c[1];
+        let hops: Vec<&str> = svc.next_hops.iter().map(|h| h.node.as_str()).collect();
+        assert_eq!(hops, ["a", "b"]);
+        let ip = render(&[], &c, Format::Ip);
+        assert!(
+            ip.contains(
+                "ip -6 route replace 2001:db8:1:3::/112 nexthop via fd00::1 nexthop via fd00::2\n"
+            ),
+            "{ip}"
+        );
+        assert!(
+            ip.contains("# not routed: PrefixClaim bad holds 2001:db8:1:1::/80"),
+            "{ip}"
+        );
+        let frr = render(&[], &c, Format::Frr);
+        assert!(frr.contains("ipv6 route 2001:db8:1:3::/112 fd00::1 tag 4193\nipv6 route 2001:db8:1:3::/112 fd00::2 tag 4193\n"), "{frr}");
+        let bird = render(&[], &c, Format::Bird);
+        assert!(
+            bird.contains(
+                "  route 2001:db8:1:3::/112 via fd00::1 via fd00::2; # PrefixClaim svc\n"
+            ),
+            "{bird}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&[], &c, Format::Json)).expect("json");
+        assert_eq!(json[1]["claim"], "svc");
+        assert_eq!(json[1]["nextHops"][1]["address"], "fd00::2");
+        // One Node only: a plain route.
+        let one = claim_routes(&claims[..1], &nodes[1..2]);
+        assert!(
+            render(&[], &one, Format::Ip)
+                .contains("ip -6 route replace 2001:db8:1:3::/112 via fd00::1\n")
+        );
     }
 
     #[test]
@@ -281,7 +518,7 @@ mod tests {
         assert_eq!(by("c").conflicts_with, vec!["a", "b"]);
         assert!(by("d").routed() && by("e").routed());
         for f in [Format::Ip, Format::Bird, Format::Frr] {
-            let out = render(&r, f);
+            let out = render(&r, &[], f);
             for n in ["fd00::1", "fd00::2", "fd00::3"] {
                 let routed = out
                     .lines()
@@ -295,7 +532,7 @@ mod tests {
             );
         }
         let json: serde_json::Value =
-            serde_json::from_str(&render(&r, Format::Json)).expect("json");
+            serde_json::from_str(&render(&r, &[], Format::Json)).expect("json");
         assert_eq!(json[1]["conflictsWith"], serde_json::json!(["b", "c"]));
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus};
-use prefix_operator::routes::{Format, render, routes};
+use prefix_operator::routes::{ClaimRoute, Format, claim_routes, render, routes};
 
 /// The unpacked packages (fetched on first use, then cached).
 fn debs() -> PathBuf {
@@ -88,6 +88,18 @@ fn cluster() -> Vec<Node> {
     ]
 }
 
+/// A ServiceCIDR claim routed to every Node (an ECMP route).
+fn claims() -> Vec<ClaimRoute> {
+    let claims = vec![(
+        "svc".to_string(),
+        "ServiceCIDR".to_string(),
+        "2001:db8:99::/112".parse().expect("net"),
+    )];
+    let r = claim_routes(&claims, &cluster());
+    assert!(r[0].next_hops.len() >= 2, "an ECMP route: {r:?}");
+    r
+}
+
 fn check_file(dir: &Path, name: &str, text: &str, check: impl Fn(&Path) -> (bool, String)) {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write the configuration");
@@ -117,17 +129,27 @@ fn frr_and_bird_accept_what_routes_prints() {
         )
     };
 
-    let frr = render(&r, Format::Frr);
-    assert!(frr.contains("ipv6 route 2001:db8:42:1::/64 2001:db8::11 tag 4193"));
-    assert!(frr.contains("ip route 10.244.2.0/24 192.0.2.12 tag 4193"));
+    let frr_nodes = render(&r, &[], Format::Frr);
+    assert!(frr_nodes.contains("ipv6 route 2001:db8:42:1::/64 2001:db8::11 tag 4193"));
+    assert!(frr_nodes.contains("ip route 10.244.2.0/24 192.0.2.12 tag 4193"));
     assert!(
-        !frr.contains("fd00::21") && !frr.contains("fd00::22"),
+        !frr_nodes.contains("fd00::21") && !frr_nodes.contains("fd00::22"),
+        "{frr_nodes}"
+    );
+    // With a claim: one ECMP route, a line per next hop.
+    let frr = render(&r, &claims(), Format::Frr);
+    assert!(
+        frr.contains("ipv6 route 2001:db8:99::/112 2001:db8::11 tag 4193"),
         "{frr}"
     );
     check_file(dir.path(), "frr.conf", &frr, vtysh);
 
-    let bird_conf = render(&r, Format::Bird);
+    let bird_conf = render(&r, &claims(), Format::Bird);
     assert!(bird_conf.contains("route 2001:db8:42:1::/64 via 2001:db8::11;"));
+    assert!(
+        bird_conf.contains("route 2001:db8:99::/112 via fd00::21 via fd00::22 via 2001:db8::11;"),
+        "{bird_conf}"
+    );
     check_file(dir.path(), "bird.conf", &bird_conf, bird);
 
     // The parsers do refuse what is wrong: the FRR form routes printed

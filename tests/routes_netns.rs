@@ -75,6 +75,31 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
     let p2: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0]
         .parse()
         .expect("cidr");
+    // A claimed range (as for Services): one ECMP route to both Nodes.
+    let claims: Api<prefix_operator::api::PrefixClaim> = Api::all(client.clone());
+    let spec = prefix_operator::api::PrefixClaimSpec {
+        pool: Some("gua".into()),
+        pool_selector: None,
+        ip_family: Default::default(),
+        prefix_length: 112,
+        purpose: prefix_operator::api::Purpose::Static,
+    };
+    claims
+        .create(
+            &Default::default(),
+            &prefix_operator::api::PrefixClaim::new("range", spec),
+        )
+        .await
+        .expect("create claim");
+    let claimed: ipnet::IpNet = wait_for(
+        "the claim bound",
+        std::time::Duration::from_secs(30),
+        || async {
+            let c = claims.get_opt("range").await.ok().flatten()?;
+            c.status?.prefix?.parse().ok()
+        },
+    )
+    .await;
     op.stop().await;
 
     let kubeconfig = cp.dir().join("routes.kubeconfig");
@@ -161,6 +186,26 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
         let args: Vec<&str> = line.split_whitespace().skip(1).collect();
         nsip(&router, &args);
     }
+
+    // The claim's route, as the router holds it: both Nodes as next hops.
+    let shown = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &router,
+            "ip",
+            "-6",
+            "route",
+            "show",
+            &claimed.to_string(),
+        ])
+        .output()
+        .expect("ip route show");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("nexthop via fd00:100:1::2") && shown.contains("nexthop via fd00:100:2::2"),
+        "the claimed {claimed} is one route to both Nodes: {shown}\n{lines}"
+    );
 
     let peer = tcp_exchange(
         &n1,
