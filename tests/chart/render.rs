@@ -280,6 +280,34 @@ fn rbac_is_what_the_operator_calls(docs: &[Value]) {
 /// The ServiceMonitor, the PDB, leader election and the HTTP address
 /// follow their values.
 fn optional_parts_render(helm: &Helm) {
+    assert!(
+        find(&docs_of(helm, &[]), "PrefixClaim").is_empty(),
+        "no claim by default"
+    );
+    let claims = docs_of(
+        helm,
+        &[
+            "--set-json",
+            r#"prefixClaims=[{"name":"svc-gua","pool":"gua","prefixLength":112},{"name":"routers","poolSelector":{"matchLabels":{"a":"b"}},"prefixLength":64,"purpose":"Static"}]"#,
+        ],
+    );
+    let rendered = find(&claims, "PrefixClaim");
+    assert_eq!(rendered.len(), 2);
+    assert_eq!(rendered[0]["spec"]["pool"], "gua");
+    assert_eq!(rendered[0]["spec"]["purpose"], "ServiceCIDR");
+    assert_eq!(rendered[0]["spec"]["ipFamily"], "IPv6");
+    assert_eq!(rendered[1]["spec"]["poolSelector"]["matchLabels"]["a"], "b");
+    assert_eq!(
+        rendered[1]["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    // Each rendered claim is one the operator accepts.
+    for c in &rendered {
+        let spec: prefix_operator::api::PrefixClaimSpec =
+            serde_json::from_value(serde_json::to_value(&c["spec"]).expect("json"))
+                .expect("a claim spec");
+        prefix_operator::api::validate_claim(&spec).expect("valid");
+    }
     let with_sm = docs_of(
         helm,
         &[

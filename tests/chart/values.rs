@@ -86,6 +86,14 @@ fn schema_and_checks_refuse_bad_values() {
             "'/podDisruptionBudget/maxUnavailable'",
         ),
         ("serviceMonitor.enabled=yes", "'/serviceMonitor/enabled'"),
+        (
+            "prefixClaims[0].name=svc,prefixClaims[0].prefixLength=112",
+            "'/prefixClaims/0'",
+        ),
+        (
+            "prefixClaims[0].name=svc,prefixClaims[0].pool=p,prefixClaims[0].prefixLength=112,prefixClaims[0].purpose=LoadBalancing",
+            "'/prefixClaims/0/purpose'",
+        ),
     ] {
         let out = helm.template(&["--set", set]);
         let err = text(&out.stderr);
