@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator (in-cluster config, or a kubeconfig).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (both, or the one named).
     Crd {
         /// Only this CRD (the file of that name in crds/).
@@ -92,6 +92,16 @@ pub struct RunArgs {
     /// Family listed first in a dual-stack Node's podCIDRs.
     #[arg(long, value_enum, default_value = "ipv6")]
     pub primary_family: PrimaryFamily,
+
+    /// `spec.loadBalancerClass` of the Services that get addresses from
+    /// LoadBalancer PrefixClaims.
+    #[arg(long, default_value = crate::controller::LOAD_BALANCER_CLASS)]
+    pub load_balancer_class: String,
+
+    /// Also give addresses to LoadBalancer Services with no class (only
+    /// where no cloud provider or other load balancer serves them).
+    #[arg(long, default_value_t = false)]
+    pub serve_classless_load_balancers: bool,
     /// Node writes in flight at once.
     #[arg(long, default_value_t = 32)]
     pub max_concurrent_writes: usize,
@@ -302,6 +312,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         allocation_events: args.allocation_events,
         instance: identity.clone(),
         lease_deadline: None,
+        load_balancer: crate::k8s::services::Classes {
+            class: args.load_balancer_class.clone(),
+            classless: args.serve_classless_load_balancers,
+        },
     };
     let app = App::start(
         client,

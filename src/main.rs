@@ -5,7 +5,7 @@ use prefix_operator::cli::{self, Cli, Command};
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => cli::run(args).await,
+        Command::Run(args) => cli::run(*args).await,
         Command::Crd { kind } => cli::crd_yaml(kind).map(|y| print!("{y}")),
         Command::Ula { pool } => {
             let p = prefix_operator::ula::generate();

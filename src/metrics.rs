@@ -14,6 +14,11 @@ pub struct PoolLabel {
     pub pool: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClaimLabel {
+    pub claim: String,
+}
+
 /// What `build_info` says about the binary.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -59,6 +64,9 @@ pub struct Metrics {
     pub status_write_errors: Counter,
     pub node_writes: Counter,
     pub claim_requests: Counter,
+    pub service_writes: Counter,
+    pub claim_addresses: Family<ClaimLabel, Gauge<f64, AtomicU64>>,
+    pub claim_addresses_allocated: Family<ClaimLabel, Gauge<i64, AtomicI64>>,
     pub claims_bound: Counter,
     pub events_dropped: Counter,
     pub leader: Gauge<i64, AtomicI64>,
@@ -101,6 +109,9 @@ impl Metrics {
             status_write_errors: Counter::default(),
             node_writes: Counter::default(),
             claim_requests: Counter::default(),
+            service_writes: Counter::default(),
+            claim_addresses: Family::default(),
+            claim_addresses_allocated: Family::default(),
             claims_bound: Counter::default(),
             events_dropped: Counter::default(),
             leader: Gauge::default(),
@@ -240,6 +251,21 @@ impl Metrics {
             self.claim_requests.clone(),
         );
         r.register(
+            "service_writes",
+            "LoadBalancer Service status writes attempted",
+            self.service_writes.clone(),
+        );
+        r.register(
+            "claim_addresses",
+            "Usable LoadBalancer addresses of a PrefixClaim",
+            self.claim_addresses.clone(),
+        );
+        r.register(
+            "claim_addresses_allocated",
+            "LoadBalancer addresses of a PrefixClaim held by Services",
+            self.claim_addresses_allocated.clone(),
+        );
+        r.register(
             "claims_bound",
             "PrefixClaims bound to a prefix",
             self.claims_bound.clone(),
@@ -308,6 +334,17 @@ impl Metrics {
         self.unroutable.remove(&l);
         self.held_back.remove(&l);
         self.claimed.remove(&l);
+    }
+
+    /// Sets the address gauges of LoadBalancer claim `claim`.
+    pub fn publish_claim(&self, claim: &str, usable: u128, held: u64) {
+        let l = ClaimLabel {
+            claim: claim.to_string(),
+        };
+        self.claim_addresses.get_or_create(&l).set(usable as f64);
+        self.claim_addresses_allocated
+            .get_or_create(&l)
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     /// Sets the gauges of pool `name` from its view.

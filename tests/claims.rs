@@ -351,8 +351,7 @@ async fn bad_claims_are_refused_at_admission() {
     let m = refused(serde_json::json!({"pool": "p", "ipFamily": "IPv4", "prefixLength": 40, "purpose": "Static"})).await;
     assert!(m.contains("at most 32 for IPv4"), "{m}");
     let m =
-        refused(serde_json::json!({"pool": "p", "prefixLength": 112, "purpose": "LoadBalancer"}))
-            .await;
+        refused(serde_json::json!({"pool": "p", "prefixLength": 112, "purpose": "Anycast"})).await;
     assert!(m.contains("purpose"), "{m}");
 
     // A valid claim: spec immutable, status.prefix written once.

@@ -36,6 +36,9 @@ pub enum Purpose {
     /// it.
     #[default]
     ServiceCIDR,
+    /// Addresses for Services of `type: LoadBalancer` of the operator's
+    /// class, written to their `status.loadBalancer.ingress`.
+    LoadBalancer,
     /// Only kept from every other use (for example for routers or a
     /// range managed by hand); the operator creates nothing.
     Static,
@@ -45,6 +48,7 @@ impl Purpose {
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::ServiceCIDR => "ServiceCIDR",
+            Purpose::LoadBalancer => "LoadBalancer",
             Purpose::Static => "Static",
         }
     }
@@ -157,7 +161,8 @@ pub struct PrefixClaimSpec {
     #[schemars(range(min = 1, max = 128))]
     pub prefix_length: i32,
 
-    /// What the prefix is for: `ServiceCIDR` (the default) or `Static`.
+    /// What the prefix is for: `ServiceCIDR` (the default), `LoadBalancer`
+    /// or `Static`.
     #[serde(default)]
     pub purpose: Purpose,
 }

@@ -20,6 +20,9 @@ pub enum Consumer {
     /// The claim is deleted; its ServiceCIDR is being drained by the API
     /// server (Services still hold addresses from it).
     ServiceCidrDraining,
+    /// The claim is deleted; LoadBalancer Services still hold addresses
+    /// of it.
+    AddressesHeld,
 }
 
 /// Everything the status of one claim shows.
@@ -80,6 +83,18 @@ pub fn build(f: &ClaimFacts<'_>, prev: &[Condition], now: &Time) -> PrefixClaimS
                     "the claim is deleted; ServiceCIDR {} is kept by the API server while Services hold addresses from it, and the prefix is freed once it is gone",
                     f.name
                 ),
+            ),
+            (_, Consumer::AddressesHeld) => c(
+                "Ready",
+                false,
+                "WaitingForServices",
+                "the claim is deleted; LoadBalancer Services still hold addresses of it, and the prefix is freed once they let go (delete them or change their type)".into(),
+            ),
+            (Some(Purpose::LoadBalancer), _) => c(
+                "Ready",
+                true,
+                "Serving",
+                "hands out addresses to LoadBalancer Services of the operator's class".into(),
             ),
             (Some(Purpose::ServiceCIDR), Consumer::ServiceCidr) => c(
                 "Ready",

@@ -230,6 +230,7 @@ impl Reconciler {
             self.status.mark();
             self.report_new_conflicts();
             self.after_space_freed();
+            self.wake_waiting_services();
         }
     }
 
@@ -242,6 +243,15 @@ impl Reconciler {
             Some(s.uid.as_str()) == obj.metadata.uid.as_deref() && s.resource_version == rv
         }) {
             self.claims.objects.insert(name, obj.clone());
+        }
+    }
+
+    /// Deleted claims that wait for their Services to let go look again.
+    pub(super) fn wake_deleting_claims(&mut self) {
+        for name in self.ledger.claim_names() {
+            if self.ledger.claim_state(&name).is_some_and(|s| s.deleting) {
+                self.claims.push(&name);
+            }
         }
     }
 
@@ -363,6 +373,18 @@ impl Reconciler {
             }
             if st.purpose == Some(Purpose::ServiceCIDR) && st.prefix.is_some() {
                 return Some(Request::CheckAddresses);
+            }
+            if st.purpose == Some(Purpose::LoadBalancer)
+                && let Some(p) = st.prefix
+            {
+                if !self.services.synced {
+                    return None;
+                }
+                if !self.ledger.services_inside(&p).is_empty() {
+                    // Freed once no Service holds an address of it; a
+                    // Service's release wakes the claim.
+                    return self.status_if_changed(name, Consumer::AddressesHeld);
+                }
             }
             return Some(Request::RemoveFinalizer);
         }
@@ -786,6 +808,7 @@ impl Reconciler {
                 }
                 self.status.mark();
                 self.report_new_conflicts();
+                self.wake_waiting_services();
                 self.claims.push(&name);
             }
             Err(e) => match write_outcome(&e) {

@@ -26,6 +26,7 @@ pub mod pipeline;
 mod pool_input;
 pub mod queue;
 mod reconciler;
+mod services;
 pub mod status;
 pub mod status_writer;
 pub mod warned;
@@ -56,7 +57,12 @@ pub struct Settings {
     pub instance: String,
     /// With leader election: writes stop the moment this passes.
     pub lease_deadline: Option<crate::leader::Deadline>,
+    /// Which LoadBalancer Services get addresses from LoadBalancer claims.
+    pub load_balancer: crate::k8s::services::Classes,
 }
+
+/// The `spec.loadBalancerClass` the operator serves by default.
+pub const LOAD_BALANCER_CLASS: &str = "ipam.prefix-operator.io/load-balancer";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -67,6 +73,10 @@ impl Default for Settings {
             allocation_events: true,
             instance: "prefix-operator".into(),
             lease_deadline: None,
+            load_balancer: crate::k8s::services::Classes {
+                class: LOAD_BALANCER_CLASS.into(),
+                classless: false,
+            },
         }
     }
 }

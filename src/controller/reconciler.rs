@@ -18,6 +18,7 @@ use super::claims::Claims;
 use super::events::EventSink;
 use super::pipeline::Pipeline;
 use super::pool_input::PoolCheck;
+use super::services::Services;
 use super::status_writer::{Due, StatusWriter};
 use super::warned::Warned;
 use super::writes::{ReadBack, WriteResult};
@@ -28,6 +29,7 @@ use crate::k8s::errors::{backoff, error_message, error_reason};
 use crate::k8s::list_watch::{self, Watched};
 use crate::k8s::nodes::NodeLite;
 use crate::k8s::pools::WatchedPool;
+use crate::k8s::services::ServiceLite;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
@@ -39,6 +41,7 @@ pub(super) enum Input {
     Pool(Watched<WatchedPool>),
     Claim(Watched<WatchedClaim>),
     ServiceCidr(Watched<ServiceCIDR>),
+    Service(Watched<ServiceLite>),
 }
 
 impl Input {
@@ -48,6 +51,7 @@ impl Input {
             Input::Pool(_) => "pool_event",
             Input::Claim(_) => "claim_event",
             Input::ServiceCidr(_) => "service_cidr_event",
+            Input::Service(_) => "service_event",
         }
     }
 }
@@ -61,6 +65,8 @@ enum Woke {
     NodeList(Result<NodeList, JoinError>),
     Claim(Result<super::claims::Done, JoinError>),
     ClaimList(Result<super::claims::ClaimList, JoinError>),
+    Service(Result<super::services::Done, JoinError>),
+    ServiceList(Result<super::services::ServiceList, JoinError>),
     Input(Input),
     Retry(String),
     StatusWritten(Result<(Due, Result<PrefixPool, kube::Error>), JoinError>),
@@ -79,6 +85,8 @@ impl Woke {
             Woke::NodeList(_) => "node_relist",
             Woke::Claim(_) => "claim_answer",
             Woke::ClaimList(_) => "claim_relist",
+            Woke::Service(_) => "service_answer",
+            Woke::ServiceList(_) => "service_relist",
             Woke::Input(i) => i.kind(),
             Woke::Retry(_) => "retry",
             Woke::StatusWritten(_) => "status_written",
@@ -114,6 +122,7 @@ pub(super) struct Reconciler {
     status_writes: JoinSet<(Due, Result<PrefixPool, kube::Error>)>,
     pub(super) node_lists: JoinSet<NodeList>,
     pub(super) claims: Claims,
+    pub(super) services: Services,
     pub(super) nodes_synced: bool,
     pub(super) pools_synced: bool,
     leader: watch::Receiver<bool>,
@@ -166,16 +175,31 @@ pub async fn run(
         "ServiceCIDRs",
         cidr_tx,
     )));
-    let inputs = futures::stream::select(
-        futures::stream::select(
-            stream_of(node_rx).map(|(t, ev)| (t, Input::Node(ev))),
-            stream_of(pool_rx).map(|(t, ev)| (t, Input::Pool(ev))),
-        ),
-        futures::stream::select(
-            stream_of(claim_rx).map(|(t, ev)| (t, Input::Claim(ev))),
-            stream_of(cidr_rx).map(|(t, ev)| (t, Input::ServiceCidr(ev))),
-        ),
-    );
+    let (svc_tx, svc_rx) = mpsc::channel(256);
+    let services_api: Api<ServiceLite> = Api::all(client.clone());
+    let _svc_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
+        services_api,
+        "Services",
+        svc_tx,
+    )));
+    let services = Services::new(&client, settings.load_balancer.clone());
+    let inputs = futures::stream::select_all([
+        stream_of(node_rx)
+            .map(|(t, ev)| (t, Input::Node(ev)))
+            .boxed(),
+        stream_of(pool_rx)
+            .map(|(t, ev)| (t, Input::Pool(ev)))
+            .boxed(),
+        stream_of(claim_rx)
+            .map(|(t, ev)| (t, Input::Claim(ev)))
+            .boxed(),
+        stream_of(cidr_rx)
+            .map(|(t, ev)| (t, Input::ServiceCidr(ev)))
+            .boxed(),
+        stream_of(svc_rx)
+            .map(|(t, ev)| (t, Input::Service(ev)))
+            .boxed(),
+    ]);
     let (idle_tx, idle_rx) = watch::channel(false);
     let was_leader = *leader.borrow();
     let events = EventSink::start(client.clone(), &settings.instance, metrics.clone(), idle_rx);
@@ -198,6 +222,7 @@ pub async fn run(
         status_writes: JoinSet::new(),
         node_lists: JoinSet::new(),
         claims,
+        services,
         nodes_synced: false,
         pools_synced: false,
         was_leader,
@@ -244,6 +269,8 @@ impl Reconciler {
                 Some(res) = self.node_lists.join_next(), if !self.node_lists.is_empty() => Woke::NodeList(res),
                 Some(res) = self.claims.tasks.join_next(), if !self.claims.tasks.is_empty() => Woke::Claim(res),
                 Some(res) = self.claims.lists.join_next(), if !self.claims.lists.is_empty() => Woke::ClaimList(res),
+                Some(res) = self.services.tasks.join_next(), if !self.services.tasks.is_empty() => Woke::Service(res),
+                Some(res) = self.services.lists.join_next(), if !self.services.lists.is_empty() => Woke::ServiceList(res),
                 Some((seen, input)) = inputs.next() => {
                     self.metrics.observe_input_wait(input.kind(), seen.elapsed());
                     Woke::Input(input)
@@ -261,8 +288,10 @@ impl Reconciler {
             self.handle(woke);
             self.maybe_resync();
             self.maybe_relist_claims();
+            self.maybe_relist_services();
             self.dispatch();
             self.dispatch_claims();
+            self.dispatch_services();
             self.metrics.writes_in_flight.set(self.writes.len() as i64);
             self.metrics.queued_nodes.set(self.pipeline.queued() as i64);
             let idle = self.pipeline.queue_is_empty() && self.writes.is_empty();
@@ -290,10 +319,15 @@ impl Reconciler {
             Woke::Claim(Err(e)) => warn!("claim task failed: {e}"),
             Woke::ClaimList(Ok(l)) => self.on_claim_relist(l),
             Woke::ClaimList(Err(e)) => warn!("claim re-list task failed: {e}"),
+            Woke::Service(Ok(d)) => self.on_service_done(d),
+            Woke::Service(Err(e)) => warn!("Service task failed: {e}"),
+            Woke::ServiceList(Ok(l)) => self.on_service_relist(l),
+            Woke::ServiceList(Err(e)) => warn!("Service re-list task failed: {e}"),
             Woke::Input(Input::Node(ev)) => self.on_node_event(ev),
             Woke::Input(Input::Pool(ev)) => self.on_pool_event(ev),
             Woke::Input(Input::Claim(ev)) => self.on_claim_event(ev),
             Woke::Input(Input::ServiceCidr(ev)) => self.on_service_cidr_event(ev),
+            Woke::Input(Input::Service(ev)) => self.on_service_event(ev),
             Woke::Retry(node) => self.pipeline.push(&node),
             Woke::StatusWritten(Ok((due, result))) => self.on_status_written(due, result),
             Woke::StatusWritten(Err(_)) => {}
@@ -317,6 +351,7 @@ impl Reconciler {
             self.pipeline.check_retry_at(),
             self.resync_at,
             self.claims.next_retry(),
+            self.services.next_retry(),
         ]
         .into_iter()
         .flatten()
@@ -329,6 +364,9 @@ impl Reconciler {
         let was = std::mem::replace(&mut self.was_leader, leading);
         if leading != was {
             self.on_claims_leadership(leading);
+            if leading {
+                self.services.needs_relist = true;
+            }
         }
         if leading && !was {
             info!("became leader; re-reading every Node before the first write");

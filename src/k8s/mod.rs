@@ -6,3 +6,4 @@ pub mod errors;
 pub mod list_watch;
 pub mod nodes;
 pub mod pools;
+pub mod services;

@@ -137,7 +137,7 @@ pub fn internal_ips(node: &Node) -> impl Iterator<Item = std::net::IpAddr> + '_ 
 /// `metadata.annotations` with only this project's keys: other writers'
 /// values (some are kilobytes of JSON) are skipped by the parser, never
 /// built. `None` when the Node has no map; `Some` (maybe empty) when it has.
-fn own_annotations<'de, D: Deserializer<'de>>(
+pub(crate) fn own_annotations<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<BTreeMap<String, String>>, D::Error> {
     struct Own;

@@ -15,13 +15,13 @@ use crate::api::{ClaimDefinition, PoolChoice, Purpose, SpecError};
 #[derive(Debug)]
 pub(super) struct ClaimEntry {
     rev: Revision,
-    def: Result<ClaimDefinition, SpecError>,
+    pub(super) def: Result<ClaimDefinition, SpecError>,
     /// The prefix held (parsed `status.prefix`).
     pub(super) prefix: Option<IpNet>,
     /// `status.prefix` text that is not a CIDR.
     garbage: Option<String>,
     pool: Option<String>,
-    deleting: bool,
+    pub(super) deleting: bool,
     finalized: bool,
 }
 

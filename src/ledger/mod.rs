@@ -15,6 +15,7 @@ mod nodes;
 pub mod order;
 mod plan;
 mod pools;
+mod services;
 mod view;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ use crate::alloc::{Family, PoolSpace, cidr};
 use crate::api::{ClaimDefinition, Labels, PoolDefinition, SpecError};
 pub use claims::{ClaimPlan, ClaimState, ClaimView, ClaimWait};
 pub use order::{Order, Revision, parse_resource_version};
+pub use services::{AddressPlan, AddressWait, ServiceSnapshot, Wants};
 pub use view::{ConflictView, MAX_WAITING_NAMES, PoolView, PrefixView};
 
 /// What the ledger needs to know of a Node.
@@ -278,6 +280,14 @@ pub struct Ledger {
     claim_floor: Option<u64>,
     /// Prefixes reserved for a claim's status write in flight, by claim.
     claim_reservations: HashMap<String, (String, IpNet)>,
+    /// Services, by `namespace/name`.
+    services: HashMap<String, services::ServiceEntry>,
+    service_tombstones: order::Tombstones,
+    service_floor: Option<u64>,
+    /// Every LoadBalancer address a Service's status holds, with holders.
+    address_held: BTreeMap<std::net::IpAddr, BTreeSet<String>>,
+    /// Addresses reserved for a Service's status write in flight.
+    address_reservations: HashMap<String, Vec<(String, std::net::IpAddr)>>,
 }
 
 fn key(net: &IpNet) -> HeldKey {

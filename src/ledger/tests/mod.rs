@@ -99,6 +99,7 @@ pub(super) fn allocate(l: &mut Ledger, name: &str) -> Vec<IpNet> {
 mod claims;
 mod order;
 mod pools;
+mod services;
 
 #[test]
 fn lowest_free_first_and_no_duplicates() {

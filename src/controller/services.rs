@@ -1,0 +1,439 @@
+//! LoadBalancer Services, from watch event to `status.loadBalancer.ingress`
+//! and back: what a Service state does to the picture, the one write each
+//! Service needs next, and its answer. As for Nodes and claims, addresses
+//! are reserved in the ledger before the write, the write carries the
+//! Service's `resourceVersion` (it lands on the state it was planned for,
+//! or not at all), and its answer comes back to the loop.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Api;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::events::Note;
+use super::reconciler::Reconciler;
+use crate::k8s::errors::{WriteOutcome, backoff, error_message, error_reason, write_outcome};
+use crate::k8s::list_watch::Watched;
+use crate::k8s::services::{self as edge, Classes, ServiceLite};
+use crate::ledger::{AddressPlan, AddressWait};
+
+/// What a Service write was for.
+#[derive(Clone, Debug)]
+enum Purpose {
+    Assign(Vec<(String, IpAddr)>),
+    Release,
+}
+
+pub(super) struct Done {
+    key: String,
+    rv: String,
+    purpose: Purpose,
+    answer: Result<Option<ServiceLite>, kube::Error>,
+    /// The answer is a read-back of a write with an unknown outcome.
+    settle: bool,
+}
+
+/// The Services' share of the reconciler's state.
+pub(super) struct Services {
+    pub(super) classes: Classes,
+    client: kube::Client,
+    /// Name and namespace of each Service key, and its last object (for the
+    /// write's resourceVersion and Events).
+    objects: HashMap<String, ServiceLite>,
+    pub(super) synced: bool,
+    queue: BTreeSet<String>,
+    busy: BTreeSet<String>,
+    retry_at: BTreeMap<String, Instant>,
+    failures: HashMap<String, u32>,
+    /// Services told to wait, and why (Events once per reason).
+    waits: HashMap<String, String>,
+    pub(super) tasks: JoinSet<Done>,
+    /// Set when leadership was gained: re-list Services before any write.
+    pub(super) needs_relist: bool,
+    pub(super) lists: JoinSet<ServiceList>,
+}
+
+/// Every Service, read by a new leader before its first write.
+pub(super) type ServiceList = Result<(Vec<ServiceLite>, Option<String>), kube::Error>;
+
+impl Services {
+    pub(super) fn new(client: &kube::Client, classes: Classes) -> Self {
+        Services {
+            classes,
+            client: client.clone(),
+            objects: HashMap::new(),
+            synced: false,
+            queue: BTreeSet::new(),
+            busy: BTreeSet::new(),
+            retry_at: BTreeMap::new(),
+            failures: HashMap::new(),
+            waits: HashMap::new(),
+            tasks: JoinSet::new(),
+            needs_relist: false,
+            lists: JoinSet::new(),
+        }
+    }
+
+    pub(super) fn next_retry(&self) -> Option<Instant> {
+        self.retry_at.values().min().copied()
+    }
+
+    fn api(&self, key: &str) -> Option<(Api<ServiceLite>, String)> {
+        let (ns, name) = key.split_once('/')?;
+        Some((Api::namespaced(self.client.clone(), ns), name.to_string()))
+    }
+}
+
+impl Reconciler {
+    pub(super) fn on_service_event(&mut self, ev: Watched<ServiceLite>) {
+        match ev {
+            Watched::Failed(e) => {
+                self.metrics.error("WatchServices");
+                warn!("{e}");
+            }
+            Watched::Listed {
+                items,
+                resource_version,
+            } => {
+                info!(services = items.len(), "Service list complete");
+                let classes = self.services.classes.clone();
+                let snaps: Vec<_> = items.iter().map(|s| edge::snapshot(s, &classes)).collect();
+                let removed = self.ledger.replace_services(&snaps, resource_version);
+                for k in &removed {
+                    self.services.objects.remove(k);
+                    self.services.waits.remove(k);
+                }
+                for s in items {
+                    self.take_service(s);
+                }
+                for k in self.ledger.service_keys() {
+                    self.services.queue.insert(k);
+                }
+                self.services.synced = true;
+                self.addresses_changed();
+            }
+            Watched::Apply(s) => {
+                if self.apply_service(&s) {
+                    self.addresses_changed();
+                }
+            }
+            Watched::Delete(s) => {
+                let key = edge::key_of(&s.metadata);
+                let uid = s.metadata.uid.clone().unwrap_or_default();
+                let rv =
+                    crate::ledger::parse_resource_version(s.metadata.resource_version.as_deref());
+                if self.ledger.remove_service(&key, &uid, rv) {
+                    info!(service = %key, "Service gone; its LoadBalancer addresses are free");
+                    self.addresses_changed();
+                }
+                if self.ledger.service_revision(&key).is_none() {
+                    self.services.objects.remove(&key);
+                    self.services.waits.remove(&key);
+                    self.services.failures.remove(&key);
+                    self.services.retry_at.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Feeds a Service state to the ledger; true when the addresses it
+    /// holds changed.
+    fn apply_service(&mut self, s: &ServiceLite) -> bool {
+        let snap = edge::snapshot(s, &self.services.classes);
+        let moved = self.ledger.upsert_service(&snap);
+        let key = snap.key.clone();
+        self.take_service(s.clone());
+        self.services.queue.insert(key);
+        moved
+    }
+
+    fn take_service(&mut self, s: ServiceLite) {
+        let key = edge::key_of(&s.metadata);
+        let rv = crate::ledger::parse_resource_version(s.metadata.resource_version.as_deref());
+        if self
+            .ledger
+            .service_revision(&key)
+            .is_some_and(|(uid, held)| {
+                Some(uid.as_str()) == s.metadata.uid.as_deref() && held == rv
+            })
+        {
+            self.services.objects.insert(key, s);
+        }
+    }
+
+    /// Addresses were taken or freed: waiting Services are planned again,
+    /// deleted LoadBalancer claims look again, the gauges follow.
+    fn addresses_changed(&mut self) {
+        let waiting: Vec<String> = self.services.waits.keys().cloned().collect();
+        self.services.queue.extend(waiting);
+        self.wake_deleting_claims();
+        for (claim, (usable, held)) in self.ledger.claim_address_counts() {
+            self.metrics.publish_claim(&claim, usable, held);
+        }
+    }
+
+    /// Bound LoadBalancer claims appeared or went: waiting Services may be
+    /// served now.
+    pub(super) fn wake_waiting_services(&mut self) {
+        let waiting: Vec<String> = self.services.waits.keys().cloned().collect();
+        self.services.queue.extend(waiting);
+    }
+
+    pub(super) fn dispatch_services(&mut self) {
+        if !self.synced()
+            || !self.services.synced
+            || !self.is_leader()
+            || self.needs_resync
+            || self.claims.needs_relist
+            || self.services.needs_relist
+        {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .services
+            .retry_at
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            self.services.retry_at.remove(&k);
+            self.services.queue.insert(k);
+        }
+        let queued = std::mem::take(&mut self.services.queue);
+        for key in queued {
+            if self.services.busy.contains(&key) || self.services.retry_at.contains_key(&key) {
+                continue;
+            }
+            match self.ledger.plan_service(&key) {
+                AddressPlan::Nothing => {
+                    self.services.waits.remove(&key);
+                }
+                AddressPlan::Wait(w) => self.service_waits(&key, &w),
+                AddressPlan::Assign(picks) => {
+                    self.services.waits.remove(&key);
+                    self.write_service(key, Purpose::Assign(picks));
+                }
+                AddressPlan::Release => self.write_service(key, Purpose::Release),
+            }
+        }
+    }
+
+    fn service_waits(&mut self, key: &str, w: &AddressWait) {
+        let (reason, msg) = match w {
+            AddressWait::NoClaim(f) => (
+                "NoLoadBalancerClaim",
+                format!(
+                    "no bound PrefixClaim of purpose LoadBalancer has {f} addresses; create one to serve this Service"
+                ),
+            ),
+            AddressWait::Exhausted { family, claims } => (
+                "LoadBalancerAddressesExhausted",
+                format!(
+                    "every {family} address of PrefixClaim(s) {} is taken; the Service waits",
+                    claims.join(", ")
+                ),
+            ),
+            AddressWait::Taken { address, by } => (
+                "RequestedAddressTaken",
+                format!(
+                    "the requested address {address} is held by Service {by} (addresses are not shared); the Service waits"
+                ),
+            ),
+            AddressWait::Outside(a) => (
+                "RequestedAddressOutsideClaims",
+                format!(
+                    "the requested address {a} is in no LoadBalancer PrefixClaim (or not of a family the Service asks for, or a claim's network address)"
+                ),
+            ),
+        };
+        let text = format!("{reason}: {msg}");
+        if self.services.waits.get(key) == Some(&text) {
+            return;
+        }
+        self.services.waits.insert(key.to_string(), text);
+        warn!(service = key, reason, "{msg}");
+        let r = self.service_ref(key);
+        self.events
+            .send(Note::warning(r, reason, "AllocateLoadBalancerAddress", msg));
+    }
+
+    fn write_service(&mut self, key: String, purpose: Purpose) {
+        let Some((api, name)) = self.services.api(&key) else {
+            return;
+        };
+        let rv = self
+            .services
+            .objects
+            .get(&key)
+            .and_then(|o| o.metadata.resource_version.clone())
+            .unwrap_or_default();
+        let ips: Vec<IpAddr> = match &purpose {
+            Purpose::Assign(picks) => picks.iter().map(|(_, a)| *a).collect(),
+            Purpose::Release => vec![],
+        };
+        self.services.busy.insert(key.clone());
+        self.metrics.service_writes.inc();
+        let deadline = self.settings.lease_deadline.clone();
+        self.services.tasks.spawn(async move {
+            let answer = if deadline.as_ref().is_some_and(|d| !crate::leader::within(d)) {
+                Err(kube::Error::Api(
+                    kube::core::Status::failure(
+                        "leadership lapsed before the write was sent",
+                        "NotLeader",
+                    )
+                    .with_code(403)
+                    .boxed(),
+                ))
+            } else {
+                bounded(edge::write_ingress(&api, &name, &rv, &ips))
+                    .await
+                    .map(Some)
+            };
+            Done {
+                key,
+                rv,
+                purpose,
+                answer,
+                settle: false,
+            }
+        });
+    }
+
+    pub(super) fn on_service_done(&mut self, d: Done) {
+        let key = d.key;
+        self.services.busy.remove(&key);
+        match d.answer {
+            Ok(Some(obj)) => {
+                let snap = edge::snapshot(&obj, &self.services.classes);
+                let landed = match &d.purpose {
+                    Purpose::Assign(picks) => picks.iter().all(|(_, a)| snap.ingress.contains(a)),
+                    Purpose::Release => true,
+                };
+                let moved_on = obj.metadata.resource_version.as_deref() != Some(d.rv.as_str());
+                if d.settle && !landed && !moved_on {
+                    // Still at the state written to: it may yet land.
+                    self.settle_service(key, d.rv, d.purpose, Duration::from_secs(1));
+                    return;
+                }
+                self.services.failures.remove(&key);
+                self.ledger.commit_service(&snap);
+                self.take_service(obj);
+                if landed && let Purpose::Assign(picks) = &d.purpose {
+                    let list: Vec<String> = picks
+                        .iter()
+                        .map(|(c, a)| format!("{a} (PrefixClaim {c})"))
+                        .collect();
+                    info!(service = %key, addresses = %list.join(", "), "LoadBalancer addresses assigned");
+                    let r = self.service_ref(&key);
+                    self.events.send(Note::normal(
+                        r,
+                        "LoadBalancerAddressAssigned",
+                        "AllocateLoadBalancerAddress",
+                        format!("assigned {}", list.join(", ")),
+                    ));
+                }
+                self.addresses_changed();
+                self.services.queue.insert(key);
+            }
+            Ok(None) => {
+                // Gone: nothing held; the watch's Delete does the rest.
+                self.ledger.release_service(&key);
+                self.addresses_changed();
+            }
+            Err(e) => match (d.settle, write_outcome(&e)) {
+                (true, _) | (false, WriteOutcome::Unknown) => {
+                    // It may have landed: the reservation stays until a
+                    // read settles it.
+                    self.metrics.error(error_reason(&e));
+                    warn!(service = %key, "LoadBalancer status write outcome unknown, reading back: {}", error_message(&e));
+                    self.settle_service(key, d.rv, d.purpose, Duration::from_millis(200));
+                }
+                _ => {
+                    self.ledger.release_service(&key);
+                    self.metrics.error(error_reason(&e));
+                    let n = self.services.failures.entry(key.clone()).or_insert(0);
+                    *n = n.saturating_add(1);
+                    let delay = backoff(*n);
+                    warn!(service = %key, "LoadBalancer status write failed, retrying in {delay:?}: {}", error_message(&e));
+                    self.services.retry_at.insert(key, Instant::now() + delay);
+                    self.addresses_changed();
+                }
+            },
+        }
+    }
+
+    fn settle_service(&mut self, key: String, rv: String, purpose: Purpose, after: Duration) {
+        let Some((api, name)) = self.services.api(&key) else {
+            return;
+        };
+        self.services.busy.insert(key.clone());
+        self.services.tasks.spawn(async move {
+            tokio::time::sleep(after).await;
+            Done {
+                answer: bounded(edge::read(&api, &name)).await,
+                key,
+                rv,
+                purpose,
+                settle: true,
+            }
+        });
+    }
+
+    /// A new leader reads every Service before its first write.
+    pub(super) fn maybe_relist_services(&mut self) {
+        if !self.services.needs_relist || !self.is_leader() || !self.services.lists.is_empty() {
+            return;
+        }
+        let api: Api<ServiceLite> = Api::all(self.services.client.clone());
+        self.services
+            .lists
+            .spawn(async move { bounded(crate::k8s::list_watch::list_all(&api)).await });
+    }
+
+    pub(super) fn on_service_relist(&mut self, list: ServiceList) {
+        match list {
+            Ok((items, rv)) => {
+                if self.services.needs_relist {
+                    let rv = crate::ledger::parse_resource_version(rv.as_deref());
+                    self.services.needs_relist = false;
+                    self.on_service_event(Watched::Listed {
+                        items,
+                        resource_version: rv,
+                    });
+                }
+            }
+            Err(e) => {
+                self.metrics.error(error_reason(&e));
+                warn!("re-listing Services failed: {}", error_message(&e));
+            }
+        }
+    }
+
+    fn service_ref(&self, key: &str) -> ObjectReference {
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            uid: self.ledger.service_revision(key).map(|(u, _)| u),
+            ..Default::default()
+        }
+    }
+}
+
+/// A bound request: a write stuck on a dead connection must not hold the
+/// Service (and its reservation) for ever.
+async fn bounded<T>(
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| Err(kube::Error::Service("request timed out".into())))
+}
