@@ -52,7 +52,7 @@ enum Request {
     Settle {
         rv: String,
     },
-    Status,
+    Status(Consumer),
     CreateServiceCidr,
     DeleteServiceCidr,
     /// Before the finalizer goes: does any Service still hold an address
@@ -470,13 +470,14 @@ impl Reconciler {
     }
 
     fn status_if_changed(&mut self, name: &str, consumer: Consumer) -> Option<Request> {
+        let consumer_again = consumer.clone();
         let want = self.desired_status(name, consumer)?;
         let have = self
             .claims
             .objects
             .get(name)
             .and_then(|o| o.status.as_ref());
-        (have != Some(&want)).then_some(Request::Status)
+        (have != Some(&want)).then_some(Request::Status(consumer_again))
     }
 
     fn send(&mut self, name: String, req: Request) {
@@ -547,9 +548,8 @@ impl Reconciler {
                 let api = self.claims.addresses_api.clone();
                 Box::pin(async move { Answer::Addresses(bounded(edge::ip_addresses(&api)).await) })
             }
-            Request::Status => {
-                let consumer = self.current_consumer(&name);
-                let Some(status) = self.desired_status(&name, consumer) else {
+            Request::Status(consumer) => {
+                let Some(status) = self.desired_status(&name, consumer.clone()) else {
                     return;
                 };
                 let n = name.clone();
@@ -601,27 +601,6 @@ impl Reconciler {
                 request: req,
             }
         });
-    }
-
-    /// The consumer's state for a status write (see [`next_request`]).
-    fn current_consumer(&self, name: &str) -> Consumer {
-        let Some(st) = self.ledger.claim_state(name) else {
-            return Consumer::None;
-        };
-        match (st.purpose, self.claims.service_cidrs.get(name)) {
-            (Some(Purpose::ServiceCIDR), Some(s)) if edge::owned_by(s, &st.uid) => {
-                if st.deleting && s.metadata.deletion_timestamp.is_some() {
-                    Consumer::ServiceCidrDraining
-                } else {
-                    Consumer::ServiceCidr
-                }
-            }
-            (Some(Purpose::ServiceCIDR), Some(_)) => Consumer::ServiceCidrTaken,
-            (Some(Purpose::ServiceCIDR), None) if st.prefix.is_some() => {
-                Consumer::ServiceCidrPending
-            }
-            _ => Consumer::None,
-        }
     }
 
     pub(super) fn on_claim_done(&mut self, d: Done) {

@@ -1,0 +1,355 @@
+//! LoadBalancer Services against the real API server: addresses from
+//! LoadBalancer PrefixClaims, one per family in one status write, requested
+//! addresses, release, other classes left alone, and no address ever held
+//! by two Services across an operator killed in the middle of a burst.
+//! Every check reads what the API server holds.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use prefix_operator::api::{IpFamily, PrefixClaim, PrefixClaimSpec, Purpose};
+use prefix_operator::controller::LOAD_BALANCER_CLASS;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+const DUAL_STACK_SERVICES: &str = "--service-cluster-ip-range=fd00:10:96::/108,10.96.0.0/16";
+const NS: &str = "default";
+
+async fn control_plane() -> (ControlPlane, Client) {
+    let cp = tokio::task::spawn_blocking(|| {
+        ControlPlane::start(Options {
+            extra_apiserver_flags: vec![DUAL_STACK_SERVICES.into()],
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("start control plane");
+    let client = admin(&cp).await;
+    install_crd(&client).await;
+    (cp, client)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// A LoadBalancer claim of `len` from `pool`, waited for until Ready.
+async fn lb_claim(
+    client: &Client,
+    name: &str,
+    pool: &str,
+    fam: IpFamily,
+    len: i32,
+) -> ipnet::IpNet {
+    let api: Api<PrefixClaim> = Api::all(client.clone());
+    let spec = PrefixClaimSpec {
+        pool: Some(pool.into()),
+        pool_selector: None,
+        ip_family: fam,
+        prefix_length: len,
+        purpose: Purpose::LoadBalancer,
+    };
+    api.create(&PostParams::default(), &PrefixClaim::new(name, spec))
+        .await
+        .expect("create claim");
+    wait_for(&format!("claim {name} Ready"), WAIT, || async {
+        let c = api.get_opt(name).await.ok().flatten()?;
+        let st = c.status?;
+        let ready = st
+            .conditions
+            .iter()
+            .any(|x| x.type_ == "Ready" && x.status == "True");
+        if ready { st.prefix?.parse().ok() } else { None }
+    })
+    .await
+}
+
+struct Lb<'a> {
+    name: &'a str,
+    class: Option<&'a str>,
+    families: &'a [&'a str],
+    policy: &'a str,
+    requested: Option<&'a str>,
+}
+
+impl<'a> Lb<'a> {
+    fn v6(name: &'a str) -> Self {
+        Lb {
+            name,
+            class: Some(LOAD_BALANCER_CLASS),
+            families: &["IPv6"],
+            policy: "SingleStack",
+            requested: None,
+        }
+    }
+}
+
+async fn create_lb(client: &Client, lb: &Lb<'_>) {
+    let api: Api<Service> = Api::namespaced(client.clone(), NS);
+    let annotations = lb.requested.map(|r| {
+        [(
+            "ipam.prefix-operator.io/load-balancer-ips".to_string(),
+            r.to_string(),
+        )]
+        .into()
+    });
+    let svc = Service {
+        metadata: ObjectMeta {
+            name: Some(lb.name.into()),
+            annotations,
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            load_balancer_class: lb.class.map(str::to_string),
+            ip_families: Some(lb.families.iter().map(|f| f.to_string()).collect()),
+            ip_family_policy: Some(lb.policy.into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    api.create(&PostParams::default(), &svc)
+        .await
+        .unwrap_or_else(|e| panic!("create Service {}: {e}", lb.name));
+}
+
+fn ingress(s: &Service) -> Vec<(IpAddr, Option<String>)> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|i| {
+            i.iter()
+                .filter_map(|x| Some((x.ip.as_deref()?.parse().ok()?, x.ip_mode.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn wait_ingress(client: &Client, name: &str, n: usize) -> Vec<IpAddr> {
+    let api: Api<Service> = Api::namespaced(client.clone(), NS);
+    wait_for(
+        &format!("{name}: {n} LoadBalancer address(es)"),
+        WAIT,
+        || async {
+            let s = api.get_opt(name).await.ok().flatten()?;
+            let i = ingress(&s);
+            (i.len() == n).then(|| {
+                assert!(i.iter().all(|(_, m)| m.as_deref() == Some("VIP")), "{i:?}");
+                i.into_iter().map(|(a, _)| a).collect()
+            })
+        },
+    )
+    .await
+}
+
+/// Every address in the API server's Service statuses, by holder: none
+/// may be held twice.
+async fn assert_no_address_twice(client: &Client) -> BTreeMap<IpAddr, String> {
+    let api: Api<Service> = Api::all(client.clone());
+    let mut seen: BTreeMap<IpAddr, String> = BTreeMap::new();
+    for s in api
+        .list(&Default::default())
+        .await
+        .expect("list Services")
+        .items
+    {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        for (a, _) in ingress(&s) {
+            if let Some(other) = seen.insert(a, name.clone()) {
+                panic!("{a} is held by both {other} and {name}");
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
+    let (cp, client) = control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "gua", pool_spec(&["2001:db8:1b::/48"])).await;
+    create_pool(
+        &client,
+        "v4",
+        prefix_operator::api::PrefixPoolSpec {
+            node_prefix_length: Some(28),
+            ..pool_spec(&["198.51.100.0/24"])
+        },
+    )
+    .await;
+    let op = Operator::default(&client).await;
+    let v6 = lb_claim(&client, "lb-v6", "gua", IpFamily::IPv6, 120).await;
+    let v4 = lb_claim(&client, "lb-v4", "v4", IpFamily::IPv4, 29).await;
+
+    create_lb(&client, &Lb::v6("web")).await;
+    let web = wait_ingress(&client, "web", 1).await;
+    assert_eq!(web, vec![ip(&format!("{}", nth(&v6, 1)))]);
+    wait_event(&client, "web", "LoadBalancerAddressAssigned").await;
+
+    // Dual-stack: one address per family, in the Service's family order.
+    create_lb(
+        &client,
+        &Lb {
+            families: &["IPv6", "IPv4"],
+            policy: "RequireDualStack",
+            ..Lb::v6("dual")
+        },
+    )
+    .await;
+    let dual = wait_ingress(&client, "dual", 2).await;
+    assert!(v6.contains(&dual[0]) && v4.contains(&dual[1]), "{dual:?}");
+    assert_ne!(dual[0], web[0]);
+
+    // A requested address, then the same one again: refused, not shared.
+    let wanted = nth(&v6, 77);
+    create_lb(
+        &client,
+        &Lb {
+            requested: Some(&wanted),
+            ..Lb::v6("pinned")
+        },
+    )
+    .await;
+    assert_eq!(wait_ingress(&client, "pinned", 1).await, vec![ip(&wanted)]);
+    create_lb(
+        &client,
+        &Lb {
+            requested: Some(&wanted),
+            ..Lb::v6("copycat")
+        },
+    )
+    .await;
+    wait_event(&client, "copycat", "RequestedAddressTaken").await;
+    create_lb(
+        &client,
+        &Lb {
+            requested: Some("2001:db8:ffff::1"),
+            ..Lb::v6("astray")
+        },
+    )
+    .await;
+    wait_event(&client, "astray", "RequestedAddressOutsideClaims").await;
+
+    // Another class is left alone.
+    create_lb(
+        &client,
+        &Lb {
+            class: Some("example.com/other"),
+            ..Lb::v6("foreign")
+        },
+    )
+    .await;
+
+    // The pinned Service goes: the copycat gets the address.
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    services
+        .delete("pinned", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert_eq!(wait_ingress(&client, "copycat", 1).await, vec![ip(&wanted)]);
+
+    // web stops being a LoadBalancer: its address is free again.
+    services
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"type": "ClusterIP", "loadBalancerClass": null}}),
+            ),
+        )
+        .await
+        .expect("to ClusterIP");
+    wait_ingress(&client, "web", 0).await;
+    create_lb(
+        &client,
+        &Lb {
+            requested: Some(&web[0].to_string()),
+            ..Lb::v6("reuse")
+        },
+    )
+    .await;
+    assert_eq!(wait_ingress(&client, "reuse", 1).await, web);
+
+    assert!(ingress(&services.get("foreign").await.expect("get")).is_empty());
+    assert!(ingress(&services.get("astray").await.expect("get")).is_empty());
+    assert_no_address_twice(&client).await;
+    op.stop().await;
+}
+
+/// A burst of Services with the operator killed twice in the middle: every
+/// Service ends with one address, none held twice (checked on the API
+/// server), and a deleted claim keeps its prefix while they hold addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_address_is_held_twice_across_operator_kills() {
+    if let Ok(f) = std::env::var("TEST_LOG") {
+        prefix_operator::telemetry::init(prefix_operator::telemetry::LogFormat::Text, &f);
+    }
+    let (cp, client) = control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "gua", pool_spec(&["2001:db8:1c::/48"])).await;
+    let op = Operator::default(&client).await;
+    let claim = lb_claim(&client, "burst", "gua", IpFamily::IPv6, 122).await;
+    // 63 usable addresses, 40 Services.
+    let names: Vec<String> = (0..40).map(|i| format!("s-{i:02}")).collect();
+    let mut op = Some(op);
+    for (i, n) in names.iter().enumerate() {
+        create_lb(&client, &Lb::v6(n)).await;
+        if i == 12 || i == 27 {
+            op.take().expect("running").kill();
+            op = Some(Operator::default(&client).await);
+        }
+    }
+    for n in &names {
+        let got = wait_ingress(&client, n, 1).await;
+        assert!(claim.contains(&got[0]), "{n}: {got:?} outside {claim}");
+    }
+    let held = assert_no_address_twice(&client).await;
+    assert_eq!(held.len(), names.len());
+
+    // The claim deleted while Services hold its addresses: it stays.
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    claims
+        .delete("burst", &DeleteParams::default())
+        .await
+        .expect("delete claim");
+    wait_for("the claim waiting for its Services", WAIT, || async {
+        let c = claims.get_opt("burst").await.ok().flatten()?;
+        c.status?
+            .conditions
+            .iter()
+            .any(|x| x.type_ == "Ready" && x.reason == "WaitingForServices")
+            .then_some(())
+    })
+    .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    for n in &names {
+        services
+            .delete(n, &DeleteParams::default())
+            .await
+            .expect("delete Service");
+    }
+    wait_gone(&claims, "burst").await;
+    op.take().expect("running").stop().await;
+}
+
+/// The `n`-th address of `p`, as text.
+fn nth(p: &ipnet::IpNet, n: u128) -> String {
+    match p {
+        ipnet::IpNet::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6.network()) + n).to_string(),
+        ipnet::IpNet::V4(v4) => {
+            std::net::Ipv4Addr::from(u32::from(v4.network()) + n as u32).to_string()
+        }
+    }
+}
