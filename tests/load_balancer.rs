@@ -195,7 +195,7 @@ async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
 
     create_lb(&client, &Lb::v6("web")).await;
     let web = wait_ingress(&client, "web", 1).await;
-    assert_eq!(web, vec![ip(&format!("{}", nth(&v6, 1)))]);
+    assert_eq!(web, vec![ip(&nth(&v6, 1))]);
     wait_event(&client, "web", "LoadBalancerAddressAssigned").await;
 
     // Dual-stack: one address per family, in the Service's family order.
