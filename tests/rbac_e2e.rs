@@ -205,6 +205,7 @@ async fn full_flow(env: &Env) {
         .expect("addr= is an address");
     allocated_and_reported(client).await;
     claim_served_and_released(client, &op).await;
+    load_balancer_served(client).await;
     endpoints_answer(addr).await;
     let log = op.log_text();
     assert!(
@@ -293,6 +294,87 @@ async fn claim_served_and_released(client: &Client, op: &OperatorProcess) {
         .expect("delete claim");
     wait_gone(&claims, "rbac-svc").await;
     wait_gone(&scs, "rbac-svc").await;
+}
+
+/// An IPv4 pool that selects no Node, and a LoadBalancer claim of it (the
+/// control plane serves IPv4 Services only).
+async fn ensure_lb_claim(client: &Client) {
+    use prefix_operator::api::{IpFamily, PrefixClaim, PrefixClaimSpec, Purpose};
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    if pools.get_opt("rbac-v4").await.expect("get pool").is_none() {
+        let selector = k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            match_labels: Some([("rbac-e2e-never".to_string(), "x".to_string())].into()),
+            ..Default::default()
+        };
+        create_pool(
+            client,
+            "rbac-v4",
+            PrefixPoolSpec {
+                node_selector: Some(selector),
+                ..pool_spec(&["198.51.100.0/24"])
+            },
+        )
+        .await;
+    }
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    if claims
+        .get_opt("rbac-lb")
+        .await
+        .expect("get claim")
+        .is_none()
+    {
+        let spec = PrefixClaimSpec {
+            pool: Some("rbac-v4".into()),
+            pool_selector: None,
+            ip_family: IpFamily::IPv4,
+            prefix_length: 28,
+            purpose: Purpose::LoadBalancer,
+        };
+        claims
+            .create(&Default::default(), &PrefixClaim::new("rbac-lb", spec))
+            .await
+            .expect("create LoadBalancer claim");
+    }
+}
+
+/// A LoadBalancer Service of the operator's class.
+async fn create_lb_service(client: &Client, name: &str) {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = Service {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            load_balancer_class: Some(prefix_operator::controller::LOAD_BALANCER_CLASS.into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    services
+        .create(&Default::default(), &svc)
+        .await
+        .expect("create Service");
+}
+
+/// A LoadBalancer Service gets an address of the claim.
+async fn load_balancer_served(client: &Client) {
+    use k8s_openapi::api::core::v1::Service;
+    ensure_lb_claim(client).await;
+    create_lb_service(client, "rbac-lb-web").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    wait_for("a LoadBalancer address", REPORT_TIMEOUT, || async {
+        let s = services.get_opt("rbac-lb-web").await.ok().flatten()?;
+        let ip = s.status?.load_balancer?.ingress?.first()?.ip.clone()?;
+        ip.starts_with("198.51.100.").then_some(())
+    })
+    .await;
 }
 
 /// /readyz and /metrics answer 200, and the operator says it leads.

@@ -40,11 +40,10 @@ pub async fn provoke(env: &Env, case: &Case, needle: &str) -> String {
         ("ipam.prefix-operator.io", "prefixclaims", "list") => {
             start_up_check(env, "prefixclaims", needle).await
         }
-        // Both watches start with the operator.
+        // These watches start with the operator.
         ("ipam.prefix-operator.io", "prefixclaims", "watch")
-        | ("networking.k8s.io", "servicecidrs", "list" | "watch") => {
-            run_until(env, "info", needle).await
-        }
+        | ("networking.k8s.io", "servicecidrs", "list" | "watch")
+        | ("", "services", "list" | "watch") => run_until(env, "info", needle).await,
         // A new claim: the operator puts its finalizer on it.
         ("ipam.prefix-operator.io", "prefixclaims", "patch") => {
             with_claim(env, needle, Purpose::Static, &[], false).await
@@ -81,6 +80,13 @@ pub async fn provoke(env: &Env, case: &Case, needle: &str) -> String {
             run_until(env, "info", needle).await
         }
         ("", "nodes", "get") => refused_write(env, needle).await,
+        // A fresh LoadBalancer Service: its address is a status write.
+        ("", "services/status", "patch") => {
+            super::ensure_lb_claim(client).await;
+            let name = format!("rbac-lb-{}", next_claim());
+            super::create_lb_service(client, &name).await;
+            run_until(env, "info", needle).await
+        }
         // The fresh Node's PrefixAllocated Event.
         ("events.k8s.io", "events", "create") => run_until(env, EVENTS_LOG, needle).await,
         ("events.k8s.io", "events", "patch") => repeated_event(env, needle).await,
