@@ -578,3 +578,39 @@ async fn without_the_service_cidr_controller_held_addresses_still_keep_the_prefi
     wait_gone(&claims, "svc").await;
     op.stop().await;
 }
+
+/// Deleting a pool is not blocked by its claims, but it is reported on the
+/// pool and on each claim; the claims keep their prefixes, and a pool made
+/// again with the same prefixes counts them and keeps Nodes clear of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_deleted_under_its_claims_is_reported_and_the_claims_keep_their_prefixes() {
+    let (cp, client) = own_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "gone", pool_spec(&["2001:db8:c5::/62"])).await;
+    let op = Operator::default(&client).await;
+    create_claim(&client, "kept", claim_spec("gone", 64, Purpose::Static)).await;
+    let c = wait_claim(&client, "kept", "claimed", |c| is(c, "True", "Claimed")).await;
+    let p = prefix_of(&c);
+    let pools: Api<prefix_operator::api::PrefixPool> = Api::all(client.clone());
+    pools
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete the pool");
+    wait_event(&client, "gone", "DeletedWithClaims").await;
+    wait_event(&client, "kept", "PoolDeleted").await;
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let after = claims.get("kept").await.expect("the claim stays");
+    assert_eq!(prefix_of(&after), p);
+
+    create_pool(&client, "gone", pool_spec(&["2001:db8:c5::/62"])).await;
+    wait_pool(&client, "gone", "the claim counted again", |p| {
+        p.status.as_ref().and_then(|s| s.claimed) == Some(1)
+    })
+    .await;
+    for n in ["g-1", "g-2", "g-3"] {
+        create_node(&client, n, labels(&[]), &[]).await;
+    }
+    wait_allocated(&client, None, None, WAIT).await;
+    assert_nothing_overlaps(&client).await;
+    op.stop().await;
+}

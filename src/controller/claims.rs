@@ -886,6 +886,10 @@ impl Reconciler {
         self.events.send(Note::warning(r, reason, "Bind", message));
     }
 
+    pub(super) fn claim_ref_of(&self, name: &str) -> ObjectReference {
+        self.claim_ref(name)
+    }
+
     fn claim_ref(&self, name: &str) -> ObjectReference {
         ObjectReference {
             api_version: Some(PrefixClaim::api_version(&()).into_owned()),

@@ -72,13 +72,55 @@ impl Reconciler {
                 let uid = p.meta().uid.clone().unwrap_or_default();
                 let rv =
                     crate::ledger::parse_resource_version(p.meta().resource_version.as_deref());
+                let claimed = self
+                    .ledger
+                    .pool_view(&name)
+                    .filter(|v| v.uid == uid)
+                    .map(|v| v.claims)
+                    .unwrap_or_default();
                 if self.ledger.remove_pool(&name, &uid, rv) {
+                    self.report_claims_orphaned(&name, &uid, &claimed);
                     self.forget_pool(&name);
                     self.report_pool_overlaps();
                     self.status.mark();
                     self.enqueue_all_unallocated();
                 }
             }
+        }
+    }
+
+    /// A pool was deleted while claims held prefixes of it: said on the
+    /// pool and on every claim, since nothing blocks the deletion. The
+    /// claims keep their prefixes (their status is the record, and the
+    /// space stays taken in every pool that overlaps it).
+    fn report_claims_orphaned(
+        &mut self,
+        pool: &str,
+        uid: &str,
+        claimed: &[crate::ledger::ClaimView],
+    ) {
+        if claimed.is_empty() {
+            return;
+        }
+        let names: Vec<String> = claimed
+            .iter()
+            .map(|c| format!("{} ({})", c.claim, c.prefix))
+            .collect();
+        let msg = format!(
+            "PrefixPool {pool} was deleted while PrefixClaim(s) {} held prefixes of it: they keep them and no Node or claim is given that space, but no pool counts them until one with those prefixes exists again; delete the claims first to free the space",
+            names.join(", ")
+        );
+        warn!(pool, claims = %names.join(","), "PrefixPool deleted with bound claims");
+        self.events.send(Note::warning(
+            pool_ref(pool, Some(uid.to_string())),
+            "DeletedWithClaims",
+            "Delete",
+            msg.clone(),
+        ));
+        for c in claimed {
+            let r = self.claim_ref_of(&c.claim);
+            self.events
+                .send(Note::warning(r, "PoolDeleted", "Delete", msg.clone()));
         }
     }
 

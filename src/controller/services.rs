@@ -206,9 +206,15 @@ impl Reconciler {
             self.services.queue.insert(k);
         }
         let queued = std::mem::take(&mut self.services.queue);
-        for key in queued {
+        let mut rest = queued.into_iter();
+        for key in rest.by_ref() {
             if self.services.busy.contains(&key) || self.services.retry_at.contains_key(&key) {
                 continue;
+            }
+            // As many writes in flight as for Nodes; the rest wait their turn.
+            if self.services.busy.len() >= self.settings.max_concurrent_writes {
+                self.services.queue.insert(key);
+                break;
             }
             match self.ledger.plan_service(&key) {
                 AddressPlan::Nothing => {
@@ -222,6 +228,7 @@ impl Reconciler {
                 AddressPlan::Release => self.write_service(key, Purpose::Release),
             }
         }
+        self.services.queue.extend(rest);
     }
 
     fn service_waits(&mut self, key: &str, w: &AddressWait) {
