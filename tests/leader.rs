@@ -138,3 +138,129 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
     );
     eprintln!("leader hand-over took {handover:?} (lease {lease:?})");
 }
+
+/// LoadBalancer addresses across a leader change: only the leader writes
+/// Service statuses, the leader crashes mid-burst, the follower (which
+/// re-reads every Service first) finishes, and no address is held twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_addresses_survive_a_leader_change_without_duplicates() {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    use prefix_operator::api::{IpFamily, PrefixClaim, PrefixClaimSpec, Purpose};
+    let (cp, client) = own_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(
+        &client,
+        "v4",
+        prefix_operator::api::PrefixPoolSpec {
+            node_prefix_length: Some(24),
+            ..pool_spec(&["10.201.0.0/16"])
+        },
+    )
+    .await;
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let spec = PrefixClaimSpec {
+        pool: Some("v4".into()),
+        pool_selector: None,
+        ip_family: IpFamily::IPv4,
+        prefix_length: 23,
+        purpose: Purpose::LoadBalancer,
+    };
+    claims
+        .create(&Default::default(), &PrefixClaim::new("lb", spec))
+        .await
+        .expect("create claim");
+    let lease = Duration::from_secs(3);
+    let a = Replica::start(&client, "replica-a", lease).await;
+    let b = Replica::start(&client, "replica-b", lease).await;
+    let first = wait_for("a leader", Duration::from_secs(20), || async {
+        holder(&client).await
+    })
+    .await;
+    let (leader, follower) = if first == a.identity { (a, b) } else { (b, a) };
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let make = |name: String| Service {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            load_balancer_class: Some(prefix_operator::controller::LOAD_BALANCER_CLASS.into()),
+            allocate_load_balancer_node_ports: Some(false),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let served = |want: usize| {
+        let services = services.clone();
+        async move {
+            let l = services.list(&Default::default()).await.ok()?;
+            let addrs: Vec<String> = l
+                .items
+                .iter()
+                .filter_map(|s| {
+                    s.status
+                        .clone()?
+                        .load_balancer?
+                        .ingress?
+                        .first()?
+                        .ip
+                        .clone()
+                })
+                .collect();
+            (addrs.len() >= want).then_some(addrs)
+        }
+    };
+    for i in 0..60 {
+        services
+            .create(&Default::default(), &make(format!("s-{i:03}")))
+            .await
+            .expect("create Service");
+    }
+    wait_for("60 Services served", Duration::from_secs(30), || served(60)).await;
+    assert_eq!(
+        follower.metrics.service_writes.get(),
+        0,
+        "the follower wrote"
+    );
+
+    let creator = {
+        let services = services.clone();
+        tokio::spawn(async move {
+            for i in 60..300 {
+                services
+                    .create(&Default::default(), &make(format!("s-{i:03}")))
+                    .await
+                    .expect("create Service");
+            }
+        })
+    };
+    leader.crash();
+    wait_for(
+        "the follower takes over",
+        Duration::from_secs(30),
+        || async { holder(&client).await.filter(|h| *h == follower.identity) },
+    )
+    .await;
+    creator.await.expect("creator");
+    let addrs = wait_for("300 Services served", Duration::from_secs(60), || {
+        served(300)
+    })
+    .await;
+    let mut unique = addrs.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        addrs.len(),
+        "an address held twice: {addrs:?}"
+    );
+    assert!(
+        follower.metrics.service_writes.get() > 0,
+        "the new leader wrote nothing"
+    );
+}
