@@ -51,6 +51,8 @@ pub(super) struct Services {
     failures: HashMap<String, u32>,
     /// Services told to wait, and why (Events once per reason).
     waits: HashMap<String, String>,
+    /// The last unparsable request reported per Service.
+    warned: HashMap<String, String>,
     pub(super) tasks: JoinSet<Done>,
     /// Set when leadership was gained: re-list Services before any write.
     pub(super) needs_relist: bool,
@@ -72,6 +74,7 @@ impl Services {
             retry_at: BTreeMap::new(),
             failures: HashMap::new(),
             waits: HashMap::new(),
+            warned: HashMap::new(),
             tasks: JoinSet::new(),
             needs_relist: false,
             lists: JoinSet::new(),
@@ -133,6 +136,7 @@ impl Reconciler {
                 if self.ledger.service_revision(&key).is_none() {
                     self.services.objects.remove(&key);
                     self.services.waits.remove(&key);
+                    self.services.warned.remove(&key);
                     self.services.failures.remove(&key);
                     self.services.retry_at.remove(&key);
                 }
@@ -144,6 +148,25 @@ impl Reconciler {
     /// holds changed.
     fn apply_service(&mut self, s: &ServiceLite) -> bool {
         let snap = edge::snapshot(s, &self.services.classes);
+        let bad = edge::unparsable_requests(s);
+        if snap.wants.is_some() && !bad.is_empty() {
+            let msg = format!(
+                "requested address(es) {} are not IP addresses and are ignored",
+                bad.join(", ")
+            );
+            let text = format!("InvalidRequestedAddress: {msg}");
+            if self.services.warned.get(&snap.key) != Some(&text) {
+                self.services.warned.insert(snap.key.clone(), text);
+                warn!(service = %snap.key, "{msg}");
+                let r = self.service_ref(&snap.key);
+                self.events.send(Note::warning(
+                    r,
+                    "InvalidRequestedAddress",
+                    "AllocateLoadBalancerAddress",
+                    msg,
+                ));
+            }
+        }
         let moved = self.ledger.upsert_service(&snap);
         let key = snap.key.clone();
         self.take_service(s.clone());
