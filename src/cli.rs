@@ -369,7 +369,7 @@ pub async fn print_routes(
         .await
         .context("listing Nodes")?;
     let routes = crate::routes::routes(&list.items);
-    let claims: kube::Api<crate::api::PrefixClaim> = kube::Api::all(client);
+    let claims: kube::Api<crate::api::PrefixClaim> = kube::Api::all(client.clone());
     let claimed: Vec<(String, String, ipnet::IpNet)> = match claims.list(&Default::default()).await
     {
         Ok(l) => l
@@ -388,7 +388,30 @@ pub async fn print_routes(
         Err(kube::Error::Api(s)) if s.code == 404 => vec![],
         Err(e) => return Err(e).context("listing PrefixClaims"),
     };
-    let claim_routes = crate::routes::claim_routes(&claimed, &list.items);
+    let mut claim_routes = crate::routes::claim_routes(&claimed, &list.items);
+    if claimed
+        .iter()
+        .any(|(_, purpose, _)| purpose == "LoadBalancer")
+    {
+        let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::all(client.clone());
+        let slices: kube::Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+            kube::Api::all(client);
+        let services = services
+            .list(&Default::default())
+            .await
+            .context("listing Services")?;
+        let slices = slices
+            .list(&Default::default())
+            .await
+            .context("listing EndpointSlices")?;
+        claim_routes.extend(crate::routes::local_routes(
+            &claimed,
+            &services.items,
+            &slices.items,
+            &list.items,
+        ));
+    }
     let conflicted = routes
         .iter()
         .filter(|r| !r.conflicts_with.is_empty())

@@ -50,6 +50,11 @@ impl Route {
 pub struct ClaimRoute {
     pub claim: String,
     pub purpose: String,
+    /// For a host route of a LoadBalancer address with
+    /// `externalTrafficPolicy: Local`: the Service (`namespace/name`); the
+    /// next hops are then only the Nodes with a ready endpoint of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub prefix: IpNet,
     /// (Node, its InternalIP of the prefix's family), by Node name.
     pub next_hops: Vec<NextHop>,
@@ -104,6 +109,7 @@ pub fn claim_routes(claims: &[(String, String, IpNet)], nodes: &[Node]) -> Vec<C
             ClaimRoute {
                 claim: claim.clone(),
                 purpose: purpose.clone(),
+                service: None,
                 prefix: *prefix,
                 next_hops,
                 conflicts_with,
@@ -111,6 +117,95 @@ pub fn claim_routes(claims: &[(String, String, IpNet)], nodes: &[Node]) -> Vec<C
         })
         .collect();
     out.sort_by(|a, b| a.prefix.cmp(&b.prefix).then(a.claim.cmp(&b.claim)));
+    out
+}
+
+/// Host routes (/128, /32) of the LoadBalancer addresses of Services with
+/// `externalTrafficPolicy: Local`, each to only the Nodes that run a ready
+/// endpoint of the Service (from its EndpointSlices): kube-proxy on any
+/// other Node drops such traffic, and the longest match wins over the
+/// claim's route to every Node. A Service with no ready endpoint gets a
+/// comment instead of a route. Sorted by address.
+pub fn local_routes(
+    claims: &[(String, String, IpNet)],
+    services: &[k8s_openapi::api::core::v1::Service],
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+    nodes: &[Node],
+) -> Vec<ClaimRoute> {
+    let mut out = vec![];
+    for svc in services {
+        let Some(spec) = svc.spec.as_ref() else {
+            continue;
+        };
+        if spec.type_.as_deref() != Some("LoadBalancer")
+            || spec.external_traffic_policy.as_deref() != Some("Local")
+        {
+            continue;
+        }
+        let ns = svc.metadata.namespace.clone().unwrap_or_default();
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let mut endpoint_nodes: Vec<&str> = slices
+            .iter()
+            .filter(|sl| {
+                sl.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && sl
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("kubernetes.io/service-name"))
+                        == Some(&name)
+            })
+            .flat_map(|sl| sl.endpoints.iter())
+            // An absent `ready` means ready (the API's own rule).
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+            .filter_map(|e| e.node_name.as_deref())
+            .collect();
+        endpoint_nodes.sort_unstable();
+        endpoint_nodes.dedup();
+        let ips = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok());
+        for ip in ips {
+            let Some((claim, purpose, _)) = claims
+                .iter()
+                .find(|(_, purpose, p)| purpose == "LoadBalancer" && p.contains(&ip))
+            else {
+                continue;
+            };
+            let mut next_hops: Vec<NextHop> = nodes
+                .iter()
+                .filter(|n| {
+                    n.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|x| endpoint_nodes.contains(&x))
+                })
+                .filter_map(|n| {
+                    let address =
+                        crate::k8s::nodes::internal_ips(n).find(|a| a.is_ipv6() == ip.is_ipv6())?;
+                    Some(NextHop {
+                        node: n.metadata.name.clone().unwrap_or_default(),
+                        address,
+                    })
+                })
+                .collect();
+            next_hops.sort_by(|a, b| a.node.cmp(&b.node));
+            out.push(ClaimRoute {
+                claim: claim.clone(),
+                purpose: purpose.clone(),
+                service: Some(format!("{ns}/{name}")),
+                prefix: IpNet::from(ip),
+                next_hops,
+                conflicts_with: vec![],
+            });
+        }
+    }
+    out.sort_by_key(|r| r.prefix);
     out
 }
 
@@ -201,10 +296,27 @@ fn claim_not_routed(c: &ClaimRoute, comment: &str) -> String {
     } else {
         "IPv4"
     };
+    if let Some(svc) = &c.service {
+        return format!(
+            "{comment} Service {svc} (externalTrafficPolicy: Local) holds {} but no Node with an {family} InternalIP has a ready endpoint of it\n",
+            c.prefix
+        );
+    }
     format!(
         "{comment} PrefixClaim {} holds {} but no Node has an {family} InternalIP to route to\n",
         c.claim, c.prefix
     )
+}
+
+/// What a claim route is for, as its comment says it.
+fn owner(c: &ClaimRoute) -> String {
+    match &c.service {
+        Some(svc) => format!(
+            "Service {svc} (externalTrafficPolicy: Local), address of PrefixClaim {}",
+            c.claim
+        ),
+        None => format!("PrefixClaim {} ({})", c.claim, c.purpose),
+    }
 }
 
 fn render_claims_ip(claims: &[ClaimRoute]) -> String {
@@ -219,7 +331,7 @@ fn render_claims_ip(claims: &[ClaimRoute]) -> String {
         } else {
             "-4"
         };
-        s.push_str(&format!("# PrefixClaim {} ({})\n", c.claim, c.purpose));
+        s.push_str(&format!("# {}\n", owner(c)));
         if let [one] = c.next_hops.as_slice() {
             s.push_str(&format!(
                 "ip {fam} route replace {} via {}\n",
@@ -254,7 +366,7 @@ fn render_claims_frr(claims: &[ClaimRoute]) -> String {
         } else {
             "ip"
         };
-        s.push_str(&format!("! PrefixClaim {} ({})\n", c.claim, c.purpose));
+        s.push_str(&format!("! {}\n", owner(c)));
         for h in &c.next_hops {
             s.push_str(&format!("{kw} route {} {} tag 4193\n", c.prefix, h.address));
         }
@@ -331,10 +443,10 @@ fn render_bird(routes: &[Route], claims: &[ClaimRoute]) -> String {
                 .map(|h| format!("via {}", h.address))
                 .collect();
             s.push_str(&format!(
-                "  route {} {}; # PrefixClaim {}\n",
+                "  route {} {}; # {}\n",
                 c.prefix,
                 hops.join(" "),
-                c.claim
+                owner(c)
             ));
         }
         s.push_str("}\n");
@@ -484,7 +596,7 @@ mod tests {
         let bird = render(&[], &c, Format::Bird);
         assert!(
             bird.contains(
-                "  route 2001:db8:1:3::/112 via fd00::1 via fd00::2; # PrefixClaim svc\n"
+                "  route 2001:db8:1:3::/112 via fd00::1 via fd00::2; # PrefixClaim svc (ServiceCIDR)\n"
             ),
             "{bird}"
         );
@@ -498,6 +610,77 @@ mod tests {
             render(&[], &one, Format::Ip)
                 .contains("ip -6 route replace 2001:db8:1:3::/112 via fd00::1\n")
         );
+    }
+
+    #[test]
+    fn local_traffic_policy_addresses_go_only_to_nodes_with_ready_endpoints() {
+        let nodes = vec![
+            node("a", &[], &["fd00::1"]),
+            node("b", &[], &["fd00::2"]),
+            node("c", &[], &["fd00::3"]),
+        ];
+        let svc = |name: &str, policy: &str, ip: &str| -> k8s_openapi::api::core::v1::Service {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "web"},
+                "spec": {"type": "LoadBalancer", "externalTrafficPolicy": policy},
+                "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+            }))
+            .expect("service")
+        };
+        let slice =
+            |svc: &str, eps: serde_json::Value| -> k8s_openapi::api::discovery::v1::EndpointSlice {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("{svc}-x"), "namespace": "web",
+                                 "labels": {"kubernetes.io/service-name": svc}},
+                    "addressType": "IPv6", "endpoints": eps,
+                }))
+                .expect("slice")
+            };
+        let claims = vec![(
+            "lb".to_string(),
+            "LoadBalancer".to_string(),
+            "2001:db8:9::/120".parse().expect("net"),
+        )];
+        let services = vec![
+            svc("local", "Local", "2001:db8:9::5"),
+            svc("cluster", "Cluster", "2001:db8:9::6"),
+            svc("empty", "Local", "2001:db8:9::7"),
+        ];
+        let slices = vec![
+            slice(
+                "local",
+                serde_json::json!([
+                    {"addresses": ["2001:db8:1::a"], "nodeName": "a", "conditions": {"ready": true}},
+                    {"addresses": ["2001:db8:1::b"], "nodeName": "b", "conditions": {"ready": false}},
+                    {"addresses": ["2001:db8:1::c"], "nodeName": "c"},
+                ]),
+            ),
+            slice(
+                "empty",
+                serde_json::json!([
+                    {"addresses": ["2001:db8:1::d"], "nodeName": "a", "conditions": {"ready": false}},
+                ]),
+            ),
+        ];
+        let r = local_routes(&claims, &services, &slices, &nodes);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(
+            r[0].prefix,
+            "2001:db8:9::5/128".parse::<IpNet>().expect("net")
+        );
+        let hops: Vec<&str> = r[0].next_hops.iter().map(|h| h.node.as_str()).collect();
+        assert_eq!(hops, ["a", "c"]);
+        let ip = render(&[], &r, Format::Ip);
+        assert!(
+            ip.contains(
+                "ip -6 route replace 2001:db8:9::5/128 nexthop via fd00::1 nexthop via fd00::3\n"
+            ),
+            "{ip}"
+        );
+        assert!(ip.contains("# Service web/empty (externalTrafficPolicy: Local) holds 2001:db8:9::7/128 but no Node"), "{ip}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&[], &r, Format::Json)).expect("json");
+        assert_eq!(json[0]["service"], "web/local");
     }
 
     #[test]

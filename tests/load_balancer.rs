@@ -353,3 +353,85 @@ fn nth(p: &ipnet::IpNet, n: u128) -> String {
         }
     }
 }
+
+/// `prefix-operator routes` against the API server: a LoadBalancer claim is
+/// one route to every Node, and an address of an `externalTrafficPolicy:
+/// Local` Service a host route to only the Nodes with a ready endpoint (the
+/// EndpointSlice is written here as its controller would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_send_local_policy_addresses_only_to_nodes_with_ready_endpoints() {
+    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let (cp, client) = control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "gua", pool_spec(&["2001:db8:1d::/48"])).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (n, addr) in [
+        ("n-a", "fd00:1d::a"),
+        ("n-b", "fd00:1d::b"),
+        ("n-c", "fd00:1d::c"),
+    ] {
+        create_node(&client, n, labels(&[]), &[]).await;
+        nodes
+            .patch_status(
+                n,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"addresses": [{"type": "InternalIP", "address": addr}]}})),
+            )
+            .await
+            .expect("node address");
+    }
+    let op = Operator::default(&client).await;
+    let claim = lb_claim(&client, "lb", "gua", IpFamily::IPv6, 120).await;
+    create_lb(&client, &Lb::v6("local")).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    services
+        .patch(
+            "local",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"externalTrafficPolicy": "Local"}})),
+        )
+        .await
+        .expect("Local policy");
+    let addr = wait_ingress(&client, "local", 1).await[0];
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NS);
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "local-abc", "labels": {"kubernetes.io/service-name": "local"}},
+        "addressType": "IPv6",
+        "endpoints": [
+            {"addresses": ["2001:db8:1d:1::10"], "nodeName": "n-b", "conditions": {"ready": true}},
+            {"addresses": ["2001:db8:1d:2::10"], "nodeName": "n-c", "conditions": {"ready": false}},
+        ],
+    }))
+    .expect("slice");
+    slices
+        .create(&PostParams::default(), &slice)
+        .await
+        .expect("create slice");
+    op.stop().await;
+
+    let kubeconfig = cp.dir().join("routes.kubeconfig");
+    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
+        .expect("kubeconfig");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
+        .args(["routes", "--format", "ip", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .expect("prefix-operator routes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "ip -6 route replace {claim} nexthop via fd00:1d::a nexthop via fd00:1d::b nexthop via fd00:1d::c"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ip -6 route replace {addr}/128 via fd00:1d::b\n")),
+        "{text}"
+    );
+}
