@@ -6,7 +6,7 @@ DEV ?= .dev
 # How dev-up gets target/debug/controlplane; tests that already built it pass ":".
 CONTROLPLANE_BUILD ?= $(CARGO) build -p prefix-operator-testenv --bin controlplane --locked
 
-.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench bench-kcm chaos randomized clean-dev check-leftovers
+.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench bench-kcm bench-lb chaos randomized clean-dev check-leftovers
 
 ## Build (or reuse) the control-plane binaries: kube-apiserver, etcd, kubectl, helm.
 controlplane:
@@ -109,6 +109,15 @@ bench: controlplane
 	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin scale-bench -- --nodes $(or $(N),5000) $(BENCH_ARGS)
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
 	$(MAKE) bench-kcm
+	$(MAKE) bench-lb
+
+## LoadBalancer Services: N created with no operator, then the operator
+## started, against the bare-client limit of Service status writes in the
+## same run, and a trickle's latency: `make bench-lb LB_ARGS="--services 2000"`.
+bench-lb: controlplane
+	$(CARGO) build --release --locked --bin prefix-operator
+	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin lb-bench -- $(LB_ARGS)
+	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
 
 ## The operator and kube-controller-manager v1.36.3 (built from Go modules,
 ## cached) given the same backlogs and trickle, interleaved rounds, ratios
