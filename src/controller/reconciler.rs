@@ -332,7 +332,10 @@ impl Reconciler {
             Woke::StatusWritten(Ok((due, result))) => self.on_status_written(due, result),
             Woke::StatusWritten(Err(_)) => {}
             Woke::Leadership(leading) => self.on_leadership(leading),
-            Woke::Tick => self.flush_status(),
+            Woke::Tick => {
+                self.flush_status();
+                self.publish_claim_gauges();
+            }
             Woke::Timer => {}
         }
     }

@@ -53,6 +53,8 @@ pub(super) struct Services {
     waits: HashMap<String, String>,
     /// The last unparsable request reported per Service.
     warned: HashMap<String, String>,
+    /// Addresses changed since the gauges were last published.
+    gauges_dirty: bool,
     pub(super) tasks: JoinSet<Done>,
     /// Set when leadership was gained: re-list Services before any write.
     pub(super) needs_relist: bool,
@@ -75,6 +77,7 @@ impl Services {
             failures: HashMap::new(),
             waits: HashMap::new(),
             warned: HashMap::new(),
+            gauges_dirty: false,
             tasks: JoinSet::new(),
             needs_relist: false,
             lists: JoinSet::new(),
@@ -194,6 +197,15 @@ impl Reconciler {
         let waiting: Vec<String> = self.services.waits.keys().cloned().collect();
         self.services.queue.extend(waiting);
         self.wake_deleting_claims();
+        self.services.gauges_dirty = true;
+    }
+
+    /// Publishes the per-claim address gauges, at most once per status
+    /// tick (not on every write answer of a burst).
+    pub(super) fn publish_claim_gauges(&mut self) {
+        if !std::mem::take(&mut self.services.gauges_dirty) {
+            return;
+        }
         for (claim, (usable, held)) in self.ledger.claim_address_counts() {
             self.metrics.publish_claim(&claim, usable, held);
         }

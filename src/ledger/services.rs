@@ -232,37 +232,33 @@ impl Ledger {
             .map(|(k, _)| k.clone())
     }
 
-    /// The lowest free usable address of claim prefix `p`.
+    /// The lowest free usable address of claim prefix `p`: one walk over
+    /// the addresses held inside it, in order (no copy of them).
     fn first_free_address(&self, p: &IpNet) -> Option<IpAddr> {
-        let reserved: BTreeSet<IpAddr> = self
+        let (first, last) = crate::alloc::cidr::range(p);
+        let (lo, hi) = (to_ip(p, first), to_ip(p, last));
+        let reserved: BTreeSet<u128> = self
             .address_reservations
             .values()
             .flatten()
-            .map(|(_, a)| *a)
+            .map(|(_, a)| from_ip(a))
+            .filter(|v| (first..=last).contains(v))
             .collect();
-        let (first, last) = crate::alloc::cidr::range(p);
         // The network address is never handed out (unless it is the only
         // kind there is: a /128, /127, /32 or /31).
-        let mut candidate = if usable(p, to_ip(p, first)) {
-            first
-        } else {
-            first + 1
-        };
-        let held = self
+        let mut candidate = if usable(p, lo) { first } else { first + 1 };
+        let mut held = self
             .address_held
-            .range(to_ip(p, first)..=to_ip(p, last))
-            .map(|(a, _)| *a)
-            .chain(reserved.range(to_ip(p, first)..=to_ip(p, last)).copied())
-            .collect::<BTreeSet<IpAddr>>();
-        for a in held {
-            let v = from_ip(&a);
-            if v < candidate {
+            .range(lo..=hi)
+            .map(|(a, _)| from_ip(a))
+            .peekable();
+        loop {
+            while held.next_if(|v| *v < candidate).is_some() {}
+            if held.peek() == Some(&candidate) || reserved.contains(&candidate) {
+                candidate = candidate.checked_add(1)?;
                 continue;
             }
-            if v > candidate {
-                break;
-            }
-            candidate = candidate.checked_add(1)?;
+            break;
         }
         (candidate <= last && usable(p, to_ip(p, candidate))).then(|| to_ip(p, candidate))
     }
@@ -373,7 +369,11 @@ impl Ledger {
         let mut out = BTreeMap::new();
         for fam in [Family::V6, Family::V4] {
             for (n, p) in self.lb_claims(fam) {
-                let held = self.address_held.keys().filter(|a| p.contains(*a)).count() as u64;
+                let (first, last) = crate::alloc::cidr::range(&p);
+                let held = self
+                    .address_held
+                    .range(to_ip(&p, first)..=to_ip(&p, last))
+                    .count() as u64;
                 out.insert(n.to_string(), (usable_count(&p), held));
             }
         }
