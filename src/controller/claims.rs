@@ -329,16 +329,7 @@ impl Reconciler {
         if !self.claims_ready() {
             return;
         }
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .claims
-            .retry_at
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for n in due {
-            self.claims.retry_at.remove(&n);
+        for n in take_due(&mut self.claims.retry_at, Instant::now()) {
             self.claims.push(&n);
         }
         let queued: Vec<String> = std::mem::take(&mut self.claims.queue).into_iter().collect();
@@ -509,7 +500,7 @@ impl Reconciler {
             }
             Request::AddFinalizer => Box::pin(async move {
                 if lapsed() {
-                    return Answer::Claim(Err(not_leader()));
+                    return Answer::Claim(Err(crate::k8s::errors::not_leader()));
                 }
                 Answer::Claim(
                     bounded(edge::add_finalizer(&api, &name_of(&obj), &rv, &finalizers)).await,
@@ -517,7 +508,7 @@ impl Reconciler {
             }),
             Request::RemoveFinalizer => Box::pin(async move {
                 if lapsed() {
-                    return Answer::Claim(Err(not_leader()));
+                    return Answer::Claim(Err(crate::k8s::errors::not_leader()));
                 }
                 Answer::Claim(
                     bounded(edge::remove_finalizer(
@@ -535,7 +526,7 @@ impl Reconciler {
                 let n = name.clone();
                 Box::pin(async move {
                     if lapsed() {
-                        return Answer::Claim(Err(not_leader()));
+                        return Answer::Claim(Err(crate::k8s::errors::not_leader()));
                     }
                     Answer::Claim(bounded(edge::write_status(&api, &n, Some(&rv), &status)).await)
                 })
@@ -555,7 +546,7 @@ impl Reconciler {
                 let n = name.clone();
                 Box::pin(async move {
                     if lapsed() {
-                        return Answer::Claim(Err(not_leader()));
+                        return Answer::Claim(Err(crate::k8s::errors::not_leader()));
                     }
                     Answer::Claim(bounded(edge::write_status(&api, &n, None, &status)).await)
                 })
@@ -568,7 +559,7 @@ impl Reconciler {
                 let api = self.claims.service_cidrs_api.clone();
                 Box::pin(async move {
                     if lapsed() {
-                        return Answer::ServiceCidr(Err(not_leader()));
+                        return Answer::ServiceCidr(Err(crate::k8s::errors::not_leader()));
                     }
                     Answer::ServiceCidr(bounded(edge::create_service_cidr(&api, &sc)).await)
                 })
@@ -586,7 +577,7 @@ impl Reconciler {
                 let n = name.clone();
                 Box::pin(async move {
                     if lapsed() {
-                        return Answer::Done(Err(not_leader()));
+                        return Answer::Done(Err(crate::k8s::errors::not_leader()));
                     }
                     Answer::Done(bounded(edge::delete_service_cidr(&api, &n, &uid)).await)
                 })
@@ -796,18 +787,8 @@ impl Reconciler {
                     // claim back (the write carried `rv`, so it can land
                     // only while the claim is still at that state).
                     self.claim_failed(&name, "Bind", &e);
-                    self.claims.busy.insert(name.clone());
                     self.claims.retry_at.remove(&name);
-                    let api = self.claims.api.clone();
-                    let n = name.clone();
-                    self.claims.tasks.spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        Done {
-                            answer: Answer::Read(bounded(read_claim(&api, &n)).await),
-                            claim: n,
-                            request: Request::Settle { rv },
-                        }
-                    });
+                    self.settle_claim(name, rv, Duration::from_millis(200));
                 }
                 _ => {
                     // Refused (the claim changed since, or is gone): not
@@ -841,17 +822,7 @@ impl Reconciler {
                 } else {
                     // Still at the state written to: the request may yet
                     // land. Keep the reservation and look again.
-                    self.claims.busy.insert(name.clone());
-                    let api = self.claims.api.clone();
-                    let n = name.clone();
-                    self.claims.tasks.spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        Done {
-                            answer: Answer::Read(bounded(read_claim(&api, &n)).await),
-                            claim: n,
-                            request: Request::Settle { rv },
-                        }
-                    });
+                    self.settle_claim(name.clone(), rv.clone(), Duration::from_secs(1));
                 }
             }
             Ok(None) => {
@@ -860,19 +831,24 @@ impl Reconciler {
             }
             Err(e) => {
                 self.metrics.error(error_reason(&e));
-                self.claims.busy.insert(name.clone());
-                let api = self.claims.api.clone();
-                let n = name.clone();
-                self.claims.tasks.spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Done {
-                        answer: Answer::Read(bounded(read_claim(&api, &n)).await),
-                        claim: n,
-                        request: Request::Settle { rv },
-                    }
-                });
+                self.settle_claim(name.clone(), rv.clone(), Duration::from_secs(1));
             }
         }
+    }
+
+    /// Reads claim `name` back after `after`, to learn whether its bind
+    /// written onto `rv` landed (the reservation stays meanwhile).
+    fn settle_claim(&mut self, name: String, rv: String, after: Duration) {
+        self.claims.busy.insert(name.clone());
+        let api = self.claims.api.clone();
+        self.claims.tasks.spawn(async move {
+            tokio::time::sleep(after).await;
+            Done {
+                answer: Answer::Read(bounded(read_claim(&api, &name)).await),
+                claim: name,
+                request: Request::Settle { rv },
+            }
+        });
     }
 
     fn warn_claim_once(&mut self, name: &str, reason: &'static str, message: String) {
@@ -969,20 +945,23 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
 }
 
-fn not_leader() -> kube::Error {
-    kube::Error::Api(
-        kube::core::Status::failure("leadership lapsed before the write was sent", "NotLeader")
-            .with_code(403)
-            .boxed(),
-    )
-}
-
 /// Every claim request is bounded: a request stuck on a dead connection
 /// must not hold the claim forever.
 async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .unwrap_or_else(|_| Err(kube::Error::Service("request timed out".into())))
+    crate::k8s::errors::bounded(Duration::from_secs(10), f).await
+}
+
+/// Takes the names whose retry time has come out of `retry_at`.
+pub(super) fn take_due(retry_at: &mut BTreeMap<String, Instant>, now: Instant) -> Vec<String> {
+    let due: Vec<String> = retry_at
+        .iter()
+        .filter(|(_, t)| **t <= now)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for n in &due {
+        retry_at.remove(n);
+    }
+    due
 }

@@ -228,18 +228,8 @@ impl Reconciler {
         {
             return;
         }
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .services
-            .retry_at
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in due {
-            self.services.retry_at.remove(&k);
-            self.services.queue.insert(k);
-        }
+        let due = super::claims::take_due(&mut self.services.retry_at, Instant::now());
+        self.services.queue.extend(due);
         let queued = std::mem::take(&mut self.services.queue);
         let mut rest = queued.into_iter();
         for key in rest.by_ref() {
@@ -324,14 +314,7 @@ impl Reconciler {
         let deadline = self.settings.lease_deadline.clone();
         self.services.tasks.spawn(async move {
             let answer = if deadline.as_ref().is_some_and(|d| !crate::leader::within(d)) {
-                Err(kube::Error::Api(
-                    kube::core::Status::failure(
-                        "leadership lapsed before the write was sent",
-                        "NotLeader",
-                    )
-                    .with_code(403)
-                    .boxed(),
-                ))
+                Err(crate::k8s::errors::not_leader())
             } else {
                 bounded(edge::write_ingress(&api, &name, &rv, &ips))
                     .await
@@ -475,7 +458,5 @@ impl Reconciler {
 async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .unwrap_or_else(|_| Err(kube::Error::Service("request timed out".into())))
+    crate::k8s::errors::bounded(Duration::from_secs(10), f).await
 }

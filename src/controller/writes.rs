@@ -114,14 +114,7 @@ impl Reconciler {
         self.writes.spawn(async move {
             // Last look before sending: a leader past its deadline must not write.
             let result = if deadline.as_ref().is_some_and(|d| !crate::leader::within(d)) {
-                Err(kube::Error::Api(
-                    kube::core::Status::failure(
-                        "leadership lapsed before the write was sent",
-                        "NotLeader",
-                    )
-                    .with_code(403)
-                    .boxed(),
-                ))
+                Err(crate::k8s::errors::not_leader())
             } else {
                 let at = k8s_openapi::jiff::Timestamp::now()
                     .strftime("%Y-%m-%dT%H:%M:%SZ")

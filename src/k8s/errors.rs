@@ -91,6 +91,27 @@ pub fn error_reason(e: &kube::Error) -> &'static str {
     }
 }
 
+/// The error a write gets when leadership lapsed before it was sent (a
+/// leader past its deadline must not write).
+pub fn not_leader() -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure("leadership lapsed before the write was sent", "NotLeader")
+            .with_code(403)
+            .boxed(),
+    )
+}
+
+/// `f`, or a timeout error after `limit`: a request stuck on a dead
+/// connection must not hold what waits on it for ever.
+pub async fn bounded<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| Err(kube::Error::Service("request timed out".into())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
