@@ -77,15 +77,15 @@ impl ClaimRoute {
 }
 
 /// The routes of bound claims (`(name, purpose, prefix)`), each to every
-/// Node with an InternalIP of its family (Nodes being deleted left out),
-/// sorted by prefix.
+/// Node with an InternalIP of its family (Nodes being deleted or reported
+/// not Ready left out), sorted by prefix.
 pub fn claim_routes(claims: &[(String, String, IpNet)], nodes: &[Node]) -> Vec<ClaimRoute> {
     let mut out: Vec<ClaimRoute> = claims
         .iter()
         .map(|(claim, purpose, prefix)| {
             let mut next_hops: Vec<NextHop> = nodes
                 .iter()
-                .filter(|n| n.metadata.deletion_timestamp.is_none())
+                .filter(|n| n.metadata.deletion_timestamp.is_none() && !not_ready(n))
                 .filter_map(|n| {
                     let address = crate::k8s::nodes::internal_ips(n)
                         .find(|a| a.is_ipv6() == matches!(prefix, IpNet::V6(_)))?;
@@ -118,6 +118,17 @@ pub fn claim_routes(claims: &[(String, String, IpNet)], nodes: &[Node]) -> Vec<C
         .collect();
     out.sort_by(|a, b| a.prefix.cmp(&b.prefix).then(a.claim.cmp(&b.claim)));
     out
+}
+
+/// A Node whose kubelet reports it not Ready (`Ready` False or Unknown):
+/// kube-proxy there may be gone, so it is no next hop for a claim. A Node
+/// with no Ready condition at all (no kubelet has reported) is kept.
+fn not_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "True")
 }
 
 /// Host routes (/128, /32) of the LoadBalancer addresses of Services with
@@ -604,6 +615,17 @@ mod tests {
             serde_json::from_str(&render(&[], &c, Format::Json)).expect("json");
         assert_eq!(json[1]["claim"], "svc");
         assert_eq!(json[1]["nextHops"][1]["address"], "fd00::2");
+        // A Node reported not Ready is no next hop.
+        let mut down = nodes.clone();
+        let st = down[1].status.get_or_insert_with(Default::default);
+        st.conditions = Some(vec![k8s_openapi::api::core::v1::NodeCondition {
+            type_: "Ready".into(),
+            status: "Unknown".into(),
+            ..Default::default()
+        }]);
+        let c2 = claim_routes(&claims[..1], &down);
+        let hops: Vec<&str> = c2[0].next_hops.iter().map(|h| h.node.as_str()).collect();
+        assert_eq!(hops, ["b"]);
         // One Node only: a plain route.
         let one = claim_routes(&claims[..1], &nodes[1..2]);
         assert!(
