@@ -531,9 +531,10 @@ impl Reconciler {
                     Answer::Claim(bounded(edge::write_status(&api, &n, Some(&rv), &status)).await)
                 })
             }
-            Request::Settle { .. } => {
-                let n = name.clone();
-                Box::pin(async move { Answer::Read(bounded(read_claim(&api, &n)).await) })
+            Request::Settle { rv } => {
+                let rv = rv.clone();
+                self.settle_claim(name, rv, Duration::ZERO);
+                return;
             }
             Request::CheckAddresses => {
                 let api = self.claims.addresses_api.clone();
@@ -608,7 +609,7 @@ impl Reconciler {
             }
             (Request::ListPools, Answer::PoolList(Ok((items, rv)))) => {
                 let rv = crate::ledger::parse_resource_version(rv.as_deref());
-                self.merge_pools_for_claims(&items, rv);
+                self.merge_pool_list(&items, rv);
                 self.bind(name);
                 return;
             }
@@ -699,16 +700,6 @@ impl Reconciler {
         self.claims
             .retry_at
             .insert(name.to_string(), Instant::now() + delay);
-    }
-
-    /// Merges a pool list read for a claim's bind into the picture.
-    fn merge_pools_for_claims(&mut self, items: &[WatchedPool], rv: Option<u64>) {
-        let snaps: Vec<_> = items.iter().map(|p| pools::decode(p).0).collect();
-        for name in self.ledger.replace_pools(&snaps, rv) {
-            self.status.forget(&name);
-        }
-        self.enqueue_all_unallocated();
-        self.status.mark();
     }
 
     /// The pools are current: choose the claim's prefix and write it.
@@ -844,7 +835,7 @@ impl Reconciler {
         self.claims.tasks.spawn(async move {
             tokio::time::sleep(after).await;
             Done {
-                answer: Answer::Read(bounded(read_claim(&api, &name)).await),
+                answer: Answer::Read(bounded(list_watch::read_by_name(&api, &name)).await),
                 claim: name,
                 request: Request::Settle { rv },
             }
@@ -862,11 +853,7 @@ impl Reconciler {
         self.events.send(Note::warning(r, reason, "Bind", message));
     }
 
-    pub(super) fn claim_ref_of(&self, name: &str) -> ObjectReference {
-        self.claim_ref(name)
-    }
-
-    fn claim_ref(&self, name: &str) -> ObjectReference {
+    pub(super) fn claim_ref(&self, name: &str) -> ObjectReference {
         ObjectReference {
             api_version: Some(PrefixClaim::api_version(&()).into_owned()),
             kind: Some(PrefixClaim::kind(&()).into_owned()),
@@ -915,16 +902,6 @@ impl Reconciler {
 /// How often a deleted claim looks again for Service addresses inside its
 /// prefix.
 const ADDRESS_RECHECK: Duration = Duration::from_secs(2);
-
-/// The claim as the API server holds it now: a consistent list of the one
-/// name (the operator has list on claims, not get).
-async fn read_claim(
-    api: &Api<PrefixClaim>,
-    name: &str,
-) -> Result<Option<PrefixClaim>, kube::Error> {
-    let lp = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
-    Ok(api.list(&lp).await?.items.into_iter().next())
-}
 
 fn name_of(obj: &Option<PrefixClaim>) -> String {
     obj.as_ref().map(|o| o.name_any()).unwrap_or_default()

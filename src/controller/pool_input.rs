@@ -118,7 +118,7 @@ impl Reconciler {
             msg.clone(),
         ));
         for c in claimed {
-            let r = self.claim_ref_of(&c.claim);
+            let r = self.claim_ref(&c.claim);
             self.events
                 .send(Note::warning(r, "PoolDeleted", "Delete", msg.clone()));
         }
@@ -126,7 +126,7 @@ impl Reconciler {
 
     /// Merges a complete list of pools (from the watch's re-list or a pool
     /// check) into the picture.
-    fn merge_pool_list(&mut self, items: &[WatchedPool], resource_version: Option<u64>) {
+    pub(super) fn merge_pool_list(&mut self, items: &[WatchedPool], resource_version: Option<u64>) {
         let decoded: Vec<_> = items.iter().map(pools::decode).collect();
         let snaps: Vec<_> = decoded.iter().map(|(s, _)| s.clone()).collect();
         for name in self.ledger.replace_pools(&snaps, resource_version) {
@@ -332,7 +332,5 @@ const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
-    tokio::time::timeout(CHECK_TIMEOUT, f)
-        .await
-        .unwrap_or_else(|_| Err(kube::Error::Service("pool check timed out".into())))
+    crate::k8s::errors::bounded(CHECK_TIMEOUT, f).await
 }

@@ -401,7 +401,7 @@ impl Reconciler {
         self.services.tasks.spawn(async move {
             tokio::time::sleep(after).await;
             Done {
-                answer: bounded(edge::read(&api, &name)).await,
+                answer: bounded(crate::k8s::list_watch::read_by_name(&api, &name)).await,
                 key,
                 rv,
                 purpose,

@@ -44,6 +44,16 @@ async fn send<K>(
     tx.send((std::time::Instant::now(), ev)).await
 }
 
+/// The object `name` as the API server holds it now, from a consistent list
+/// of that one name: the operator may list a resource it has no `get` on.
+pub async fn read_by_name<K>(api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+    Ok(api.list(&lp).await?.items.into_iter().next())
+}
+
 /// Objects per page of a list (the same as kube's watcher).
 pub const LIST_PAGE: u32 = 500;
 

@@ -215,13 +215,6 @@ pub async fn write_ingress(
         .await
 }
 
-/// The Service as the API server holds it now (a consistent list of the
-/// one name: the operator has list on Services, not get).
-pub async fn read(api: &Api<ServiceLite>, name: &str) -> Result<Option<ServiceLite>, kube::Error> {
-    let lp = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
-    Ok(api.list(&lp).await?.items.into_iter().next())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

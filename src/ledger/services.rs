@@ -379,16 +379,6 @@ impl Ledger {
         }
         out
     }
-
-    /// Addresses held by more than one Service (someone wrote a status by
-    /// hand), with the Services.
-    pub fn shared_addresses(&self) -> Vec<(IpAddr, Vec<String>)> {
-        self.address_held
-            .iter()
-            .filter(|(_, h)| h.len() > 1)
-            .map(|(a, h)| (*a, h.iter().cloned().collect()))
-            .collect()
-    }
 }
 
 /// Whether `ip` of claim prefix `p` may be handed out: not the network
