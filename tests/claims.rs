@@ -18,25 +18,10 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The API server serves IPv6 ClusterIPs only with an IPv6 service range.
-const DUAL_STACK_SERVICES: &str = "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/108";
+const DUAL_STACK_SERVICES: &str = "10.96.0.0/16,fd00:10:96::/108";
 
 fn net(s: &str) -> ipnet::IpNet {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-async fn dual_stack_control_plane() -> (ControlPlane, Client) {
-    let cp = tokio::task::spawn_blocking(|| {
-        ControlPlane::start(Options {
-            extra_apiserver_flags: vec![DUAL_STACK_SERVICES.into()],
-            ..Default::default()
-        })
-    })
-    .await
-    .expect("join")
-    .expect("start control plane");
-    let client = admin(&cp).await;
-    install_crd(&client).await;
-    (cp, client)
 }
 
 fn claim_spec(pool: &str, len: i32, purpose: Purpose) -> PrefixClaimSpec {
@@ -117,16 +102,6 @@ async fn create_service(client: &Client, name: &str, ip: &str) -> Result<Service
     api.create(&PostParams::default(), &svc).await
 }
 
-/// The `n`-th address of `p`.
-fn nth(p: &ipnet::IpNet, n: u128) -> String {
-    match p {
-        ipnet::IpNet::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6.network()) + n).to_string(),
-        ipnet::IpNet::V4(v4) => {
-            std::net::Ipv4Addr::from(u32::from(v4.network()) + n as u32).to_string()
-        }
-    }
-}
-
 /// Every Node prefix and every claimed prefix the API server holds, none
 /// overlapping another.
 async fn assert_nothing_overlaps(client: &Client) {
@@ -177,7 +152,7 @@ async fn assert_nothing_overlaps(client: &Client) {
 /// and Nodes created afterwards stay clear of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_cidr_claim_gets_space_no_node_has_and_serves_cluster_ips() {
-    let (cp, client) = dual_stack_control_plane().await;
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
     create_pool(&client, "gua", pool_spec(&["2001:db8:c1::/48"])).await;
     let op = Operator::default(&client).await;
@@ -223,7 +198,7 @@ async fn a_service_cidr_claim_gets_space_no_node_has_and_serves_cluster_ips() {
     );
 
     // The API server hands out ClusterIPs from the claimed prefix.
-    let ip = nth(&p, 10);
+    let ip = nth_address(&p, 10);
     let svc = create_service(&client, "web", &ip)
         .await
         .expect("a ClusterIP from the claim");
@@ -456,7 +431,7 @@ fn kcm_bin() -> std::path::PathBuf {
 /// once the Service is gone, both go and the prefix is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_claim_keeps_its_prefix_while_a_service_holds_an_address() {
-    let (cp, client) = dual_stack_control_plane().await;
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
     let _kcm = start_kcm(&cp);
     create_pool(&client, "gua", pool_spec(&["2001:db8:c3::/48"])).await;
@@ -479,7 +454,7 @@ async fn a_deleted_claim_keeps_its_prefix_while_a_service_holds_an_address() {
         },
     )
     .await;
-    create_service(&client, "held", &nth(&p, 7))
+    create_service(&client, "held", &nth_address(&p, 7))
         .await
         .expect("a ClusterIP from the claim");
 
@@ -532,14 +507,14 @@ async fn without_the_service_cidr_controller_held_addresses_still_keep_the_prefi
     if let Ok(f) = std::env::var("TEST_LOG") {
         prefix_operator::telemetry::init(prefix_operator::telemetry::LogFormat::Text, &f);
     }
-    let (cp, client) = dual_stack_control_plane().await;
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
     create_pool(&client, "gua", pool_spec(&["2001:db8:c4::/48"])).await;
     let op = Operator::default(&client).await;
     create_claim(&client, "svc", claim_spec("gua", 112, Purpose::ServiceCIDR)).await;
     let c = wait_claim(&client, "svc", "Ready", |c| is(c, "True", "Serving")).await;
     let p = prefix_of(&c);
-    create_service(&client, "held", &nth(&p, 7))
+    create_service(&client, "held", &nth_address(&p, 7))
         .await
         .expect("a ClusterIP from the claim");
     let claims: Api<PrefixClaim> = Api::all(client.clone());
@@ -563,7 +538,7 @@ async fn without_the_service_cidr_controller_held_addresses_still_keep_the_prefi
     // (no allocator covers it): the IPAddress stays until its repair loop
     // or an admin removes it, and until then so does the claim.
     let ips: Api<k8s_openapi::api::networking::v1::IPAddress> = Api::all(client.clone());
-    let ip = nth(&p, 7);
+    let ip = nth_address(&p, 7);
     let orphaned = ips.get_opt(&ip).await.expect("get IPAddress").is_some();
     eprintln!("[claims] IPAddress {ip} left behind by the Service: {orphaned}");
     if orphaned {

@@ -327,7 +327,10 @@ async fn claims_and_services_before_start(
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     for c in cat.services.iter().filter(|c| c.status.is_some()) {
         services
-            .create(&PostParams::default(), &lb_service(&c.name, &c.annotations))
+            .create(
+                &PostParams::default(),
+                &lb_service_with(&c.name, &c.annotations),
+            )
             .await
             .expect("Service");
         let st = json!({"status": c.status});
@@ -350,17 +353,14 @@ async fn claims_and_services_before_start(
     made
 }
 
-/// A LoadBalancer Service of the operator's class.
-fn lb_service(
+/// A LoadBalancer Service of the operator's class with `annotations`.
+fn lb_service_with(
     name: &str,
     annotations: &BTreeMap<String, String>,
 ) -> k8s_openapi::api::core::v1::Service {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {"type": "LoadBalancer", "loadBalancerClass": prefix_operator::controller::LOAD_BALANCER_CLASS,
-                 "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}]},
-    }))
-    .expect("Service")
+    let mut s = lb_service(name);
+    s.metadata.annotations = Some(annotations.clone());
+    s
 }
 
 /// The claims and Services of the catalogue, with the operator running.
@@ -448,7 +448,7 @@ async fn claims_and_services(
             *v = v.replace("CLAIM+0", &lb.network().to_string());
         }
         services
-            .create(&PostParams::default(), &lb_service(&c.name, &ann))
+            .create(&PostParams::default(), &lb_service_with(&c.name, &ann))
             .await
             .expect("Service");
     }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::PostParams;
 use kube::{Api, Client};
 use prefix_operator::api::{IpFamily, PrefixClaim, PrefixClaimSpec, PrefixPoolSpec, Purpose};
 use prefix_operator_testenv::OperatorProcess;
@@ -22,40 +22,6 @@ use rand::Rng;
 use support::*;
 
 const SERVICES: usize = 2000;
-
-fn lb_service(name: &str) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            load_balancer_class: Some(prefix_operator::controller::LOAD_BALANCER_CLASS.into()),
-            // No node ports: 2,000 Services would not fit the default range.
-            allocate_load_balancer_node_ports: Some(false),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
-}
-
-fn addresses(s: &Service) -> Vec<IpAddr> {
-    s.status
-        .as_ref()
-        .and_then(|st| st.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|i| {
-            i.iter()
-                .filter_map(|x| x.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Counts the Services holding an address, every 100 ms.
 fn count_served(client: &Client) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
@@ -65,7 +31,11 @@ fn count_served(client: &Client) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<(
     let task = tokio::spawn(async move {
         loop {
             if let Ok(l) = api.list(&Default::default()).await {
-                let n = l.items.iter().filter(|x| !addresses(x).is_empty()).count();
+                let n = l
+                    .items
+                    .iter()
+                    .filter(|x| !lb_addresses(x).is_empty())
+                    .count();
                 s.store(n, Ordering::SeqCst);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -182,7 +152,7 @@ async fn sigkilled_three_times_during_2000_services_no_address_is_shared_or_lost
         if !name.starts_with("lb-") {
             continue;
         }
-        let a = addresses(s);
+        let a = lb_addresses(s);
         assert_eq!(a.len(), 1, "{name}: {a:?}");
         assert!(claim.contains(&a[0]), "{name}: {} outside {claim}", a[0]);
         if let Some(other) = holders.insert(a[0], name.clone()) {

@@ -144,7 +144,7 @@ async fn only_the_leader_writes_and_a_crashed_leader_is_replaced() {
 /// re-reads every Service first) finishes, and no address is held twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_balancer_addresses_survive_a_leader_change_without_duplicates() {
-    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    use k8s_openapi::api::core::v1::Service;
     use prefix_operator::api::{IpFamily, PrefixClaim, PrefixClaimSpec, Purpose};
     let (cp, client) = own_control_plane().await;
     let _d = DumpOnPanic(&cp);
@@ -178,23 +178,7 @@ async fn load_balancer_addresses_survive_a_leader_change_without_duplicates() {
     .await;
     let (leader, follower) = if first == a.identity { (a, b) } else { (b, a) };
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let make = |name: String| Service {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            load_balancer_class: Some(prefix_operator::controller::LOAD_BALANCER_CLASS.into()),
-            allocate_load_balancer_node_ports: Some(false),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    };
+    let make = |name: String| lb_service(&name);
     let served = |want: usize| {
         let services = services.clone();
         async move {

@@ -18,23 +18,8 @@ use prefix_operator::controller::LOAD_BALANCER_CLASS;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-const DUAL_STACK_SERVICES: &str = "--service-cluster-ip-range=fd00:10:96::/108,10.96.0.0/16";
+const DUAL_STACK_SERVICES: &str = "fd00:10:96::/108,10.96.0.0/16";
 const NS: &str = "default";
-
-async fn control_plane() -> (ControlPlane, Client) {
-    let cp = tokio::task::spawn_blocking(|| {
-        ControlPlane::start(Options {
-            extra_apiserver_flags: vec![DUAL_STACK_SERVICES.into()],
-            ..Default::default()
-        })
-    })
-    .await
-    .expect("join")
-    .expect("start control plane");
-    let client = admin(&cp).await;
-    install_crd(&client).await;
-    (cp, client)
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -177,7 +162,7 @@ async fn assert_no_address_twice(client: &Client) -> BTreeMap<IpAddr, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
-    let (cp, client) = control_plane().await;
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
     create_pool(&client, "gua", pool_spec(&["2001:db8:1b::/48"])).await;
     create_pool(
@@ -195,7 +180,7 @@ async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
 
     create_lb(&client, &Lb::v6("web")).await;
     let web = wait_ingress(&client, "web", 1).await;
-    assert_eq!(web, vec![ip(&nth(&v6, 1))]);
+    assert_eq!(web, vec![ip(&nth_address(&v6, 1))]);
     wait_event(&client, "web", "LoadBalancerAddressAssigned").await;
 
     // Dual-stack: one address per family, in the Service's family order.
@@ -213,7 +198,7 @@ async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
     assert_ne!(dual[0], web[0]);
 
     // A requested address, then the same one again: refused, not shared.
-    let wanted = nth(&v6, 77);
+    let wanted = nth_address(&v6, 77);
     create_lb(
         &client,
         &Lb {
@@ -296,7 +281,7 @@ async fn no_address_is_held_twice_across_operator_kills() {
     if let Ok(f) = std::env::var("TEST_LOG") {
         prefix_operator::telemetry::init(prefix_operator::telemetry::LogFormat::Text, &f);
     }
-    let (cp, client) = control_plane().await;
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
     create_pool(&client, "gua", pool_spec(&["2001:db8:1c::/48"])).await;
     let op = Operator::default(&client).await;
@@ -344,16 +329,6 @@ async fn no_address_is_held_twice_across_operator_kills() {
     op.take().expect("running").stop().await;
 }
 
-/// The `n`-th address of `p`, as text.
-fn nth(p: &ipnet::IpNet, n: u128) -> String {
-    match p {
-        ipnet::IpNet::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6.network()) + n).to_string(),
-        ipnet::IpNet::V4(v4) => {
-            std::net::Ipv4Addr::from(u32::from(v4.network()) + n as u32).to_string()
-        }
-    }
-}
-
 /// `prefix-operator routes` against the API server: a LoadBalancer claim is
 /// one route to every Node, and an address of an `externalTrafficPolicy:
 /// Local` Service a host route to only the Nodes with a ready endpoint (the
@@ -362,7 +337,7 @@ fn nth(p: &ipnet::IpNet, n: u128) -> String {
 async fn routes_send_local_policy_addresses_only_to_nodes_with_ready_endpoints() {
     use k8s_openapi::api::core::v1::Node;
     use k8s_openapi::api::discovery::v1::EndpointSlice;
-    let (cp, client) = control_plane().await;
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
     create_pool(&client, "gua", pool_spec(&["2001:db8:1d::/48"])).await;
     let nodes: Api<Node> = Api::all(client.clone());

@@ -339,26 +339,10 @@ async fn ensure_lb_claim(client: &Client) {
 
 /// A LoadBalancer Service of the operator's class.
 async fn create_lb_service(client: &Client, name: &str) {
-    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let svc = Service {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            load_balancer_class: Some(prefix_operator::controller::LOAD_BALANCER_CLASS.into()),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    };
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "default");
     services
-        .create(&Default::default(), &svc)
+        .create(&Default::default(), &lb_service(name))
         .await
         .expect("create Service");
 }

@@ -364,3 +364,69 @@ where
     })
     .await
 }
+
+/// A control plane of its own with Service ranges `ranges` (the API server
+/// hands out ClusterIPs only of the families its range has: IPv6 Services
+/// need an IPv6 one), with the CRDs installed.
+pub async fn control_plane_with_services(ranges: &str) -> (ControlPlane, Client) {
+    let flag = format!("--service-cluster-ip-range={ranges}");
+    let cp = tokio::task::spawn_blocking(move || {
+        ControlPlane::start(Options {
+            extra_apiserver_flags: vec![flag],
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("join")
+    .expect("start control plane");
+    let client = admin(&cp).await;
+    install_crd(&client).await;
+    (cp, client)
+}
+
+/// The `n`-th address of `p`, as text.
+pub fn nth_address(p: &ipnet::IpNet, n: u128) -> String {
+    match p {
+        ipnet::IpNet::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6.network()) + n).to_string(),
+        ipnet::IpNet::V4(v4) => {
+            std::net::Ipv4Addr::from(u32::from(v4.network()) + n as u32).to_string()
+        }
+    }
+}
+
+/// A LoadBalancer Service of the operator's class, of the cluster's
+/// default family, with no node ports (thousands would not fit the range).
+pub fn lb_service(name: &str) -> k8s_openapi::api::core::v1::Service {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            load_balancer_class: Some(prefix_operator::controller::LOAD_BALANCER_CLASS.into()),
+            allocate_load_balancer_node_ports: Some(false),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The addresses in a Service's `status.loadBalancer.ingress`.
+pub fn lb_addresses(s: &k8s_openapi::api::core::v1::Service) -> Vec<std::net::IpAddr> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|i| {
+            i.iter()
+                .filter_map(|x| x.ip.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
