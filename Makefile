@@ -13,9 +13,9 @@ controlplane:
 	@e2e/controlplane/build.sh >/dev/null
 
 ## Unit, property and integration tests against a real kube-apiserver + etcd
-## (and promtool, FRR's vtysh and BIRD, the reference CNI plugins and cnitool,
-## kube-controller-manager for its service-cidr controller, fetched or built
-## and cached first).
+## (and promtool, FRR's vtysh, BIRD and iptables, the reference CNI plugins
+## and cnitool, kube-controller-manager for its service-cidr and EndpointSlice
+## controllers and kube-proxy, fetched or built and cached first).
 ## Fails if the run left an etcd or kube-apiserver running (only the ones it
 ## started: see e2e/scoped.sh).
 test: controlplane

@@ -380,52 +380,6 @@ async fn bad_claims_are_refused_at_admission() {
         .expect("clean up");
 }
 
-/// kube-controller-manager v1.36.3 with only its service-cidr controller:
-/// the one that keeps a ServiceCIDR (its finalizer) while Services hold
-/// addresses from it.
-struct Kcm {
-    _proc: prefix_operator_testenv::Supervised,
-    _dir: tempfile::TempDir,
-}
-
-fn start_kcm(cp: &ControlPlane) -> Kcm {
-    let bin = kcm_bin();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
-        .expect("kubeconfig");
-    let args = vec![
-        format!("--kubeconfig={}", kubeconfig.display()),
-        "--controllers=service-cidr-controller".into(),
-        "--leader-elect=false".into(),
-        "--secure-port=0".into(),
-        "--v=1".into(),
-    ];
-    let proc = prefix_operator_testenv::Supervised::spawn(&bin, &args, &dir.path().join("kcm.log"))
-        .expect("start kube-controller-manager");
-    Kcm {
-        _proc: proc,
-        _dir: dir,
-    }
-}
-
-/// The kube-controller-manager binary: `$KCM_BIN` (make test sets it), else
-/// what `e2e/kcm/build.sh` builds (and prints).
-fn kcm_bin() -> std::path::PathBuf {
-    if let Some(b) = std::env::var_os("KCM_BIN") {
-        return std::path::PathBuf::from(b);
-    }
-    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/kcm/build.sh"))
-        .output()
-        .expect("run e2e/kcm/build.sh");
-    assert!(
-        out.status.success(),
-        "e2e/kcm/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// The API server's own rule: a deleted claim's ServiceCIDR stays while a
 /// Service holds an address from it, and so does the claim and its prefix;
 /// once the Service is gone, both go and the prefix is free.
@@ -433,7 +387,7 @@ fn kcm_bin() -> std::path::PathBuf {
 async fn a_deleted_claim_keeps_its_prefix_while_a_service_holds_an_address() {
     let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
-    let _kcm = start_kcm(&cp);
+    let _kcm = support::components::start_kcm(&cp, "service-cidr-controller");
     create_pool(&client, "gua", pool_spec(&["2001:db8:c3::/48"])).await;
     let op = Operator::default(&client).await;
     create_claim(&client, "svc", claim_spec("gua", 112, Purpose::ServiceCIDR)).await;

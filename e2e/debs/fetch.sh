@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches pinned Debian packages that tests run against (FRR's vtysh and
-# BIRD, to parse the configuration `prefix-operator routes` prints) and
+# BIRD, to parse the configuration `prefix-operator routes` prints; iptables,
+# which kube-proxy programs in the Services test) and
 # unpacks them into a cache outside the checkout, without installing
 # anything on the machine. Prints the directory they were unpacked into;
 # binaries are under usr/bin and usr/sbin, libraries under usr/lib (see
@@ -19,6 +20,14 @@ PACKAGES=(
   "libyang2=2.1.30-2"
   "libc-ares2=1.18.1-3"
   "libssh-gcrypt-4=0.10.6-0+deb12u3"
+  "iptables=1.8.9-2"
+  "libip4tc2=1.8.9-2"
+  "libip6tc2=1.8.9-2"
+  "libxtables12=1.8.9-2"
+  "libnftnl11=1.2.4-2"
+  "libnfnetlink0=1.0.2-2"
+  "libnetfilter-conntrack3=1.0.9-3"
+  "libmnl0=1.0.4-3"
 )
 
 key="$(sha256sum "$here/fetch.sh" | cut -c1-12)"
@@ -55,6 +64,13 @@ if ! (cd "$tmp/pkgs" && apt-get download -q "${PACKAGES[@]}") >&2; then
 fi
 for deb in "$tmp"/pkgs/*.deb; do
   dpkg-deb -x "$deb" "$tmp/root"
+done
+# kube-proxy runs `iptables`, `ip6tables` and their -save/-restore by name;
+# Debian points those at the alternatives system, which an unpacked package
+# lacks, so name the legacy backend directly (it picks its mode from argv[0]).
+mkdir -p "$tmp/root/iptables-bin"
+for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+  ln -s ../usr/sbin/xtables-legacy-multi "$tmp/root/iptables-bin/$name"
 done
 touch "$tmp/root/.complete"
 rm -rf "$out"

@@ -1,8 +1,9 @@
 //go:build tools
 
-// Package tools pins the command this module builds.
+// Package tools pins the commands this module builds.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )

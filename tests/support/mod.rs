@@ -4,6 +4,8 @@
 //! `prefix_operator_testenv::OperatorProcess`.
 #![allow(dead_code, unused_imports)]
 
+pub mod cni;
+pub mod components;
 pub mod helm;
 pub mod netns;
 pub mod rbac;

@@ -116,3 +116,89 @@ pub fn tcp_exchange(from_ns: &str, src: Option<IpAddr>, to_ns: &str, to: IpAddr)
     assert_eq!(&reply, b"pong!");
     server.join().expect("server")
 }
+
+/// A TCP forwarder from 127.0.0.1:PORT inside namespace `ns` to `to` as
+/// this process reaches it (the control plane listens on the host's
+/// loopback only): a process in `ns` reaches `to` at the returned port.
+/// Runs until the process exits.
+pub fn forward_into(ns: &str, to: SocketAddr) -> u16 {
+    let listener = in_netns(ns, || {
+        TcpListener::bind(("127.0.0.1", 0)).expect("bind the forwarder")
+    });
+    let port = listener.local_addr().expect("local addr").port();
+    // Threads start in the namespace of the thread that spawns them: this
+    // one, not `ns`, so the connections out reach the host's loopback.
+    std::thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let Ok(inbound) = inbound else { continue };
+            let Ok(outbound) = TcpStream::connect(to) else {
+                continue;
+            };
+            for (mut from, mut into) in [
+                (inbound.try_clone(), outbound.try_clone()),
+                (outbound.try_clone(), inbound.try_clone()),
+            ]
+            .into_iter()
+            .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+            {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+/// A TCP server on port `port` of every address in namespace `ns` that
+/// answers each connection with `NAME PEER\n` (the peer address it saw)
+/// and closes it. Runs until the process exits.
+pub fn serve_whoami(ns: &str, name: &str, port: u16) {
+    let listener = in_netns(ns, move || {
+        TcpListener::bind(("::", port)).expect("bind the pod's server")
+    });
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let peer = s
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let _ = s.write_all(format!("{name} {peer}\n").as_bytes());
+        }
+    });
+}
+
+/// Connects from namespace `from_ns` to `to` (retrying while the path is
+/// not there yet, up to `patience`) and returns what a [`serve_whoami`]
+/// server answered: its name and the peer address it saw.
+pub fn ask_whoami(from_ns: &str, to: SocketAddr, patience: Duration) -> (String, IpAddr) {
+    let text = in_netns(from_ns, move || {
+        let deadline = Instant::now() + patience;
+        loop {
+            let attempt =
+                TcpStream::connect_timeout(&to, Duration::from_secs(2)).and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    let mut text = String::new();
+                    s.read_to_string(&mut text)?;
+                    Ok(text)
+                });
+            match attempt {
+                Ok(t) if !t.is_empty() => break t,
+                Ok(_) if Instant::now() < deadline => {}
+                Err(_) if Instant::now() < deadline => {}
+                other => panic!("connect to {to}: {other:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut words = text.split_whitespace();
+    let name = words.next().unwrap_or_default().to_string();
+    let peer = words
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("server at {to} answered {text:?}"));
+    (name, peer)
+}

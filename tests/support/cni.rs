@@ -1,0 +1,293 @@
+//! Pods the way a container runtime wires them, with the reference CNI
+//! plugins and `cnitool` (built from Go modules by `e2e/cni/build.sh`) and
+//! the README's bridge + host-local recipe: a router namespace, node
+//! namespaces linked to it, and pod namespaces on each node.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::netns::*;
+
+/// The shell block after `<!-- cni-recipe:bridge -->` in README.md, with the
+/// list item's indentation removed.
+pub fn readme_recipe() -> String {
+    let readme = include_str!("../../README.md");
+    let at = readme
+        .find("<!-- cni-recipe:bridge -->")
+        .expect("README.md has the bridge recipe marker");
+    let mut lines = readme[at..].lines().skip(1);
+    let fence = lines.next().expect("line after the marker");
+    assert_eq!(
+        fence.trim(),
+        "```sh",
+        "the marker is followed by a sh block"
+    );
+    let indent = fence.len() - fence.trim_start().len();
+    let body: Vec<&str> = lines.take_while(|l| l.trim() != "```").collect();
+    let mut out = String::new();
+    for l in body {
+        out.push_str(l.get(indent..).unwrap_or(l.trim_start()));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn cni_path() -> PathBuf {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/cni/build.sh"))
+        .output()
+        .expect("run e2e/cni/build.sh");
+    assert!(
+        out.status.success(),
+        "e2e/cni/build.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A node: its namespace, its underlay addresses (router side is `.1`/`::1`),
+/// and where its CNI config and host-local state live.
+pub struct TestNode {
+    pub name: String,
+    pub ns: String,
+    pub conf: PathBuf,
+    pub state: PathBuf,
+}
+
+pub struct Lab {
+    pub namespaces: Namespaces,
+    pub router: String,
+    pub tag: String,
+    pub dir: PathBuf,
+    pub cni: PathBuf,
+}
+
+impl Lab {
+    /// `None` (after printing why) when this machine forbids namespaces.
+    pub fn new(case: &str, dir: &Path) -> Option<Lab> {
+        let tag = format!("{case}{}", std::process::id() % 10_000);
+        let router = format!("r{tag}");
+        let mut namespaces = Namespaces(Vec::new());
+        if let Err(e) = namespaces.add(&router) {
+            eprintln!(
+                "SKIPPED CNI end-to-end case {case}: this machine forbids network namespaces ({e})"
+            );
+            return None;
+        }
+        for key in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.ip_forward=1",
+        ] {
+            nssysctl(&router, key);
+        }
+        Some(Lab {
+            namespaces,
+            router,
+            tag,
+            dir: dir.to_path_buf(),
+            cni: cni_path(),
+        })
+    }
+
+    /// Node `i` wired to the router: fd00:100:i::2/64 and 192.168.i.2/24.
+    pub fn node(&mut self, i: u8, name: &str) -> TestNode {
+        let ns = format!("n{i}{}", self.tag);
+        self.namespaces.add(&ns).expect("node netns");
+        for key in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
+            nssysctl(&ns, key);
+        }
+        let (rv, nv) = (format!("r{i}{}", self.tag), format!("u{i}{}", self.tag));
+        ip(&[
+            "link",
+            "add",
+            &rv,
+            "netns",
+            &self.router,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &nv,
+            "netns",
+            &ns,
+        ])
+        .expect("veth");
+        for (side, dev, host) in [(&self.router, &rv, 1), (&ns, &nv, 2)] {
+            nsip(
+                side,
+                &[
+                    "addr",
+                    "add",
+                    &format!("fd00:100:{i}::{host}/64"),
+                    "dev",
+                    dev,
+                    "nodad",
+                ],
+            );
+            nsip(
+                side,
+                &["addr", "add", &format!("192.168.{i}.{host}/24"), "dev", dev],
+            );
+            nsip(side, &["link", "set", dev, "up"]);
+            nsip(side, &["link", "set", "lo", "up"]);
+        }
+        nsip(
+            &ns,
+            &[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd00:100:{i}::1"),
+            ],
+        );
+        nsip(
+            &ns,
+            &[
+                "-4",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("192.168.{i}.1"),
+            ],
+        );
+        let conf = self.dir.join(format!("{name}-net.d"));
+        let state = self.dir.join(format!("{name}-var-lib"));
+        std::fs::create_dir_all(&conf).expect("conf dir");
+        std::fs::create_dir_all(&state).expect("state dir");
+        TestNode {
+            name: name.into(),
+            ns,
+            conf,
+            state,
+        }
+    }
+
+    /// An "outside" namespace behind the router, not a node of the
+    /// cluster: fd00:200::2/64 and 192.168.200.2/24, default routes via the
+    /// router (fd00:200::1, 192.168.200.1). Returns its name.
+    pub fn outside(&mut self) -> String {
+        let ns = format!("c{}", self.tag);
+        self.namespaces.add(&ns).expect("outside netns");
+        nssysctl(&ns, "net.ipv6.conf.default.accept_dad=0");
+        nssysctl(&ns, "net.ipv6.conf.all.accept_dad=0");
+        let (rv, cv) = (format!("rc{}", self.tag), format!("c0{}", self.tag));
+        ip(&[
+            "link",
+            "add",
+            &rv,
+            "netns",
+            &self.router,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &cv,
+            "netns",
+            &ns,
+        ])
+        .expect("veth");
+        for (side, dev, host) in [(&self.router, &rv, 1), (&ns, &cv, 2)] {
+            nsip(
+                side,
+                &[
+                    "addr",
+                    "add",
+                    &format!("fd00:200::{host}/64"),
+                    "dev",
+                    dev,
+                    "nodad",
+                ],
+            );
+            nsip(
+                side,
+                &["addr", "add", &format!("192.168.200.{host}/24"), "dev", dev],
+            );
+            nsip(side, &["link", "set", dev, "up"]);
+            nsip(side, &["link", "set", "lo", "up"]);
+        }
+        nsip(
+            &ns,
+            &["-6", "route", "add", "default", "via", "fd00:200::1"],
+        );
+        nsip(
+            &ns,
+            &["-4", "route", "add", "default", "via", "192.168.200.1"],
+        );
+        ns
+    }
+
+    /// Adds a pod on `node` with `cnitool add`, as a container runtime would;
+    /// returns the pod's namespace and its addresses in result order.
+    pub fn pod(&mut self, node: &TestNode, pod: &str) -> (String, Vec<IpAddr>) {
+        let ns = format!("{pod}{}", self.tag);
+        self.namespaces.add(&ns).expect("pod netns");
+        nssysctl(&ns, "net.ipv6.conf.default.accept_dad=0");
+        // host-local keeps its leases in /var/lib/cni: give each node its own
+        // (a private mount namespace with the node's state directory on
+        // /var/lib), so the config stays exactly as the recipe wrote it.
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /var/lib && exec ip netns exec "$2" "$3" add pods "/var/run/netns/$4""#)
+            .arg("sh")
+            .arg(&node.state)
+            .arg(&node.ns)
+            .arg(self.cni.join("cnitool"))
+            .arg(&ns)
+            .env("CNI_PATH", &self.cni)
+            .env("NETCONFPATH", &node.conf)
+            .output()
+            .expect("cnitool");
+        assert!(
+            out.status.success(),
+            "cnitool add on {}: {}{}",
+            node.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("cnitool prints the CNI result");
+        let ips = result["ips"]
+            .as_array()
+            .expect("result has ips")
+            .iter()
+            .map(|ip| {
+                let a = ip["address"].as_str().expect("address");
+                a.parse::<ipnet::IpNet>().expect("address/len").addr()
+            })
+            .collect();
+        (ns, ips)
+    }
+}
+
+/// Runs the README recipe for `node` with the cluster's kubectl.
+pub fn run_recipe(kubectl_dir: &Path, kubeconfig: &Path, node: &TestNode) -> serde_json::Value {
+    let path = format!(
+        "{}:{}",
+        kubectl_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .args(["-euc", &readme_recipe()])
+        .env("PATH", path)
+        .env("KUBECONFIG", kubeconfig)
+        .env("NODE", &node.name)
+        .env("CNI_CONF_DIR", &node.conf)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "README recipe for {}: {}",
+        node.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(node.conf.join("10-pods.conflist")).expect("conflist");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("recipe wrote bad JSON ({e}):\n{text}"))
+}
