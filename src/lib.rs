@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod controller;
+pub mod dhcp;
 pub mod duration;
 pub mod http;
 pub mod inspect;
