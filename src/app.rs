@@ -108,6 +108,11 @@ impl App {
                 }
             });
         }
+        {
+            // Pools fed by DHCPv6 prefix delegation: only the leader talks DHCP.
+            let (c, l) = (client.clone(), leader.clone());
+            parts.spawn(async move { ("DHCPv6 client", crate::dhcp::runner::run(c, l).await) });
+        }
         Ok(App {
             metrics,
             health,

@@ -21,8 +21,15 @@ async fn client() -> kube::Client {
 }
 
 async fn try_create(client: &kube::Client, spec: serde_json::Value) -> Result<(), String> {
+    try_create_named(client, &unique("adm"), spec).await
+}
+
+async fn try_create_named(
+    client: &kube::Client,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<(), String> {
     let pools: Api<PrefixPool> = Api::all(client.clone());
-    let name = unique("adm");
     let obj: PrefixPool = serde_json::from_value(json!({
         "apiVersion": "ipam.prefix-operator.io/v1alpha1",
         "kind": "PrefixPool",
@@ -73,7 +80,42 @@ fn refused() -> Vec<(&'static str, serde_json::Value, &'static str)> {
         (
             "no prefixes",
             json!({"prefixes": []}),
-            "should have at least 1 items",
+            "give exactly one of them",
+        ),
+        (
+            "no prefixes and no delegation",
+            json!({"priority": 1}),
+            "give exactly one of them",
+        ),
+        (
+            "prefixes and a delegation",
+            json!({"prefixes": ["2001:db8::/48"], "delegation": {"interface": "eth1"}}),
+            "give exactly one of them",
+        ),
+        (
+            "delegation with reserved ranges",
+            json!({"delegation": {"interface": "eth1"}, "reserved": ["2001:db8::/64"]}),
+            "reserved ranges need spec.prefixes",
+        ),
+        (
+            "delegation hint longer than the node prefixes",
+            json!({"delegation": {"interface": "eth1", "prefixLength": 72}}),
+            "delegation.prefixLength must be at most nodePrefixLength",
+        ),
+        (
+            "delegation on no interface",
+            json!({"delegation": {"interface": ""}}),
+            "should be at least 1 chars long",
+        ),
+        (
+            "delegation on a path",
+            json!({"delegation": {"interface": "../eth1"}}),
+            "must be a network interface name",
+        ),
+        (
+            "delegation on a name too long for Linux",
+            json!({"delegation": {"interface": "an-interface-name-too-long"}}),
+            "may not be more than 15",
         ),
         (
             "node prefix shorter than the block",
@@ -156,6 +198,9 @@ async fn valid_pools_are_accepted() {
         json!({"prefixes": ["2001:db8:40::/48"], "nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}),
         json!({"prefixes": ["2001:db8:41::/48"], "retainFor": "1m30s", "reuseAfter": "1.5s"}),
         json!({"prefixes": ["2001:db8:42::/48"], "retainFor": "1h", "reuseAfter": "500ms"}),
+        json!({"delegation": {"interface": "eth1"}}),
+        json!({"delegation": {"interface": "wan0", "prefixLength": 56}, "nodePrefixLength": 64}),
+        json!({"delegation": {"interface": "eth1.100", "prefixLength": 60}, "nodePrefixLength": 62}),
     ] {
         try_create(&client, spec.clone())
             .await
@@ -298,6 +343,51 @@ async fn generated_duration_texts_get_one_verdict() {
         "{accepted} of {} accepted: the sample should hold both",
         seen.len()
     );
+}
+
+/// A pool's source is chosen at creation: spec.prefixes cannot become a
+/// delegation, nor the other way round.
+#[tokio::test]
+async fn a_pools_source_is_fixed_at_creation() {
+    let client = client().await;
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    let name = unique("source");
+    create_pool(&client, &name, pool_spec(&["2001:db8:53::/48"])).await;
+    let e = pools
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"prefixes": [], "delegation": {"interface": "eth1"}}})),
+        )
+        .await
+        .expect_err("static -> delegated must be refused");
+    assert!(e.to_string().contains("fixed at creation"), "{e}");
+    let name2 = unique("source");
+    try_create_named(
+        &client,
+        &name2,
+        json!({"delegation": {"interface": "eth1"}}),
+    )
+    .await
+    .expect("a delegated pool");
+    let e = pools
+        .patch(
+            &name2,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"delegation": null, "prefixes": ["2001:db8:54::/48"]}})),
+        )
+        .await
+        .expect_err("delegated -> static must be refused");
+    assert!(e.to_string().contains("fixed at creation"), "{e}");
+    // The interface may change (the operator moved to another host port).
+    pools
+        .patch(
+            &name2,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"delegation": {"interface": "eth2"}}})),
+        )
+        .await
+        .expect("a new interface");
 }
 
 #[tokio::test]

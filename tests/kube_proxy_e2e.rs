@@ -38,29 +38,10 @@ const NS: &str = "default";
 const SERVICES: &str = "fd00:10:96::/108,10.96.0.0/16";
 const POOL: &str = "2001:db8:50::/48";
 
-/// Debian's iptables, unpacked by `e2e/debs/fetch.sh` (the legacy backend,
-/// named as kube-proxy calls it, under `iptables-bin`).
-fn debs() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/debs/fetch.sh");
-    let out = Command::new(&script)
-        .output()
-        .expect("run e2e/debs/fetch.sh");
-    assert!(
-        out.status.success(),
-        "e2e/debs/fetch.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// The environment that makes the unpacked iptables work: its names first
 /// on PATH, its libraries and its extensions.
 fn iptables_env(debs: &Path) -> Vec<(String, String)> {
-    let arch = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
-        .into_iter()
-        .find(|a| debs.join("usr/lib").join(a).is_dir())
-        .expect("unpacked libraries");
-    let lib = debs.join("usr/lib").join(arch);
+    let lib = support::debs::lib_dir(debs);
     vec![
         (
             "PATH".into(),
@@ -246,7 +227,7 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
         return;
     };
     let _d = DumpOnPanic(&cp);
-    let debs = debs();
+    let debs = support::debs::debs();
     let env = iptables_env(&debs);
     create_pool(&client, "gua", pool_spec(&[POOL])).await;
     let nodes: Api<Node> = Api::all(client.clone());

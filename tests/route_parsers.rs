@@ -4,37 +4,18 @@
 //! `e2e/debs/fetch.sh` unpacks into the cache. Routes, comments for Nodes
 //! without an address of the family, and conflicts, both families.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus};
 use prefix_operator::routes::{ClaimRoute, Format, claim_routes, render, routes};
 
-/// The unpacked packages (fetched on first use, then cached).
-fn debs() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/debs/fetch.sh");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// Runs a binary of the unpacked packages with their libraries.
 fn run(root: &Path, bin: &str, args: &[&str]) -> (bool, String) {
-    let libs = [
-        "usr/lib/x86_64-linux-gnu",
-        "usr/lib/x86_64-linux-gnu/frr",
-        "usr/lib/aarch64-linux-gnu",
-        "usr/lib/aarch64-linux-gnu/frr",
-    ]
-    .map(|l| root.join(l).display().to_string())
-    .join(":");
+    let lib = support::debs::lib_dir(root);
+    let libs = format!("{}:{}", lib.display(), lib.join("frr").display());
     let out = Command::new(root.join(bin))
         .args(args)
         .env("LD_LIBRARY_PATH", libs)
@@ -109,7 +90,7 @@ fn check_file(dir: &Path, name: &str, text: &str, check: impl Fn(&Path) -> (bool
 
 #[test]
 fn frr_and_bird_accept_what_routes_prints() {
-    let root = debs();
+    let root = support::debs::debs();
     let dir = tempfile::tempdir().expect("tempdir");
     let r = routes(&cluster());
     let vtysh = |p: &Path| {

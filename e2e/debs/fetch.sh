@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetches pinned Debian packages that tests run against (FRR's vtysh and
 # BIRD, to parse the configuration `prefix-operator routes` prints; iptables,
-# which kube-proxy programs in the Services test) and
+# which kube-proxy programs in the Services test; Kea's DHCPv6 server, which
+# delegates prefixes to pools in the DHCPv6-PD test) and
 # unpacks them into a cache outside the checkout, without installing
 # anything on the machine. Prints the directory they were unpacked into;
 # binaries are under usr/bin and usr/sbin, libraries under usr/lib (see
@@ -28,6 +29,10 @@ PACKAGES=(
   "libnfnetlink0=1.0.2-2"
   "libnetfilter-conntrack3=1.0.9-3"
   "libmnl0=1.0.4-3"
+  "kea-dhcp6-server=2.2.0-6"
+  "kea-common=2.2.0-6"
+  "liblog4cplus-2.0.5=2.0.8-1"
+  "libmariadb3=1:10.11.19-0+deb12u1"
 )
 
 key="$(sha256sum "$here/fetch.sh" | cut -c1-12)"

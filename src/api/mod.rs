@@ -22,7 +22,7 @@ pub use claim::{
     MAX_SERVICE_CIDR_LENGTH_V6, MIN_SERVICE_CIDR_LENGTH_V6, PoolChoice, PrefixClaim,
     PrefixClaimSpec, PrefixClaimStatus, Purpose, validate_claim,
 };
-pub use validate::{PoolDefinition, SpecError, validate_spec};
+pub use validate::{PoolDefinition, SpecError, validate_pool, validate_spec};
 
 /// API group of every prefix-operator resource.
 pub const GROUP: &str = "ipam.prefix-operator.io";
@@ -167,17 +167,40 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
 #[x_kube(validation = Rule::new(
     "!has(self.nodeSelector) || !has(self.nodeSelector.matchExpressions) || self.nodeSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'] && ((e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0)))"
 ).message("nodeSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist; In and NotIn need values, Exists and DoesNotExist take none").field_path(".nodeSelector"))]
+#[x_kube(validation = Rule::new(
+    "has(self.delegation) != (size(self.prefixes) > 0)"
+).message("a pool takes its prefixes from spec.prefixes or from spec.delegation (DHCPv6 prefix delegation): give exactly one of them").field_path(".prefixes"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.delegation) || !has(self.reserved) || size(self.reserved) == 0"
+).message("reserved ranges need spec.prefixes: a delegated prefix is not known in advance").field_path(".reserved"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.delegation) || !has(self.delegation.prefixLength) || self.delegation.prefixLength <= (has(self.nodePrefixLength) ? self.nodePrefixLength : 64)"
+).message("delegation.prefixLength must be at most nodePrefixLength (default 64): a delegated prefix must hold node prefixes").field_path(".delegation.prefixLength"))]
+#[x_kube(validation = Rule::new(
+    "has(self.delegation) == has(oldSelf.delegation)"
+).message("a pool's source (spec.prefixes or spec.delegation) is fixed at creation: create another pool to change it").field_path(".delegation"))]
 pub struct PrefixPoolSpec {
     /// The delegated blocks to carve node prefixes from: one or more CIDRs of
     /// one address family, canonical (host bits clear), not overlapping each
     /// other. Prefixes may be added at any time; a removed prefix keeps the
     /// node prefixes already carved from it (podCIDRs are immutable) but gives
     /// no new ones.
+    /// Exactly one of `prefixes` and `delegation` is given.
+    #[serde(default)]
     #[x_kube(validation = Rule::new("self.all(p, isCIDR(p))").message(CIDR_MSG))]
     #[x_kube(validation = Rule::new("self.all(p, !isCIDR(p) || string(cidr(p).masked()) == p)").message(CANONICAL_MSG))]
     #[x_kube(merge_strategy = ListMerge::Atomic)]
-    #[schemars(length(min = 1, max = 64), inner(length(max = 49)))]
+    #[schemars(length(max = 64), inner(length(max = 49)), extend("default" = []))]
     pub prefixes: Vec<String>,
+
+    /// Take the pool's prefixes from DHCPv6 prefix delegation (RFC 8415)
+    /// instead of `prefixes`: the operator's leader acts as a requesting
+    /// router on `interface`, and the delegated prefix (renewed, rebound,
+    /// and replaced when the server renumbers) is the pool's, as recorded
+    /// in `status.delegation`. IPv6 only. Cannot be added to or removed
+    /// from an existing pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<DelegationSpec>,
 
     /// Length of the prefix carved for each node: 64 by default for IPv6, 24
     /// for IPv4. At least the length of every prefix, at most 128 (IPv6) or
@@ -227,6 +250,89 @@ pub struct PrefixPoolSpec {
     #[schemars(range(min = -1000000, max = 1000000))]
     pub priority: i32,
 }
+
+/// Where a pool's prefixes come from when a DHCPv6 server delegates them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegationSpec {
+    /// The network interface, on the host the operator's leader runs on
+    /// (it uses the host network), that faces the delegating router.
+    #[x_kube(validation = Rule::new("!self.contains('/') && !self.contains(' ') && self != '.' && self != '..'").message("must be a network interface name such as eth1"))]
+    #[schemars(length(min = 1, max = 15))]
+    pub interface: String,
+    /// The prefix length to ask for (a hint: the server decides). At most
+    /// the pool's nodePrefixLength. Unset: no hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 128))]
+    pub prefix_length: Option<i32>,
+}
+
+/// One prefix a server delegated to the pool, and how far through its
+/// lifetimes it is.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegatedPrefix {
+    /// The delegated prefix, canonical.
+    pub prefix: String,
+    /// `Preferred`: new node prefixes come from it. `Deprecated`: its
+    /// preferred lifetime ended (or the server replaced it); Nodes keep
+    /// theirs, no new ones. `Expired`: its valid lifetime ended; Nodes still
+    /// on it are listed in the `Renumbering` condition.
+    pub state: String,
+    /// End of the preferred lifetime; absent for infinite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// End of the valid lifetime; absent for infinite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+/// The pool's DHCPv6 binding, written by the operator's leader and read
+/// back by the next one, so it renews the same binding.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegationStatus {
+    /// The DUID the pool presents (DUID-UUID from its UID), hex.
+    #[serde(default)]
+    pub duid: String,
+    /// The IAID of its IA_PD.
+    #[serde(default)]
+    pub iaid: i64,
+    /// `Soliciting`, `Requesting`, `Bound`, `Renewing`, `Rebinding`,
+    /// `Releasing` or `Released`.
+    #[serde(default)]
+    pub phase: String,
+    /// The server's DUID (its Server Identifier), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    /// Delegated prefixes, newest first; expired ones are kept while the
+    /// pool reports Nodes on them (at most 16 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<DelegatedPrefix>,
+    /// T1: when the binding is renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// T2: when it is rebound with any server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebind_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The last Reply the server sent that the operator accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reply: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The last problem seen (a status code from the server, a refused
+    /// prefix, a socket error), if any since the last Reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `DelegatedPrefix::state` of a prefix new node prefixes come from.
+pub const DELEGATED_PREFERRED: &str = "Preferred";
+/// Its preferred lifetime ended, or the server replaced it.
+pub const DELEGATED_DEPRECATED: &str = "Deprecated";
+/// Its valid lifetime ended.
+pub const DELEGATED_EXPIRED: &str = "Expired";
+
+/// At most this many delegated prefixes are listed in a pool's status.
+pub const MAX_LISTED_DELEGATED: usize = 16;
 
 /// One node prefix held by a Node.
 #[derive(
@@ -382,6 +488,10 @@ pub struct PrefixPoolStatus {
     /// The first of them by name; at most 50 are listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_nodes: Vec<String>,
+    /// The DHCPv6 binding of a pool with `spec.delegation` (written by the
+    /// operator's DHCPv6 client under its own field manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<DelegationStatus>,
     /// `Ready`, `Exhausted` and `Conflict`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::Selector;
 
 use super::{
-    DEFAULT_NODE_PREFIX_LENGTH_V4, DEFAULT_NODE_PREFIX_LENGTH_V6, MAX_PREFIXES, MAX_RESERVED,
-    PrefixPoolSpec,
+    DEFAULT_NODE_PREFIX_LENGTH_V4, DEFAULT_NODE_PREFIX_LENGTH_V6, DELEGATED_PREFERRED,
+    DelegationStatus, MAX_PREFIXES, MAX_RESERVED, PrefixPoolSpec,
 };
 use crate::alloc::{Family, PoolSpace, parse_canonical};
 
@@ -33,15 +33,67 @@ pub struct PoolDefinition {
 #[error("{0}")]
 pub struct SpecError(pub String);
 
-/// Checks a spec and parses it.
+/// Checks a spec and parses it (a pool with `spec.delegation` as if
+/// nothing were delegated yet).
 pub fn validate_spec(spec: &PrefixPoolSpec) -> Result<PoolDefinition, SpecError> {
-    check_counts(spec)?;
-    let mut prefixes = parse_prefixes(&spec.prefixes)?;
-    let family = Family::of(&prefixes[0]);
+    validate_pool(spec, None)
+}
+
+/// Checks a spec and parses it. A pool with `spec.delegation` takes its
+/// prefixes from its DHCPv6 binding, `delegation` (as its status holds
+/// it): those still `Preferred`. With none it is valid and serves nothing;
+/// Nodes keep what they hold from earlier prefixes (retired).
+pub fn validate_pool(
+    spec: &PrefixPoolSpec,
+    delegation: Option<&DelegationStatus>,
+) -> Result<PoolDefinition, SpecError> {
+    let delegated: Vec<String>;
+    let (texts, field) = if spec.delegation.is_some() {
+        if !spec.prefixes.is_empty() {
+            return Err(SpecError(
+                "spec.prefixes and spec.delegation are both given: a pool takes its prefixes from one of them".into(),
+            ));
+        }
+        if !spec.reserved.is_empty() {
+            return Err(SpecError(
+                "spec.reserved needs spec.prefixes: a delegated prefix is not known in advance"
+                    .into(),
+            ));
+        }
+        delegated = delegation
+            .map(|d| {
+                d.prefixes
+                    .iter()
+                    .filter(|p| p.state == DELEGATED_PREFERRED)
+                    .map(|p| p.prefix.clone())
+                    .take(MAX_PREFIXES)
+                    .collect()
+            })
+            .unwrap_or_default();
+        (&delegated[..], "status.delegation.prefixes")
+    } else {
+        check_counts(spec)?;
+        (&spec.prefixes[..], "spec.prefixes")
+    };
+    let mut prefixes = parse_prefixes(texts, field)?;
+    let family = match prefixes.first() {
+        Some(p) => Family::of(p),
+        None => Family::V6,
+    };
+    if spec.delegation.is_some() && family != Family::V6 {
+        return Err(SpecError(format!(
+            "{field}: DHCPv6 delegates IPv6 prefixes only"
+        )));
+    }
     let node_prefix_length = node_prefix_length(spec.node_prefix_length, family)?;
     // PoolSpace checks family mixing, lengths, slot count and overlap.
-    if let Err(e) = PoolSpace::new(&prefixes, node_prefix_length) {
-        return Err(SpecError(format!("spec: {e}")));
+    if !prefixes.is_empty()
+        && let Err(e) = PoolSpace::new(&prefixes, node_prefix_length)
+    {
+        return Err(SpecError(format!(
+            "{}: {e}",
+            field.split('.').next().unwrap_or(field)
+        )));
     }
     let reserved = parse_reserved(&spec.reserved, &prefixes)?;
     let selector = parse_selector(spec.node_selector.as_ref())?;
@@ -82,13 +134,13 @@ fn check_counts(spec: &PrefixPoolSpec) -> Result<(), SpecError> {
 }
 
 /// Canonical CIDRs of routable unicast space.
-fn parse_prefixes(texts: &[String]) -> Result<Vec<IpNet>, SpecError> {
+fn parse_prefixes(texts: &[String], field: &str) -> Result<Vec<IpNet>, SpecError> {
     let mut prefixes = Vec::with_capacity(texts.len());
     for p in texts {
-        let net = parse_canonical(p).map_err(|e| SpecError(format!("spec.prefixes: {e}")))?;
+        let net = parse_canonical(p).map_err(|e| SpecError(format!("{field}: {e}")))?;
         if let Some(special) = non_unicast(&net) {
             return Err(SpecError(format!(
-                "spec.prefixes: {net} overlaps {special}, which is not unicast space a node can route"
+                "{field}: {net} overlaps {special}, which is not unicast space a node can route"
             )));
         }
         prefixes.push(net);

@@ -168,6 +168,9 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             .then(|| count(view.claims.len() - MAX_LISTED_CLAIMS)),
         waiting: (view.waiting > 0).then(|| count(view.waiting)),
         waiting_nodes: view.waiting_nodes.clone(),
+        // Written by the DHCPv6 client under its own field manager; left
+        // out here so this writer never owns (or clears) it.
+        delegation: None,
         conditions: vec![
             ready_condition(view, prev, now),
             exhausted_condition(view, prev, now),

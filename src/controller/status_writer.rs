@@ -43,10 +43,12 @@ impl StatusWriter {
     /// (another replica's writes too, so that a new leader compares with
     /// what is there); `None` when it has none.
     pub fn seen(&mut self, name: &str, uid: &str, status: Option<PrefixPoolStatus>) {
-        self.last.insert(
-            name.to_string(),
-            (uid.to_string(), status.unwrap_or_default()),
-        );
+        // The DHCPv6 binding is another writer's: compared with it, the
+        // status this writer computes would always look different.
+        let mut status = status.unwrap_or_default();
+        status.delegation = None;
+        self.last
+            .insert(name.to_string(), (uid.to_string(), status));
     }
 
     pub fn forget(&mut self, name: &str) {

@@ -8,7 +8,7 @@ use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::{Api, ResourceExt};
 
-use crate::api::{PrefixPool, PrefixPoolStatus, SpecError, validate_spec};
+use crate::api::{PrefixPool, PrefixPoolStatus, SpecError, validate_pool};
 use crate::ledger::{HeldBackRecord, PoolSnapshot, Revision, parse_resource_version};
 
 /// A PrefixPool as watched: its object, or what could be read of one that
@@ -67,12 +67,31 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
         uid: pool.metadata.uid.clone().unwrap_or_default(),
         resource_version: parse_resource_version(pool.metadata.resource_version.as_deref()),
         generation: pool.metadata.generation.unwrap_or_default(),
-        def: validate_spec(&pool.spec),
+        def: validate_pool(&pool.spec, delegation_now(status).as_ref()),
         retired,
         held_back,
         labels: pool.labels().clone().into_iter().collect(),
     };
     (snap, pool.status.clone())
+}
+
+/// The pool's DHCPv6 binding as of now: a prefix recorded as `Preferred`
+/// whose preferred lifetime has ended (its writer, the leader's DHCPv6
+/// client, may be gone) gives no new node prefixes.
+fn delegation_now(status: Option<&PrefixPoolStatus>) -> Option<crate::api::DelegationStatus> {
+    let mut d = status?.delegation.clone()?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for p in &mut d.prefixes {
+        let ended = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+            t.as_ref().is_some_and(|t| t.0 <= now)
+        };
+        if p.state == crate::api::DELEGATED_PREFERRED
+            && (ended(&p.preferred_until) || ended(&p.valid_until))
+        {
+            p.state = crate::api::DELEGATED_DEPRECATED.into();
+        }
+    }
+    Some(d)
 }
 
 /// What a quorum read found under each name: its revision, or `None` when

@@ -11,6 +11,14 @@ use super::{HeldBackRecord, HoldBack, Ledger, PoolEntry, PoolSnapshot, key};
 use crate::alloc::{Family, PoolSpace, cidr};
 use crate::api::Labels;
 
+fn prefixes_of(
+    def: &Result<crate::api::PoolDefinition, crate::api::SpecError>,
+) -> Result<&[IpNet], &str> {
+    def.as_ref()
+        .map(|d| &d.prefixes[..])
+        .map_err(|e| e.0.as_str())
+}
+
 impl Ledger {
     /// Adds or updates a pool. Returns false when nothing the picture reads
     /// changed: a state not later than the one held, or the same spec
@@ -30,11 +38,12 @@ impl Ledger {
         ) {
             Order::Stale => return false,
             Order::Newer => {
-                let same_generation = self
-                    .pools
-                    .get(&p.name)
-                    .is_some_and(|old| old.generation == p.generation);
-                if same_generation && p.generation > 0 {
+                // A delegated pool's prefixes change with its status (the
+                // DHCPv6 binding), not its generation.
+                let same_definition = self.pools.get(&p.name).is_some_and(|old| {
+                    old.generation == p.generation && prefixes_of(&old.def) == prefixes_of(&p.def)
+                });
+                if same_definition && p.generation > 0 {
                     return self.merge_status_records(p);
                 }
             }

@@ -6,6 +6,7 @@
 
 pub mod cni;
 pub mod components;
+pub mod debs;
 pub mod helm;
 pub mod netns;
 pub mod rbac;

@@ -1,0 +1,542 @@
+//! The DHCPv6 client at work: while this replica leads, every PrefixPool
+//! with `spec.delegation` gets a [`Client`] on its interface (one UDP socket
+//! on port 546 per interface, shared by the pools on it), and its binding is
+//! written to the pool's `status.delegation` under a field manager of its
+//! own. The allocator reads the pool's prefixes from there, as it reads
+//! everything else from the API server. A replica that stops leading drops
+//! its clients without a Release (the next leader resumes the binding from
+//! the status); a deleted pool's binding is released.
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use ipnet::Ipv6Net;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, ResourceExt};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::client::{Binding, Client, Config, Lease, Millis, NEVER, Note, Output, Phase};
+use super::identity::{Identity, hex};
+use crate::api::{
+    DELEGATED_DEPRECATED, DELEGATED_EXPIRED, DELEGATED_PREFERRED, DelegatedPrefix,
+    DelegationStatus, MAX_LISTED_DELEGATED, PrefixPool,
+};
+
+/// Field manager of `status.delegation`.
+pub const FIELD_MANAGER: &str = "prefix-operator-dhcpv6";
+/// All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
+const ALL_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+const CLIENT_PORT: u16 = 546;
+const SERVER_PORT: u16 = 547;
+/// How long before trying again to open an interface's socket.
+const SOCKET_RETRY: Duration = Duration::from_secs(5);
+
+/// Wall-clock now, in the state machine's unit.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+fn to_time(ms: Millis) -> Option<Time> {
+    if ms == NEVER {
+        return None;
+    }
+    let ms = i64::try_from(ms).ok()?;
+    k8s_openapi::jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(Time)
+}
+
+fn from_time(t: Option<&Time>) -> Millis {
+    t.map_or(NEVER, |t| t.0.as_millisecond().max(0) as Millis)
+}
+
+/// Runs forever: leads the pools' DHCPv6 clients whenever `leader` is true.
+pub async fn run(client: kube::Client, mut leader: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let api: Api<PrefixPool> = Api::all(client);
+    loop {
+        if leader.wait_for(|l| *l).await.is_err() {
+            // Leadership can no longer change, and this replica does not lead.
+            std::future::pending::<()>().await;
+        }
+        lead(&api, &mut leader).await;
+    }
+}
+
+/// One pool's client and what its status shows.
+struct PoolClient {
+    uid: String,
+    interface: String,
+    client: Client,
+    /// Prefixes no longer in the binding, newest first (deprecated by the
+    /// server, or expired).
+    history: Vec<DelegatedPrefix>,
+    message: Option<String>,
+    written: Option<DelegationStatus>,
+    /// The pool is gone: release, then forget.
+    deleted: bool,
+}
+
+impl PoolClient {
+    fn status(&self, now: Millis) -> DelegationStatus {
+        let identity = Identity::for_pool(&self.uid);
+        let binding = self.client.binding();
+        let mut prefixes: Vec<DelegatedPrefix> = binding
+            .map(|b| {
+                b.leases
+                    .iter()
+                    .map(|l| DelegatedPrefix {
+                        prefix: l.prefix.to_string(),
+                        state: if l.preferred_until > now {
+                            DELEGATED_PREFERRED
+                        } else {
+                            DELEGATED_DEPRECATED
+                        }
+                        .into(),
+                        preferred_until: to_time(l.preferred_until),
+                        valid_until: to_time(l.valid_until),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        prefixes.sort_by(|a, b| b.valid_until.cmp(&a.valid_until));
+        for h in &self.history {
+            if !prefixes.iter().any(|p| p.prefix == h.prefix) {
+                let mut h = h.clone();
+                if from_time(h.valid_until.as_ref()) <= now {
+                    h.state = DELEGATED_EXPIRED.into();
+                }
+                prefixes.push(h);
+            }
+        }
+        prefixes.truncate(MAX_LISTED_DELEGATED);
+        DelegationStatus {
+            duid: identity.duid_text(),
+            iaid: i64::from(identity.iaid),
+            phase: format!("{:?}", self.client.phase()),
+            server_id: binding.map(|b| hex(&b.server_id)),
+            prefixes,
+            renew_at: binding.and_then(|b| to_time(b.t1_at)),
+            rebind_at: binding.and_then(|b| to_time(b.t2_at)),
+            last_reply: binding.and_then(|b| to_time(b.updated_at)),
+            message: self.message.clone(),
+        }
+    }
+
+    /// When the client or the status next changes by itself.
+    fn next_wakeup(&self, now: Millis) -> Option<Millis> {
+        let preferred_ends = self
+            .client
+            .binding()
+            .into_iter()
+            .flat_map(|b| b.leases.iter().map(|l| l.preferred_until))
+            .chain(
+                self.history
+                    .iter()
+                    .map(|h| from_time(h.valid_until.as_ref())),
+            )
+            .filter(|t| *t > now && *t != NEVER);
+        self.client
+            .next_wakeup()
+            .into_iter()
+            .chain(preferred_ends)
+            .min()
+    }
+
+    /// Takes in what the state machine said; returns the datagrams to send.
+    fn take(&mut self, pool: &str, now: Millis, out: Vec<Output>) -> Vec<Vec<u8>> {
+        let mut send = Vec::new();
+        for o in out {
+            match o {
+                Output::Send(b) => send.push(b),
+                Output::Note(n) => self.note(pool, now, n),
+            }
+        }
+        send
+    }
+
+    fn note(&mut self, pool: &str, now: Millis, n: Note) {
+        match n {
+            Note::Bound(b) => {
+                info!(pool, prefixes = ?b.leases.iter().map(|l| l.prefix.to_string()).collect::<Vec<_>>(), "DHCPv6 binding accepted");
+                self.message = None;
+                for l in &b.leases {
+                    self.history.retain(|h| h.prefix != l.prefix.to_string());
+                }
+            }
+            Note::Withdrawn(p) => {
+                info!(pool, prefix = %p, "the DHCPv6 server withdrew a prefix");
+                self.remember(p, DELEGATED_EXPIRED, now, now);
+            }
+            Note::Expired(leases) => {
+                for l in leases {
+                    warn!(pool, prefix = %l.prefix, "delegated prefix expired without renewal");
+                    self.remember(
+                        l.prefix,
+                        DELEGATED_EXPIRED,
+                        l.preferred_until,
+                        l.valid_until,
+                    );
+                }
+                self.message = Some("the delegated prefix's valid lifetime ended with no Reply from a DHCPv6 server".into());
+            }
+            Note::Ignored(why) => {
+                tracing::debug!(pool, "DHCPv6 datagram ignored: {why}");
+            }
+            Note::Dropped(d) => {
+                warn!(pool, "DHCPv6 server message: dropped {d}");
+                self.message = Some(format!("the DHCPv6 server sent {d}; it was dropped"));
+            }
+            Note::PrefixRefused { prefix, reason } => {
+                warn!(pool, %prefix, "delegated prefix refused: {reason}");
+                self.message = Some(format!("delegated prefix {prefix} refused: {reason}"));
+            }
+            Note::ServerSaid(s) => {
+                warn!(pool, code = %s.code, "DHCPv6 server: {}", s.message);
+                self.message = Some(format!("DHCPv6 server answered {}: {}", s.code, s.message));
+            }
+            Note::RequestUnanswered => {
+                self.message = Some("no Reply to ten Requests; soliciting again".into());
+            }
+            Note::Released => info!(pool, "DHCPv6 binding released"),
+        }
+    }
+
+    fn remember(&mut self, p: Ipv6Net, state: &str, preferred: Millis, valid: Millis) {
+        let prefix = p.to_string();
+        self.history.retain(|h| h.prefix != prefix);
+        self.history.insert(
+            0,
+            DelegatedPrefix {
+                prefix,
+                state: state.into(),
+                preferred_until: to_time(preferred.min(valid)),
+                valid_until: to_time(valid),
+            },
+        );
+        self.history.truncate(MAX_LISTED_DELEGATED);
+    }
+}
+
+/// The binding a pool's status records, if it names one still valid.
+fn recorded_binding(st: &DelegationStatus, me: &Identity, now: Millis) -> Option<Binding> {
+    if st.duid != me.duid_text() {
+        return None;
+    }
+    let server_id = parse_hex(st.server_id.as_deref()?)?;
+    let leases: Vec<Lease> = st
+        .prefixes
+        .iter()
+        .filter(|p| p.state == DELEGATED_PREFERRED || p.state == DELEGATED_DEPRECATED)
+        .filter_map(|p| {
+            Some(Lease {
+                prefix: p.prefix.parse().ok()?,
+                preferred_until: from_time(p.preferred_until.as_ref()),
+                valid_until: from_time(p.valid_until.as_ref()),
+            })
+        })
+        .filter(|l| l.valid_until > now)
+        .collect();
+    if leases.is_empty() {
+        return None;
+    }
+    Some(Binding {
+        server_id,
+        leases,
+        updated_at: from_time(st.last_reply.as_ref()).min(now),
+        t1_at: from_time(st.renew_at.as_ref()),
+        t2_at: from_time(st.rebind_at.as_ref()),
+    })
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    s.split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .filter(|v| !v.is_empty())
+}
+
+/// The state machine's settings for a pool.
+fn config(pool: &PrefixPool) -> Option<(String, Config)> {
+    let d = pool.spec.delegation.as_ref()?;
+    let longest = pool
+        .spec
+        .node_prefix_length
+        .and_then(|n| u8::try_from(n).ok())
+        .unwrap_or(crate::api::DEFAULT_NODE_PREFIX_LENGTH_V6)
+        .min(128);
+    Some((
+        d.interface.clone(),
+        Config {
+            identity: Identity::for_pool(pool.metadata.uid.as_deref().unwrap_or_default()),
+            hint_length: d.prefix_length.and_then(|n| u8::try_from(n).ok()),
+            shortest: longest.saturating_sub(64),
+            longest,
+        },
+    ))
+}
+
+struct Link {
+    socket: Arc<UdpSocket>,
+    index: u32,
+    _reader: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+/// Opens the client socket of `interface`: port 546, bound to the device,
+/// sending to the servers' multicast group on it.
+fn open(interface: &str) -> std::io::Result<(UdpSocket, u32)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let name = std::ffi::CString::new(interface)
+        .map_err(|_| std::io::Error::other("interface name contains NUL"))?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_only_v6(true)?;
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(interface.as_bytes()))?;
+    s.set_multicast_if_v6(index)?;
+    s.set_multicast_hops_v6(1)?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, CLIENT_PORT, 0, 0).into())?;
+    Ok((UdpSocket::from_std(s.into())?, index))
+}
+
+async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
+    let mut pools = watcher::watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut clients: HashMap<String, PoolClient> = HashMap::new();
+    let mut links: HashMap<String, Link> = HashMap::new();
+    let mut link_errors: HashMap<String, (Millis, String)> = HashMap::new();
+    let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(256);
+    info!("leading the DHCPv6 clients of delegated pools");
+    loop {
+        let now = now_ms();
+        let next = clients
+            .values()
+            .filter_map(|c| c.next_wakeup(now))
+            .chain(link_errors.values().map(|(at, _)| *at))
+            .min();
+        let sleep = tokio::time::sleep(next.map_or(Duration::from_secs(3600), |t| {
+            Duration::from_millis(t.saturating_sub(now))
+        }));
+        let mut due: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        tokio::select! {
+            changed = leader.changed() => {
+                if changed.is_err() || !*leader.borrow() {
+                    info!("no longer leading: DHCPv6 clients stop (the next leader renews their bindings)");
+                    return;
+                }
+            }
+            ev = pools.next() => match ev {
+                Some(Ok(Event::Apply(p) | Event::InitApply(p))) => {
+                    if let Some(sent) = upsert(&mut clients, &p, now) {
+                        due.push((p.name_any(), sent));
+                    }
+                }
+                Some(Ok(Event::Delete(p))) => {
+                    if let Some(c) = clients.get_mut(&p.name_any()) {
+                        c.deleted = true;
+                        let out = c.client.release(now);
+                        let sent = c.take(&p.name_any(), now, out);
+                        due.push((p.name_any(), sent));
+                    }
+                }
+                Some(Ok(Event::Init | Event::InitDone)) => {}
+                Some(Err(e)) => warn!("watching PrefixPools for delegations: {e}"),
+                None => return,
+            },
+            Some((iface, bytes)) = rx.recv() => {
+                for (name, c) in clients.iter_mut().filter(|(_, c)| c.interface == iface) {
+                    let out = c.client.on_message(now, &bytes);
+                    let sent = c.take(name, now, out);
+                    due.push((name.clone(), sent));
+                }
+            }
+            () = sleep => {
+                for (name, c) in clients.iter_mut() {
+                    let out = c.client.on_timer(now);
+                    let sent = c.take(name, now, out);
+                    due.push((name.clone(), sent));
+                }
+                link_errors.retain(|_, (at, _)| *at > now);
+            }
+        }
+        // Sockets for the interfaces in use (retried after an error).
+        for c in clients.values_mut() {
+            if links.contains_key(&c.interface) {
+                continue;
+            }
+            if let Some((_, e)) = link_errors.get(&c.interface) {
+                c.message = Some(e.clone());
+                continue;
+            }
+            match open(&c.interface) {
+                Ok((socket, index)) => {
+                    let socket = Arc::new(socket);
+                    let (s, t, name) = (socket.clone(), tx.clone(), c.interface.clone());
+                    let reader = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65_536];
+                        loop {
+                            match s.recv_from(&mut buf).await {
+                                Ok((n, from)) if from.port() == SERVER_PORT => {
+                                    if t.send((name.clone(), buf[..n].to_vec())).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Ok(_) => {}
+                                Err(e) => {
+                                    warn!(interface = %name, "DHCPv6 socket: {e}");
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
+                        }
+                    });
+                    links.insert(
+                        c.interface.clone(),
+                        Link {
+                            socket,
+                            index,
+                            _reader: tokio_util::task::AbortOnDropHandle::new(reader),
+                        },
+                    );
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "cannot open the DHCPv6 client socket on interface {}: {e}",
+                        c.interface
+                    );
+                    warn!("{msg}");
+                    c.message = Some(msg.clone());
+                    link_errors.insert(
+                        c.interface.clone(),
+                        (now + SOCKET_RETRY.as_millis() as Millis, msg),
+                    );
+                }
+            }
+        }
+        for (name, datagrams) in due {
+            let Some(c) = clients.get(&name) else {
+                continue;
+            };
+            let Some(link) = links.get(&c.interface) else {
+                continue;
+            };
+            let to = SocketAddrV6::new(ALL_SERVERS, SERVER_PORT, 0, link.index);
+            for d in datagrams.iter().filter(|d| !d.is_empty()) {
+                if let Err(e) = link.socket.send_to(d, to).await {
+                    warn!(pool = %name, interface = %c.interface, "sending a DHCPv6 message: {e}");
+                }
+            }
+        }
+        clients.retain(|_, c| !(c.deleted && c.client.phase() == Phase::Released));
+        for (name, c) in clients.iter_mut().filter(|(_, c)| !c.deleted) {
+            let st = c.status(now);
+            if c.written.as_ref() == Some(&st) {
+                continue;
+            }
+            match write_status(api, name, &st).await {
+                Ok(()) => c.written = Some(st),
+                Err(e) => warn!(pool = %name, "writing status.delegation: {e}"),
+            }
+        }
+    }
+}
+
+/// Starts or updates the client of `pool`; returns what to send.
+fn upsert(
+    clients: &mut HashMap<String, PoolClient>,
+    pool: &PrefixPool,
+    now: Millis,
+) -> Option<Vec<Vec<u8>>> {
+    let name = pool.name_any();
+    let Some((interface, cfg)) = config(pool) else {
+        clients.remove(&name);
+        return None;
+    };
+    let uid = pool.metadata.uid.clone().unwrap_or_default();
+    if let Some(c) = clients.get_mut(&name)
+        && c.uid == uid
+    {
+        c.interface = interface;
+        return None;
+    }
+    let recorded = pool.status.as_ref().and_then(|s| s.delegation.as_ref());
+    let seed = now
+        ^ u64::from(
+            cfg.identity
+                .duid
+                .iter()
+                .fold(0u32, |a, b| a.rotate_left(5) ^ u32::from(*b)),
+        );
+    let (client, out) = match recorded.and_then(|st| recorded_binding(st, &cfg.identity, now)) {
+        Some(b) => {
+            info!(pool = %name, prefixes = ?b.leases.iter().map(|l| l.prefix.to_string()).collect::<Vec<_>>(), "resuming the DHCPv6 binding recorded in the pool's status");
+            Client::resume(cfg, b, now, seed)
+        }
+        None => Client::new(cfg, now, seed),
+    };
+    let history = recorded
+        .map(|st| {
+            st.prefixes
+                .iter()
+                .filter(|p| {
+                    client
+                        .binding()
+                        .is_none_or(|b| !b.leases.iter().any(|l| l.prefix.to_string() == p.prefix))
+                })
+                .cloned()
+                .map(|mut p| {
+                    if p.state == DELEGATED_PREFERRED {
+                        p.state = DELEGATED_DEPRECATED.into();
+                    }
+                    p
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut c = PoolClient {
+        uid,
+        interface,
+        client,
+        history,
+        message: None,
+        written: recorded.cloned(),
+        deleted: false,
+    };
+    let sent = c.take(&name, now, out);
+    clients.insert(name, c);
+    Some(sent)
+}
+
+async fn write_status(
+    api: &Api<PrefixPool>,
+    name: &str,
+    st: &DelegationStatus,
+) -> Result<(), kube::Error> {
+    let body = serde_json::json!({
+        "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+        "kind": "PrefixPool",
+        "metadata": {"name": name},
+        "status": {"delegation": st},
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
+}

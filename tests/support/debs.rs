@@ -1,0 +1,30 @@
+//! The Debian packages `e2e/debs/fetch.sh` unpacks into the cache (FRR,
+//! BIRD, iptables, Kea), and how to run their binaries without installing
+//! them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The unpacked packages (fetched on first use, then cached).
+pub fn debs() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/debs/fetch.sh");
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The multiarch library directory of the unpacked packages.
+pub fn lib_dir(root: &Path) -> PathBuf {
+    ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .into_iter()
+        .map(|a| root.join("usr/lib").join(a))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| panic!("no unpacked libraries under {}", root.display()))
+}
