@@ -59,6 +59,7 @@ pub struct Metrics {
     pub unroutable: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub held_back: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub claimed: Family<PoolLabel, Gauge<i64, AtomicI64>>,
+    pub renumbering: Family<PoolLabel, Gauge<i64, AtomicI64>>,
     pub reconcile_errors: Family<ReasonLabel, Counter>,
     pub status_writes: Counter,
     pub status_write_errors: Counter,
@@ -104,6 +105,7 @@ impl Metrics {
             unroutable: Family::default(),
             held_back: Family::default(),
             claimed: Family::default(),
+            renumbering: Family::default(),
             reconcile_errors: Family::default(),
             status_writes: Counter::default(),
             status_write_errors: Counter::default(),
@@ -208,6 +210,11 @@ impl Metrics {
             "pool_claimed_prefixes",
             "Prefixes of the pool held by PrefixClaims",
             self.claimed.clone(),
+        );
+        r.register(
+            "pool_renumbering_nodes",
+            "Nodes of a delegated pool on a delegated prefix whose valid lifetime has ended",
+            self.renumbering.clone(),
         );
     }
 
@@ -334,6 +341,7 @@ impl Metrics {
         self.unroutable.remove(&l);
         self.held_back.remove(&l);
         self.claimed.remove(&l);
+        self.renumbering.remove(&l);
     }
 
     /// Sets the address gauges of LoadBalancer claim `claim`.
@@ -361,6 +369,9 @@ impl Metrics {
             .get_or_create(&l)
             .set(v.held_back.len() as i64);
         self.claimed.get_or_create(&l).set(v.claims.len() as i64);
+        self.renumbering
+            .get_or_create(&l)
+            .set(crate::controller::status::renumbering(v).len() as i64);
         self.exhausted.get_or_create(&l).set(i64::from(
             v.error.is_none() && (v.available == 0 || v.waiting > 0),
         ));

@@ -89,11 +89,11 @@ struct Kea {
     log: PathBuf,
 }
 
-fn start_kea(link: &Link, dir: &Path, pd_pool: &str) -> Kea {
+fn start_kea(link: &Link, dir: &Path, pd_pool: &str, name: &str) -> Kea {
     let root = support::debs::debs();
     let lib = support::debs::lib_dir(&root);
-    let leases = dir.join("kea-leases6.csv");
-    let log = dir.join("kea.log");
+    let leases = dir.join(format!("{name}-leases6.csv"));
+    let log = dir.join(format!("{name}.log"));
     let (prefix, len) = pd_pool.split_once('/').expect("prefix/len");
     let config = serde_json::json!({"Dhcp6": {
         "interfaces-config": {"interfaces": [link.server_if]},
@@ -108,7 +108,7 @@ fn start_kea(link: &Link, dir: &Path, pd_pool: &str) -> Kea {
         }],
         "loggers": [{"name": "kea-dhcp6", "output_options": [{"output": "stdout"}], "severity": "INFO"}],
     }});
-    let conf = dir.join("kea-dhcp6.conf");
+    let conf = dir.join(format!("{name}.conf"));
     std::fs::write(&conf, serde_json::to_vec_pretty(&config).expect("json")).expect("write");
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &link.server_ns])
@@ -187,7 +187,7 @@ impl Drop for DumpLogs {
         if !std::thread::panicking() {
             return;
         }
-        for name in ["kea.log", "op-1.log", "op-2.log"] {
+        for name in ["kea.log", "kea-b.log", "op-1.log", "op-2.log"] {
             let text = std::fs::read_to_string(self.0.join(name)).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(60).collect();
             eprintln!("--- {name} (last 60 lines) ---");
@@ -249,7 +249,7 @@ async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_
     let _d = DumpOnPanic(&cp);
     let dir = cp.dir().to_path_buf();
     let _logs = DumpLogs(dir.clone());
-    let kea = start_kea(&link, &dir, PD_POOL);
+    let kea = start_kea(&link, &dir, PD_POOL, "kea");
     let op = start_operator(&cp, &link, &dir, "op-1");
     let pool = delegated_pool(&client, "pd", &link.client_if).await;
     let duid = Identity::for_pool(pool.metadata.uid.as_deref().expect("uid")).duid_text();
@@ -327,6 +327,183 @@ async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_
     assert!(
         log.contains("resuming the DHCPv6 binding"),
         "the restarted operator resumed the recorded binding:\n{log}"
+    );
+    drop(link.namespaces);
+}
+
+async fn pool_status(
+    client: &Client,
+    pool: &str,
+) -> Option<prefix_operator::api::PrefixPoolStatus> {
+    let api: Api<PrefixPool> = Api::all(client.clone());
+    api.get_opt(pool).await.ok().flatten()?.status
+}
+
+fn cond<'a>(
+    st: &'a prefix_operator::api::PrefixPoolStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    st.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Waits until the pool's condition `type_` has `status` and `reason`;
+/// on a timeout, says what the pool showed last.
+async fn wait_condition(
+    client: &Client,
+    pool: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> prefix_operator::api::PrefixPoolStatus {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(st) = pool_status(client, pool).await {
+            if cond(&st, type_).is_some_and(|c| c.status == status && c.reason == reason) {
+                return st;
+            }
+            // Shown with the test's output when it fails.
+            let seen = (
+                st.delegation.as_ref().map(|d| {
+                    (
+                        d.phase.clone(),
+                        d.prefixes
+                            .iter()
+                            .map(|p| format!("{} {}", p.prefix, p.state))
+                            .collect::<Vec<_>>(),
+                    )
+                }),
+                st.conditions
+                    .iter()
+                    .map(|c| format!("{}={} {}", c.type_, c.status, c.reason))
+                    .collect::<Vec<_>>(),
+            );
+            if last
+                .as_ref()
+                .map(|l: &prefix_operator::api::PrefixPoolStatus| {
+                    l.conditions
+                        .iter()
+                        .map(|c| format!("{}={} {}", c.type_, c.status, c.reason))
+                        .collect::<Vec<_>>()
+                })
+                != Some(seen.1.clone())
+                || last
+                    .as_ref()
+                    .and_then(|l| l.delegation.as_ref())
+                    .map(|d| d.phase.clone())
+                    != seen.0.as_ref().map(|x| x.0.clone())
+            {
+                eprintln!("{} {seen:?}", k8s_openapi::jiff::Timestamp::now());
+            }
+            last = Some(st);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("pool {pool}: no {type_}={status} ({reason}) within {WAIT:?}; last status: {last:#?}");
+}
+
+/// The server goes away: the binding is rebound past T2, the prefix gives
+/// no new node prefixes once its preferred lifetime ends and is expired
+/// once its valid lifetime ends (conditions and an Event say so, the Node
+/// keeps its podCIDRs); a server back with another pd-pool delegates a new
+/// block, new Nodes are served from it, and the Node on the old block stays
+/// listed for renumbering. Never an overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renumbers_safely() {
+    let (cp, client) = own_control_plane().await;
+    let Some(link) = link("rn") else { return };
+    let _d = DumpOnPanic(&cp);
+    let dir = cp.dir().to_path_buf();
+    let _logs = DumpLogs(dir.clone());
+    let kea = start_kea(&link, &dir, PD_POOL, "kea");
+    let _op = start_operator(&cp, &link, &dir, "op-1");
+    delegated_pool(&client, "pd", &link.client_if).await;
+    let d = wait_delegated(&client, "pd", "a delegated prefix", |d| {
+        !preferred(d).is_empty()
+    })
+    .await;
+    let old_block = preferred(&d)[0];
+    wait_condition(&client, "pd", "Delegated", "True", "Delegated").await;
+    create_node(&client, "node-1", labels(&[]), &[]).await;
+    let old_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-1").await[0]
+        .parse()
+        .expect("net");
+    assert!(old_block.contains(&old_cidr));
+
+    // The server goes away.
+    drop(kea);
+    wait_delegated(&client, "pd", "rebinding past T2", |d| {
+        d.phase == "Rebinding"
+    })
+    .await;
+    let st = wait_condition(&client, "pd", "Delegated", "False", "Deprecated").await;
+    assert!(
+        cond(&st, "Delegated")
+            .expect("c")
+            .message
+            .contains(&old_block.to_string())
+    );
+    let st = wait_condition(&client, "pd", "Delegated", "False", "Expired").await;
+    let renumbering = cond(&st, "Renumbering").expect("Renumbering");
+    assert_eq!(renumbering.status, "True", "{renumbering:?}");
+    assert!(renumbering.message.contains("node-1"), "{renumbering:?}");
+    assert_eq!(st.renumbering_nodes, vec!["node-1".to_string()]);
+    wait_event(&client, "node-1", "DelegatedPrefixExpired").await;
+    assert_eq!(
+        pod_cidrs(&client, "node-1").await,
+        vec![old_cidr.to_string()],
+        "the Node keeps its podCIDRs"
+    );
+    // Nothing new is handed out from the expired block.
+    create_node(&client, "node-2", labels(&[]), &[]).await;
+    wait_for("node-2 waits for a prefix", WAIT, || async {
+        let st = pool_status(&client, "pd").await?;
+        st.waiting_nodes
+            .contains(&"node-2".to_string())
+            .then_some(())
+    })
+    .await;
+    assert!(
+        pod_cidrs(&client, "node-2").await.is_empty(),
+        "no prefix from an expired block"
+    );
+
+    // The server comes back with another pd-pool: a new block, new Nodes
+    // from it, the old Node still listed.
+    let _kea_b = start_kea(&link, &dir, "2001:db8:6000::/48", "kea-b");
+    let d = wait_delegated(&client, "pd", "a new delegated prefix", |d| {
+        !preferred(d).is_empty()
+    })
+    .await;
+    let new_block = preferred(&d)[0];
+    assert!(
+        "2001:db8:6000::/48"
+            .parse::<ipnet::IpNet>()
+            .expect("net")
+            .contains(&new_block),
+        "{new_block}"
+    );
+    assert!(
+        d.prefixes
+            .iter()
+            .any(|p| p.prefix == old_block.to_string() && p.state == "Expired"),
+        "{d:?}"
+    );
+    let new_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0]
+        .parse()
+        .expect("net");
+    assert!(
+        new_block.contains(&new_cidr),
+        "node-2 from the new block: {new_cidr}"
+    );
+    assert!(!old_cidr.contains(&new_cidr.addr()) && !new_cidr.contains(&old_cidr.addr()));
+    let st = wait_condition(&client, "pd", "Delegated", "True", "Delegated").await;
+    let renumbering = cond(&st, "Renumbering").expect("Renumbering");
+    assert_eq!(renumbering.status, "True");
+    assert_eq!(
+        st.renumbering_nodes,
+        vec!["node-1".to_string()],
+        "node-1 still to renumber, node-2 not"
     );
     drop(link.namespaces);
 }

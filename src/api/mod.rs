@@ -72,6 +72,12 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
         description = "Delegated blocks"
     ),
     printcolumn(
+        name = "Delegated",
+        type_ = "string",
+        json_path = ".status.delegation.prefixes[?(@.state==\"Preferred\")].prefix",
+        description = "Prefixes delegated by DHCPv6 and still preferred"
+    ),
+    printcolumn(
         name = "Family",
         type_ = "string",
         json_path = ".status.family",
@@ -488,11 +494,21 @@ pub struct PrefixPoolStatus {
     /// The first of them by name; at most 50 are listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_nodes: Vec<String>,
+    /// Nodes of a delegated pool whose podCIDRs lie in a delegated prefix
+    /// whose valid lifetime has ended: that space no longer routes to the
+    /// cluster, and podCIDRs are write-once, so each must be drained and
+    /// re-created to get a prefix of the current delegation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renumbering: Option<i64>,
+    /// The first of them by name; at most 50 are listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renumbering_nodes: Vec<String>,
     /// The DHCPv6 binding of a pool with `spec.delegation` (written by the
     /// operator's DHCPv6 client under its own field manager).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation: Option<DelegationStatus>,
-    /// `Ready`, `Exhausted` and `Conflict`.
+    /// `Ready`, `Exhausted` and `Conflict`; for a delegated pool also
+    /// `Delegated` and `Renumbering`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

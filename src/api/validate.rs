@@ -25,6 +25,8 @@ pub struct PoolDefinition {
     pub priority: i32,
     pub retain_for: std::time::Duration,
     pub reuse_after: std::time::Duration,
+    /// The interface of `spec.delegation`, for a pool fed by DHCPv6-PD.
+    pub delegation_interface: Option<String>,
 }
 
 /// Why a spec cannot be served; the message is shown in the pool's `Ready`
@@ -109,6 +111,7 @@ pub fn validate_pool(
         selector,
         reserved,
         priority: spec.priority,
+        delegation_interface: spec.delegation.as_ref().map(|d| d.interface.clone()),
     })
 }
 

@@ -115,6 +115,8 @@ pub(super) struct Reconciler {
     idle: watch::Sender<bool>,
     pub(super) pipeline: Pipeline,
     pub(super) warned: Warned,
+    /// Nodes warned about a podCIDR in an expired delegated prefix.
+    pub(super) renumber_warned: std::collections::HashSet<(String, ipnet::IpNet)>,
     pub(super) status: StatusWriter,
     pub(super) writes: JoinSet<WriteResult>,
     pub(super) reads: JoinSet<ReadBack>,
@@ -215,6 +217,7 @@ pub async fn run(
         idle: idle_tx,
         pipeline: Pipeline::default(),
         warned: Warned::default(),
+        renumber_warned: Default::default(),
         status: StatusWriter::default(),
         writes: JoinSet::new(),
         reads: JoinSet::new(),
@@ -461,6 +464,7 @@ impl Reconciler {
         let views = self.ledger.pool_views();
         for (name, view) in &views {
             self.metrics.publish_pool(name, view);
+            self.warn_renumbering(name, view);
         }
         for due in self.status.due(&views, &now) {
             self.metrics.status_writes.inc();
@@ -474,6 +478,33 @@ impl Reconciler {
                 .unwrap_or_else(|_| Err(kube::Error::Service("status write timed out".into())));
                 (due, r)
             });
+        }
+    }
+
+    /// A Warning Event on each Node of a delegated pool whose podCIDR lies
+    /// in an expired delegated prefix, once per Node and prefix (the pool's
+    /// `Renumbering` condition lists them all).
+    fn warn_renumbering(&mut self, pool: &str, view: &crate::ledger::PoolView) {
+        for r in super::status::renumbering(view) {
+            if !self.renumber_warned.insert((r.node.clone(), r.prefix)) {
+                continue;
+            }
+            let until = r
+                .valid_until
+                .as_ref()
+                .map(|t| format!(" at {}", t.0))
+                .unwrap_or_default();
+            let msg = format!(
+                "podCIDR {} lies in {}, delegated to PrefixPool {pool} by DHCPv6, whose valid lifetime ended{until}: that space no longer routes to the cluster. podCIDRs are write-once: drain this Node, delete it and let it register again to get a prefix of the current delegation",
+                r.prefix, r.block
+            );
+            let node = super::node_input::node_ref(&r.node, self.ledger.node_uid(&r.node));
+            self.events.send(super::events::Note::warning(
+                node,
+                "DelegatedPrefixExpired",
+                "Renumber",
+                msg,
+            ));
         }
     }
 

@@ -5,9 +5,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
+use ipnet::IpNet;
+
 use crate::api::{
-    Allocation, ClaimedPrefix, ConflictEntry, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CLAIMS,
-    MAX_LISTED_CONFLICTS, MAX_LISTED_HELD_BACK, PrefixPool, PrefixPoolStatus, PrefixUsage,
+    Allocation, ClaimedPrefix, ConflictEntry, DELEGATED_DEPRECATED, DELEGATED_EXPIRED,
+    DELEGATED_PREFERRED, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CLAIMS, MAX_LISTED_CONFLICTS,
+    MAX_LISTED_HELD_BACK, PrefixPool, PrefixPoolStatus, PrefixUsage,
 };
 
 /// A wall-clock time as an API time stamp, to the second (status must not
@@ -21,7 +24,7 @@ fn to_time(t: std::time::SystemTime) -> Option<Time> {
         .map(Time)
 }
 use super::status_writer::Due;
-use crate::ledger::PoolView;
+use crate::ledger::{MAX_WAITING_NAMES, PoolView};
 
 /// Field manager of the status writer.
 pub const STATUS_MANAGER: &str = "prefix-operator-status";
@@ -121,6 +124,15 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             reason: c.reason.clone(),
         })
         .collect();
+    let renumbering = renumbering(view);
+    let mut conditions = vec![
+        ready_condition(view, prev, now),
+        exhausted_condition(view, prev, now),
+        conflict_condition(view, prev, now),
+    ];
+    if let Some(iface) = &view.delegated_on {
+        conditions.extend(delegation_conditions(view, iface, &renumbering, prev, now));
+    }
     PrefixPoolStatus {
         observed_generation: Some(view.generation),
         family: view.family.map(|f| f.to_string()),
@@ -168,15 +180,174 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             .then(|| count(view.claims.len() - MAX_LISTED_CLAIMS)),
         waiting: (view.waiting > 0).then(|| count(view.waiting)),
         waiting_nodes: view.waiting_nodes.clone(),
+        renumbering: (!renumbering.is_empty()).then(|| count(renumbering.len())),
+        renumbering_nodes: renumbering
+            .iter()
+            .map(|r| r.node.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .take(MAX_WAITING_NAMES)
+            .collect(),
         // Written by the DHCPv6 client under its own field manager; left
         // out here so this writer never owns (or clears) it.
         delegation: None,
-        conditions: vec![
-            ready_condition(view, prev, now),
-            exhausted_condition(view, prev, now),
-            conflict_condition(view, prev, now),
-        ],
+        conditions,
     }
+}
+
+/// A Node of a delegated pool on a delegated prefix whose valid lifetime
+/// has ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnExpired {
+    pub node: String,
+    pub prefix: IpNet,
+    /// The expired delegated prefix it lies in.
+    pub block: IpNet,
+    pub valid_until: Option<Time>,
+}
+
+/// Every Node of the pool on an expired delegated prefix (and on no prefix
+/// still valid: the same block delegated again is fine).
+pub fn renumbering(view: &PoolView) -> Vec<OnExpired> {
+    let Some(d) = &view.delegation else {
+        return Vec::new();
+    };
+    let parse = |p: &crate::api::DelegatedPrefix| p.prefix.parse::<IpNet>().ok();
+    let live: Vec<IpNet> = d
+        .prefixes
+        .iter()
+        .filter(|p| p.state != DELEGATED_EXPIRED)
+        .filter_map(parse)
+        .collect();
+    let expired: Vec<(IpNet, Option<Time>)> = d
+        .prefixes
+        .iter()
+        .filter(|p| p.state == DELEGATED_EXPIRED)
+        .filter_map(|p| Some((parse(p)?, p.valid_until.clone())))
+        .collect();
+    view.allocations
+        .iter()
+        .filter(|(p, _)| !live.iter().any(|l| l.contains(p)))
+        .filter_map(|(p, n)| {
+            let (block, until) = expired.iter().find(|(b, _)| b.contains(p))?;
+            Some(OnExpired {
+                node: n.clone(),
+                prefix: *p,
+                block: *block,
+                valid_until: until.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `Delegated` and `Renumbering`, for a pool fed by DHCPv6-PD.
+fn delegation_conditions(
+    view: &PoolView,
+    iface: &str,
+    on_expired: &[OnExpired],
+    prev: &[Condition],
+    now: &Time,
+) -> [Condition; 2] {
+    let g = view.generation;
+    let d = view.delegation.clone().unwrap_or_default();
+    let with = |p: &str| -> Vec<String> {
+        d.prefixes
+            .iter()
+            .filter(|x| x.state == p)
+            .map(|x| x.prefix.clone())
+            .collect()
+    };
+    let (preferred, deprecated, expired) = (
+        with(DELEGATED_PREFERRED),
+        with(DELEGATED_DEPRECATED),
+        with(DELEGATED_EXPIRED),
+    );
+    let problem = d
+        .message
+        .as_deref()
+        .map(|m| format!("; last problem: {m}"))
+        .unwrap_or_default();
+    let server = d
+        .server_id
+        .as_deref()
+        .map(|s| format!(" by server {s}"))
+        .unwrap_or_default();
+    let (ok, reason, message) = if !preferred.is_empty() {
+        (
+            true,
+            "Delegated",
+            format!("{} delegated{server} on {iface}", preferred.join(", ")),
+        )
+    } else if !deprecated.is_empty() {
+        (
+            false,
+            "Deprecated",
+            format!(
+                "{} past the preferred lifetime with no renewal on {iface}: Nodes keep their prefixes, new Nodes wait{problem}",
+                deprecated.join(", ")
+            ),
+        )
+    } else if !expired.is_empty() {
+        (
+            false,
+            "Expired",
+            format!(
+                "the valid lifetime of {} ended with no Reply from a DHCPv6 server on {iface}: nothing is handed out from it, Nodes keep their podCIDRs{problem}",
+                expired.join(", ")
+            ),
+        )
+    } else {
+        (
+            false,
+            "WaitingForDelegation",
+            format!(
+                "no DHCPv6 server has delegated a prefix on {iface} yet (client {}){problem}",
+                if d.phase.is_empty() {
+                    "not started"
+                } else {
+                    d.phase.as_str()
+                }
+            ),
+        )
+    };
+    let delegated = condition(prev, "Delegated", ok, reason, message, g, now);
+    let renumbering = if on_expired.is_empty() {
+        condition(
+            prev,
+            "Renumbering",
+            false,
+            "NoNodesOnExpiredPrefixes",
+            "no Node holds a prefix of an expired delegated prefix".into(),
+            g,
+            now,
+        )
+    } else {
+        let blocks: std::collections::BTreeSet<String> =
+            on_expired.iter().map(|r| r.block.to_string()).collect();
+        let nodes: std::collections::BTreeSet<&str> =
+            on_expired.iter().map(|r| r.node.as_str()).collect();
+        let listed: Vec<&str> = nodes.iter().copied().take(MAX_WAITING_NAMES).collect();
+        condition(
+            prev,
+            "Renumbering",
+            true,
+            "NodesOnExpiredPrefixes",
+            format!(
+                "{} Node(s) hold prefixes of expired delegated prefix(es) {}, which no longer route to the cluster: {}{}; drain and re-create each (podCIDRs are write-once) to give it a prefix of the current delegation",
+                nodes.len(),
+                blocks.into_iter().collect::<Vec<_>>().join(", "),
+                listed.join(", "),
+                if nodes.len() > listed.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+            g,
+            now,
+        )
+    };
+    [delegated, renumbering]
 }
 
 /// A pool whose spec cannot be served: the conditions say why, nothing else

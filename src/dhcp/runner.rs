@@ -340,7 +340,7 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
                     return;
                 }
             }
-            ev = pools.next() => match ev {
+            ev = pools.next() => { let now = now_ms(); match ev {
                 Some(Ok(Event::Apply(p) | Event::InitApply(p))) => {
                     if let Some(sent) = upsert(&mut clients, &p, now) {
                         due.push((p.name_any(), sent));
@@ -357,8 +357,9 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
                 Some(Ok(Event::Init | Event::InitDone)) => {}
                 Some(Err(e)) => warn!("watching PrefixPools for delegations: {e}"),
                 None => return,
-            },
+            }},
             Some((iface, bytes)) = rx.recv() => {
+                let now = now_ms();
                 for (name, c) in clients.iter_mut().filter(|(_, c)| c.interface == iface) {
                     let out = c.client.on_message(now, &bytes);
                     let sent = c.take(name, now, out);
@@ -366,6 +367,9 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
                 }
             }
             () = sleep => {
+                // Woken at a deadline: act on the time it is now, not the
+                // time the sleep began.
+                let now = now_ms();
                 for (name, c) in clients.iter_mut() {
                     let out = c.client.on_timer(now);
                     let sent = c.take(name, now, out);
@@ -374,6 +378,7 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
                 link_errors.retain(|_, (at, _)| *at > now);
             }
         }
+        let now = now_ms();
         // Sockets for the interfaces in use (retried after an error).
         for c in clients.values_mut() {
             if links.contains_key(&c.interface) {

@@ -34,6 +34,7 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
                 retired: vec![],
                 held_back: vec![],
                 labels: m.labels.clone().unwrap_or_default().into_iter().collect(),
+                delegation: None,
             };
             return (snap, None);
         }
@@ -62,22 +63,25 @@ pub fn decode(obj: &WatchedPool) -> (PoolSnapshot, Option<PrefixPoolStatus>) {
                 .collect()
         })
         .unwrap_or_default();
+    let delegation = delegation_now(status);
     let snap = PoolSnapshot {
         name: pool.name_any(),
         uid: pool.metadata.uid.clone().unwrap_or_default(),
         resource_version: parse_resource_version(pool.metadata.resource_version.as_deref()),
         generation: pool.metadata.generation.unwrap_or_default(),
-        def: validate_pool(&pool.spec, delegation_now(status).as_ref()),
+        def: validate_pool(&pool.spec, delegation.as_ref()),
         retired,
         held_back,
         labels: pool.labels().clone().into_iter().collect(),
+        delegation,
     };
     (snap, pool.status.clone())
 }
 
-/// The pool's DHCPv6 binding as of now: a prefix recorded as `Preferred`
-/// whose preferred lifetime has ended (its writer, the leader's DHCPv6
-/// client, may be gone) gives no new node prefixes.
+/// The pool's DHCPv6 binding as of now, whatever its writer (the leader's
+/// DHCPv6 client, which may be gone) last recorded: a prefix past its
+/// preferred lifetime gives no new node prefixes, one past its valid
+/// lifetime is expired.
 fn delegation_now(status: Option<&PrefixPoolStatus>) -> Option<crate::api::DelegationStatus> {
     let mut d = status?.delegation.clone()?;
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -85,9 +89,9 @@ fn delegation_now(status: Option<&PrefixPoolStatus>) -> Option<crate::api::Deleg
         let ended = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             t.as_ref().is_some_and(|t| t.0 <= now)
         };
-        if p.state == crate::api::DELEGATED_PREFERRED
-            && (ended(&p.preferred_until) || ended(&p.valid_until))
-        {
+        if p.state != crate::api::DELEGATED_EXPIRED && ended(&p.valid_until) {
+            p.state = crate::api::DELEGATED_EXPIRED.into();
+        } else if p.state == crate::api::DELEGATED_PREFERRED && ended(&p.preferred_until) {
             p.state = crate::api::DELEGATED_DEPRECATED.into();
         }
     }

@@ -90,6 +90,8 @@ pub struct PoolSnapshot {
     pub held_back: Vec<HeldBackRecord>,
     /// The pool's labels (PrefixClaims select pools by them).
     pub labels: Labels,
+    /// The DHCPv6 binding of a delegated pool, as its status holds it.
+    pub delegation: Option<crate::api::DelegationStatus>,
 }
 
 /// What the ledger needs to know of a PrefixClaim. Its `status.prefix` is
@@ -195,6 +197,7 @@ struct PoolEntry {
     /// Prefixes removed from spec while Nodes still held prefixes inside them.
     retired: BTreeSet<IpNet>,
     labels: Labels,
+    delegation: Option<crate::api::DelegationStatus>,
 }
 
 impl PoolEntry {

@@ -78,6 +78,7 @@ impl Ledger {
             space: None,
             retired,
             labels: p.labels.clone(),
+            delegation: p.delegation.clone(),
         };
         self.prune_retired(&mut entry);
         self.pools.insert(p.name.clone(), entry);
@@ -106,6 +107,10 @@ impl Ledger {
         // Labels change without a new generation; claims select by them.
         let mut changed = entry.labels != p.labels;
         entry.labels = p.labels.clone();
+        // The DHCPv6 binding (state of each delegated prefix) is shown in
+        // the pool's conditions.
+        changed |= entry.delegation != p.delegation;
+        entry.delegation = p.delegation.clone();
         let known_prefixes: Vec<IpNet> = entry
             .def
             .as_ref()
@@ -334,8 +339,9 @@ impl Ledger {
             .pools
             .iter()
             .filter_map(|(name, p)| {
+                // A valid pool without space (a delegated pool between
+                // delegations) is a candidate that is full: its Nodes wait.
                 let d = p.def.as_ref().ok()?;
-                p.space.as_ref()?;
                 (d.family == family && d.selector.matches(labels))
                     .then_some((name.as_str(), d.priority))
             })

@@ -62,6 +62,10 @@ pub struct PoolView {
     pub unroutable: u64,
     /// PrefixClaims holding prefixes of this pool, sorted by prefix.
     pub claims: Vec<super::ClaimView>,
+    /// The interface of a pool fed by DHCPv6-PD.
+    pub delegated_on: Option<String>,
+    /// Its DHCPv6 binding, as its status holds it.
+    pub delegation: Option<crate::api::DelegationStatus>,
 }
 
 /// The Nodes waiting on one pool.
@@ -97,7 +101,9 @@ impl Ledger {
         let any_full = self
             .pools
             .values()
-            .any(|p| p.space.as_ref().is_some_and(|s| s.first_free().is_none()));
+            // A valid pool with no space at all (a delegated pool between
+            // delegations) is as full as one with every slot taken.
+            .any(|p| p.def.is_ok() && p.space.as_ref().is_none_or(|s| s.first_free().is_none()));
         if !any_full {
             return out;
         }
@@ -132,6 +138,7 @@ impl Ledger {
         let mut v = PoolView {
             uid: p.uid.clone(),
             generation: p.generation,
+            delegation: p.delegation.clone(),
             ..Default::default()
         };
         let d = match &p.def {
@@ -142,17 +149,19 @@ impl Ledger {
             }
         };
         v.family = Some(d.family);
+        v.delegated_on = d.delegation_interface.clone();
         v.node_prefix_length = Some(d.node_prefix_length);
         let scopes: BTreeSet<String> = d
             .prefixes
             .iter()
             .map(|x| cidr::scope(x).to_string())
             .collect();
-        v.scope = Some(if scopes.len() == 1 {
-            scopes.into_iter().next().unwrap_or_default()
-        } else {
-            "Mixed".into()
-        });
+        v.scope = match scopes.len() {
+            // A delegated pool before (or between) delegations.
+            0 => None,
+            1 => scopes.into_iter().next(),
+            _ => Some("Mixed".into()),
+        };
         if let Some(s) = &p.space {
             v.capacity = s.capacity();
             v.available = s.available();

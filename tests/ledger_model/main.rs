@@ -64,6 +64,7 @@ impl World {
             retired: vec![],
             held_back: vec![],
             labels: Default::default(),
+            delegation: None,
         });
         World {
             server: Server::default(),

@@ -48,6 +48,7 @@ impl TestPool {
             retired: self.retired.clone(),
             held_back: self.held_back.clone(),
             labels: Default::default(),
+            delegation: None,
         }
     }
 }
