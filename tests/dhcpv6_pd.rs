@@ -144,6 +144,16 @@ impl Kea {
 
 /// The operator binary in the client namespace.
 fn start_operator(cp: &ControlPlane, link: &Link, dir: &Path, name: &str) -> Supervised {
+    start_operator_with(cp, link, dir, name, &[])
+}
+
+fn start_operator_with(
+    cp: &ControlPlane,
+    link: &Link,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+) -> Supervised {
     let api: std::net::SocketAddr = cp
         .server_url()
         .trim_start_matches("https://")
@@ -172,6 +182,7 @@ fn start_operator(cp: &ControlPlane, link: &Link, dir: &Path, name: &str) -> Sup
         ])
         .arg(&kubeconfig)
         .args(["--identity", name])
+        .args(extra)
         .env("RUST_LOG", "info,prefix_operator::dhcp=debug")
         .env_remove("KUBECONFIG");
     Supervised::start(cmd, &dir.join(format!("{name}.log"))).expect("start the operator")
@@ -187,7 +198,14 @@ impl Drop for DumpLogs {
         if !std::thread::panicking() {
             return;
         }
-        for name in ["kea.log", "kea-b.log", "op-1.log", "op-2.log"] {
+        for name in [
+            "kea.log",
+            "kea-b.log",
+            "op-1.log",
+            "op-2.log",
+            "op-a.log",
+            "op-b.log",
+        ] {
             let text = std::fs::read_to_string(self.0.join(name)).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(60).collect();
             eprintln!("--- {name} (last 60 lines) ---");
@@ -328,6 +346,17 @@ async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_
         log.contains("resuming the DHCPv6 binding"),
         "the restarted operator resumed the recorded binding:\n{log}"
     );
+
+    // Deleting the pool releases the binding: Kea says so and marks the
+    // lease free (valid lifetime 0).
+    let api: Api<PrefixPool> = Api::all(client.clone());
+    api.delete("pd", &Default::default())
+        .await
+        .expect("delete the pool");
+    wait_for("Kea releases the prefix", WAIT, || async {
+        kea.log().contains("DHCP6_RELEASE_PD").then_some(())
+    })
+    .await;
     drop(link.namespaces);
 }
 
@@ -504,6 +533,213 @@ async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renum
         st.renumbering_nodes,
         vec!["node-1".to_string()],
         "node-1 still to renumber, node-2 not"
+    );
+    drop(link.namespaces);
+}
+
+/// Two replicas with leader election: only the leader talks DHCP; when it
+/// dies, the other takes over and renews the same binding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_leader_change_the_new_leader_renews_the_same_binding() {
+    let (cp, client) = own_control_plane().await;
+    let Some(link) = link("lc") else { return };
+    let _d = DumpOnPanic(&cp);
+    let dir = cp.dir().to_path_buf();
+    let _logs = DumpLogs(dir.clone());
+    let kea = start_kea(&link, &dir, PD_POOL, "kea");
+    let election = [
+        "--leader-elect=true",
+        "--lease-namespace=default",
+        "--lease-duration=3s",
+        "--renew-deadline=2s",
+        "--retry-period=250ms",
+    ];
+    let mut ops = vec![
+        (
+            "op-a",
+            Some(start_operator_with(&cp, &link, &dir, "op-a", &election)),
+        ),
+        (
+            "op-b",
+            Some(start_operator_with(&cp, &link, &dir, "op-b", &election)),
+        ),
+    ];
+    let pool = delegated_pool(&client, "pd", &link.client_if).await;
+    let duid = Identity::for_pool(pool.metadata.uid.as_deref().expect("uid")).duid_text();
+    let d = wait_delegated(&client, "pd", "a delegated prefix", |d| {
+        !preferred(d).is_empty()
+    })
+    .await;
+    let block = preferred(&d)[0];
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
+    let holder = || async {
+        leases
+            .get_opt("prefix-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let leader = holder().await.expect("a leader");
+    let follower = if leader == "op-a" { "op-b" } else { "op-a" };
+    let log_of =
+        |name: &str| std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    assert!(
+        log_of(&leader).contains("leading the DHCPv6 clients"),
+        "{}",
+        log_of(&leader)
+    );
+    assert!(
+        !log_of(follower).contains("leading the DHCPv6 clients"),
+        "only the leader talks DHCP:\n{}",
+        log_of(follower)
+    );
+
+    // The leader dies; the follower takes over and renews the same binding.
+    for (name, proc) in &mut ops {
+        if *name == leader {
+            proc.take();
+        }
+    }
+    wait_for("the follower leads", WAIT, || async {
+        (holder().await.as_deref() == Some(follower)).then_some(())
+    })
+    .await;
+    let last = d.last_reply.clone().expect("t");
+    let renewed = wait_delegated(&client, "pd", "renewed by the new leader", |x| {
+        x.last_reply.as_ref().is_some_and(|t| t.0 > last.0)
+            && log_of(follower).contains("resuming the DHCPv6 binding")
+    })
+    .await;
+    assert_eq!(
+        preferred(&renewed),
+        vec![block],
+        "the same prefix across the leader change"
+    );
+    let all = kea.leases_of(&duid);
+    assert!(
+        all.iter()
+            .all(|l| l.starts_with(&format!("{},", block.addr()))),
+        "one prefix for the pool's DUID: {all:?}"
+    );
+    drop(ops);
+    drop(link.namespaces);
+}
+
+/// How a hand-made server answers a Solicit.
+type Answer = Box<dyn Fn(&dhcproto::v6::Message) -> Vec<u8> + Send>;
+
+/// A hand-made server on the link that answers each Solicit with the next
+/// of `answers` (built from the Solicit), as Kea never would.
+fn hostile_server(link: &Link, answers: Vec<Answer>) -> std::thread::JoinHandle<()> {
+    let iface = link.server_if.clone();
+    let socket = in_netns(&link.server_ns, move || {
+        let name = std::ffi::CString::new(iface).expect("name");
+        // SAFETY: if_nametoindex reads a NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(index, 0, "server interface");
+        let s = std::net::UdpSocket::bind("[::]:547").expect("bind 547");
+        s.join_multicast_v6(&"ff02::1:2".parse().expect("group"), index)
+            .expect("join All_DHCP_Relay_Agents_and_Servers");
+        s
+    });
+    std::thread::spawn(move || {
+        use dhcproto::Decodable;
+        let mut buf = [0u8; 2048];
+        let mut answers = answers.into_iter();
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let Ok(msg) = dhcproto::v6::Message::decode(&mut dhcproto::Decoder::new(&buf[..n]))
+            else {
+                continue;
+            };
+            if msg.msg_type() != dhcproto::v6::MessageType::Solicit {
+                continue;
+            }
+            let Some(answer) = answers.next() else { return };
+            let _ = socket.send_to(&answer(&msg), from);
+        }
+    })
+}
+
+/// An Advertise to `solicit` with one IA_PD (`iaid`, one prefix).
+fn advertise(solicit: &dhcproto::v6::Message, iaid: u32, prefix: &str) -> Vec<u8> {
+    use dhcproto::Encodable;
+    use dhcproto::v6::{DhcpOption, DhcpOptions, IAPD, IAPrefix, Message, MessageType, OptionCode};
+    let net: ipnet::Ipv6Net = prefix.parse().expect("prefix");
+    let mut m = Message::new_with_id(MessageType::Advertise, solicit.xid());
+    let o = m.opts_mut();
+    if let Some(c) = solicit.opts().get(OptionCode::ClientId) {
+        o.insert(c.clone());
+    }
+    o.insert(DhcpOption::ServerId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 1]));
+    o.insert(DhcpOption::Preference(255));
+    let mut ia = DhcpOptions::new();
+    ia.insert(DhcpOption::IAPrefix(IAPrefix {
+        preferred_lifetime: 60,
+        valid_lifetime: 120,
+        prefix_len: net.prefix_len(),
+        prefix_ip: net.network(),
+        opts: DhcpOptions::new(),
+    }));
+    o.insert(DhcpOption::IAPD(IAPD {
+        id: iaid,
+        t1: 0,
+        t2: 0,
+        opts: ia,
+    }));
+    m.to_vec().expect("encode")
+}
+
+/// Hostile server answers (truncated, another IAID, a prefix too long for
+/// the pool's nodePrefixLength, one too short) each leave a clear message
+/// in the pool's status and the operator running, with nothing delegated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_server_answers_are_reported_and_never_delegate() {
+    let (cp, client) = own_control_plane().await;
+    let Some(link) = link("hs") else { return };
+    let _d = DumpOnPanic(&cp);
+    let dir = cp.dir().to_path_buf();
+    let _logs = DumpLogs(dir.clone());
+    let answers: Vec<Answer> = vec![
+        Box::new(|s| {
+            let mut b = advertise(s, 1, "2001:db8:7000::/56");
+            b.truncate(b.len() - 9);
+            b
+        }),
+        Box::new(|s| advertise(s, 42, "2001:db8:7000::/56")),
+        Box::new(|s| advertise(s, 1, "2001:db8:7000::/72")),
+        Box::new(|s| advertise(s, 1, "2000::/3")),
+    ];
+    let _server = hostile_server(&link, answers);
+    let mut op = start_operator(&cp, &link, &dir, "op-1");
+    delegated_pool(&client, "pd", &link.client_if).await;
+    for (what, phrase) in [
+        ("a truncated Advertise", "malformed DHCPv6 message"),
+        ("another IAID", "IAID 42"),
+        (
+            "a /72 for /64 node prefixes",
+            "/72 is longer than the pool's nodePrefixLength /64",
+        ),
+        ("a /3", "/3 is shorter than /32"),
+    ] {
+        let d = wait_delegated(&client, "pd", what, |d| {
+            d.message.as_deref().is_some_and(|m| m.contains(phrase))
+        })
+        .await;
+        assert!(preferred(&d).is_empty(), "{what}: nothing delegated: {d:?}");
+        assert!(
+            op.exited().is_none(),
+            "{what}: the operator is still running"
+        );
+    }
+    let st = wait_condition(&client, "pd", "Delegated", "False", "WaitingForDelegation").await;
+    assert!(
+        cond(&st, "Delegated")
+            .expect("c")
+            .message
+            .contains("is shorter than"),
+        "the condition says why: {st:?}"
     );
     drop(link.namespaces);
 }

@@ -39,7 +39,8 @@ pub struct Config {
     /// The prefix length hinted in Solicit, if any.
     pub hint_length: Option<u8>,
     /// Delegated prefixes shorter than this are refused (a pool's prefix
-    /// may hold at most 2^64 node prefixes).
+    /// may hold at most 2^64 node prefixes; the runner also never takes
+    /// one shorter than /32).
     pub shortest: u8,
     /// Delegated prefixes longer than this are refused (the pool's
     /// `nodePrefixLength`: a prefix must hold at least one node prefix).
@@ -481,7 +482,7 @@ impl Client {
                 ))
             } else if len < self.cfg.shortest {
                 Some(format!(
-                    "/{len} is shorter than /{}: a pool's prefix holds at most 2^64 node prefixes",
+                    "/{len} is shorter than /{}, the shortest delegated prefix the pool takes (no more than 2^64 node prefixes, and never more than an ISP's own /32)",
                     self.cfg.shortest
                 ))
             } else {

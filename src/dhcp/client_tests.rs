@@ -725,6 +725,54 @@ fn a_reply_for_another_iaid_another_client_or_another_transaction_changes_nothin
 }
 
 #[test]
+fn truncated_or_padded_replies_are_malformed_not_read_as_shorter_ones() {
+    let (c0, b) = bound();
+    let mut c = c0.clone();
+    let ren = only_sent(&c.on_timer(b.t1_at));
+    let good = Answer::to(
+        &ren,
+        MessageType::Reply,
+        &[("2001:db8:100::/56", 200, 300)],
+        100,
+        160,
+    )
+    .bytes();
+    for cut in [3usize, 9, 20, good.len() - 6] {
+        let out = c.on_message(b.t1_at + 1, &good[..good.len() - cut]);
+        assert!(
+            matches!(&notes(&out)[..], [Note::Ignored(Refused::Malformed(_))]),
+            "cut {cut}: {out:?}"
+        );
+    }
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0, 25, 0]);
+    assert!(matches!(
+        &notes(&c.on_message(b.t1_at + 1, &padded))[..],
+        [Note::Ignored(Refused::Malformed(_))]
+    ));
+    // An IA_PD whose IA Prefix inside is cut short: the outer lengths fit.
+    let mut m = Message::new_with_id(MessageType::Reply, ren.xid());
+    m.opts_mut()
+        .insert(DhcpOption::ClientId(Identity::for_pool(UID).duid));
+    m.opts_mut().insert(DhcpOption::ServerId(SERVER.to_vec()));
+    let mut bytes = m.to_vec().expect("encode");
+    bytes.extend_from_slice(&[
+        0, 25, 0, 16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 26, 0, 25,
+    ]);
+    assert!(matches!(
+        &notes(&c.on_message(b.t1_at + 1, &bytes))[..],
+        [Note::Ignored(Refused::Malformed(_))]
+    ));
+    assert_eq!(c.phase(), Phase::Renewing);
+    assert_eq!(c.binding(), Some(&b));
+    // And the whole reply is still read.
+    assert!(matches!(
+        notes(&c.on_message(b.t1_at + 1, &good))[..],
+        [Note::Bound(_)]
+    ));
+}
+
+#[test]
 fn a_top_level_failure_status_keeps_the_exchange_retransmitting() {
     let (mut c, b) = bound();
     let ren = only_sent(&c.on_timer(b.t1_at));

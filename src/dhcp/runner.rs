@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::client::{Binding, Client, Config, Lease, Millis, NEVER, Note, Output, Phase};
 use super::identity::{Identity, hex};
+use super::wire::Refused;
 use crate::api::{
     DELEGATED_DEPRECATED, DELEGATED_EXPIRED, DELEGATED_PREFERRED, DelegatedPrefix,
     DelegationStatus, MAX_LISTED_DELEGATED, PrefixPool,
@@ -36,6 +37,8 @@ pub const FIELD_MANAGER: &str = "prefix-operator-dhcpv6";
 const ALL_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 const CLIENT_PORT: u16 = 546;
 const SERVER_PORT: u16 = 547;
+/// The shortest delegated prefix a pool takes.
+pub const MIN_DELEGATED_LENGTH: u8 = 32;
 /// How long before trying again to open an interface's socket.
 const SOCKET_RETRY: Duration = Duration::from_secs(5);
 
@@ -189,7 +192,13 @@ impl PoolClient {
                 }
                 self.message = Some("the delegated prefix's valid lifetime ended with no Reply from a DHCPv6 server".into());
             }
+            Note::Ignored(why @ (Refused::Malformed(_) | Refused::NoServerId)) => {
+                // Not from a well-behaved server: worth the admin's eyes.
+                warn!(pool, "DHCPv6 datagram ignored: {why}");
+                self.message = Some(format!("ignored {why}"));
+            }
             Note::Ignored(why) => {
+                // Other clients' replies on a shared link, stale transactions.
                 tracing::debug!(pool, "DHCPv6 datagram ignored: {why}");
             }
             Note::Dropped(d) => {
@@ -279,7 +288,9 @@ fn config(pool: &PrefixPool) -> Option<(String, Config)> {
         Config {
             identity: Identity::for_pool(pool.metadata.uid.as_deref().unwrap_or_default()),
             hint_length: d.prefix_length.and_then(|n| u8::try_from(n).ok()),
-            shortest: longest.saturating_sub(64),
+            // Nothing shorter than a /32, what a registry allocates to an
+            // ISP: a server delegating more is misconfigured or hostile.
+            shortest: longest.saturating_sub(64).max(MIN_DELEGATED_LENGTH),
             longest,
         },
     ))

@@ -131,8 +131,55 @@ pub enum Refused {
     NoServerId,
 }
 
+/// Option codes whose data is a fixed part followed by options.
+const IA_PD: u16 = 25;
+const IA_PREFIX: u16 = 26;
+
+/// Checks that `data` is a list of whole options (code, length, that many
+/// bytes), and so are the options inside IA_PD and IA Prefix options.
+/// dhcproto stops decoding at the first option that does not fit and keeps
+/// what came before, so a truncated datagram would otherwise pass as a
+/// shorter one.
+fn check_options(mut data: &[u8], depth: u8) -> Result<(), String> {
+    while !data.is_empty() {
+        let [c0, c1, l0, l1, rest @ ..] = data else {
+            return Err(format!("{} stray bytes after the last option", data.len()));
+        };
+        let (code, len) = (
+            u16::from_be_bytes([*c0, *c1]),
+            usize::from(u16::from_be_bytes([*l0, *l1])),
+        );
+        let Some(body) = rest.get(..len) else {
+            return Err(format!(
+                "option {code} claims {len} bytes, {} remain",
+                rest.len()
+            ));
+        };
+        let fixed = match code {
+            IA_PD => Some(12),
+            IA_PREFIX => Some(25),
+            _ => None,
+        };
+        if let Some(fixed) = fixed {
+            if depth > 2 {
+                return Err(format!("option {code} nested too deep"));
+            }
+            let inner = body.get(fixed..).ok_or_else(|| {
+                format!("option {code} of {len} bytes, shorter than its {fixed} fixed ones")
+            })?;
+            check_options(inner, depth + 1)?;
+        }
+        data = &rest[len..];
+    }
+    Ok(())
+}
+
 /// Reads `bytes` as a server's answer to transaction `xid` of `me`.
 pub fn read(bytes: &[u8], me: &Identity, xid: [u8; 3]) -> Result<ServerMessage, Refused> {
+    let options = bytes.get(4..).ok_or_else(|| {
+        Refused::Malformed(format!("{} bytes, shorter than a header", bytes.len()))
+    })?;
+    check_options(options, 0).map_err(Refused::Malformed)?;
     let msg =
         Message::decode(&mut Decoder::new(bytes)).map_err(|e| Refused::Malformed(e.to_string()))?;
     let kind = msg.msg_type();
