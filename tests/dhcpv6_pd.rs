@@ -743,3 +743,76 @@ async fn hostile_server_answers_are_reported_and_never_delegate() {
     );
     drop(link.namespaces);
 }
+
+/// The server is renumbered while the pool is bound: Kea restarted with
+/// another pd-pool and the old lease gone. At the next exchange the
+/// operator gets the new block (the old one withdrawn or left to expire),
+/// new Nodes are served from it, the Node on the old block is listed, and
+/// no prefix is ever handed out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block() {
+    let (cp, client) = own_control_plane().await;
+    let Some(link) = link("rb") else { return };
+    let _d = DumpOnPanic(&cp);
+    let dir = cp.dir().to_path_buf();
+    let _logs = DumpLogs(dir.clone());
+    let kea = start_kea(&link, &dir, PD_POOL, "kea");
+    let _op = start_operator(&cp, &link, &dir, "op-1");
+    delegated_pool(&client, "pd", &link.client_if).await;
+    let d = wait_delegated(&client, "pd", "a delegated prefix", |d| {
+        !preferred(d).is_empty()
+    })
+    .await;
+    let old_block = preferred(&d)[0];
+    create_node(&client, "node-1", labels(&[]), &[]).await;
+    let old_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-1").await[0]
+        .parse()
+        .expect("net");
+
+    drop(kea);
+    let _kea_b = start_kea(&link, &dir, "2001:db8:6000::/48", "kea-b");
+    let d = wait_delegated(&client, "pd", "the new block", |d| {
+        preferred(d).iter().any(|p| !old_block.contains(&p.addr()))
+    })
+    .await;
+    let new_block = *preferred(&d)
+        .iter()
+        .find(|p| !old_block.contains(&p.addr()))
+        .expect("new");
+    eprintln!("after renumbering: {:?}", d.prefixes);
+    assert!(
+        "2001:db8:6000::/48"
+            .parse::<ipnet::IpNet>()
+            .expect("net")
+            .contains(&new_block)
+    );
+    // Until the old block is no longer preferred, new Nodes may still come
+    // from either; once only the new one is, they come from it.
+    let d = wait_delegated(&client, "pd", "only the new block preferred", |d| {
+        preferred(d) == vec![new_block]
+    })
+    .await;
+    create_node(&client, "node-2", labels(&[]), &[]).await;
+    let new_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0]
+        .parse()
+        .expect("net");
+    assert!(
+        new_block.contains(&new_cidr),
+        "node-2 from the new block: {new_cidr} ({d:?})"
+    );
+    let st = wait_condition(
+        &client,
+        "pd",
+        "Renumbering",
+        "True",
+        "NodesOnExpiredPrefixes",
+    )
+    .await;
+    assert_eq!(st.renumbering_nodes, vec!["node-1".to_string()]);
+    assert_eq!(
+        pod_cidrs(&client, "node-1").await,
+        vec![old_cidr.to_string()]
+    );
+    assert!(!old_cidr.contains(&new_cidr.addr()));
+    drop(link.namespaces);
+}
