@@ -733,14 +733,17 @@ async fn hostile_server_answers_are_reported_and_never_delegate() {
             "{what}: the operator is still running"
         );
     }
-    let st = wait_condition(&client, "pd", "Delegated", "False", "WaitingForDelegation").await;
-    assert!(
-        cond(&st, "Delegated")
-            .expect("c")
-            .message
-            .contains("is shorter than"),
-        "the condition says why: {st:?}"
-    );
+    // The pool's condition says why (written after the binding, by the
+    // status writer).
+    wait_for("Delegated=False saying why", WAIT, || async {
+        let st = pool_status(&client, "pd").await?;
+        let c = cond(&st, "Delegated")?;
+        (c.status == "False"
+            && c.reason == "WaitingForDelegation"
+            && c.message.contains("is shorter than /32"))
+        .then_some(())
+    })
+    .await;
     drop(link.namespaces);
 }
 
