@@ -280,6 +280,86 @@ fn rbac_is_what_the_operator_calls(docs: &[Value]) {
     }
 }
 
+/// DHCPv6-PD: off by default (the hardened non-root container); on, the
+/// container runs as root with only NET_BIND_SERVICE, the pods are pinned
+/// to the hosts on the delegating link, and the delegated pool rendered is
+/// one the API's rules and the operator accept.
+#[test]
+fn dhcpv6_values_render() {
+    let helm = Helm::new();
+    let docs = docs_of(
+        &helm,
+        &[
+            "--set",
+            "dhcpv6.enabled=true",
+            "--set-string",
+            "dhcpv6.nodeSelector.site/wan=true",
+            "--set",
+            "dhcpv6.pool.create=true",
+            "--set",
+            "dhcpv6.pool.interface=eth1",
+        ],
+    );
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = &spec["containers"][0]["securityContext"];
+    assert_eq!(c["runAsUser"], 0);
+    assert_eq!(strs(&c["capabilities"]["add"]), vec!["NET_BIND_SERVICE"]);
+    assert_eq!(strs(&c["capabilities"]["drop"]), vec!["ALL"]);
+    assert_eq!(c["allowPrivilegeEscalation"], false);
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["nodeSelector"]["site/wan"], "true");
+    assert_eq!(spec["nodeSelector"]["kubernetes.io/os"], "linux");
+    let pool = one(&docs, "PrefixPool");
+    assert_eq!(pool["spec"]["delegation"]["interface"], "eth1");
+    assert_eq!(pool["spec"]["delegation"]["prefixLength"], 56);
+    let parsed: prefix_operator::api::PrefixPoolSpec =
+        serde_json::from_value(serde_json::to_value(&pool["spec"]).expect("json"))
+            .expect("a pool spec");
+    let def = prefix_operator::api::validate_spec(&parsed).expect("valid");
+    assert_eq!(def.delegation_interface.as_deref(), Some("eth1"));
+    // Off: nothing of it.
+    let off = docs_of(&helm, &[]);
+    let c =
+        &one(&off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(c["runAsNonRoot"], true);
+    assert!(find(&off, "PrefixPool").is_empty());
+    // A pool without the client, or without an interface, is refused.
+    for (set, phrase) in [
+        (
+            vec!["dhcpv6.pool.create=true", "dhcpv6.pool.interface=eth1"],
+            "dhcpv6.pool.create needs dhcpv6.enabled",
+        ),
+        (
+            vec!["dhcpv6.enabled=true", "dhcpv6.pool.create=true"],
+            "dhcpv6.pool.interface is required",
+        ),
+        (
+            vec![
+                "dhcpv6.enabled=true",
+                "hostNetwork=false",
+                "http.bindAddress=0.0.0.0",
+            ],
+            "dhcpv6.enabled needs hostNetwork",
+        ),
+        (
+            vec!["dhcpv6.pool.interface=../eth1"],
+            "'/dhcpv6/pool/interface'",
+        ),
+    ] {
+        let mut args = Vec::new();
+        for s in &set {
+            args.extend(["--set", s]);
+        }
+        let out = helm.template(&args);
+        assert!(!out.status.success(), "{set:?} was accepted");
+        assert!(
+            text(&out.stderr).contains(phrase),
+            "{set:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
 /// The ServiceMonitor, the PDB, leader election and the HTTP address
 /// follow their values.
 fn optional_parts_render(helm: &Helm) {
