@@ -817,5 +817,30 @@ async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block
         vec![old_cidr.to_string()]
     );
     assert!(!old_cidr.contains(&new_cidr.addr()));
+
+    // A static pool over the delegated block is an overlap, reported on
+    // the delegated pool like any other.
+    create_pool(
+        &client,
+        "static-overlap",
+        PrefixPoolSpec {
+            node_selector: Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some([("never".to_string(), "true".to_string())].into()),
+                    ..Default::default()
+                },
+            ),
+            ..pool_spec(&["2001:db8:6000::/48"])
+        },
+    )
+    .await;
+    let st = wait_condition(&client, "pd", "Conflict", "True", "PoolsOverlap").await;
+    assert!(
+        cond(&st, "Conflict")
+            .expect("c")
+            .message
+            .contains("static-overlap"),
+        "{st:?}"
+    );
     drop(link.namespaces);
 }
