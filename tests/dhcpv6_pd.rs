@@ -25,7 +25,8 @@ const WAIT: Duration = Duration::from_secs(40);
 const PD_POOL: &str = "2001:db8:5000::/48";
 
 struct Link {
-    namespaces: Namespaces,
+    /// Deleted with the Link.
+    _namespaces: Namespaces,
     server_ns: String,
     client_ns: String,
     server_if: String,
@@ -73,7 +74,7 @@ fn link(tag: &str) -> Option<Link> {
         nsip(ns, &["link", "set", "lo", "up"]);
     }
     Some(Link {
-        namespaces,
+        _namespaces: namespaces,
         server_ns,
         client_ns,
         server_if,
@@ -154,21 +155,8 @@ fn start_operator_with(
     name: &str,
     extra: &[&str],
 ) -> Supervised {
-    let api: std::net::SocketAddr = cp
-        .server_url()
-        .trim_start_matches("https://")
-        .parse()
-        .expect("API server address");
-    let port = forward_into(&link.client_ns, api);
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
-    cp.write_kubeconfig(&Identity_::Admin, &kubeconfig)
-        .expect("kubeconfig");
-    let text = std::fs::read_to_string(&kubeconfig).expect("read kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        text.replace(&cp.server_url(), &format!("https://127.0.0.1:{port}")),
-    )
-    .expect("point the kubeconfig at the forwarder");
+    kubeconfig_in_netns(cp, &link.client_ns, &kubeconfig);
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &link.client_ns])
         .arg(env!("CARGO_BIN_EXE_prefix-operator"))
@@ -187,8 +175,6 @@ fn start_operator_with(
         .env_remove("KUBECONFIG");
     Supervised::start(cmd, &dir.join(format!("{name}.log"))).expect("start the operator")
 }
-
-use prefix_operator_testenv::Identity as Identity_;
 
 /// Prints the operators' and Kea's logs if the test panics.
 struct DumpLogs(PathBuf);
@@ -260,23 +246,63 @@ fn preferred(d: &prefix_operator::api::DelegationStatus) -> Vec<ipnet::IpNet> {
         .collect()
 }
 
+/// One case's world: a control plane, the link, the logs dumped on panic
+/// (fields drop in this order: the logs are read before the directory
+/// goes with the control plane).
+struct Case {
+    _logs: DumpLogs,
+    link: Link,
+    client: Client,
+    dir: PathBuf,
+    cp: ControlPlane,
+}
+
+impl Case {
+    /// `None` (after printing why) where network namespaces are forbidden.
+    async fn new(tag: &str) -> Option<Case> {
+        let (cp, client) = own_control_plane().await;
+        let link = link(tag)?;
+        let dir = cp.dir().to_path_buf();
+        Some(Case {
+            _logs: DumpLogs(dir.clone()),
+            link,
+            client,
+            dir,
+            cp,
+        })
+    }
+
+    /// Kea with [`PD_POOL`], the operator, and pool `pd` once it holds a
+    /// preferred delegated prefix.
+    async fn delegated(
+        &self,
+    ) -> (
+        Kea,
+        Supervised,
+        PrefixPool,
+        prefix_operator::api::DelegationStatus,
+    ) {
+        let kea = start_kea(&self.link, &self.dir, PD_POOL, "kea");
+        let op = start_operator(&self.cp, &self.link, &self.dir, "op-1");
+        let pool = delegated_pool(&self.client, "pd", &self.link.client_if).await;
+        let d = wait_delegated(&self.client, "pd", "a delegated prefix", |d| {
+            !preferred(d).is_empty()
+        })
+        .await;
+        (kea, op, pool, d)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_a_restart() {
-    let (cp, client) = own_control_plane().await;
-    let Some(link) = link("pd") else { return };
-    let _d = DumpOnPanic(&cp);
-    let dir = cp.dir().to_path_buf();
-    let _logs = DumpLogs(dir.clone());
-    let kea = start_kea(&link, &dir, PD_POOL, "kea");
-    let op = start_operator(&cp, &link, &dir, "op-1");
-    let pool = delegated_pool(&client, "pd", &link.client_if).await;
-    let duid = Identity::for_pool(pool.metadata.uid.as_deref().expect("uid")).duid_text();
-
+    let Some(case) = Case::new("pd").await else {
+        return;
+    };
+    let _d = DumpOnPanic(&case.cp);
+    let (cp, client, link, dir) = (&case.cp, &case.client, &case.link, &case.dir);
     // Acquire: a /56 of Kea's pool, recorded with the pool's DUID.
-    let d = wait_delegated(&client, "pd", "a delegated prefix", |d| {
-        !preferred(d).is_empty()
-    })
-    .await;
+    let (kea, op, pool, d) = case.delegated().await;
+    let duid = Identity::for_pool(pool.metadata.uid.as_deref().expect("uid")).duid_text();
     let block = preferred(&d)[0];
     let pd_pool: ipnet::IpNet = PD_POOL.parse().expect("net");
     assert!(
@@ -295,8 +321,8 @@ async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_
     );
 
     // Nodes are served from the delegated block.
-    create_node(&client, "node-1", labels(&[]), &[]).await;
-    let cidrs = wait_pod_cidrs(&client, "node-1").await;
+    create_node(client, "node-1", labels(&[]), &[]).await;
+    let cidrs = wait_pod_cidrs(client, "node-1").await;
     let net: ipnet::IpNet = cidrs[0].parse().expect("podCIDR");
     assert!(
         block.contains(&net) && net.prefix_len() == 64,
@@ -306,7 +332,7 @@ async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_
     // Renew at T1 (2 s): a later Reply for the same prefix, from the same
     // server, and Kea's lease file records the extension.
     let first_reply = d.last_reply.clone().expect("last reply");
-    let renewed = wait_delegated(&client, "pd", "a renewal", |x| {
+    let renewed = wait_delegated(client, "pd", "a renewal", |x| {
         x.last_reply.as_ref().is_some_and(|t| t.0 > first_reply.0)
     })
     .await;
@@ -321,8 +347,8 @@ async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_
     // (read back from the pool's status), not a new prefix asked for.
     drop(op);
     let before = kea.leases_of(&duid).len();
-    let _op2 = start_operator(&cp, &link, &dir, "op-2");
-    let resumed = wait_delegated(&client, "pd", "renewed by the restarted operator", |x| {
+    let _op2 = start_operator(cp, link, dir, "op-2");
+    let resumed = wait_delegated(client, "pd", "renewed by the restarted operator", |x| {
         x.last_reply
             .as_ref()
             .is_some_and(|t| t.0 > renewed.last_reply.as_ref().expect("t").0)
@@ -357,7 +383,6 @@ async fn a_pool_is_served_from_a_kea_delegation_renewed_at_t1_and_resumed_after_
         kea.log().contains("DHCP6_RELEASE_PD").then_some(())
     })
     .await;
-    drop(link.namespaces);
 }
 
 async fn pool_status(
@@ -439,68 +464,62 @@ async fn wait_condition(
 /// listed for renumbering. Never an overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renumbers_safely() {
-    let (cp, client) = own_control_plane().await;
-    let Some(link) = link("rn") else { return };
-    let _d = DumpOnPanic(&cp);
-    let dir = cp.dir().to_path_buf();
-    let _logs = DumpLogs(dir.clone());
-    let kea = start_kea(&link, &dir, PD_POOL, "kea");
-    let _op = start_operator(&cp, &link, &dir, "op-1");
-    delegated_pool(&client, "pd", &link.client_if).await;
-    let d = wait_delegated(&client, "pd", "a delegated prefix", |d| {
-        !preferred(d).is_empty()
-    })
-    .await;
+    let Some(case) = Case::new("rn").await else {
+        return;
+    };
+    let _d = DumpOnPanic(&case.cp);
+    let (client, link, dir) = (&case.client, &case.link, &case.dir);
+    let (kea, _op, _pool, d) = case.delegated().await;
     let old_block = preferred(&d)[0];
-    wait_condition(&client, "pd", "Delegated", "True", "Delegated").await;
-    create_node(&client, "node-1", labels(&[]), &[]).await;
-    let old_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-1").await[0]
+    wait_condition(client, "pd", "Delegated", "True", "Delegated").await;
+    create_node(client, "node-1", labels(&[]), &[]).await;
+    let old_cidr: ipnet::IpNet = wait_pod_cidrs(client, "node-1").await[0]
         .parse()
         .expect("net");
     assert!(old_block.contains(&old_cidr));
 
     // The server goes away.
     drop(kea);
-    wait_delegated(&client, "pd", "rebinding past T2", |d| {
+    wait_delegated(client, "pd", "rebinding past T2", |d| {
         d.phase == "Rebinding"
     })
     .await;
-    let st = wait_condition(&client, "pd", "Delegated", "False", "Deprecated").await;
+    let st = wait_condition(client, "pd", "Delegated", "False", "Deprecated").await;
     assert!(
         cond(&st, "Delegated")
             .expect("c")
             .message
             .contains(&old_block.to_string())
     );
-    let st = wait_condition(&client, "pd", "Delegated", "False", "Expired").await;
+    let st = wait_condition(client, "pd", "Delegated", "False", "Expired").await;
     let renumbering = cond(&st, "Renumbering").expect("Renumbering");
     assert_eq!(renumbering.status, "True", "{renumbering:?}");
     assert!(renumbering.message.contains("node-1"), "{renumbering:?}");
     assert_eq!(st.renumbering_nodes, vec!["node-1".to_string()]);
-    wait_event(&client, "node-1", "DelegatedPrefixExpired").await;
+    wait_event(client, "node-1", "DelegatedPrefixExpired").await;
     assert_eq!(
-        pod_cidrs(&client, "node-1").await,
+        pod_cidrs(client, "node-1").await,
         vec![old_cidr.to_string()],
         "the Node keeps its podCIDRs"
     );
     // Nothing new is handed out from the expired block.
-    create_node(&client, "node-2", labels(&[]), &[]).await;
+    create_node(client, "node-2", labels(&[]), &[]).await;
     wait_for("node-2 waits for a prefix", WAIT, || async {
-        let st = pool_status(&client, "pd").await?;
+        let st = pool_status(client, "pd").await?;
         st.waiting_nodes
             .contains(&"node-2".to_string())
             .then_some(())
     })
     .await;
     assert!(
-        pod_cidrs(&client, "node-2").await.is_empty(),
+        pod_cidrs(client, "node-2").await.is_empty(),
         "no prefix from an expired block"
     );
 
     // The server comes back with another pd-pool: a new block, new Nodes
     // from it, the old Node still listed.
-    let _kea_b = start_kea(&link, &dir, "2001:db8:6000::/48", "kea-b");
-    let d = wait_delegated(&client, "pd", "a new delegated prefix", |d| {
+    let _kea_b = start_kea(link, dir, "2001:db8:6000::/48", "kea-b");
+    let d = wait_delegated(client, "pd", "a new delegated prefix", |d| {
         !preferred(d).is_empty()
     })
     .await;
@@ -518,7 +537,7 @@ async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renum
             .any(|p| p.prefix == old_block.to_string() && p.state == "Expired"),
         "{d:?}"
     );
-    let new_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0]
+    let new_cidr: ipnet::IpNet = wait_pod_cidrs(client, "node-2").await[0]
         .parse()
         .expect("net");
     assert!(
@@ -526,7 +545,7 @@ async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renum
         "node-2 from the new block: {new_cidr}"
     );
     assert!(!old_cidr.contains(&new_cidr.addr()) && !new_cidr.contains(&old_cidr.addr()));
-    let st = wait_condition(&client, "pd", "Delegated", "True", "Delegated").await;
+    let st = wait_condition(client, "pd", "Delegated", "True", "Delegated").await;
     let renumbering = cond(&st, "Renumbering").expect("Renumbering");
     assert_eq!(renumbering.status, "True");
     assert_eq!(
@@ -534,19 +553,18 @@ async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renum
         vec!["node-1".to_string()],
         "node-1 still to renumber, node-2 not"
     );
-    drop(link.namespaces);
 }
 
 /// Two replicas with leader election: only the leader talks DHCP; when it
 /// dies, the other takes over and renews the same binding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_leader_change_the_new_leader_renews_the_same_binding() {
-    let (cp, client) = own_control_plane().await;
-    let Some(link) = link("lc") else { return };
-    let _d = DumpOnPanic(&cp);
-    let dir = cp.dir().to_path_buf();
-    let _logs = DumpLogs(dir.clone());
-    let kea = start_kea(&link, &dir, PD_POOL, "kea");
+    let Some(case) = Case::new("lc").await else {
+        return;
+    };
+    let _d = DumpOnPanic(&case.cp);
+    let (cp, client, link, dir) = (&case.cp, &case.client, &case.link, &case.dir);
+    let kea = start_kea(link, dir, PD_POOL, "kea");
     let election = [
         "--leader-elect=true",
         "--lease-namespace=default",
@@ -557,16 +575,16 @@ async fn after_a_leader_change_the_new_leader_renews_the_same_binding() {
     let mut ops = vec![
         (
             "op-a",
-            Some(start_operator_with(&cp, &link, &dir, "op-a", &election)),
+            Some(start_operator_with(cp, link, dir, "op-a", &election)),
         ),
         (
             "op-b",
-            Some(start_operator_with(&cp, &link, &dir, "op-b", &election)),
+            Some(start_operator_with(cp, link, dir, "op-b", &election)),
         ),
     ];
-    let pool = delegated_pool(&client, "pd", &link.client_if).await;
+    let pool = delegated_pool(client, "pd", &link.client_if).await;
     let duid = Identity::for_pool(pool.metadata.uid.as_deref().expect("uid")).duid_text();
-    let d = wait_delegated(&client, "pd", "a delegated prefix", |d| {
+    let d = wait_delegated(client, "pd", "a delegated prefix", |d| {
         !preferred(d).is_empty()
     })
     .await;
@@ -607,7 +625,7 @@ async fn after_a_leader_change_the_new_leader_renews_the_same_binding() {
     })
     .await;
     let last = d.last_reply.clone().expect("t");
-    let renewed = wait_delegated(&client, "pd", "renewed by the new leader", |x| {
+    let renewed = wait_delegated(client, "pd", "renewed by the new leader", |x| {
         x.last_reply.as_ref().is_some_and(|t| t.0 > last.0)
             && log_of(follower).contains("resuming the DHCPv6 binding")
     })
@@ -624,7 +642,6 @@ async fn after_a_leader_change_the_new_leader_renews_the_same_binding() {
         "one prefix for the pool's DUID: {all:?}"
     );
     drop(ops);
-    drop(link.namespaces);
 }
 
 /// How a hand-made server answers a Solicit.
@@ -696,11 +713,11 @@ fn advertise(solicit: &dhcproto::v6::Message, iaid: u32, prefix: &str) -> Vec<u8
 /// in the pool's status and the operator running, with nothing delegated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_server_answers_are_reported_and_never_delegate() {
-    let (cp, client) = own_control_plane().await;
-    let Some(link) = link("hs") else { return };
-    let _d = DumpOnPanic(&cp);
-    let dir = cp.dir().to_path_buf();
-    let _logs = DumpLogs(dir.clone());
+    let Some(case) = Case::new("hs").await else {
+        return;
+    };
+    let _d = DumpOnPanic(&case.cp);
+    let (cp, client, link, dir) = (&case.cp, &case.client, &case.link, &case.dir);
     let answers: Vec<Answer> = vec![
         Box::new(|s| {
             let mut b = advertise(s, 1, "2001:db8:7000::/56");
@@ -711,9 +728,9 @@ async fn hostile_server_answers_are_reported_and_never_delegate() {
         Box::new(|s| advertise(s, 1, "2001:db8:7000::/72")),
         Box::new(|s| advertise(s, 1, "2000::/3")),
     ];
-    let _server = hostile_server(&link, answers);
-    let mut op = start_operator(&cp, &link, &dir, "op-1");
-    delegated_pool(&client, "pd", &link.client_if).await;
+    let _server = hostile_server(link, answers);
+    let mut op = start_operator(cp, link, dir, "op-1");
+    delegated_pool(client, "pd", &link.client_if).await;
     for (what, phrase) in [
         ("a truncated Advertise", "malformed DHCPv6 message"),
         ("another IAID", "IAID 42"),
@@ -723,7 +740,7 @@ async fn hostile_server_answers_are_reported_and_never_delegate() {
         ),
         ("a /3", "/3 is shorter than /32"),
     ] {
-        let d = wait_delegated(&client, "pd", what, |d| {
+        let d = wait_delegated(client, "pd", what, |d| {
             d.message.as_deref().is_some_and(|m| m.contains(phrase))
         })
         .await;
@@ -736,7 +753,7 @@ async fn hostile_server_answers_are_reported_and_never_delegate() {
     // The pool's condition says why (written after the binding, by the
     // status writer).
     wait_for("Delegated=False saying why", WAIT, || async {
-        let st = pool_status(&client, "pd").await?;
+        let st = pool_status(client, "pd").await?;
         let c = cond(&st, "Delegated")?;
         (c.status == "False"
             && c.reason == "WaitingForDelegation"
@@ -744,7 +761,6 @@ async fn hostile_server_answers_are_reported_and_never_delegate() {
         .then_some(())
     })
     .await;
-    drop(link.namespaces);
 }
 
 /// The server is renumbered while the pool is bound: Kea restarted with
@@ -754,27 +770,21 @@ async fn hostile_server_answers_are_reported_and_never_delegate() {
 /// no prefix is ever handed out twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block() {
-    let (cp, client) = own_control_plane().await;
-    let Some(link) = link("rb") else { return };
-    let _d = DumpOnPanic(&cp);
-    let dir = cp.dir().to_path_buf();
-    let _logs = DumpLogs(dir.clone());
-    let kea = start_kea(&link, &dir, PD_POOL, "kea");
-    let _op = start_operator(&cp, &link, &dir, "op-1");
-    delegated_pool(&client, "pd", &link.client_if).await;
-    let d = wait_delegated(&client, "pd", "a delegated prefix", |d| {
-        !preferred(d).is_empty()
-    })
-    .await;
+    let Some(case) = Case::new("rb").await else {
+        return;
+    };
+    let _d = DumpOnPanic(&case.cp);
+    let (client, link, dir) = (&case.client, &case.link, &case.dir);
+    let (kea, _op, _pool, d) = case.delegated().await;
     let old_block = preferred(&d)[0];
-    create_node(&client, "node-1", labels(&[]), &[]).await;
-    let old_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-1").await[0]
+    create_node(client, "node-1", labels(&[]), &[]).await;
+    let old_cidr: ipnet::IpNet = wait_pod_cidrs(client, "node-1").await[0]
         .parse()
         .expect("net");
 
     drop(kea);
-    let _kea_b = start_kea(&link, &dir, "2001:db8:6000::/48", "kea-b");
-    let d = wait_delegated(&client, "pd", "the new block", |d| {
+    let _kea_b = start_kea(link, dir, "2001:db8:6000::/48", "kea-b");
+    let d = wait_delegated(client, "pd", "the new block", |d| {
         preferred(d).iter().any(|p| !old_block.contains(&p.addr()))
     })
     .await;
@@ -791,12 +801,12 @@ async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block
     );
     // Until the old block is no longer preferred, new Nodes may still come
     // from either; once only the new one is, they come from it.
-    let d = wait_delegated(&client, "pd", "only the new block preferred", |d| {
+    let d = wait_delegated(client, "pd", "only the new block preferred", |d| {
         preferred(d) == vec![new_block]
     })
     .await;
-    create_node(&client, "node-2", labels(&[]), &[]).await;
-    let new_cidr: ipnet::IpNet = wait_pod_cidrs(&client, "node-2").await[0]
+    create_node(client, "node-2", labels(&[]), &[]).await;
+    let new_cidr: ipnet::IpNet = wait_pod_cidrs(client, "node-2").await[0]
         .parse()
         .expect("net");
     assert!(
@@ -804,7 +814,7 @@ async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block
         "node-2 from the new block: {new_cidr} ({d:?})"
     );
     let st = wait_condition(
-        &client,
+        client,
         "pd",
         "Renumbering",
         "True",
@@ -813,7 +823,7 @@ async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block
     .await;
     assert_eq!(st.renumbering_nodes, vec!["node-1".to_string()]);
     assert_eq!(
-        pod_cidrs(&client, "node-1").await,
+        pod_cidrs(client, "node-1").await,
         vec![old_cidr.to_string()]
     );
     assert!(!old_cidr.contains(&new_cidr.addr()));
@@ -821,7 +831,7 @@ async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block
     // A static pool over the delegated block is an overlap, reported on
     // the delegated pool like any other.
     create_pool(
-        &client,
+        client,
         "static-overlap",
         PrefixPoolSpec {
             node_selector: Some(
@@ -834,7 +844,7 @@ async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block
         },
     )
     .await;
-    let st = wait_condition(&client, "pd", "Conflict", "True", "PoolsOverlap").await;
+    let st = wait_condition(client, "pd", "Conflict", "True", "PoolsOverlap").await;
     assert!(
         cond(&st, "Conflict")
             .expect("c")
@@ -842,5 +852,4 @@ async fn a_server_renumbered_under_a_bound_pool_moves_new_nodes_to_the_new_block
             .contains("static-overlap"),
         "{st:?}"
     );
-    drop(link.namespaces);
 }

@@ -81,21 +81,8 @@ fn start_kube_proxy(
     node: &TestNode,
     env: &[(String, String)],
 ) -> (Supervised, PathBuf) {
-    let api: SocketAddr = cp
-        .server_url()
-        .trim_start_matches("https://")
-        .parse()
-        .expect("API server address");
-    let port = forward_into(&node.ns, api);
     let kubeconfig = cp.dir().join(format!("{}-proxy.kubeconfig", node.name));
-    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
-        .expect("kubeconfig");
-    let text = std::fs::read_to_string(&kubeconfig).expect("read kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        text.replace(&cp.server_url(), &format!("https://127.0.0.1:{port}")),
-    )
-    .expect("point the kubeconfig at the forwarder");
+    kubeconfig_in_netns(cp, &node.ns, &kubeconfig);
     let log = cp.dir().join(format!("{}-kube-proxy.log", node.name));
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &node.ns])

@@ -184,6 +184,15 @@ impl Answer {
     }
 }
 
+/// A fresh client and a server's Advertise (preference 255) to its first
+/// Solicit, not yet fed to it.
+fn first_advertise(prefixes: &[(&str, u32, u32)], t1: u32, t2: u32) -> (Client, Answer) {
+    let (c, out) = Client::new(cfg(), T0, 1);
+    let mut adv = Answer::to(&only_sent(&out), MessageType::Advertise, prefixes, t1, t2);
+    adv.preference = Some(255);
+    (c, adv)
+}
+
 /// Solicit → Advertise (preference 255) → Request → Reply: bound to
 /// 2001:db8:100::/56 with T1 100 s, T2 160 s, preferred 200 s, valid 300 s.
 fn bound() -> (Client, Binding) {
@@ -464,15 +473,7 @@ fn a_renew_answered_no_binding_turns_into_a_request_for_the_same_prefix() {
 
 #[test]
 fn a_request_answered_no_prefix_avail_goes_back_to_solicit_after_a_back_off() {
-    let (mut c, out) = Client::new(cfg(), T0, 1);
-    let mut adv = Answer::to(
-        &only_sent(&out),
-        MessageType::Advertise,
-        &[("2001:db8:100::/56", 200, 300)],
-        0,
-        0,
-    );
-    adv.preference = Some(255);
+    let (mut c, adv) = first_advertise(&[("2001:db8:100::/56", 200, 300)], 0, 0);
     let req = only_sent(&c.on_message(T0 + 1, &adv.bytes()));
     let mut reply = Answer::to(&req, MessageType::Reply, &[], 0, 0);
     reply.ia.as_mut().expect("ia").3 = Some(Status::NoPrefixAvail);
@@ -493,10 +494,8 @@ fn a_request_answered_no_prefix_avail_goes_back_to_solicit_after_a_back_off() {
 
 #[test]
 fn an_advertise_with_no_prefix_avail_is_ignored() {
-    let (mut c, out) = Client::new(cfg(), T0, 1);
-    let mut adv = Answer::to(&only_sent(&out), MessageType::Advertise, &[], 0, 0);
+    let (mut c, mut adv) = first_advertise(&[], 0, 0);
     adv.ia.as_mut().expect("ia").3 = Some(Status::NoPrefixAvail);
-    adv.preference = Some(255);
     let out = c.on_message(T0 + 1, &adv.bytes());
     assert!(sent(&out).is_empty());
     assert_eq!(c.phase(), Phase::Soliciting);
@@ -504,15 +503,7 @@ fn an_advertise_with_no_prefix_avail_is_ignored() {
 
 #[test]
 fn requests_unanswered_ten_times_go_back_to_solicit() {
-    let (mut c, out) = Client::new(cfg(), T0, 1);
-    let mut adv = Answer::to(
-        &only_sent(&out),
-        MessageType::Advertise,
-        &[("2001:db8:100::/56", 200, 300)],
-        0,
-        0,
-    );
-    adv.preference = Some(255);
+    let (mut c, adv) = first_advertise(&[("2001:db8:100::/56", 200, 300)], 0, 0);
     assert_eq!(sent(&c.on_message(T0 + 1, &adv.bytes())).len(), 1);
     let mut requests = 1;
     loop {
@@ -572,15 +563,7 @@ fn a_renew_reply_naming_only_another_prefix_keeps_the_old_one_until_it_expires()
 
 #[test]
 fn timers_left_to_the_client_are_half_and_four_fifths_of_the_shortest_preferred_lifetime() {
-    let (mut c, out) = Client::new(cfg(), T0, 1);
-    let mut adv = Answer::to(
-        &only_sent(&out),
-        MessageType::Advertise,
-        &[("2001:db8:100::/56", 1000, 2000)],
-        0,
-        0,
-    );
-    adv.preference = Some(255);
+    let (mut c, adv) = first_advertise(&[("2001:db8:100::/56", 1000, 2000)], 0, 0);
     let req = only_sent(&c.on_message(T0, &adv.bytes()));
     let reply = Answer::to(
         &req,
@@ -596,15 +579,7 @@ fn timers_left_to_the_client_are_half_and_four_fifths_of_the_shortest_preferred_
 
 #[test]
 fn infinite_lifetimes_never_expire_and_infinite_timers_never_renew() {
-    let (mut c, out) = Client::new(cfg(), T0, 1);
-    let mut adv = Answer::to(
-        &only_sent(&out),
-        MessageType::Advertise,
-        &[("2001:db8:100::/56", u32::MAX, u32::MAX)],
-        0,
-        0,
-    );
-    adv.preference = Some(255);
+    let (mut c, adv) = first_advertise(&[("2001:db8:100::/56", u32::MAX, u32::MAX)], 0, 0);
     let req = only_sent(&c.on_message(T0, &adv.bytes()));
     let reply = Answer::to(
         &req,
@@ -621,15 +596,7 @@ fn infinite_lifetimes_never_expire_and_infinite_timers_never_renew() {
 
 #[test]
 fn an_ia_pd_with_t1_after_t2_is_discarded() {
-    let (mut c, out) = Client::new(cfg(), T0, 1);
-    let mut adv = Answer::to(
-        &only_sent(&out),
-        MessageType::Advertise,
-        &[("2001:db8:100::/56", 200, 300)],
-        150,
-        100,
-    );
-    adv.preference = Some(255);
+    let (mut c, adv) = first_advertise(&[("2001:db8:100::/56", 200, 300)], 150, 100);
     let out = c.on_message(T0, &adv.bytes());
     assert!(sent(&out).is_empty());
     assert!(notes(&out).contains(&Note::Dropped(
@@ -639,15 +606,7 @@ fn an_ia_pd_with_t1_after_t2_is_discarded() {
 
 #[test]
 fn a_prefix_preferred_longer_than_valid_is_dropped() {
-    let (mut c, out) = Client::new(cfg(), T0, 1);
-    let mut adv = Answer::to(
-        &only_sent(&out),
-        MessageType::Advertise,
-        &[("2001:db8:100::/56", 400, 300)],
-        0,
-        0,
-    );
-    adv.preference = Some(255);
+    let (mut c, adv) = first_advertise(&[("2001:db8:100::/56", 400, 300)], 0, 0);
     let out = c.on_message(T0, &adv.bytes());
     assert!(sent(&out).is_empty(), "nothing usable advertised");
     assert!(notes(&out).contains(&Note::Dropped(
@@ -661,15 +620,7 @@ fn prefixes_too_long_or_too_short_for_the_pool_are_refused_with_a_reason() {
         ("2001:db8:100::/80", "longer"),
         ("2001:d00::/24", "shorter"),
     ] {
-        let (mut c, out) = Client::new(cfg(), T0, 1);
-        let mut adv = Answer::to(
-            &only_sent(&out),
-            MessageType::Advertise,
-            &[(p, 200, 300)],
-            0,
-            0,
-        );
-        adv.preference = Some(255);
+        let (mut c, adv) = first_advertise(&[(p, 200, 300)], 0, 0);
         let out = c.on_message(T0, &adv.bytes());
         assert!(sent(&out).is_empty(), "{p}");
         assert!(

@@ -433,3 +433,23 @@ pub fn lb_addresses(s: &k8s_openapi::api::core::v1::Service) -> Vec<std::net::Ip
         })
         .unwrap_or_default()
 }
+
+/// An admin kubeconfig at `path` for a process in network namespace `ns`:
+/// the API server listens on the host's loopback only, so the kubeconfig
+/// points at a forwarder on the namespace's own loopback.
+pub fn kubeconfig_in_netns(cp: &ControlPlane, ns: &str, path: &std::path::Path) {
+    let api: std::net::SocketAddr = cp
+        .server_url()
+        .trim_start_matches("https://")
+        .parse()
+        .expect("API server address");
+    let port = netns::forward_into(ns, api);
+    cp.write_kubeconfig(&Identity::Admin, path)
+        .expect("kubeconfig");
+    let text = std::fs::read_to_string(path).expect("read kubeconfig");
+    std::fs::write(
+        path,
+        text.replace(&cp.server_url(), &format!("https://127.0.0.1:{port}")),
+    )
+    .expect("point the kubeconfig at the forwarder");
+}
