@@ -24,16 +24,6 @@ fn net(s: &str) -> ipnet::IpNet {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-fn claim_spec(pool: &str, len: i32, purpose: Purpose) -> PrefixClaimSpec {
-    PrefixClaimSpec {
-        pool: Some(pool.into()),
-        pool_selector: None,
-        ip_family: Default::default(),
-        prefix_length: len,
-        purpose,
-    }
-}
-
 async fn create_claim(client: &Client, name: &str, spec: PrefixClaimSpec) -> PrefixClaim {
     let api: Api<PrefixClaim> = Api::all(client.clone());
     api.create(&PostParams::default(), &PrefixClaim::new(name, spec))

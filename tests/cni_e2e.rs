@@ -10,7 +10,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -106,24 +105,10 @@ async fn cluster(
         out.push((cidrs, pod_ns, ips));
     }
 
-    let routes = Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
-        .args(["routes", "--format", "ip", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .output()
-        .expect("prefix-operator routes");
-    assert!(
-        routes.status.success(),
-        "{}",
-        String::from_utf8_lossy(&routes.stderr)
-    );
-    let text = String::from_utf8_lossy(&routes.stdout).to_string();
-    let applied: Vec<&str> = text.lines().filter(|l| l.starts_with("ip ")).collect();
+    let (text, applied) = ip_routes(&kubeconfig);
     let wanted: usize = out.iter().map(|(c, _, _)| c.len()).sum();
     assert_eq!(applied.len(), wanted, "one route per Node prefix:\n{text}");
-    for line in applied {
-        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
-        nsip(&lab.router, &args);
-    }
+    lab.apply_routes(&applied);
     drop(_d);
     Some((lab, out, ControlPlaneGuard(cp)))
 }

@@ -105,16 +105,6 @@ fn start_kube_proxy(
     (proc, log)
 }
 
-fn claim(pool: &str, len: i32, purpose: Purpose) -> PrefixClaimSpec {
-    PrefixClaimSpec {
-        pool: Some(pool.into()),
-        pool_selector: None,
-        ip_family: Default::default(),
-        prefix_length: len,
-        purpose,
-    }
-}
-
 async fn bound_claim(client: &Client, name: &str, spec: PrefixClaimSpec) -> ipnet::IpNet {
     let api: Api<PrefixClaim> = Api::all(client.clone());
     api.create(&PostParams::default(), &PrefixClaim::new(name, spec))
@@ -243,8 +233,13 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
     for n in &wired {
         wait_pod_cidrs(&client, &n.name).await;
     }
-    let svc_range = bound_claim(&client, "services", claim("gua", 112, Purpose::ServiceCIDR)).await;
-    let lb_range = bound_claim(&client, "lb", claim("gua", 120, Purpose::LoadBalancer)).await;
+    let svc_range = bound_claim(
+        &client,
+        "services",
+        claim_spec("gua", 112, Purpose::ServiceCIDR),
+    )
+    .await;
+    let lb_range = bound_claim(&client, "lb", claim_spec("gua", 120, Purpose::LoadBalancer)).await;
     let pool: ipnet::IpNet = POOL.parse().expect("pool");
     assert!(pool.contains(&svc_range) && pool.contains(&lb_range));
 
@@ -369,18 +364,7 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
     }
 
     // The router applies exactly the `ip` lines `routes` prints.
-    let routes = Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
-        .args(["routes", "--format", "ip", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .output()
-        .expect("prefix-operator routes");
-    assert!(
-        routes.status.success(),
-        "{}",
-        String::from_utf8_lossy(&routes.stderr)
-    );
-    let text = String::from_utf8_lossy(&routes.stdout).to_string();
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("ip ")).collect();
+    let (text, lines) = ip_routes(&kubeconfig);
     let route_of = |dst: String| {
         lines
             .iter()
@@ -400,10 +384,7 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
         local.contains("via fd00:100:2::2") && !local.contains("fd00:100:1::2"),
         "the Local address goes only to the Node with its endpoint: {local}"
     );
-    for line in &lines {
-        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
-        nsip(&lab.router, &args);
-    }
+    lab.apply_routes(&lines);
 
     // The outside client, by global address, no NAT on the way in.
     let client_ns = lab.outside();

@@ -75,11 +75,8 @@ async fn sigkilled_three_times_during_2000_services_no_address_is_shared_or_lost
     // 4,094 usable addresses for 2,000 Services.
     let claims: Api<PrefixClaim> = Api::all(client.clone());
     let spec = PrefixClaimSpec {
-        pool: Some("v4".into()),
-        pool_selector: None,
         ip_family: IpFamily::IPv4,
-        prefix_length: 20,
-        purpose: Purpose::LoadBalancer,
+        ..claim_spec("v4", 20, Purpose::LoadBalancer)
     };
     claims
         .create(&PostParams::default(), &PrefixClaim::new("lb", spec))

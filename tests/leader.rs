@@ -159,11 +159,8 @@ async fn load_balancer_addresses_survive_a_leader_change_without_duplicates() {
     .await;
     let claims: Api<PrefixClaim> = Api::all(client.clone());
     let spec = PrefixClaimSpec {
-        pool: Some("v4".into()),
-        pool_selector: None,
         ip_family: IpFamily::IPv4,
-        prefix_length: 23,
-        purpose: Purpose::LoadBalancer,
+        ..claim_spec("v4", 23, Purpose::LoadBalancer)
     };
     claims
         .create(&Default::default(), &PrefixClaim::new("lb", spec))

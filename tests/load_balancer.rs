@@ -35,11 +35,8 @@ async fn lb_claim(
 ) -> ipnet::IpNet {
     let api: Api<PrefixClaim> = Api::all(client.clone());
     let spec = PrefixClaimSpec {
-        pool: Some(pool.into()),
-        pool_selector: None,
         ip_family: fam,
-        prefix_length: len,
-        purpose: Purpose::LoadBalancer,
+        ..claim_spec(pool, len, Purpose::LoadBalancer)
     };
     api.create(&PostParams::default(), &PrefixClaim::new(name, spec))
         .await

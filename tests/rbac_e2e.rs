@@ -256,15 +256,9 @@ async fn allocated_and_reported(client: &Client) {
 /// A ServiceCIDR claim is bound, its ServiceCIDR created, and on deletion
 /// both go: every claim permission used once.
 async fn claim_served_and_released(client: &Client, op: &OperatorProcess) {
-    use prefix_operator::api::{PrefixClaim, PrefixClaimSpec, Purpose};
+    use prefix_operator::api::{PrefixClaim, Purpose};
     let claims: Api<PrefixClaim> = Api::all(client.clone());
-    let spec = PrefixClaimSpec {
-        pool: Some(POOL.into()),
-        pool_selector: None,
-        ip_family: Default::default(),
-        prefix_length: 112,
-        purpose: Purpose::ServiceCIDR,
-    };
+    let spec = claim_spec(POOL, 112, Purpose::ServiceCIDR);
     claims
         .create(&Default::default(), &PrefixClaim::new("rbac-svc", spec))
         .await
@@ -324,11 +318,8 @@ async fn ensure_lb_claim(client: &Client) {
         .is_none()
     {
         let spec = PrefixClaimSpec {
-            pool: Some("rbac-v4".into()),
-            pool_selector: None,
             ip_family: IpFamily::IPv4,
-            prefix_length: 28,
-            purpose: Purpose::LoadBalancer,
+            ..claim_spec("rbac-v4", 28, Purpose::LoadBalancer)
         };
         claims
             .create(&Default::default(), &PrefixClaim::new("rbac-lb", spec))

@@ -77,13 +77,7 @@ async fn routed_pod_prefixes_reach_each_other_without_nat() {
         .expect("cidr");
     // A claimed range (as for Services): one ECMP route to both Nodes.
     let claims: Api<prefix_operator::api::PrefixClaim> = Api::all(client.clone());
-    let spec = prefix_operator::api::PrefixClaimSpec {
-        pool: Some("gua".into()),
-        pool_selector: None,
-        ip_family: Default::default(),
-        prefix_length: 112,
-        purpose: prefix_operator::api::Purpose::Static,
-    };
+    let spec = claim_spec("gua", 112, prefix_operator::api::Purpose::Static);
     claims
         .create(
             &Default::default(),

@@ -94,69 +94,12 @@ impl Lab {
     /// Node `i` wired to the router: fd00:100:i::2/64 and 192.168.i.2/24.
     pub fn node(&mut self, i: u8, name: &str) -> TestNode {
         let ns = format!("n{i}{}", self.tag);
-        self.namespaces.add(&ns).expect("node netns");
-        for key in [
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-        ] {
-            nssysctl(&ns, key);
-        }
-        let (rv, nv) = (format!("r{i}{}", self.tag), format!("u{i}{}", self.tag));
-        ip(&[
-            "link",
-            "add",
-            &rv,
-            "netns",
-            &self.router,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &nv,
-            "netns",
+        let veths = (format!("r{i}{}", self.tag), format!("u{i}{}", self.tag));
+        self.attach(
             &ns,
-        ])
-        .expect("veth");
-        for (side, dev, host) in [(&self.router, &rv, 1), (&ns, &nv, 2)] {
-            nsip(
-                side,
-                &[
-                    "addr",
-                    "add",
-                    &format!("fd00:100:{i}::{host}/64"),
-                    "dev",
-                    dev,
-                    "nodad",
-                ],
-            );
-            nsip(
-                side,
-                &["addr", "add", &format!("192.168.{i}.{host}/24"), "dev", dev],
-            );
-            nsip(side, &["link", "set", dev, "up"]);
-            nsip(side, &["link", "set", "lo", "up"]);
-        }
-        nsip(
-            &ns,
-            &[
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("fd00:100:{i}::1"),
-            ],
-        );
-        nsip(
-            &ns,
-            &[
-                "-4",
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("192.168.{i}.1"),
-            ],
+            veths,
+            &format!("fd00:100:{i}::"),
+            &format!("192.168.{i}."),
         );
         let conf = self.dir.join(format!("{name}-net.d"));
         let state = self.dir.join(format!("{name}-var-lib"));
@@ -175,10 +118,22 @@ impl Lab {
     /// router (fd00:200::1, 192.168.200.1). Returns its name.
     pub fn outside(&mut self) -> String {
         let ns = format!("c{}", self.tag);
-        self.namespaces.add(&ns).expect("outside netns");
-        nssysctl(&ns, "net.ipv6.conf.default.accept_dad=0");
-        nssysctl(&ns, "net.ipv6.conf.all.accept_dad=0");
-        let (rv, cv) = (format!("rc{}", self.tag), format!("c0{}", self.tag));
+        let veths = (format!("rc{}", self.tag), format!("c0{}", self.tag));
+        self.attach(&ns, veths, "fd00:200::", "192.168.200.");
+        ns
+    }
+
+    /// Makes namespace `ns` and links it to the router by the veth pair
+    /// `(router side, ns side)`: `{v6}1/64` and `{v4}1/24` on the router,
+    /// `{v6}2` and `{v4}2` in `ns` with default routes via the router.
+    fn attach(&mut self, ns: &str, (rv, nv): (String, String), v6: &str, v4: &str) {
+        self.namespaces.add(ns).expect("netns");
+        for key in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
+            nssysctl(ns, key);
+        }
         ip(&[
             "link",
             "add",
@@ -189,39 +144,26 @@ impl Lab {
             "veth",
             "peer",
             "name",
-            &cv,
+            &nv,
             "netns",
-            &ns,
+            ns,
         ])
         .expect("veth");
-        for (side, dev, host) in [(&self.router, &rv, 1), (&ns, &cv, 2)] {
-            nsip(
-                side,
-                &[
-                    "addr",
-                    "add",
-                    &format!("fd00:200::{host}/64"),
-                    "dev",
-                    dev,
-                    "nodad",
-                ],
-            );
-            nsip(
-                side,
-                &["addr", "add", &format!("192.168.200.{host}/24"), "dev", dev],
-            );
+        for (side, dev, host) in [(self.router.as_str(), &rv, 1), (ns, &nv, 2)] {
+            let (a6, a4) = (format!("{v6}{host}/64"), format!("{v4}{host}/24"));
+            nsip(side, &["addr", "add", &a6, "dev", dev, "nodad"]);
+            nsip(side, &["addr", "add", &a4, "dev", dev]);
             nsip(side, &["link", "set", dev, "up"]);
             nsip(side, &["link", "set", "lo", "up"]);
         }
         nsip(
-            &ns,
-            &["-6", "route", "add", "default", "via", "fd00:200::1"],
+            ns,
+            &["-6", "route", "add", "default", "via", &format!("{v6}1")],
         );
         nsip(
-            &ns,
-            &["-4", "route", "add", "default", "via", "192.168.200.1"],
+            ns,
+            &["-4", "route", "add", "default", "via", &format!("{v4}1")],
         );
-        ns
     }
 
     /// Adds a pod on `node` with `cnitool add`, as a container runtime would;
@@ -290,4 +232,36 @@ pub fn run_recipe(kubectl_dir: &Path, kubeconfig: &Path, node: &TestNode) -> ser
     );
     let text = std::fs::read_to_string(node.conf.join("10-pods.conflist")).expect("conflist");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("recipe wrote bad JSON ({e}):\n{text}"))
+}
+
+/// What `prefix-operator routes --format ip` prints for the cluster of
+/// `kubeconfig`: the whole text, and the `ip ...` lines a router applies.
+pub fn ip_routes(kubeconfig: &Path) -> (String, Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
+        .args(["routes", "--format", "ip", "--kubeconfig"])
+        .arg(kubeconfig)
+        .output()
+        .expect("prefix-operator routes");
+    assert!(
+        out.status.success(),
+        "prefix-operator routes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("ip "))
+        .map(str::to_string)
+        .collect();
+    (text, lines)
+}
+
+impl Lab {
+    /// Runs each `ip ARGS` line in the router namespace, exactly as printed.
+    pub fn apply_routes(&self, lines: &[String]) {
+        for line in lines {
+            let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+            nsip(&self.router, &args);
+        }
+    }
 }

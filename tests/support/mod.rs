@@ -453,3 +453,18 @@ pub fn kubeconfig_in_netns(cp: &ControlPlane, ns: &str, path: &std::path::Path) 
     )
     .expect("point the kubeconfig at the forwarder");
 }
+
+/// A PrefixClaim spec: `len` from pool `pool` for `purpose`, IPv6.
+pub fn claim_spec(
+    pool: &str,
+    len: i32,
+    purpose: prefix_operator::api::Purpose,
+) -> prefix_operator::api::PrefixClaimSpec {
+    prefix_operator::api::PrefixClaimSpec {
+        pool: Some(pool.into()),
+        pool_selector: None,
+        ip_family: Default::default(),
+        prefix_length: len,
+        purpose,
+    }
+}
