@@ -12,10 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use prefix_operator::alloc::Family;
 use prefix_operator::api::PrefixPoolSpec;
 use prefix_operator::controller::Settings;
@@ -50,21 +47,11 @@ async fn cluster(
     for (name, spec) in pools {
         create_pool(&client, name, spec).await;
     }
-    let api: Api<Node> = Api::all(client.clone());
     let mut wired = Vec::new();
     for (i, (name, pool)) in nodes.iter().enumerate() {
         let i = i as u8 + 1;
         create_node(&client, name, labels(&[("pool", pool)]), &[]).await;
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"addresses": [
-                {"type": "InternalIP", "address": format!("fd00:100:{i}::2")},
-                {"type": "InternalIP", "address": format!("192.168.{i}.2")},
-            ]}})),
-        )
-        .await
-        .expect("node addresses");
+        set_lab_addresses(&client, name, i).await;
         wired.push(lab.node(i, name));
     }
     let op = Operator::start(

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -207,22 +207,11 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
     let debs = support::debs::debs();
     let env = iptables_env(&debs);
     create_pool(&client, "gua", pool_spec(&[POOL])).await;
-    let nodes: Api<Node> = Api::all(client.clone());
     let mut wired = Vec::new();
     for i in 1..=2u8 {
         let name = format!("node-{i}");
         create_node(&client, &name, labels(&[]), &[]).await;
-        nodes
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": {"addresses": [
-                    {"type": "InternalIP", "address": format!("fd00:100:{i}::2")},
-                    {"type": "InternalIP", "address": format!("192.168.{i}.2")},
-                ]}})),
-            )
-            .await
-            .expect("node addresses");
+        set_lab_addresses(&client, &name, i).await;
         let node = lab.node(i, &name);
         for key in ["net.ipv6.conf.all.forwarding=1", "net.ipv4.ip_forward=1"] {
             nssysctl(&node.ns, key);

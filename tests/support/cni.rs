@@ -265,3 +265,20 @@ impl Lab {
         }
     }
 }
+
+/// Gives Node `name` the InternalIPs [`Lab::node`] wires for node `i`
+/// (fd00:100:i::2 and 192.168.i.2), as a kubelet would report them.
+pub async fn set_lab_addresses(client: &kube::Client, name: &str, i: u8) {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    nodes
+        .patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"addresses": [
+                {"type": "InternalIP", "address": format!("fd00:100:{i}::2")},
+                {"type": "InternalIP", "address": format!("192.168.{i}.2")},
+            ]}})),
+        )
+        .await
+        .expect("node addresses");
+}
