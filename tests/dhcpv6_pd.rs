@@ -553,6 +553,23 @@ async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renum
         vec!["node-1".to_string()],
         "node-1 still to renumber, node-2 not"
     );
+    // `routes` shows both blocks: each Node's prefix, old and new.
+    for (i, name) in [(1, "node-1"), (2, "node-2")] {
+        support::cni::set_lab_addresses(client, name, i).await;
+    }
+    let kubeconfig = case.dir.join("routes.kubeconfig");
+    case.cp
+        .write_kubeconfig(&support::Identity::Admin, &kubeconfig)
+        .expect("kubeconfig");
+    let (text, lines) = support::cni::ip_routes(&kubeconfig);
+    for (cidr, via) in [(old_cidr, "fd00:100:1::2"), (new_cidr, "fd00:100:2::2")] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("{cidr} via {via}"))),
+            "a route to {cidr} via {via}:\n{text}"
+        );
+    }
 }
 
 /// Two replicas with leader election: only the leader talks DHCP; when it

@@ -39,6 +39,8 @@ const CLIENT_PORT: u16 = 546;
 const SERVER_PORT: u16 = 547;
 /// The shortest delegated prefix a pool takes.
 pub const MIN_DELEGATED_LENGTH: u8 = 32;
+/// How long before writing a binding again after a failed write.
+const STATUS_RETRY: Duration = Duration::from_secs(2);
 /// How long before trying again to open an interface's socket.
 const SOCKET_RETRY: Duration = Duration::from_secs(5);
 
@@ -85,6 +87,8 @@ struct PoolClient {
     history: Vec<DelegatedPrefix>,
     message: Option<String>,
     written: Option<DelegationStatus>,
+    /// A status write failed: try again then.
+    retry_at: Option<Millis>,
     /// The pool is gone: release, then forget.
     deleted: bool,
 }
@@ -152,6 +156,7 @@ impl PoolClient {
             .next_wakeup()
             .into_iter()
             .chain(preferred_ends)
+            .chain(self.retry_at)
             .min()
     }
 
@@ -443,6 +448,7 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
                 }
             }
         }
+        let mut broken = Vec::new();
         for (name, datagrams) in due {
             let Some(c) = clients.get(&name) else {
                 continue;
@@ -454,18 +460,33 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
             for d in datagrams.iter().filter(|d| !d.is_empty()) {
                 if let Err(e) = link.socket.send_to(d, to).await {
                     warn!(pool = %name, interface = %c.interface, "sending a DHCPv6 message: {e}");
+                    if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENXIO)) {
+                        // The interface went away (or was made again with
+                        // another index): open it afresh.
+                        broken.push(c.interface.clone());
+                    }
                 }
             }
+        }
+        for i in broken {
+            links.remove(&i);
         }
         clients.retain(|_, c| !(c.deleted && c.client.phase() == Phase::Released));
         for (name, c) in clients.iter_mut().filter(|(_, c)| !c.deleted) {
             let st = c.status(now);
             if c.written.as_ref() == Some(&st) {
+                c.retry_at = None;
                 continue;
             }
             match write_status(api, name, &st).await {
-                Ok(()) => c.written = Some(st),
-                Err(e) => warn!(pool = %name, "writing status.delegation: {e}"),
+                Ok(()) => {
+                    c.written = Some(st);
+                    c.retry_at = None;
+                }
+                Err(e) => {
+                    warn!(pool = %name, "writing status.delegation: {e}");
+                    c.retry_at = Some(now + STATUS_RETRY.as_millis() as Millis);
+                }
             }
         }
     }
@@ -530,6 +551,7 @@ fn upsert(
         history,
         message: None,
         written: recorded.cloned(),
+        retry_at: None,
         deleted: false,
     };
     let sent = c.take(&name, now, out);
@@ -555,4 +577,155 @@ async fn write_status(
     )
     .await
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    const T0: Millis = 1_800_000_000_000;
+
+    fn cfg() -> Config {
+        Config {
+            identity: Identity::for_pool(UID),
+            hint_length: Some(56),
+            shortest: 32,
+            longest: 64,
+        }
+    }
+
+    fn binding(leases: Vec<Lease>) -> Binding {
+        Binding {
+            server_id: vec![0, 1, 2, 3],
+            leases,
+            updated_at: T0,
+            t1_at: T0 + 100_000,
+            t2_at: T0 + 160_000,
+        }
+    }
+
+    fn lease(p: &str, preferred: Millis, valid: Millis) -> Lease {
+        Lease {
+            prefix: p.parse().expect("net"),
+            preferred_until: preferred,
+            valid_until: valid,
+        }
+    }
+
+    fn pool_client(b: Binding, now: Millis) -> PoolClient {
+        let (client, _) = Client::resume(cfg(), b, now, 1);
+        PoolClient {
+            uid: UID.into(),
+            interface: "eth1".into(),
+            client,
+            history: Vec::new(),
+            message: None,
+            written: None,
+            retry_at: None,
+            deleted: false,
+        }
+    }
+
+    /// What one leader writes, the next reads back as the same binding.
+    #[test]
+    fn a_written_binding_reads_back_the_same() {
+        let b = binding(vec![
+            lease("2001:db8:1::/56", T0 + 200_000, T0 + 300_000),
+            lease("2001:db8:2::/56", NEVER, NEVER),
+        ]);
+        let st = pool_client(b.clone(), T0 + 1).status(T0 + 1);
+        assert_eq!(st.duid, Identity::for_pool(UID).duid_text());
+        assert_eq!(st.server_id.as_deref(), Some("00:01:02:03"));
+        assert!(st.prefixes.iter().all(|p| p.state == DELEGATED_PREFERRED));
+        let mut back = recorded_binding(&st, &Identity::for_pool(UID), T0 + 1).expect("a binding");
+        back.leases.sort_by_key(|l| l.prefix);
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn a_prefix_past_its_preferred_lifetime_is_deprecated_and_one_past_its_valid_lifetime_expired()
+    {
+        let now = T0 + 250_000;
+        let mut c = pool_client(
+            binding(vec![lease("2001:db8:1::/56", T0 + 200_000, T0 + 300_000)]),
+            now,
+        );
+        c.remember(
+            "2001:db8:9::/56".parse().expect("net"),
+            DELEGATED_DEPRECATED,
+            T0,
+            T0 + 240_000,
+        );
+        let st = c.status(now);
+        let states: Vec<(&str, &str)> = st
+            .prefixes
+            .iter()
+            .map(|p| (p.prefix.as_str(), p.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("2001:db8:1::/56", DELEGATED_DEPRECATED),
+                ("2001:db8:9::/56", DELEGATED_EXPIRED)
+            ]
+        );
+        // Read back, only what is still valid is held.
+        let back = recorded_binding(&st, &Identity::for_pool(UID), now).expect("binding");
+        assert_eq!(back.leases.len(), 1);
+    }
+
+    #[test]
+    fn a_recorded_binding_of_another_duid_or_with_nothing_valid_is_not_resumed() {
+        let st = pool_client(
+            binding(vec![lease("2001:db8:1::/56", T0 + 200_000, T0 + 300_000)]),
+            T0,
+        )
+        .status(T0);
+        let other = Identity::for_pool("7c9e6679-7425-40de-944b-e07fc1f90ae7");
+        assert_eq!(
+            recorded_binding(&st, &other, T0),
+            None,
+            "another pool's binding"
+        );
+        assert_eq!(
+            recorded_binding(&st, &Identity::for_pool(UID), T0 + 300_000),
+            None,
+            "nothing valid left"
+        );
+        let mut bad = st.clone();
+        bad.server_id = Some("zz:01".into());
+        assert_eq!(
+            recorded_binding(&bad, &Identity::for_pool(UID), T0),
+            None,
+            "a server id that is not hex"
+        );
+        let mut garbage = st.clone();
+        garbage.prefixes[0].prefix = "banana".into();
+        assert_eq!(
+            recorded_binding(&garbage, &Identity::for_pool(UID), T0),
+            None,
+            "no prefix parses"
+        );
+    }
+
+    #[test]
+    fn the_listed_history_is_bounded() {
+        let mut c = pool_client(
+            binding(vec![lease("2001:db8:1::/56", T0 + 200_000, T0 + 300_000)]),
+            T0,
+        );
+        for i in 0..40u16 {
+            let p: Ipv6Net = format!("2001:db8:{:x}::/56", 0x100 + i)
+                .parse()
+                .expect("net");
+            c.remember(p, DELEGATED_EXPIRED, T0, T0);
+        }
+        assert_eq!(c.status(T0).prefixes.len(), MAX_LISTED_DELEGATED);
+        assert_eq!(
+            c.status(T0).prefixes[0].prefix,
+            "2001:db8:1::/56",
+            "the live prefix first"
+        );
+    }
 }
