@@ -46,7 +46,7 @@ fi
 
 for tool in apt-get dpkg-deb; do
   if ! command -v "$tool" >/dev/null; then
-    echo "e2e/debs/fetch.sh: $tool not found: the route-parser tests need a Debian-based machine" >&2
+    echo "e2e/debs/fetch.sh: $tool not found: the route-parser, kube-proxy and DHCPv6-PD (Kea) tests need a Debian-based machine to fetch their packages from" >&2
     exit 1
   fi
 done
@@ -63,7 +63,7 @@ if ! (cd "$tmp/pkgs" && apt-get download -q "${PACKAGES[@]}") >&2; then
   lists=(-o "Dir::State::Lists=$tmp/lists")
   mkdir -p "$tmp/lists/partial"
   if ! { apt-get -q "${lists[@]}" update && (cd "$tmp/pkgs" && apt-get -q "${lists[@]}" download "${PACKAGES[@]}"); } >&2; then
-    echo "e2e/debs/fetch.sh: apt-get download failed; if the pinned versions are no longer in the archive, update PACKAGES (apt-cache policy frr bird2)" >&2
+    echo "e2e/debs/fetch.sh: apt-get download failed; if the pinned versions are no longer in the archive, update PACKAGES (apt-cache policy frr bird2 iptables kea-dhcp6-server)" >&2
     exit 1
   fi
 fi
