@@ -99,9 +99,12 @@ fn start_kea(link: &Link, dir: &Path, pd_pool: &str, name: &str) -> Kea {
     let config = serde_json::json!({"Dhcp6": {
         "interfaces-config": {"interfaces": [link.server_if]},
         "lease-database": {"type": "memfile", "name": leases, "persist": true, "lfc-interval": 0},
+        // T1 2 s, T2 4 s, preferred 6 s, valid 14 s: every transition within
+        // a test, and 8 s between deprecation and expiry for the pool's
+        // conditions to show each (status writes are 200 ms apart).
         // The server's DUID, not written to /var/lib/kea.
         "server-id": {"type": "LLT", "persist": false},
-        "preferred-lifetime": 6, "valid-lifetime": 10,
+        "preferred-lifetime": 6, "valid-lifetime": 14,
         "renew-timer": 2, "rebind-timer": 4,
         "subnet6": [{
             "id": 1, "subnet": "2001:db8:ffff::/64", "interface": link.server_if,
