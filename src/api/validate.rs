@@ -375,4 +375,58 @@ mod tests {
         assert!(check_label_key("Bad.Prefix/role").is_err());
         assert!(check_label_key(&"a".repeat(64)).is_err());
     }
+
+    /// What a delegated pool's record may hold, checked like spec.prefixes:
+    /// IPv6 only, canonical, routable unicast, fit for nodePrefixLength.
+    #[test]
+    fn delegated_prefixes_are_checked_like_given_ones() {
+        use crate::api::{DelegatedPrefix, DelegationSpec, DelegationStatus};
+        let pool = PrefixPoolSpec {
+            delegation: Some(DelegationSpec {
+                interface: "eth1".into(),
+                prefix_length: None,
+            }),
+            ..Default::default()
+        };
+        let with = |prefixes: &[&str]| DelegationStatus {
+            prefixes: prefixes
+                .iter()
+                .map(|p| DelegatedPrefix {
+                    prefix: p.to_string(),
+                    state: DELEGATED_PREFERRED.into(),
+                    preferred_until: None,
+                    valid_until: None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let ok = validate_pool(&pool, Some(&with(&["2001:db8:1::/56"]))).expect("valid");
+        assert_eq!(ok.prefixes.len(), 1);
+        for (bad, phrase) in [
+            (vec!["10.1.0.0/16"], "IPv6 prefixes only"),
+            (vec!["2001:db8:1::1/56"], "status.delegation.prefixes"),
+            (vec!["fe80::/56"], "not unicast space"),
+            (vec!["2001:db8:1::/72"], "status"),
+            (vec!["2001:db8:1::/56", "2001:db8:1::/60"], "status"),
+        ] {
+            let e = validate_pool(&pool, Some(&with(&bad))).expect_err(&format!("{bad:?}"));
+            assert!(e.0.contains(phrase), "{bad:?}: {e}");
+        }
+        let both = PrefixPoolSpec {
+            prefixes: vec!["2001:db8::/48".into()],
+            ..pool.clone()
+        };
+        assert!(
+            validate_pool(&both, None).is_err(),
+            "prefixes and a delegation"
+        );
+        let reserved = PrefixPoolSpec {
+            reserved: vec!["2001:db8::/64".into()],
+            ..pool.clone()
+        };
+        assert!(
+            validate_pool(&reserved, None).is_err(),
+            "reserved with a delegation"
+        );
+    }
 }

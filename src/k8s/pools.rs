@@ -188,4 +188,62 @@ mod tests {
         let (snap, _) = decode(&obj);
         assert!(snap.def.is_err(), "host bits set: refused by validation");
     }
+
+    /// A delegated pool's prefixes are the Preferred ones of its recorded
+    /// binding, and only while the clock agrees, whoever wrote the record:
+    /// a prefix recorded as Preferred past its preferred lifetime gives
+    /// nothing new, one past its valid lifetime counts as expired.
+    #[test]
+    fn a_delegated_pool_takes_its_recorded_prefixes_only_while_the_clock_agrees() {
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let t = |d: i64| {
+            k8s_openapi::jiff::Timestamp::from_second(now + d)
+                .expect("time")
+                .to_string()
+        };
+        let obj: WatchedPool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+            "kind": "PrefixPool",
+            "metadata": {"name": "pd", "uid": "u3", "resourceVersion": "9", "generation": 1},
+            "spec": {"delegation": {"interface": "eth1"}},
+            "status": {"delegation": {"duid": "00:04", "iaid": 1, "phase": "Bound", "prefixes": [
+                {"prefix": "2001:db8:1::/56", "state": "Preferred", "preferredUntil": t(600), "validUntil": t(900)},
+                {"prefix": "2001:db8:2::/56", "state": "Preferred", "preferredUntil": t(-60), "validUntil": t(900)},
+                {"prefix": "2001:db8:3::/56", "state": "Preferred", "preferredUntil": t(-120), "validUntil": t(-60)},
+                {"prefix": "2001:db8:4::/56", "state": "Preferred"},
+                {"prefix": "2001:db8:5::/56", "state": "Deprecated", "validUntil": t(900)},
+            ]}},
+        }))
+        .expect("decodes");
+        let (snap, _) = decode(&obj);
+        let def = snap.def.expect("valid");
+        let served: Vec<String> = def.prefixes.iter().map(|p| p.to_string()).collect();
+        assert_eq!(served, vec!["2001:db8:1::/56", "2001:db8:4::/56"]);
+        assert_eq!(def.delegation_interface.as_deref(), Some("eth1"));
+        let states: Vec<(String, String)> = snap
+            .delegation
+            .expect("carried")
+            .prefixes
+            .into_iter()
+            .map(|p| (p.prefix, p.state))
+            .collect();
+        assert_eq!(states[1].1, "Deprecated", "{states:?}");
+        assert_eq!(states[2].1, "Expired", "{states:?}");
+        assert_eq!(states[3].1, "Preferred", "no end recorded: infinite");
+    }
+
+    #[test]
+    fn a_delegated_pool_with_nothing_recorded_is_valid_and_serves_nothing() {
+        let obj: WatchedPool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+            "kind": "PrefixPool",
+            "metadata": {"name": "pd", "uid": "u4", "resourceVersion": "1", "generation": 1},
+            "spec": {"delegation": {"interface": "eth1"}},
+        }))
+        .expect("decodes");
+        let (snap, _) = decode(&obj);
+        let def = snap.def.expect("valid");
+        assert!(def.prefixes.is_empty());
+        assert_eq!(def.family, crate::alloc::Family::V6);
+    }
 }
