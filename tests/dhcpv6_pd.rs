@@ -226,6 +226,35 @@ async fn delegated_pool(client: &Client, name: &str, interface: &str) -> PrefixP
         .expect("create the delegated pool")
 }
 
+/// The operator `name`'s /metrics, fetched inside the client namespace
+/// (its HTTP address, on that namespace's loopback, is in its log).
+fn metrics_of(case: &Case, name: &str) -> String {
+    let log = std::fs::read_to_string(case.dir.join(format!("{name}.log"))).unwrap_or_default();
+    let Some(addr) = log
+        .lines()
+        .find(|l| l.contains("serving /healthz"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+    else {
+        return String::new();
+    };
+    in_netns(&case.link.client_ns, move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    })
+}
+
 /// The pool's delegated prefixes in state `state`, once there is one.
 async fn wait_delegated(
     client: &Client,
@@ -500,6 +529,13 @@ async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renum
     assert!(renumbering.message.contains("node-1"), "{renumbering:?}");
     assert_eq!(st.renumbering_nodes, vec!["node-1".to_string()]);
     wait_event(client, "node-1", "DelegatedPrefixExpired").await;
+    wait_for("the renumbering metric", WAIT, || async {
+        let m = metrics_of(&case, "op-1");
+        m.lines()
+            .any(|l| l == r#"prefix_operator_pool_renumbering_nodes{pool="pd"} 1"#)
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         pod_cidrs(client, "node-1").await,
         vec![old_cidr.to_string()],
