@@ -761,4 +761,4 @@ fn timers(t1: u32, t2: u32, offered: &[Offered]) -> (u32, u32) {
 
 #[cfg(test)]
 #[path = "client_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -28,12 +28,14 @@ type Hostile = (
     Vec<(u128, u8, u32, u32)>,
 );
 
-const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+/// The pool the tests' client works for, and when they start.
+pub(crate) const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+pub(crate) const T0: Millis = 1_800_000_000_000;
 const SERVER: &[u8] = &[0, 1, 0, 1, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6];
 const OTHER_SERVER: &[u8] = &[0, 1, 0, 1, 0xca, 0xfe, 0xba, 0xbe, 6, 5, 4, 3, 2, 1];
-const T0: Millis = 1_800_000_000_000;
 
-fn cfg() -> Config {
+/// The tests' client: a /56 hinted, /32 to /64 taken.
+pub(crate) fn cfg() -> Config {
     Config {
         identity: Identity::for_pool(UID),
         hint_length: Some(56),

@@ -583,17 +583,7 @@ async fn write_status(
 mod tests {
     use super::*;
 
-    const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    const T0: Millis = 1_800_000_000_000;
-
-    fn cfg() -> Config {
-        Config {
-            identity: Identity::for_pool(UID),
-            hint_length: Some(56),
-            shortest: 32,
-            longest: 64,
-        }
-    }
+    use crate::dhcp::client::tests::{T0, UID, cfg};
 
     fn binding(leases: Vec<Lease>) -> Binding {
         Binding {
