@@ -371,7 +371,7 @@ impl Metrics {
         self.claimed.get_or_create(&l).set(v.claims.len() as i64);
         self.renumbering
             .get_or_create(&l)
-            .set(crate::controller::status::renumbering(v).len() as i64);
+            .set(v.on_expired.len() as i64);
         self.exhausted.get_or_create(&l).set(i64::from(
             v.error.is_none() && (v.available == 0 || v.waiting > 0),
         ));

@@ -131,7 +131,7 @@ fn start_kea(link: &Link, dir: &Path, pd_pool: &str, name: &str) -> Kea {
 }
 
 impl Kea {
-    /// Kea's lease lines (memfile CSV) for `duid`, as (prefix, valid lifetime).
+    /// Kea's lease file lines (memfile CSV: address, DUID, ...) for `duid`.
     fn leases_of(&self, duid: &str) -> Vec<String> {
         std::fs::read_to_string(&self.leases)
             .unwrap_or_default()
@@ -433,7 +433,7 @@ fn cond<'a>(
 }
 
 /// Waits until the pool's condition `type_` has `status` and `reason`;
-/// on a timeout, says what the pool showed last.
+/// on a timeout, says what the pool showed, each time it changed.
 async fn wait_condition(
     client: &Client,
     pool: &str,
@@ -441,51 +441,49 @@ async fn wait_condition(
     status: &str,
     reason: &str,
 ) -> prefix_operator::api::PrefixPoolStatus {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut last = None;
-    while tokio::time::Instant::now() < deadline {
-        if let Some(st) = pool_status(client, pool).await {
-            if cond(&st, type_).is_some_and(|c| c.status == status && c.reason == reason) {
-                return st;
-            }
-            // Shown with the test's output when it fails.
-            let seen = (
-                st.delegation.as_ref().map(|d| {
-                    (
-                        d.phase.clone(),
-                        d.prefixes
-                            .iter()
-                            .map(|p| format!("{} {}", p.prefix, p.state))
-                            .collect::<Vec<_>>(),
-                    )
-                }),
-                st.conditions
-                    .iter()
-                    .map(|c| format!("{}={} {}", c.type_, c.status, c.reason))
-                    .collect::<Vec<_>>(),
-            );
-            if last
-                .as_ref()
-                .map(|l: &prefix_operator::api::PrefixPoolStatus| {
-                    l.conditions
-                        .iter()
-                        .map(|c| format!("{}={} {}", c.type_, c.status, c.reason))
-                        .collect::<Vec<_>>()
-                })
-                != Some(seen.1.clone())
-                || last
-                    .as_ref()
-                    .and_then(|l| l.delegation.as_ref())
-                    .map(|d| d.phase.clone())
-                    != seen.0.as_ref().map(|x| x.0.clone())
-            {
-                eprintln!("{} {seen:?}", k8s_openapi::jiff::Timestamp::now());
-            }
-            last = Some(st);
+    // Every distinct summary, with when it was first seen.
+    let seen = std::sync::Mutex::new(Vec::<(k8s_openapi::jiff::Timestamp, String)>::new());
+    let what = format!("pool {pool}: {type_}={status} ({reason})");
+    let found = prefix_operator_testenv::poll(&what, WAIT, Duration::from_millis(50), || async {
+        let st = pool_status(client, pool).await?;
+        let now = summary(&st);
+        let mut s = seen.lock().expect("lock");
+        if s.last().map(|(_, l)| l) != Some(&now) {
+            s.push((k8s_openapi::jiff::Timestamp::now(), now));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("pool {pool}: no {type_}={status} ({reason}) within {WAIT:?}; last status: {last:#?}");
+        drop(s);
+        cond(&st, type_).filter(|c| c.status == status && c.reason == reason)?;
+        Some(st)
+    })
+    .await;
+    found.unwrap_or_else(|e| {
+        let seen: Vec<String> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(t, l)| format!("{t} {l}"))
+            .collect();
+        let seen = seen.join("\n");
+        panic!("{e}; the pool showed, in turn:\n{seen}")
+    })
+}
+
+/// A pool's client phase, delegated prefixes and conditions on one line.
+fn summary(st: &prefix_operator::api::PrefixPoolStatus) -> String {
+    let d = st.delegation.as_ref().map(|d| {
+        let prefixes: Vec<String> = d
+            .prefixes
+            .iter()
+            .map(|p| format!("{} {}", p.prefix, p.state))
+            .collect();
+        format!("{} [{}]", d.phase, prefixes.join(", "))
+    });
+    let conditions: Vec<String> = st
+        .conditions
+        .iter()
+        .map(|c| format!("{}={} {}", c.type_, c.status, c.reason))
+        .collect();
+    format!("{} {}", d.unwrap_or_default(), conditions.join(" "))
 }
 
 /// The server goes away: the binding is rebound past T2, the prefix gives

@@ -50,7 +50,8 @@ pub fn validate_pool(
     delegation: Option<&DelegationStatus>,
 ) -> Result<PoolDefinition, SpecError> {
     let delegated: Vec<String>;
-    let (texts, field) = if spec.delegation.is_some() {
+    // Where the prefixes come from, as error messages name it.
+    let (texts, field, scope) = if spec.delegation.is_some() {
         if !spec.prefixes.is_empty() {
             return Err(SpecError(
                 "spec.prefixes and spec.delegation are both given: a pool takes its prefixes from one of them".into(),
@@ -72,10 +73,10 @@ pub fn validate_pool(
                     .collect()
             })
             .unwrap_or_default();
-        (&delegated[..], "status.delegation.prefixes")
+        (&delegated[..], "status.delegation.prefixes", "status")
     } else {
         check_counts(spec)?;
-        (&spec.prefixes[..], "spec.prefixes")
+        (&spec.prefixes[..], "spec.prefixes", "spec")
     };
     let mut prefixes = parse_prefixes(texts, field)?;
     let family = match prefixes.first() {
@@ -92,10 +93,7 @@ pub fn validate_pool(
     if !prefixes.is_empty()
         && let Err(e) = PoolSpace::new(&prefixes, node_prefix_length)
     {
-        return Err(SpecError(format!(
-            "{}: {e}",
-            field.split('.').next().unwrap_or(field)
-        )));
+        return Err(SpecError(format!("{scope}: {e}")));
     }
     let reserved = parse_reserved(&spec.reserved, &prefixes)?;
     let selector = parse_selector(spec.node_selector.as_ref())?;

@@ -485,7 +485,7 @@ impl Reconciler {
     /// in an expired delegated prefix, once per Node and prefix (the pool's
     /// `Renumbering` condition lists them all).
     fn warn_renumbering(&mut self, pool: &str, view: &crate::ledger::PoolView) {
-        for r in super::status::renumbering(view) {
+        for r in &view.on_expired {
             if !self.renumber_warned.insert((r.node.clone(), r.prefix)) {
                 continue;
             }

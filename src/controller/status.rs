@@ -5,8 +5,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use ipnet::IpNet;
-
 use crate::api::{
     Allocation, ClaimedPrefix, ConflictEntry, DELEGATED_DEPRECATED, DELEGATED_EXPIRED,
     DELEGATED_PREFERRED, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CLAIMS, MAX_LISTED_CONFLICTS,
@@ -124,14 +122,14 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             reason: c.reason.clone(),
         })
         .collect();
-    let renumbering = renumbering(view);
+    let renumbering = &view.on_expired;
     let mut conditions = vec![
         ready_condition(view, prev, now),
         exhausted_condition(view, prev, now),
         conflict_condition(view, prev, now),
     ];
     if let Some(iface) = &view.delegated_on {
-        conditions.extend(delegation_conditions(view, iface, &renumbering, prev, now));
+        conditions.extend(delegation_conditions(view, iface, renumbering, prev, now));
     }
     PrefixPoolStatus {
         observed_generation: Some(view.generation),
@@ -195,56 +193,11 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
     }
 }
 
-/// A Node of a delegated pool on a delegated prefix whose valid lifetime
-/// has ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OnExpired {
-    pub node: String,
-    pub prefix: IpNet,
-    /// The expired delegated prefix it lies in.
-    pub block: IpNet,
-    pub valid_until: Option<Time>,
-}
-
-/// Every Node of the pool on an expired delegated prefix (and on no prefix
-/// still valid: the same block delegated again is fine).
-pub fn renumbering(view: &PoolView) -> Vec<OnExpired> {
-    let Some(d) = &view.delegation else {
-        return Vec::new();
-    };
-    let parse = |p: &crate::api::DelegatedPrefix| p.prefix.parse::<IpNet>().ok();
-    let live: Vec<IpNet> = d
-        .prefixes
-        .iter()
-        .filter(|p| p.state != DELEGATED_EXPIRED)
-        .filter_map(parse)
-        .collect();
-    let expired: Vec<(IpNet, Option<Time>)> = d
-        .prefixes
-        .iter()
-        .filter(|p| p.state == DELEGATED_EXPIRED)
-        .filter_map(|p| Some((parse(p)?, p.valid_until.clone())))
-        .collect();
-    view.allocations
-        .iter()
-        .filter(|(p, _)| !live.iter().any(|l| l.contains(p)))
-        .filter_map(|(p, n)| {
-            let (block, until) = expired.iter().find(|(b, _)| b.contains(p))?;
-            Some(OnExpired {
-                node: n.clone(),
-                prefix: *p,
-                block: *block,
-                valid_until: until.clone(),
-            })
-        })
-        .collect()
-}
-
 /// `Delegated` and `Renumbering`, for a pool fed by DHCPv6-PD.
 fn delegation_conditions(
     view: &PoolView,
     iface: &str,
-    on_expired: &[OnExpired],
+    on_expired: &[crate::ledger::OnExpired],
     prev: &[Condition],
     now: &Time,
 ) -> [Condition; 2] {

@@ -17,20 +17,47 @@ pub type Millis = u64;
 /// A time that never comes (an infinite lifetime).
 pub const NEVER: Millis = Millis::MAX;
 
-// RFC 8415 §7.6 transmission parameters, in milliseconds.
-const SOL_TIMEOUT: Millis = 1_000;
-const SOL_MAX_RT: Millis = 3_600_000;
-const REQ_TIMEOUT: Millis = 1_000;
-const REQ_MAX_RT: Millis = 30_000;
-const REQ_MAX_RC: u32 = 10;
-const REN_TIMEOUT: Millis = 10_000;
-const REN_MAX_RT: Millis = 600_000;
-const REB_TIMEOUT: Millis = 10_000;
-const REB_MAX_RT: Millis = 600_000;
-const REL_TIMEOUT: Millis = 1_000;
-/// Transmissions of a Release in all (this client counts MRC as the
-/// total, for Request too).
-const REL_MAX_RC: u32 = 4;
+/// How one kind of exchange is retransmitted (RFC 8415 §7.6 and §15): the
+/// message, IRT, MRT (0: none) and MRC (the most transmissions in all; this
+/// client counts MRC as the total).
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    kind: MessageType,
+    irt: Millis,
+    mrt: Millis,
+    mrc: Option<u32>,
+}
+
+const SOLICIT: Timing = Timing {
+    kind: MessageType::Solicit,
+    irt: 1_000,
+    mrt: 3_600_000,
+    mrc: None,
+};
+const REQUEST: Timing = Timing {
+    kind: MessageType::Request,
+    irt: 1_000,
+    mrt: 30_000,
+    mrc: Some(10),
+};
+const RENEW: Timing = Timing {
+    kind: MessageType::Renew,
+    irt: 10_000,
+    mrt: 600_000,
+    mrc: None,
+};
+const REBIND: Timing = Timing {
+    kind: MessageType::Rebind,
+    irt: 10_000,
+    mrt: 600_000,
+    mrc: None,
+};
+const RELEASE: Timing = Timing {
+    kind: MessageType::Release,
+    irt: 1_000,
+    mrt: 0,
+    mrc: Some(4),
+};
 
 /// What the client asks for and accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +134,7 @@ pub enum Note {
     PrefixRefused { prefix: Ipv6Net, reason: String },
     /// A status other than Success from the server.
     ServerSaid(ServerStatus),
-    /// Requests went unanswered (REQ_MAX_RC): back to Solicit.
+    /// Requests went unanswered (REQUEST's MRC): back to Solicit.
     RequestUnanswered,
     /// The Release was answered or given up on: nothing is held.
     Released,
@@ -125,16 +152,12 @@ pub enum Output {
 /// One exchange's retransmission state (RFC 8415 §15).
 #[derive(Clone, Debug)]
 struct Tx {
-    kind: MessageType,
+    t: Timing,
     xid: [u8; 3],
     started: Millis,
     rt: Millis,
     next_at: Millis,
     sent: u32,
-    irt: Millis,
-    mrt: Millis,
-    /// Most transmissions, if bounded by count.
-    mrc: Option<u32>,
     /// No transmission at or after this (MRD).
     until: Millis,
     server_id: Option<Vec<u8>>,
@@ -167,7 +190,13 @@ pub struct Client {
 impl Client {
     /// A client with nothing: it solicits at once.
     pub fn new(cfg: Config, now: Millis, seed: u64) -> (Client, Vec<Output>) {
-        let mut c = Client {
+        let mut c = Client::idle(cfg, seed);
+        let out = c.solicit(now, 0);
+        (c, out)
+    }
+
+    fn idle(cfg: Config, seed: u64) -> Client {
+        Client {
             cfg,
             phase: Phase::Soliciting,
             binding: None,
@@ -176,9 +205,7 @@ impl Client {
             collect_until: 0,
             failures: 0,
             rng: seed ^ 0x9e37_79b9_7f4a_7c15,
-        };
-        let out = c.solicit(now, 0);
-        (c, out)
+        }
     }
 
     /// A client that already holds `binding` (read back from the pool's
@@ -186,8 +213,7 @@ impl Client {
     /// renews or rebinds when due, so the server sees the same client renew
     /// the same prefix; with nothing valid left it solicits.
     pub fn resume(cfg: Config, binding: Binding, now: Millis, seed: u64) -> (Client, Vec<Output>) {
-        let (mut c, _) = Client::new(cfg, now, seed);
-        c.tx = None;
+        let mut c = Client::idle(cfg, seed);
         let mut b = binding;
         b.leases.retain(|l| l.valid_until > now);
         if b.leases.is_empty() {
@@ -267,7 +293,7 @@ impl Client {
                 let exhausted = self
                     .tx
                     .as_ref()
-                    .is_some_and(|tx| now >= tx.next_at && tx.mrc.is_some_and(|m| tx.sent >= m));
+                    .is_some_and(|tx| now >= tx.next_at && tx.t.mrc.is_some_and(|m| tx.sent >= m));
                 if exhausted {
                     out.push(Output::Note(Note::RequestUnanswered));
                     self.failures += 1;
@@ -300,7 +326,7 @@ impl Client {
     }
 
     /// Gives everything back (the pool is being deleted): Release to the
-    /// server of the binding, retransmitted up to REL_MAX_RC times.
+    /// server of the binding, sent up to RELEASE's MRC times.
     pub fn release(&mut self, now: Millis) -> Vec<Output> {
         let Some(b) = self.binding.take() else {
             self.phase = Phase::Released;
@@ -309,16 +335,7 @@ impl Client {
         };
         self.phase = Phase::Releasing;
         let ask = Ask::Prefixes(b.leases.iter().map(|l| l.prefix).collect());
-        self.start(
-            now,
-            MessageType::Release,
-            REL_TIMEOUT,
-            0,
-            Some(REL_MAX_RC),
-            NEVER,
-            Some(b.server_id),
-            ask,
-        )
+        self.start(now, now, RELEASE, NEVER, Some(b.server_id), ask)
     }
 
     /// A datagram from a server (port 547).
@@ -507,58 +524,24 @@ impl Client {
     }
 
     fn backoff(&self) -> Millis {
-        SOL_TIMEOUT
+        SOLICIT
+            .irt
             .saturating_mul(1 << self.failures.min(12))
-            .min(SOL_MAX_RT)
+            .min(SOLICIT.mrt)
     }
 
     fn solicit(&mut self, now: Millis, delay: Millis) -> Vec<Output> {
         self.phase = Phase::Soliciting;
         self.best = None;
         let ask = Ask::Length(self.cfg.hint_length);
-        if delay > 0 {
-            // The first Solicit waits out the back-off.
-            let xid = self.xid();
-            self.tx = Some(Tx {
-                kind: MessageType::Solicit,
-                xid,
-                started: now + delay,
-                rt: 0,
-                next_at: now + delay,
-                sent: 0,
-                irt: SOL_TIMEOUT,
-                mrt: SOL_MAX_RT,
-                mrc: None,
-                until: NEVER,
-                server_id: None,
-                ask,
-            });
-            return Vec::new();
-        }
-        self.start(
-            now,
-            MessageType::Solicit,
-            SOL_TIMEOUT,
-            SOL_MAX_RT,
-            None,
-            NEVER,
-            None,
-            ask,
-        )
+        // After a failure the first Solicit waits out the back-off.
+        self.start(now, now + delay, SOLICIT, NEVER, None, ask)
     }
 
     fn request(&mut self, now: Millis, cand: Candidate) -> Vec<Output> {
         self.phase = Phase::Requesting;
-        self.start(
-            now,
-            MessageType::Request,
-            REQ_TIMEOUT,
-            REQ_MAX_RT,
-            Some(REQ_MAX_RC),
-            NEVER,
-            Some(cand.server_id),
-            Ask::Prefixes(cand.prefixes),
-        )
+        let ask = Ask::Prefixes(cand.prefixes);
+        self.start(now, now, REQUEST, NEVER, Some(cand.server_id), ask)
     }
 
     fn renew(&mut self, now: Millis) -> Vec<Output> {
@@ -567,16 +550,7 @@ impl Client {
         };
         let (server, until, ask) = (b.server_id.clone(), b.t2_at, Ask::Prefixes(self.held()));
         self.phase = Phase::Renewing;
-        self.start(
-            now,
-            MessageType::Renew,
-            REN_TIMEOUT,
-            REN_MAX_RT,
-            None,
-            until,
-            Some(server),
-            ask,
-        )
+        self.start(now, now, RENEW, until, Some(server), ask)
     }
 
     fn rebind(&mut self, now: Millis) -> Vec<Output> {
@@ -586,41 +560,28 @@ impl Client {
         let until = b.valid_until();
         let ask = Ask::Prefixes(self.held());
         self.phase = Phase::Rebinding;
-        self.start(
-            now,
-            MessageType::Rebind,
-            REB_TIMEOUT,
-            REB_MAX_RT,
-            None,
-            until,
-            None,
-            ask,
-        )
+        self.start(now, now, REBIND, until, None, ask)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Begins a new exchange (a new transaction id) whose first
+    /// transmission is due at `at`, sent now if `at` has come.
     fn start(
         &mut self,
         now: Millis,
-        kind: MessageType,
-        irt: Millis,
-        mrt: Millis,
-        mrc: Option<u32>,
+        at: Millis,
+        t: Timing,
         until: Millis,
         server_id: Option<Vec<u8>>,
         ask: Ask,
     ) -> Vec<Output> {
         let xid = self.xid();
         self.tx = Some(Tx {
-            kind,
+            t,
             xid,
-            started: now,
+            started: at,
             rt: 0,
-            next_at: now,
+            next_at: at,
             sent: 0,
-            irt,
-            mrt,
-            mrc,
             until,
             server_id,
             ask,
@@ -636,22 +597,22 @@ impl Client {
         let first_positive = self
             .tx
             .as_ref()
-            .is_some_and(|t| t.kind == MessageType::Solicit && t.sent == 0);
+            .is_some_and(|t| t.t.kind == MessageType::Solicit && t.sent == 0);
         let r = if first_positive {
             self.jitter().abs()
         } else {
             self.jitter()
         };
         let Some(tx) = &mut self.tx else { return };
-        if now < tx.next_at || now >= tx.until || tx.mrc.is_some_and(|m| tx.sent >= m) {
+        if now < tx.next_at || now >= tx.until || tx.t.mrc.is_some_and(|m| tx.sent >= m) {
             return;
         }
         tx.rt = if tx.sent == 0 {
-            add_jitter(tx.irt, r)
+            add_jitter(tx.t.irt, r)
         } else {
             let mut rt = add_jitter(tx.rt.saturating_mul(2), r / 2.0);
-            if tx.mrt > 0 && rt > tx.mrt {
-                rt = add_jitter(tx.mrt, r);
+            if tx.t.mrt > 0 && rt > tx.t.mrt {
+                rt = add_jitter(tx.t.mrt, r);
             }
             rt
         };
@@ -663,7 +624,7 @@ impl Client {
             (now.saturating_sub(tx.started) / 10).min(0xffff) as u16
         };
         let bytes = wire::write(
-            tx.kind,
+            tx.t.kind,
             tx.xid,
             &self.cfg.identity,
             tx.server_id.as_deref(),
@@ -671,7 +632,7 @@ impl Client {
             &tx.ask,
         );
         out.push(Output::Send(bytes));
-        if tx.kind == MessageType::Solicit && tx.sent == 1 {
+        if tx.t.kind == MessageType::Solicit && tx.sent == 1 {
             // Advertises are collected until the first RT is over.
             self.collect_until = tx.next_at;
         }
@@ -684,7 +645,7 @@ impl Client {
         let done = self
             .tx
             .as_ref()
-            .is_none_or(|t| now >= t.next_at && t.mrc.is_some_and(|m| t.sent >= m));
+            .is_none_or(|t| now >= t.next_at && t.t.mrc.is_some_and(|m| t.sent >= m));
         if done {
             self.phase = Phase::Released;
             self.tx = None;

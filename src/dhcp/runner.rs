@@ -329,21 +329,128 @@ fn open(interface: &str) -> std::io::Result<(UdpSocket, u32)> {
     Ok((UdpSocket::from_std(s.into())?, index))
 }
 
+/// The client sockets, one per interface in use, and the interfaces that
+/// could not be opened (tried again after [`SOCKET_RETRY`]).
+struct Links {
+    open: HashMap<String, Link>,
+    failed: HashMap<String, (Millis, String)>,
+    /// Where every socket's reader hands its datagrams: (interface, bytes).
+    tx: mpsc::Sender<(String, Vec<u8>)>,
+}
+
+impl Links {
+    fn next_retry(&self) -> Option<Millis> {
+        self.failed.values().map(|(at, _)| *at).min()
+    }
+
+    fn forget_failures_until(&mut self, now: Millis) {
+        self.failed.retain(|_, (at, _)| *at > now);
+    }
+
+    /// Opens `interface` unless it is open; why not, if it cannot be.
+    fn ensure(&mut self, interface: &str, now: Millis) -> Result<(), String> {
+        if self.open.contains_key(interface) {
+            return Ok(());
+        }
+        if let Some((_, e)) = self.failed.get(interface) {
+            return Err(e.clone());
+        }
+        match open(interface) {
+            Ok((socket, index)) => {
+                let socket = Arc::new(socket);
+                let reader = tokio::spawn(read_datagrams(
+                    socket.clone(),
+                    interface.to_string(),
+                    self.tx.clone(),
+                ));
+                self.open.insert(
+                    interface.to_string(),
+                    Link {
+                        socket,
+                        index,
+                        _reader: tokio_util::task::AbortOnDropHandle::new(reader),
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let msg =
+                    format!("cannot open the DHCPv6 client socket on interface {interface}: {e}");
+                warn!("{msg}");
+                let retry = now + SOCKET_RETRY.as_millis() as Millis;
+                self.failed
+                    .insert(interface.to_string(), (retry, msg.clone()));
+                Err(msg)
+            }
+        }
+    }
+
+    /// Sends `datagrams` of pool `pool` to the servers on `interface`; a
+    /// socket whose interface went away (or was made again with another
+    /// index) is dropped, to be opened afresh.
+    async fn send(&mut self, interface: &str, pool: &str, datagrams: &[Vec<u8>]) {
+        let Some(link) = self.open.get(interface) else {
+            return;
+        };
+        let to = SocketAddrV6::new(ALL_SERVERS, SERVER_PORT, 0, link.index);
+        let mut gone = false;
+        for d in datagrams.iter().filter(|d| !d.is_empty()) {
+            if let Err(e) = link.socket.send_to(d, to).await {
+                warn!(pool, interface, "sending a DHCPv6 message: {e}");
+                gone |= matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENXIO));
+            }
+        }
+        if gone {
+            self.open.remove(interface);
+        }
+    }
+}
+
+/// Hands every datagram from a server port on `socket` to `tx`.
+async fn read_datagrams(
+    socket: Arc<UdpSocket>,
+    interface: String,
+    tx: mpsc::Sender<(String, Vec<u8>)>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) if from.port() == SERVER_PORT => {
+                if tx
+                    .send((interface.clone(), buf[..n].to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(interface = %interface, "DHCPv6 socket: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
     let mut pools = watcher::watcher(api.clone(), watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut clients: HashMap<String, PoolClient> = HashMap::new();
-    let mut links: HashMap<String, Link> = HashMap::new();
-    let mut link_errors: HashMap<String, (Millis, String)> = HashMap::new();
     let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(256);
+    let mut links = Links {
+        open: HashMap::new(),
+        failed: HashMap::new(),
+        tx,
+    };
     info!("leading the DHCPv6 clients of delegated pools");
     loop {
         let now = now_ms();
         let next = clients
             .values()
             .filter_map(|c| c.next_wakeup(now))
-            .chain(link_errors.values().map(|(at, _)| *at))
+            .chain(links.next_retry())
             .min();
         let sleep = tokio::time::sleep(next.map_or(Duration::from_secs(3600), |t| {
             Duration::from_millis(t.saturating_sub(now))
@@ -391,85 +498,20 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
                     let sent = c.take(name, now, out);
                     due.push((name.clone(), sent));
                 }
-                link_errors.retain(|_, (at, _)| *at > now);
+                links.forget_failures_until(now);
             }
         }
         let now = now_ms();
         // Sockets for the interfaces in use (retried after an error).
         for c in clients.values_mut() {
-            if links.contains_key(&c.interface) {
-                continue;
-            }
-            if let Some((_, e)) = link_errors.get(&c.interface) {
-                c.message = Some(e.clone());
-                continue;
-            }
-            match open(&c.interface) {
-                Ok((socket, index)) => {
-                    let socket = Arc::new(socket);
-                    let (s, t, name) = (socket.clone(), tx.clone(), c.interface.clone());
-                    let reader = tokio::spawn(async move {
-                        let mut buf = vec![0u8; 65_536];
-                        loop {
-                            match s.recv_from(&mut buf).await {
-                                Ok((n, from)) if from.port() == SERVER_PORT => {
-                                    if t.send((name.clone(), buf[..n].to_vec())).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(_) => {}
-                                Err(e) => {
-                                    warn!(interface = %name, "DHCPv6 socket: {e}");
-                                    tokio::time::sleep(Duration::from_secs(1)).await;
-                                }
-                            }
-                        }
-                    });
-                    links.insert(
-                        c.interface.clone(),
-                        Link {
-                            socket,
-                            index,
-                            _reader: tokio_util::task::AbortOnDropHandle::new(reader),
-                        },
-                    );
-                }
-                Err(e) => {
-                    let msg = format!(
-                        "cannot open the DHCPv6 client socket on interface {}: {e}",
-                        c.interface
-                    );
-                    warn!("{msg}");
-                    c.message = Some(msg.clone());
-                    link_errors.insert(
-                        c.interface.clone(),
-                        (now + SOCKET_RETRY.as_millis() as Millis, msg),
-                    );
-                }
+            if let Err(e) = links.ensure(&c.interface, now) {
+                c.message = Some(e);
             }
         }
-        let mut broken = Vec::new();
         for (name, datagrams) in due {
-            let Some(c) = clients.get(&name) else {
-                continue;
-            };
-            let Some(link) = links.get(&c.interface) else {
-                continue;
-            };
-            let to = SocketAddrV6::new(ALL_SERVERS, SERVER_PORT, 0, link.index);
-            for d in datagrams.iter().filter(|d| !d.is_empty()) {
-                if let Err(e) = link.socket.send_to(d, to).await {
-                    warn!(pool = %name, interface = %c.interface, "sending a DHCPv6 message: {e}");
-                    if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENXIO)) {
-                        // The interface went away (or was made again with
-                        // another index): open it afresh.
-                        broken.push(c.interface.clone());
-                    }
-                }
+            if let Some(c) = clients.get(&name) {
+                links.send(&c.interface, &name, &datagrams).await;
             }
-        }
-        for i in broken {
-            links.remove(&i);
         }
         clients.retain(|_, c| !(c.deleted && c.client.phase() == Phase::Released));
         for (name, c) in clients.iter_mut().filter(|(_, c)| !c.deleted) {

@@ -31,7 +31,7 @@ use crate::api::{ClaimDefinition, Labels, PoolDefinition, SpecError};
 pub use claims::{ClaimPlan, ClaimState, ClaimView, ClaimWait};
 pub use order::{Order, Revision, parse_resource_version};
 pub use services::{AddressPlan, AddressWait, ServiceSnapshot, Wants};
-pub use view::{ConflictView, MAX_WAITING_NAMES, PoolView, PrefixView};
+pub use view::{ConflictView, MAX_WAITING_NAMES, OnExpired, PoolView, PrefixView};
 
 /// What the ledger needs to know of a Node.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -66,6 +66,57 @@ pub struct PoolView {
     pub delegated_on: Option<String>,
     /// Its DHCPv6 binding, as its status holds it.
     pub delegation: Option<crate::api::DelegationStatus>,
+    /// Its Nodes on delegated prefixes whose valid lifetime has ended.
+    pub on_expired: Vec<OnExpired>,
+}
+
+/// A Node of a delegated pool on a delegated prefix whose valid lifetime
+/// has ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnExpired {
+    pub node: String,
+    pub prefix: IpNet,
+    /// The expired delegated prefix it lies in.
+    pub block: IpNet,
+    pub valid_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+/// Every Node of the pool on an expired delegated prefix (and on no prefix
+/// still valid: the same block delegated again is fine), from the view's
+/// binding and allocations.
+fn on_expired(view: &PoolView) -> Vec<OnExpired> {
+    let Some(d) = &view.delegation else {
+        return Vec::new();
+    };
+    let parse = |p: &crate::api::DelegatedPrefix| p.prefix.parse::<IpNet>().ok();
+    let live: Vec<IpNet> = d
+        .prefixes
+        .iter()
+        .filter(|p| p.state != crate::api::DELEGATED_EXPIRED)
+        .filter_map(parse)
+        .collect();
+    let expired: Vec<(
+        IpNet,
+        Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    )> = d
+        .prefixes
+        .iter()
+        .filter(|p| p.state == crate::api::DELEGATED_EXPIRED)
+        .filter_map(|p| Some((parse(p)?, p.valid_until.clone())))
+        .collect();
+    view.allocations
+        .iter()
+        .filter(|(p, _)| !live.iter().any(|l| l.contains(p)))
+        .filter_map(|(p, n)| {
+            let (block, until) = expired.iter().find(|(b, _)| b.contains(p))?;
+            Some(OnExpired {
+                node: n.clone(),
+                prefix: *p,
+                block: *block,
+                valid_until: until.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The Nodes waiting on one pool.
@@ -194,6 +245,7 @@ impl Ledger {
             })
             .count() as u64;
         v.claims = self.claims_of_pool(name);
+        v.on_expired = on_expired(&v);
         if let Some(w) = waiting.get(name) {
             v.waiting = w.count;
             v.waiting_nodes = w.names.iter().cloned().collect();
