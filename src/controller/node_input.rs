@@ -25,11 +25,9 @@ impl Reconciler {
                 items,
                 resource_version,
             } => {
-                self.merge_node_list(&items, resource_version);
-                info!(
-                    nodes = items.len(),
-                    "Node list complete; merged into the picture"
-                );
+                let nodes = items.len();
+                self.merge_node_list(items, resource_version);
+                info!(nodes, "Node list complete; merged into the picture");
                 self.nodes_synced = true;
                 self.report_new_conflicts();
                 self.after_sync();
@@ -41,9 +39,9 @@ impl Reconciler {
 
     /// Merges a complete, consistent list of Nodes (the watch's or a new
     /// leader's) into the picture and queues every Node without prefixes.
-    pub(super) fn merge_node_list(&mut self, items: &[NodeLite], list_rv: Option<u64>) {
-        let snaps: Vec<NodeSnapshot> = items.iter().filter_map(nodes::snapshot).collect();
-        let verify = self.ledger.replace_nodes(&snaps, list_rv);
+    pub(super) fn merge_node_list(&mut self, items: Vec<NodeLite>, list_rv: Option<u64>) {
+        let snaps: Vec<NodeSnapshot> = items.into_iter().filter_map(nodes::into_snapshot).collect();
+        let verify = self.ledger.replace_nodes(snaps, list_rv);
         self.verify_nodes(verify);
         self.pipeline.touch_all();
         self.enqueue_all_unallocated();

@@ -413,7 +413,7 @@ impl Reconciler {
                 self.resync_at = None;
                 if self.needs_resync {
                     self.merge_node_list(
-                        &items,
+                        items,
                         crate::ledger::parse_resource_version(rv.as_deref()),
                     );
                     self.needs_resync = false;

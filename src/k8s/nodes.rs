@@ -84,6 +84,21 @@ fn lite_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
 
 /// Keeps only the fields the ledger reads.
 pub fn snapshot(node: &NodeLite) -> Option<NodeSnapshot> {
+    let mut s = snapshot_but_labels(node)?;
+    s.labels = node.metadata.labels.clone().unwrap_or_default();
+    Some(s)
+}
+
+/// The same, taking the Node's labels rather than copying them (a list
+/// of thousands of Nodes is merged this way).
+pub fn into_snapshot(mut node: NodeLite) -> Option<NodeSnapshot> {
+    let labels = node.metadata.labels.take().unwrap_or_default();
+    let mut s = snapshot_but_labels(&node)?;
+    s.labels = labels;
+    Some(s)
+}
+
+fn snapshot_but_labels(node: &NodeLite) -> Option<NodeSnapshot> {
     let name = node.metadata.name.clone()?;
     let spec = node.spec.as_ref();
     let mut pod_cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
@@ -104,7 +119,7 @@ pub fn snapshot(node: &NodeLite) -> Option<NodeSnapshot> {
         name,
         uid: node.metadata.uid.clone().unwrap_or_default(),
         resource_version: parse_resource_version(node.metadata.resource_version.as_deref()),
-        labels: node.metadata.labels.clone().unwrap_or_default(),
+        labels: Default::default(),
         pod_cidrs,
         deleting: node.metadata.deletion_timestamp.is_some(),
         annotated: node.metadata.annotations.is_some(),

@@ -172,6 +172,24 @@ impl NodeEntry {
         }
     }
 
+    /// The same, taking the snapshot apart (no copies); with its name.
+    fn from_owned(n: NodeSnapshot) -> (String, Self) {
+        let (cidrs, garbage) = parse_node_cidrs(&n.pod_cidrs);
+        let entry = NodeEntry {
+            rev: Revision {
+                uid: n.uid,
+                rv: n.resource_version,
+            },
+            labels: n.labels,
+            cidrs,
+            garbage,
+            deleting: n.deleting,
+            address_families: n.address_families,
+            annotated: n.annotated,
+        };
+        (n.name, entry)
+    }
+
     fn has_prefixes(&self) -> bool {
         !self.cidrs.is_empty() || !self.garbage.is_empty()
     }

@@ -174,7 +174,7 @@ impl Ledger {
     /// it is kept (the watch brings its fate); without it, one later than
     /// every listed Node (or any, when the list is empty) is kept and
     /// returned, to be read back. Reservations in flight stay.
-    pub fn replace_nodes(&mut self, nodes: &[NodeSnapshot], list_rv: Option<u64>) -> Vec<String> {
+    pub fn replace_nodes(&mut self, nodes: Vec<NodeSnapshot>, list_rv: Option<u64>) -> Vec<String> {
         if let (Some(r), Some(floor)) = (list_rv, self.list_floor)
             && r < floor
         {
@@ -196,11 +196,15 @@ impl Ledger {
                 _ => vanished.push(name.clone()),
             }
         }
+        drop(listed);
         for name in vanished {
             // Deleted while the watch was down.
             self.remove_held_node(&name);
         }
         let mut next: HashMap<String, NodeEntry> = HashMap::with_capacity(nodes.len());
+        // The list is taken whole and moved into the picture: with
+        // thousands of Nodes, a copy of every Node's labels would be most
+        // of the operator's peak memory.
         for n in nodes {
             let held = self.nodes.remove(&n.name);
             let ord = order::order(
@@ -209,11 +213,12 @@ impl Ledger {
                 self.list_floor,
                 &n.revision(),
             );
+            let (name, fresh) = NodeEntry::from_owned(n);
             let entry = match (ord, held) {
                 (Order::Stale, Some(h)) => h,
                 (Order::Stale, None) => continue,
                 (Order::Newer, Some(h)) => {
-                    let mut e = NodeEntry::from_snapshot(n);
+                    let mut e = fresh;
                     if h.has_prefixes() && !e.has_prefixes() {
                         e.cidrs = h.cidrs;
                         e.garbage = h.garbage;
@@ -221,12 +226,12 @@ impl Ledger {
                     e
                 }
                 (Order::Replaces, Some(h)) => {
-                    self.tombstones.bury(&n.name, h.rev.clone());
-                    NodeEntry::from_snapshot(n)
+                    self.tombstones.bury(&name, h.rev.clone());
+                    fresh
                 }
-                _ => NodeEntry::from_snapshot(n),
+                _ => fresh,
             };
-            next.insert(n.name.clone(), entry);
+            next.insert(name, entry);
         }
         // Kept unlisted Nodes (to be read back) stay as they are.
         next.extend(self.nodes.drain());

@@ -140,7 +140,7 @@ impl Operator {
         for s in &list {
             self.tell(s);
         }
-        for node in self.ledger.replace_nodes(&list, list_rv) {
+        for node in self.ledger.replace_nodes(list, list_rv) {
             let uid = self.ledger.node_uid(&node).unwrap_or_default();
             self.reads.push(Read {
                 node,

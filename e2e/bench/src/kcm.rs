@@ -160,6 +160,13 @@ pub struct BacklogRun {
     pub connections: usize,
     /// The allocator's user + system CPU seconds, process start → done.
     pub cpu: f64,
+    /// kube-apiserver's and etcd's CPU seconds over the same span: what the
+    /// allocator cost the control plane (the benchmark's own watch and
+    /// nothing else run beside it).
+    pub server_cpu: f64,
+    /// Requests the API server answered over the same span, by verb and
+    /// resource (`apiserver_request_total`), most first.
+    pub requests: Vec<(String, f64)>,
 }
 
 impl BacklogRun {
@@ -193,20 +200,80 @@ pub async fn backlog(
     let names: Vec<String> = (0..nodes).map(|i| format!("node-{i:06}")).collect();
     create_burst(&cl.client, &names, concurrency, OnError::Fail).await?;
     let tracker = Tracker::start(&cl.client).await?;
+    let served0 = server_requests(&cl.client).await?;
+    let server0 = server_cpu(&cl);
     let mut run = start(bins, &cl, alloc, what)?;
     let last = wait_all(&tracker, &mut run, &names, timeout).await?;
     let total = last.duration_since(run.started);
+    let server = server_cpu(&cl) - server0;
     let r = BacklogRun {
         nodes,
         total,
         peak_rss: peak_rss_of(run.pid()).unwrap_or(0),
         connections: established_connections(run.pid(), cl.cp.api_port()),
         cpu: cpu_seconds_of(run.pid()).unwrap_or(0.0),
+        server_cpu: server,
+        requests: served_since(&server_requests(&cl.client).await?, &served0),
     };
     verify_allocations(&cl.client, CLUSTER_CIDR.parse()?, NODE_LEN, &names)
         .await
         .with_context(|| format!("end state after {}", alloc.label()))?;
     Ok(r)
+}
+
+/// etcd's and kube-apiserver's CPU seconds so far.
+fn server_cpu(cl: &Cluster) -> f64 {
+    cl.cp.pids().into_iter().filter_map(cpu_seconds_of).sum()
+}
+
+/// `apiserver_request_total` summed by `VERB resource[/subresource]`.
+async fn server_requests(client: &kube::Client) -> Result<Vec<(String, f64)>> {
+    let req = http::Request::get("/metrics").body(vec![])?;
+    let text = client
+        .request_text(req)
+        .await
+        .context("scraping kube-apiserver")?;
+    let scrape = prefix_operator_testenv::promtext::Scrape::parse(&text);
+    let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+    for (labels, v) in scrape.series("apiserver_request_total") {
+        let get = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.trim().strip_prefix(&format!("{k}=")))
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let sub = get("subresource");
+        let key = format!(
+            "{} {}{}",
+            get("verb"),
+            get("resource"),
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            }
+        );
+        *by.entry(key).or_default() += v;
+    }
+    Ok(by.into_iter().collect())
+}
+
+/// `now − before` per key, the ones that grew, most first.
+fn served_since(now: &[(String, f64)], before: &[(String, f64)]) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = now
+        .iter()
+        .map(|(k, v)| {
+            let b = before
+                .iter()
+                .find(|(bk, _)| bk == k)
+                .map_or(0.0, |(_, b)| *b);
+            (k.clone(), v - b)
+        })
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
 }
 
 /// Waits for every one of `names`, failing early (with the log) if the

@@ -162,7 +162,7 @@ fn rebuild_from_nodes_adopts_and_blocks_foreign_prefixes() {
     let mut l = Ledger::new();
     l.upsert_pool(&pool("p", &["2001:db8::/48"]).snap());
     l.replace_nodes(
-        &[
+        vec![
             node("old", &["2001:db8::/64"]),
             node("foreign", &["2001:db8:0:100::/56"]),
             node("new", &[]),
@@ -188,7 +188,7 @@ fn conflicts_are_found_and_cleared() {
     p.spec.reserved = vec!["2001:db8:0:ff::/64".into()];
     l.upsert_pool(&p.snap());
     l.replace_nodes(
-        &[
+        vec![
             node("a", &["2001:db8::/64"]),
             node("b", &["2001:db8::/56"]),
             node("r", &["2001:db8:0:ff::/64"]),

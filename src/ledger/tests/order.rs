@@ -83,11 +83,11 @@ fn heartbeats_change_nothing_the_status_reads() {
 fn a_relist_older_than_our_writes_keeps_them() {
     let mut l = Ledger::new();
     l.upsert_pool(&pool("p", &["2001:db8::/62"]).snap());
-    l.replace_nodes(&[node("a", &[]), node("b", &[])], None);
+    l.replace_nodes(vec![node("a", &[]), node("b", &[])], None);
     let listed_a = node("a", &[]); // the list snapshot, taken now
     let listed_b = node("b", &[]);
     let x = allocate(&mut l, "a"); // our write lands after the snapshot
-    let to_verify = l.replace_nodes(&[listed_a, listed_b], None);
+    let to_verify = l.replace_nodes(vec![listed_a, listed_b], None);
     assert!(to_verify.is_empty());
     assert_eq!(l.node_prefixes("a"), x, "the later write answer wins");
     let got = allocate(&mut l, "b");
@@ -102,7 +102,7 @@ fn a_node_missing_from_the_list_is_gone_unless_it_may_be_newer() {
     let listed = node("kept", &[]);
     // Learned after the list was taken (a read answer): may be newer.
     l.upsert_node(&node("late", &["2001:db8:0:1::/64"]));
-    let to_verify = l.replace_nodes(&[listed], None);
+    let to_verify = l.replace_nodes(vec![listed], None);
     assert_eq!(to_verify, vec!["late".to_string()]);
     assert!(
         l.node_uid("old").is_none(),
@@ -276,7 +276,7 @@ fn after_a_list_a_state_older_than_it_of_an_unlisted_name_is_stale() {
     l.upsert_pool(&pool("p", &["2001:db8::/62"]).snap());
     let read_before = node("ghost", &["2001:db8::/64"]); // an old read
     let list_rv = next_rv();
-    l.replace_nodes(&[node("a", &[])], list_rv);
+    l.replace_nodes(vec![node("a", &[])], list_rv);
     assert!(
         l.upsert_node(&read_before).stale,
         "ghost had no object at the list"
@@ -296,8 +296,8 @@ fn a_list_older_than_one_merged_is_ignored() {
     let old_rv = next_rv();
     let newer = vec![node("a", &["2001:db8::/64"])];
     let newer_rv = next_rv();
-    l.replace_nodes(&newer, newer_rv);
-    l.replace_nodes(&old, old_rv);
+    l.replace_nodes(newer, newer_rv);
+    l.replace_nodes(old, old_rv);
     assert!(
         l.node_uid("b").is_none(),
         "b was deleted before the newer list"

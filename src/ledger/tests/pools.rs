@@ -197,7 +197,7 @@ fn hold_backs_survive_a_restart_through_the_status_record() {
         reusable_at: t0 + Duration::from_secs(600),
     }];
     l.upsert_pool(&p.snap());
-    l.replace_nodes(&[node("n", &[])], None);
+    l.replace_nodes(vec![node("n", &[])], None);
     assert_eq!(allocate(&mut l, "n"), vec![net("2001:db8:0:1::/64")]);
     assert_eq!(l.pool_view("p").expect("view").held_back.len(), 1);
 }

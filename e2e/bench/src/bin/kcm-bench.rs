@@ -174,12 +174,18 @@ async fn main() -> Result<()> {
                 let what = format!("backlog-{n}-{}-r{r}", short(i));
                 let b = kcm::backlog(&bins, a, n, args.concurrency, timeout, &what).await?;
                 eprintln!(
-                    "  backlog {n}: {}: {:.0} Nodes/s from process start, peak RSS {:.0} MiB, {} connection(s), {:.2} CPU s",
+                    "  backlog {n}: {}: {:.0} Nodes/s from process start, peak RSS {:.0} MiB, {} connection(s), {:.2} CPU s, control plane {:.2} CPU s; requests: {}",
                     a.label(),
                     b.rate(),
                     b.peak_rss as f64 / 1048576.0,
                     b.connections,
-                    b.cpu
+                    b.cpu,
+                    b.server_cpu,
+                    b.requests
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 got[i] = b;
             }
@@ -378,6 +384,14 @@ fn report(
             );
             row(
                 &mut md,
+                &format!("control-plane CPU seconds (kube-apiserver + etcd) for the {n} backlog"),
+                &pick(&|r| r.backlogs[last][x].server_cpu),
+                &pick(&|r| r.backlogs[last][y].server_cpu),
+                1.0,
+                2,
+            );
+            row(
+                &mut md,
                 &format!("connections to the API server after the {n} backlog"),
                 &pick(&|r| r.backlogs[last][x].connections as f64),
                 &pick(&|r| r.backlogs[last][y].connections as f64),
@@ -495,7 +509,7 @@ fn report_json(
     rounds: &[Round],
     defaults: Option<&(BacklogRun, Option<TrickleRun>)>,
 ) -> serde_json::Value {
-    let b = |r: &BacklogRun| json!({"nodes": r.nodes, "seconds": r.total.as_secs_f64(), "nodes_per_s": r.rate(), "peak_rss_bytes": r.peak_rss, "connections": r.connections, "cpu_seconds": r.cpu});
+    let b = |r: &BacklogRun| json!({"nodes": r.nodes, "seconds": r.total.as_secs_f64(), "nodes_per_s": r.rate(), "peak_rss_bytes": r.peak_rss, "connections": r.connections, "cpu_seconds": r.cpu, "server_cpu_seconds": r.server_cpu, "requests": r.requests.iter().map(|(k, v)| json!({"request": k, "count": v})).collect::<Vec<_>>()});
     let t = |r: &TrickleRun| json!({"p50_ms": r.lat.p50 * 1e3, "p90_ms": r.lat.p90 * 1e3, "p99_ms": r.lat.p99 * 1e3, "max_ms": r.lat.max * 1e3, "n": r.lat.n, "peak_rss_bytes": r.peak_rss});
     json!({
         "allocators": allocs.iter().map(Allocator::label).collect::<Vec<_>>(),
