@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use prefix_operator::k8s::nodes::{
-    ALLOCATED_AT_ANNOTATION, POOLS_ANNOTATION, PodCidrsWrite, pod_cidrs_patch,
+    ALLOCATED_AT_ANNOTATION, POOLS_ANNOTATION, PodCidrsWrite, pod_cidrs_params, pod_cidrs_patch,
 };
 use std::collections::BTreeMap;
 
@@ -127,9 +127,9 @@ async fn primary_family_flag_orders_ipv4_first() {
     op.stop().await;
 }
 
-/// Another writer's annotations survive the podCIDRs patch, and each of the
-/// patch's two forms is refused by the real API server when the Node's
-/// annotations map has appeared or vanished since the operator looked.
+/// Another writer's annotations survive the podCIDRs patch, and the real
+/// API server refuses the patch (422, nothing written) both for another
+/// object under the Node's name and over podCIDRs someone else wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_annotations_keep_other_writers_annotations() {
     let (cp, client) = own_control_plane().await;
@@ -148,43 +148,81 @@ async fn pool_annotations_keep_other_writers_annotations() {
         },
         ..Default::default()
     };
-    // The forms sent against the wrong picture: no operator is running yet.
-    for (name, annotated) in [("seen-bare", true), ("seen-annotated", false)] {
-        let made = nodes
-            .create(&PostParams::default(), &node(name, annotated))
+    let create = async |name: &str| {
+        nodes
+            .create(&PostParams::default(), &node(name, true))
             .await
-            .expect("create Node");
-        let uid = made.metadata.uid.clone().expect("uid");
-        let cidrs = ["2001:db8:99::/64".to_string()];
+            .expect("create Node")
+            .metadata
+            .uid
+            .expect("uid")
+    };
+    let ours = async |name: &str, uid: &str, cidr: &str| {
+        let cidrs = [cidr.to_string()];
         let pools = ["p".to_string()];
         let w = PodCidrsWrite {
-            uid: &uid,
+            uid,
             cidrs: &cidrs,
             pools: &pools,
-            // The operator's picture is the opposite of the stored Node.
-            annotated: !annotated,
             at: "2026-12-03T08:00:00Z",
         };
-        let patch: json_patch::Patch = serde_json::from_value(pod_cidrs_patch(&w)).expect("patch");
-        match nodes
-            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-        {
-            Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{name}: {e:?}"),
-            other => panic!("{name}: the patch for the wrong picture landed: {other:?}"),
-        }
-        assert!(
-            pod_cidrs(&client, name).await.is_empty(),
-            "{name}: nothing written"
-        );
-        let a = annotations(&client, name).await;
-        assert_eq!(
-            a.contains_key("other.example/k"),
-            annotated,
-            "{name}: {a:?}"
-        );
         nodes
-            .delete(name, &Default::default())
+            .patch(
+                name,
+                &pod_cidrs_params(),
+                &Patch::Strategic(pod_cidrs_patch(&w)),
+            )
+            .await
+    };
+    // No operator runs yet: the patches are sent by hand.
+    // 1. The Node was re-created under its name since it was seen.
+    let old_uid = create("recreated").await;
+    nodes
+        .delete("recreated", &Default::default())
+        .await
+        .expect("delete Node");
+    create("recreated").await;
+    match ours("recreated", &old_uid, "2001:db8:99::/64").await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{e:?}"),
+        other => panic!("the patch for the old object landed: {other:?}"),
+    }
+    assert!(pod_cidrs(&client, "recreated").await.is_empty());
+    assert!(
+        !annotations(&client, "recreated")
+            .await
+            .contains_key(POOLS_ANNOTATION)
+    );
+    // 2. Someone else wrote podCIDRs since it was seen.
+    let uid = create("taken").await;
+    nodes
+        .patch(
+            "taken",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": "2001:db8:98::/64", "podCIDRs": ["2001:db8:98::/64"]}})),
+        )
+        .await
+        .expect("another writer's podCIDRs");
+    match ours("taken", &uid, "2001:db8:99::/64").await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{e:?}"),
+        other => panic!("the patch over another writer's podCIDRs landed: {other:?}"),
+    }
+    assert_eq!(
+        pod_cidrs(&client, "taken").await,
+        vec!["2001:db8:98::/64".to_string()]
+    );
+    let a = annotations(&client, "taken").await;
+    assert!(!a.contains_key(POOLS_ANNOTATION), "{a:?}");
+    assert_eq!(a.get("other.example/k").map(String::as_str), Some("v"));
+    // 3. The control case: the right object, nothing written yet.
+    let uid = create("free").await;
+    ours("free", &uid, "2001:db8:99::/64").await.expect("lands");
+    assert_eq!(
+        pod_cidrs(&client, "free").await,
+        vec!["2001:db8:99::/64".to_string()]
+    );
+    for n in ["recreated", "taken", "free"] {
+        nodes
+            .delete(n, &Default::default())
             .await
             .expect("delete Node");
     }

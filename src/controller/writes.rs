@@ -98,13 +98,12 @@ impl Reconciler {
             }
             Plan::Allocate(picks) => {
                 let uid = self.ledger.node_uid(&node).unwrap_or_default();
-                let annotated = self.ledger.node_annotated(&node);
-                self.start_write(node, uid, annotated, picks);
+                self.start_write(node, uid, picks);
             }
         }
     }
 
-    fn start_write(&mut self, node: String, uid: String, annotated: bool, picks: Picks) {
+    fn start_write(&mut self, node: String, uid: String, picks: Picks) {
         let cidrs: Vec<String> = picks.iter().map(|(_, n)| n.to_string()).collect();
         let pools: Vec<String> = picks.iter().map(|(p, _)| p.clone()).collect();
         let api = self.nodes_api.clone();
@@ -123,7 +122,6 @@ impl Reconciler {
                     uid: &uid,
                     cidrs: &cidrs,
                     pools: &pools,
-                    annotated,
                     at: &at,
                 };
                 nodes::write_pod_cidrs(&api, &node, &w).await

@@ -49,9 +49,6 @@ pub struct NodeSnapshot {
     pub deleting: bool,
     /// Families of the Node's InternalIP addresses (next hops for routes).
     pub address_families: Vec<Family>,
-    /// The Node has a `metadata.annotations` map (the podCIDRs write adds
-    /// its annotations to it, or creates it).
-    pub annotated: bool,
 }
 
 impl NodeSnapshot {
@@ -155,7 +152,6 @@ struct NodeEntry {
     garbage: Vec<String>,
     deleting: bool,
     address_families: Vec<Family>,
-    annotated: bool,
 }
 
 impl NodeEntry {
@@ -168,7 +164,6 @@ impl NodeEntry {
             garbage,
             deleting: n.deleting,
             address_families: n.address_families.clone(),
-            annotated: n.annotated,
         }
     }
 
@@ -185,7 +180,6 @@ impl NodeEntry {
             garbage,
             deleting: n.deleting,
             address_families: n.address_families,
-            annotated: n.annotated,
         };
         (n.name, entry)
     }
@@ -358,11 +352,6 @@ impl Ledger {
 
     pub fn node_uid(&self, name: &str) -> Option<String> {
         self.nodes.get(name).map(|e| e.rev.uid.clone())
-    }
-
-    /// Whether Node `name`, as last seen, has an annotations map.
-    pub fn node_annotated(&self, name: &str) -> bool {
-        self.nodes.get(name).is_some_and(|e| e.annotated)
     }
 
     /// The prefixes the ledger holds for `name` (empty when unknown).

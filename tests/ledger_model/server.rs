@@ -31,7 +31,6 @@ impl Obj {
             pod_cidrs: self.cidrs.clone(),
             deleting: self.deleting,
             address_families: vec![],
-            annotated: false,
         }
     }
 }

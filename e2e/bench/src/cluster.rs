@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch, PostParams};
 use kube::{Api, Client};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use prefix_operator_testenv::{ControlPlane, Identity, Options};
@@ -278,30 +278,20 @@ pub fn plain_pod_cidrs_patch(uid: &str, cidrs: &[String]) -> serde_json::Value {
 }
 
 /// The operator's own podCIDRs patch (`pod_cidrs_patch`, with the pool and
-/// time annotations, for a Node created without annotations), sent the way
-/// the operator sends it.
+/// time annotations), sent the way the operator sends it.
 pub async fn patch_pod_cidrs(api: &Api<Node>, name: &str, uid: &str, cidr: &IpNet) -> Result<()> {
+    use prefix_operator::k8s::nodes::{PodCidrsWrite, pod_cidrs_params, pod_cidrs_patch};
     let cidrs = [cidr.to_string()];
     let pools = [crate::scale::POOL.to_string()];
-    let value =
-        prefix_operator::k8s::nodes::pod_cidrs_patch(&prefix_operator::k8s::nodes::PodCidrsWrite {
-            uid,
-            cidrs: &cidrs,
-            pools: &pools,
-            annotated: false,
-            at: "2026-01-01T00:00:00Z",
-        });
-    let patch: json_patch::Patch = serde_json::from_value(value)?;
-    api.patch(
-        name,
-        &PatchParams {
-            field_manager: Some(prefix_operator::k8s::nodes::NODE_MANAGER.into()),
-            ..Default::default()
-        },
-        &Patch::<()>::Json(patch),
-    )
-    .await
-    .with_context(|| format!("patching Node {name}"))?;
+    let value = pod_cidrs_patch(&PodCidrsWrite {
+        uid,
+        cidrs: &cidrs,
+        pools: &pools,
+        at: "2026-01-01T00:00:00Z",
+    });
+    api.patch(name, &pod_cidrs_params(), &Patch::Strategic(value))
+        .await
+        .with_context(|| format!("patching Node {name}"))?;
     Ok(())
 }
 
