@@ -228,14 +228,28 @@ fn server_cpu(cl: &Cluster) -> f64 {
 
 /// `apiserver_request_total` summed by `VERB resource[/subresource]`.
 async fn server_requests(client: &kube::Client) -> Result<Vec<(String, f64)>> {
+    Ok(by_request(
+        &scrape_server(client).await?,
+        "apiserver_request_total",
+    ))
+}
+
+async fn scrape_server(client: &kube::Client) -> Result<prefix_operator_testenv::promtext::Scrape> {
     let req = http::Request::get("/metrics").body(vec![])?;
     let text = client
         .request_text(req)
         .await
         .context("scraping kube-apiserver")?;
-    let scrape = prefix_operator_testenv::promtext::Scrape::parse(&text);
+    Ok(prefix_operator_testenv::promtext::Scrape::parse(&text))
+}
+
+/// The series `name` of kube-apiserver summed by `VERB resource[/subresource]`.
+fn by_request(
+    scrape: &prefix_operator_testenv::promtext::Scrape,
+    name: &str,
+) -> Vec<(String, f64)> {
     let mut by: std::collections::BTreeMap<String, f64> = Default::default();
-    for (labels, v) in scrape.series("apiserver_request_total") {
+    for (labels, v) in scrape.series(name) {
         let get = |k: &str| {
             labels
                 .split(',')
@@ -256,7 +270,32 @@ async fn server_requests(client: &kube::Client) -> Result<Vec<(String, f64)>> {
         );
         *by.entry(key).or_default() += v;
     }
-    Ok(by.into_iter().collect())
+    by.into_iter().collect()
+}
+
+/// The API server's own time per kind of request between two scrapes
+/// (`apiserver_request_duration_seconds`, which excludes watches): count
+/// and mean seconds, most first.
+fn server_times(
+    now: &prefix_operator_testenv::promtext::Scrape,
+    before: &prefix_operator_testenv::promtext::Scrape,
+) -> Vec<(String, f64, f64)> {
+    const BASE: &str = "apiserver_request_duration_seconds";
+    let count = served_since(
+        &by_request(now, &format!("{BASE}_count")),
+        &by_request(before, &format!("{BASE}_count")),
+    );
+    let sum = served_since(
+        &by_request(now, &format!("{BASE}_sum")),
+        &by_request(before, &format!("{BASE}_sum")),
+    );
+    count
+        .into_iter()
+        .map(|(k, n)| {
+            let s = sum.iter().find(|(sk, _)| *sk == k).map_or(0.0, |(_, s)| *s);
+            (k, n, s / n.max(1.0))
+        })
+        .collect()
 }
 
 /// `now − before` per key, the ones that grew, most first.
@@ -313,6 +352,9 @@ pub struct TrickleRun {
     /// The operator's own latency histogram (Node first seen → podCIDRs
     /// written), p99 in seconds.
     pub own_p99: Option<f64>,
+    /// The API server's own time for the allocator's requests (and the
+    /// benchmark's creates) during the trickle: kind, count, mean seconds.
+    pub server: Vec<(String, f64, f64)>,
 }
 
 /// `prefix_operator_loop_turn_seconds{kind}` summed up.
@@ -396,9 +438,11 @@ pub async fn trickle(
         Proc::Operator(o) => Some(o.scrape().await?),
         Proc::Kcm(_) => None,
     };
+    let s0 = scrape_server(&cl.client).await?;
     let created = create_trickle(&cl.client, "trickle", count, rate).await?;
     let names: Vec<String> = created.iter().map(|c| c.name.clone()).collect();
     wait_all(&tracker, &mut run, &names, timeout).await?;
+    let server = server_times(&scrape_server(&cl.client).await?, &s0);
     let mut all = names.clone();
     all.extend(probe);
     verify_allocations(&cl.client, CLUSTER_CIDR.parse()?, NODE_LEN, &all).await?;
@@ -424,6 +468,7 @@ pub async fn trickle(
         peak_rss: peak_rss_of(run.pid()).unwrap_or(0),
         turns,
         own_p99,
+        server,
     })
 }
 

@@ -205,11 +205,16 @@ async fn main() -> Result<()> {
                 )
                 .await?;
                 eprintln!(
-                    "  trickle: {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    "  trickle: {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; API server time per request: {}",
                     a.label(),
                     t.lat.p50 * 1e3,
                     t.lat.p99 * 1e3,
-                    t.lat.max * 1e3
+                    t.lat.max * 1e3,
+                    t.server
+                        .iter()
+                        .map(|(k, n, mean)| format!("{k} {n:.0}× {:.2} ms", mean * 1e3))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 got[i] = t;
             }
