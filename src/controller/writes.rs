@@ -45,7 +45,7 @@ pub(super) struct ReadBack {
 
 pub(super) struct WriteResult {
     node: String,
-    /// The object the write was guarded to (its UID `test`).
+    /// The object the write was guarded to (the `metadata.uid` in its body).
     uid: String,
     pools: Picks,
     result: Result<NodeLite, kube::Error>,

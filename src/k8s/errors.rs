@@ -17,7 +17,7 @@ pub enum WriteOutcome {
     /// The Node is gone.
     Gone,
     /// The server refused this write after looking at the Node (write-once,
-    /// UID test, admission): it did not land, but the Node may hold
+    /// UID precondition, admission): it did not land, but the Node may hold
     /// something else now.
     Refused,
     /// Refused before it was processed (authn/authz, bad request, throttled).

@@ -46,7 +46,7 @@ pub enum WatchMsg {
 #[derive(Clone, Debug)]
 pub enum Answer {
     Written(NodeSnapshot),
-    /// 422 (write-once, UID test failed): the Node is read back.
+    /// 422 (write-once, UID precondition failed): the Node is read back.
     Refused,
     /// 404.
     Gone,
@@ -168,7 +168,7 @@ impl Server {
         }
     }
 
-    /// Applies the operator's guarded podCIDRs write (UID test + write-once).
+    /// Applies the operator's guarded podCIDRs write (UID precondition + write-once).
     pub fn apply_write(&mut self, name: &str, uid: &str, cidrs: &[String]) -> Answer {
         let rv = self.rv + 1;
         let Some(o) = self.nodes.get_mut(name) else {
