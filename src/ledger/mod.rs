@@ -156,15 +156,7 @@ struct NodeEntry {
 
 impl NodeEntry {
     fn from_snapshot(n: &NodeSnapshot) -> Self {
-        let (cidrs, garbage) = parse_node_cidrs(&n.pod_cidrs);
-        NodeEntry {
-            rev: n.revision(),
-            labels: n.labels.clone(),
-            cidrs,
-            garbage,
-            deleting: n.deleting,
-            address_families: n.address_families.clone(),
-        }
+        Self::from_owned(n.clone()).1
     }
 
     /// The same, taking the snapshot apart (no copies); with its name.

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use prefix_operator_testenv::{Supervised, cpu_seconds_of, established_connections, peak_rss_of};
+use prefix_operator_testenv::{
+    Supervised, cpu_seconds_of, established_connections, peak_rss_of, promtext,
+};
 
 use crate::cluster::{
     Cluster, OnError, Tracker, create_burst, create_pool, create_trickle, latencies,
@@ -234,29 +236,20 @@ async fn server_requests(client: &kube::Client) -> Result<Vec<(String, f64)>> {
     ))
 }
 
-async fn scrape_server(client: &kube::Client) -> Result<prefix_operator_testenv::promtext::Scrape> {
+async fn scrape_server(client: &kube::Client) -> Result<promtext::Scrape> {
     let req = http::Request::get("/metrics").body(vec![])?;
     let text = client
         .request_text(req)
         .await
         .context("scraping kube-apiserver")?;
-    Ok(prefix_operator_testenv::promtext::Scrape::parse(&text))
+    Ok(promtext::Scrape::parse(&text))
 }
 
 /// The series `name` of kube-apiserver summed by `VERB resource[/subresource]`.
-fn by_request(
-    scrape: &prefix_operator_testenv::promtext::Scrape,
-    name: &str,
-) -> Vec<(String, f64)> {
+fn by_request(scrape: &promtext::Scrape, name: &str) -> Vec<(String, f64)> {
     let mut by: std::collections::BTreeMap<String, f64> = Default::default();
     for (labels, v) in scrape.series(name) {
-        let get = |k: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.trim().strip_prefix(&format!("{k}=")))
-                .map(|v| v.trim_matches('"').to_string())
-                .unwrap_or_default()
-        };
+        let get = |k: &str| promtext::label(&labels, k).unwrap_or_default().to_string();
         let sub = get("subresource");
         let key = format!(
             "{} {}{}",
@@ -276,10 +269,7 @@ fn by_request(
 /// The API server's own time per kind of request between two scrapes
 /// (`apiserver_request_duration_seconds`, which excludes watches): count
 /// and mean seconds, most first.
-fn server_times(
-    now: &prefix_operator_testenv::promtext::Scrape,
-    before: &prefix_operator_testenv::promtext::Scrape,
-) -> Vec<(String, f64, f64)> {
+fn server_times(now: &promtext::Scrape, before: &promtext::Scrape) -> Vec<(String, f64, f64)> {
     const BASE: &str = "apiserver_request_duration_seconds";
     let count = served_since(
         &by_request(now, &format!("{BASE}_count")),
@@ -375,18 +365,10 @@ pub const WAITS: &str = "prefix_operator_input_wait_seconds";
 
 /// One histogram with a `kind` label (`TURNS` or `WAITS`), by kind, between
 /// two scrapes of one process.
-pub fn by_kind(
-    s: &prefix_operator_testenv::promtext::Scrape,
-    since: &prefix_operator_testenv::promtext::Scrape,
-    base: &str,
-) -> Vec<Turns> {
+pub fn by_kind(s: &promtext::Scrape, since: &promtext::Scrape, base: &str) -> Vec<Turns> {
     let mut out = vec![];
     for (labels, _) in s.series(&format!("{base}_count")) {
-        let Some(kind) = labels
-            .split(',')
-            .find_map(|kv| kv.trim().strip_prefix("kind="))
-            .map(|k| k.trim_matches('"').to_string())
-        else {
+        let Some(kind) = promtext::label(&labels, "kind").map(str::to_string) else {
             continue;
         };
         let label = format!("kind=\"{kind}\"");

@@ -17,6 +17,15 @@ pub struct Histogram {
     pub count: f64,
 }
 
+/// The value of label `key` in a sample's label text (`a="x",b="y"`), as
+/// [`Scrape::series`] hands it out.
+pub fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == key).then(|| v.trim_matches('"'))
+    })
+}
+
 impl Scrape {
     pub fn parse(text: &str) -> Scrape {
         let mut samples = vec![];
@@ -95,10 +104,7 @@ impl Scrape {
             .iter()
             .filter(|(n, l, _)| *n == bucket && l.contains(label))
             .filter_map(|(_, labels, v)| {
-                let le = labels
-                    .split(',')
-                    .find_map(|kv| kv.trim().strip_prefix("le="))?
-                    .trim_matches('"');
+                let le = self::label(labels, "le")?;
                 let le = if le == "+Inf" {
                     f64::INFINITY
                 } else {
