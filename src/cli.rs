@@ -108,6 +108,11 @@ pub struct RunArgs {
     /// At most one status write per pool per this interval.
     #[arg(long, default_value = "1s", value_parser = duration::parse)]
     pub status_interval: Duration,
+    /// How long a deleted ServiceCIDR claim's prefix must hold no ClusterIP
+    /// before its ServiceCIDR, then the claim, let it go: time for every
+    /// API server's allocator to see the ServiceCIDR's deletion.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub service_cidr_grace: Duration,
     /// Publish a Normal Event on each Node when it gets a prefix (sent when no
     /// Node write is pending, so they never slow allocation down).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -309,6 +314,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         },
         max_concurrent_writes: args.max_concurrent_writes.max(1),
         status_interval: args.status_interval.get(),
+        service_cidr_grace: args.service_cidr_grace.get(),
         allocation_events: args.allocation_events,
         instance: identity.clone(),
         lease_deadline: None,

@@ -9,88 +9,14 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::networking::v1::ServiceCIDR;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use prefix_operator::api::{PrefixClaim, PrefixClaimSpec, Purpose};
+use prefix_operator::api::{PrefixClaim, Purpose};
+use prefix_operator::k8s::claims::SERVICE_CIDR_FINALIZER;
+use support::claims::*;
 use support::*;
-
-const WAIT: Duration = Duration::from_secs(30);
-/// The API server serves IPv6 ClusterIPs only with an IPv6 service range.
-const DUAL_STACK_SERVICES: &str = "10.96.0.0/16,fd00:10:96::/108";
-
-fn net(s: &str) -> ipnet::IpNet {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-async fn create_claim(client: &Client, name: &str, spec: PrefixClaimSpec) -> PrefixClaim {
-    let api: Api<PrefixClaim> = Api::all(client.clone());
-    api.create(&PostParams::default(), &PrefixClaim::new(name, spec))
-        .await
-        .unwrap_or_else(|e| panic!("create claim {name}: {e}"))
-}
-
-fn claim_condition<'a>(
-    c: &'a PrefixClaim,
-    t: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    c.status.as_ref()?.conditions.iter().find(|x| x.type_ == t)
-}
-
-/// Waits until claim `name` satisfies `check` (as the API server holds it).
-async fn wait_claim(
-    client: &Client,
-    name: &str,
-    what: &str,
-    check: impl Fn(&PrefixClaim) -> bool,
-) -> PrefixClaim {
-    let api: Api<PrefixClaim> = Api::all(client.clone());
-    wait_for(&format!("claim {name}: {what}"), WAIT, || async {
-        api.get_opt(name).await.ok().flatten().filter(|c| check(c))
-    })
-    .await
-}
-
-fn ready_reason(c: &PrefixClaim) -> Option<(String, String)> {
-    claim_condition(c, "Ready").map(|r| (r.status.clone(), r.reason.clone()))
-}
-
-fn is(c: &PrefixClaim, status: &str, reason: &str) -> bool {
-    ready_reason(c) == Some((status.into(), reason.into()))
-}
-
-fn prefix_of(c: &PrefixClaim) -> ipnet::IpNet {
-    net(c
-        .status
-        .as_ref()
-        .and_then(|s| s.prefix.as_deref())
-        .expect("bound"))
-}
-
-/// A ClusterIP Service asking for `ip` (IPv6, single-stack).
-async fn create_service(client: &Client, name: &str, ip: &str) -> Result<Service, kube::Error> {
-    let api: Api<Service> = Api::namespaced(client.clone(), "default");
-    let svc = Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            cluster_ip: Some(ip.into()),
-            cluster_ips: Some(vec![ip.into()]),
-            ip_families: Some(vec!["IPv6".into()]),
-            ip_family_policy: Some("SingleStack".into()),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    };
-    api.create(&PostParams::default(), &svc).await
-}
 
 /// Every Node prefix and every claimed prefix the API server holds, none
 /// overlapping another.
@@ -443,14 +369,14 @@ async fn a_deleted_claim_keeps_its_prefix_while_a_service_holds_an_address() {
     op.stop().await;
 }
 
-/// Without kube-controller-manager the API server deletes a ServiceCIDR at
-/// once, whatever Services hold; the operator still keeps the prefix until
-/// no IPAddress inside it remains.
+/// Without kube-controller-manager nothing but the operator's own finalizer
+/// holds a deleted ServiceCIDR: it stays (and the API server hands out
+/// nothing more from it) while a Service holds an address inside, and the
+/// ServiceCIDR and the claim go only after the last address and a grace.
+/// Because the ServiceCIDR is still there when the Service goes, the API
+/// server releases the Service's address (no IPAddress is orphaned).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_service_cidr_controller_held_addresses_still_keep_the_prefix() {
-    if let Ok(f) = std::env::var("TEST_LOG") {
-        prefix_operator::telemetry::init(prefix_operator::telemetry::LogFormat::Text, &f);
-    }
+async fn without_the_service_cidr_controller_the_operators_finalizer_drains_the_service_cidr() {
     let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
     create_pool(&client, "gua", pool_spec(&["2001:db8:c4::/48"])).await;
@@ -458,6 +384,17 @@ async fn without_the_service_cidr_controller_held_addresses_still_keep_the_prefi
     create_claim(&client, "svc", claim_spec("gua", 112, Purpose::ServiceCIDR)).await;
     let c = wait_claim(&client, "svc", "Ready", |c| is(c, "True", "Serving")).await;
     let p = prefix_of(&c);
+    let scs: Api<ServiceCIDR> = Api::all(client.clone());
+    let sc = scs.get("svc").await.expect("the ServiceCIDR");
+    assert!(
+        sc.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == SERVICE_CIDR_FINALIZER),
+        "created with the operator's finalizer: {:?}",
+        sc.metadata.finalizers
+    );
     create_service(&client, "held", &nth_address(&p, 7))
         .await
         .expect("a ClusterIP from the claim");
@@ -466,35 +403,47 @@ async fn without_the_service_cidr_controller_held_addresses_still_keep_the_prefi
         .delete("svc", &DeleteParams::default())
         .await
         .expect("delete the claim");
-    let scs: Api<ServiceCIDR> = Api::all(client.clone());
-    wait_gone(&scs, "svc").await;
-    wait_event(&client, "svc", "AddressesInUse").await;
-    assert!(
-        claims.get_opt("svc").await.expect("get").is_some(),
-        "the claim is kept"
-    );
+    wait_claim(&client, "svc", "waiting for the Service", |c| {
+        is(c, "False", "WaitingForServices")
+    })
+    .await;
+    let sc = scs.get("svc").await.expect("the ServiceCIDR is kept");
+    assert!(sc.metadata.deletion_timestamp.is_some(), "being deleted");
+    // Being deleted, it is not allocated from (once the API server's
+    // informer shows it): a new Service asking for an address inside is
+    // refused.
+    wait_for(
+        "a new address in the draining ServiceCIDR refused",
+        WAIT,
+        || async {
+            let name = unique("late");
+            match create_service(&client, &name, &nth_address(&p, 9)).await {
+                Err(_) => Some(()),
+                Ok(_) => {
+                    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+                    let _ = services.delete(&name, &DeleteParams::default()).await;
+                    None
+                }
+            }
+        },
+    )
+    .await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     services
         .delete("held", &DeleteParams::default())
         .await
         .expect("delete the Service");
-    // With its ServiceCIDR gone the API server cannot release the address
-    // (no allocator covers it): the IPAddress stays until its repair loop
-    // or an admin removes it, and until then so does the claim.
     let ips: Api<k8s_openapi::api::networking::v1::IPAddress> = Api::all(client.clone());
     let ip = nth_address(&p, 7);
-    let orphaned = ips.get_opt(&ip).await.expect("get IPAddress").is_some();
-    eprintln!("[claims] IPAddress {ip} left behind by the Service: {orphaned}");
-    if orphaned {
-        assert!(
-            claims.get_opt("svc").await.expect("get").is_some(),
-            "the claim is kept while {ip} is held"
-        );
-        ips.delete(&ip, &DeleteParams::default())
-            .await
-            .expect("delete the orphaned IPAddress");
-    }
+    wait_gone(&ips, &ip).await;
+    let released = std::time::Instant::now();
+    wait_gone(&scs, "svc").await;
     wait_gone(&claims, "svc").await;
+    let took = released.elapsed();
+    assert!(
+        took >= prefix_operator::controller::SERVICE_CIDR_GRACE - Duration::from_millis(500),
+        "let go {took:?} after the last address: before the grace"
+    );
     op.stop().await;
 }
 

@@ -256,3 +256,73 @@ async fn pool_annotations_keep_other_writers_annotations() {
     );
     op.stop().await;
 }
+
+fn families_of(cidrs: &[String]) -> (usize, usize) {
+    let v4 = cidrs.iter().filter(|c| !c.contains(':')).count();
+    (cidrs.len() - v4, v4)
+}
+
+/// Issue 30: dual-stack Nodes waiting for IPv4 space are not written IPv6
+/// only when their exhausted IPv4 pool is deleted and re-created (how an
+/// admin changes the immutable nodePrefixLength): the re-created pool
+/// serves them both families in one write. Deleted for good, the Nodes
+/// wait out the family grace, then get IPv6 alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_deleted_and_re_created_serves_its_waiting_nodes_both_families() {
+    let (cp, client) = own_control_plane().await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "v6", pool_spec(&["2001:db8:9::/48"])).await;
+    let v4_spec = |prefix: &str, len: i32| PrefixPoolSpec {
+        node_prefix_length: Some(len),
+        ..pool_spec(&[prefix])
+    };
+    create_pool(&client, "v4", v4_spec("10.9.0.0/24", 24)).await;
+    let op = Operator::default(&client).await;
+    create_node(&client, "first", labels(&[]), &[]).await;
+    assert_eq!(families_of(&wait_pod_cidrs(&client, "first").await), (1, 1));
+    let waiting = ["w1", "w2", "w3", "w4"];
+    for n in waiting {
+        create_node(&client, n, labels(&[]), &[]).await;
+    }
+    wait_pool(&client, "v4", "the Nodes wait for IPv4", |p| {
+        p.status.as_ref().and_then(|s| s.waiting) == Some(waiting.len() as i64)
+    })
+    .await;
+    let pools: Api<prefix_operator::api::PrefixPool> = Api::all(client.clone());
+    pools
+        .delete("v4", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete v4");
+    // Re-created on a new block with another node prefix length (the
+    // first Node still holds all of the old one).
+    create_pool(&client, "v4", v4_spec("10.9.1.0/24", 26)).await;
+    for n in waiting {
+        let got = wait_pod_cidrs(&client, n).await;
+        assert_eq!(families_of(&got), (1, 1), "{n} got {got:?}");
+    }
+
+    // Deleted for good: a new Node waits the grace, then gets IPv6 alone.
+    pools
+        .delete("v4", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete v4 again");
+    let deleted = std::time::Instant::now();
+    create_node(&client, "late", labels(&[]), &[]).await;
+    let got = wait_for(
+        "late written IPv6 only",
+        Duration::from_secs(30),
+        || async {
+            let c = pod_cidrs(&client, "late").await;
+            (!c.is_empty()).then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(families_of(&got), (1, 0));
+    let waited = deleted.elapsed();
+    assert!(
+        waited >= prefix_operator::ledger::FAMILY_GRACE - Duration::from_millis(500),
+        "written {waited:?} after the pool went"
+    );
+    wait_event(&client, "late", "WaitingForFamily").await;
+    op.stop().await;
+}

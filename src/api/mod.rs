@@ -352,16 +352,21 @@ pub struct Allocation {
     pub node: String,
 }
 
-/// A Node whose podCIDRs collide with another Node or a reserved range.
+/// A Node whose podCIDRs, or a PrefixClaim whose prefix, collide with
+/// another Node, a claim, a reserved range or a Service address.
 #[derive(
     Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ConflictEntry {
-    /// The Node's prefix, as written on the Node.
+    /// The Node's prefix as written on the Node, or the claim's.
     pub prefix: String,
-    /// The Node.
+    /// The Node (absent for a claim's conflict).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
+    /// The PrefixClaim, for a claim's conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
     /// What it collides with.
     pub reason: String,
 }

@@ -80,8 +80,13 @@ pub fn build(f: &ClaimFacts<'_>, prev: &[Condition], now: &Time) -> PrefixClaimS
                 false,
                 "WaitingForServices",
                 format!(
-                    "the claim is deleted; ServiceCIDR {} is kept by the API server while Services hold addresses from it, and the prefix is freed once it is gone",
-                    f.name
+                    "ServiceCIDR {} is being deleted and hands out no more ClusterIPs; the prefix is kept while Services hold ClusterIPs inside it and for a grace after the last one, then {}",
+                    f.name,
+                    if st.deleting {
+                        "the prefix is freed with the claim"
+                    } else {
+                        "the ServiceCIDR is created again"
+                    }
                 ),
             ),
             (_, Consumer::AddressesHeld) => c(

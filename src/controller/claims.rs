@@ -10,11 +10,12 @@
 //! choice was made for or not at all. `status.prefix` is write-once (a CEL
 //! rule of the CRD), so no later write can move a bound prefix.
 //!
-//! A claim of purpose `ServiceCIDR` gets a ServiceCIDR of its own name.
-//! Deleting the claim deletes the ServiceCIDR; the prefix stays claimed
-//! (the finalizer) until the ServiceCIDR is gone, which the API server
-//! (its service-cidr controller) allows only once no Service holds an
-//! address from it.
+//! A claim of purpose `ServiceCIDR` gets a ServiceCIDR of its own name,
+//! carrying the operator's finalizer. Deleting the claim deletes the
+//! ServiceCIDR (the API server then allocates nothing more from it); the
+//! prefix stays claimed until no ClusterIP inside remains on the watch
+//! and a grace has passed (see [`super::service_cidrs`]), then the
+//! ServiceCIDR is let go, and the claim after it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -55,6 +56,11 @@ enum Request {
     Status(Consumer),
     CreateServiceCidr,
     DeleteServiceCidr,
+    /// Puts the operator's finalizer on the claim's ServiceCIDR (one
+    /// created before it had one), or takes it off a drained one.
+    ServiceCidrFinalizer {
+        keep: bool,
+    },
     /// Before the finalizer goes: does any Service still hold an address
     /// (an IPAddress object) inside the prefix?
     CheckAddresses,
@@ -62,7 +68,7 @@ enum Request {
 }
 
 enum Answer {
-    Pools(Result<pools::Found, kube::Error>),
+    Pools(Result<pools::Revisions, kube::Error>),
     PoolList(Result<(Vec<WatchedPool>, Option<String>), kube::Error>),
     Claim(Result<PrefixClaim, kube::Error>),
     Read(Result<Option<PrefixClaim>, kube::Error>),
@@ -90,14 +96,21 @@ pub(super) struct Claims {
     /// Each claim as last taken into the ledger (objects that decode).
     objects: HashMap<String, PrefixClaim>,
     /// ServiceCIDRs by name, as watched.
-    service_cidrs: HashMap<String, ServiceCIDR>,
+    pub(super) service_cidrs: HashMap<String, ServiceCIDR>,
     pub(super) synced: bool,
+    /// The IPAddress list-watch has delivered its first list.
+    pub(super) addresses_synced: bool,
+    /// ServiceCIDRs known deleted (late answers do not revive them).
+    gone_cidrs: crate::ledger::order::Tombstones,
+    /// Since when a draining claim's prefix has held no ClusterIP (see
+    /// [`super::service_cidrs`]).
+    pub(super) quiet_since: HashMap<String, Instant>,
     pub(super) cidrs_synced: bool,
     /// Claims to look at, and the ones with a request in flight.
     queue: BTreeSet<String>,
     busy: BTreeSet<String>,
     /// Not before: claims whose last request failed.
-    retry_at: BTreeMap<String, Instant>,
+    pub(super) retry_at: BTreeMap<String, Instant>,
     failures: HashMap<String, u32>,
     /// Why an unbound claim waits, as last planned.
     waits: HashMap<String, ClaimWait>,
@@ -122,6 +135,9 @@ impl Claims {
             objects: HashMap::new(),
             service_cidrs: HashMap::new(),
             synced: false,
+            addresses_synced: false,
+            quiet_since: HashMap::new(),
+            gone_cidrs: Default::default(),
             cidrs_synced: false,
             queue: BTreeSet::new(),
             busy: BTreeSet::new(),
@@ -140,12 +156,16 @@ impl Claims {
         self.service_cidrs_api.clone()
     }
 
+    pub(super) fn addresses_api(&self) -> Api<IPAddress> {
+        self.addresses_api.clone()
+    }
+
     /// When the loop must wake for a claim whose retry is due.
     pub(super) fn next_retry(&self) -> Option<Instant> {
         self.retry_at.values().min().copied()
     }
 
-    fn push(&mut self, name: &str) {
+    pub(super) fn push(&mut self, name: &str) {
         self.queue.insert(name.to_string());
     }
 }
@@ -189,6 +209,7 @@ impl Reconciler {
             self.claims.warned.remove(name);
             self.claims.failures.remove(name);
             self.claims.retry_at.remove(name);
+            self.claims.quiet_since.remove(name);
         }
     }
 
@@ -290,11 +311,52 @@ impl Reconciler {
             }
             Watched::Apply(s) => {
                 let name = s.name_any();
-                self.claims.service_cidrs.insert(name.clone(), s);
+                let uid = s.metadata.uid.clone().unwrap_or_default();
+                // A write's answer can come after the watch told of the
+                // object's end: an object known gone, or one the answer
+                // shows deleted with no finalizer left (the API server
+                // removed it), is not taken back in; nor is a state older
+                // than the one held.
+                let ended = s.metadata.deletion_timestamp.is_some() && s.finalizers().is_empty();
+                let older = self.claims.service_cidrs.get(&name).is_some_and(|held| {
+                    held.metadata.uid == s.metadata.uid && rv_of(held) >= rv_of(&s)
+                });
+                let dead = self
+                    .claims
+                    .gone_cidrs
+                    .get(&name)
+                    .is_some_and(|g| g.uid == uid);
+                // (The answer to the write that takes the last finalizer
+                // off carries the state it was made for: its
+                // resourceVersion is not later than the one held.)
+                if dead || (older && !ended) {
+                    return;
+                }
+                if ended {
+                    let rv = Some(rv_of(&s));
+                    self.claims
+                        .gone_cidrs
+                        .bury(&name, crate::ledger::Revision { uid, rv });
+                    if self
+                        .claims
+                        .service_cidrs
+                        .get(&name)
+                        .is_some_and(|held| held.metadata.uid == s.metadata.uid)
+                    {
+                        self.claims.service_cidrs.remove(&name);
+                    }
+                } else {
+                    self.claims.service_cidrs.insert(name.clone(), s);
+                }
                 vec![name]
             }
             Watched::Delete(s) => {
                 let name = s.name_any();
+                let rev = crate::ledger::Revision {
+                    uid: s.metadata.uid.clone().unwrap_or_default(),
+                    rv: Some(rv_of(&s)),
+                };
+                self.claims.gone_cidrs.bury(&name, rev);
                 if self
                     .claims
                     .service_cidrs
@@ -310,6 +372,35 @@ impl Reconciler {
             if self.ledger.claim_state(&name).is_some() {
                 self.claims.push(&name);
             }
+        }
+    }
+
+    /// Claims whose conflicts changed (something now covers their prefix,
+    /// or no longer does): their status is written again (`Ready=False`,
+    /// reason `Conflict`), a Warning names what collides, and the pools'
+    /// `status.conflicts` list them. Nothing is taken from the claim.
+    pub(super) fn report_claim_conflicts(&mut self) {
+        if !self.claims_ready() {
+            return;
+        }
+        for (name, conflicts) in self.ledger.take_claim_conflict_changes() {
+            self.status.mark();
+            self.claims.push(&name);
+            if conflicts.is_empty() {
+                info!(claim = %name, "the claim's prefix no longer collides");
+                continue;
+            }
+            warn!(claim = %name, "the claim's prefix collides: {}", conflicts.join("; "));
+            let claim_ref = self.claim_ref(&name);
+            self.events.send(Note::warning(
+                claim_ref,
+                "PrefixConflict",
+                "Allocate",
+                format!(
+                    "{}; the claim keeps its prefix (nothing is taken away) and shows Ready=False until what covers it is removed",
+                    conflicts.join("; ")
+                ),
+            ));
         }
     }
 
@@ -349,20 +440,30 @@ impl Reconciler {
         let st = self.ledger.claim_state(name)?;
         let sc = self.claims.service_cidrs.get(name);
         let ours = sc.is_some_and(|s| edge::owned_by(s, &st.uid));
+        let draining = ours && sc.is_some_and(|s| s.metadata.deletion_timestamp.is_some());
+        if draining && let Some(p) = st.prefix {
+            // Deleted (with the claim, or by hand): nothing more is handed
+            // out of it. Let it go once drained; its watch event wakes the
+            // claim.
+            let ours_to_release = sc.is_some_and(edge::has_service_cidr_finalizer);
+            if ours_to_release && self.drained(name, p) {
+                return Some(Request::ServiceCidrFinalizer { keep: false });
+            }
+            return self.status_if_changed(name, Consumer::ServiceCidrDraining);
+        }
         if st.deleting {
             if !st.finalized {
                 return None;
             }
             if ours && st.prefix.is_some() {
-                let draining = sc.is_some_and(|s| s.metadata.deletion_timestamp.is_some());
-                if !draining {
-                    return Some(Request::DeleteServiceCidr);
-                }
-                // The API server removes it once no Service holds an
-                // address from it; its watch event wakes the claim.
-                return self.status_if_changed(name, Consumer::ServiceCidrDraining);
+                return Some(Request::DeleteServiceCidr);
             }
-            if st.purpose == Some(Purpose::ServiceCIDR) && st.prefix.is_some() {
+            if st.purpose == Some(Purpose::ServiceCIDR)
+                && let Some(p) = st.prefix
+            {
+                if !self.drained(name, p) {
+                    return self.status_if_changed(name, Consumer::ServiceCidrDraining);
+                }
                 return Some(Request::CheckAddresses);
             }
             if st.purpose == Some(Purpose::LoadBalancer)
@@ -398,6 +499,11 @@ impl Reconciler {
         };
         let consumer = match (st.purpose, sc) {
             (Some(Purpose::ServiceCIDR), None) => return Some(Request::CreateServiceCidr),
+            (Some(Purpose::ServiceCIDR), Some(s))
+                if ours && !edge::has_service_cidr_finalizer(s) =>
+            {
+                return Some(Request::ServiceCidrFinalizer { keep: true });
+            }
             (Some(Purpose::ServiceCIDR), Some(_)) if ours => Consumer::ServiceCidr,
             (Some(Purpose::ServiceCIDR), Some(_)) => Consumer::ServiceCidrTaken,
             _ => Consumer::None,
@@ -473,6 +579,10 @@ impl Reconciler {
 
     fn send(&mut self, name: String, req: Request) {
         let st = self.ledger.claim_state(&name);
+        if st.is_none() {
+            // Gone while the step before was in flight: nothing to do.
+            return;
+        }
         let obj = self.claims.objects.get(&name).cloned();
         let rv = obj
             .as_ref()
@@ -489,10 +599,7 @@ impl Reconciler {
         {
             Request::CheckPools => {
                 let api = self.claims.pools_api.clone();
-                let names = self.ledger.pool_names();
-                Box::pin(
-                    async move { Answer::Pools(bounded(pools::get_revisions(&api, names)).await) },
-                )
+                Box::pin(async move { Answer::Pools(bounded(pools::list_revisions(&api)).await) })
             }
             Request::ListPools => {
                 let api = self.claims.guarded_pools.clone();
@@ -565,6 +672,21 @@ impl Reconciler {
                     Answer::ServiceCidr(bounded(edge::create_service_cidr(&api, &sc)).await)
                 })
             }
+            Request::ServiceCidrFinalizer { keep } => {
+                let Some(sc) = self.claims.service_cidrs.get(&name).cloned() else {
+                    return;
+                };
+                let api = self.claims.service_cidrs_api.clone();
+                let keep = *keep;
+                Box::pin(async move {
+                    if lapsed() {
+                        return Answer::ServiceCidr(Err(crate::k8s::errors::not_leader()));
+                    }
+                    Answer::ServiceCidr(
+                        bounded(edge::set_service_cidr_finalizer(&api, &sc, keep)).await,
+                    )
+                })
+            }
             Request::DeleteServiceCidr => {
                 let Some(uid) = self
                     .claims
@@ -599,8 +721,8 @@ impl Reconciler {
         let name = d.claim;
         self.claims.busy.remove(&name);
         match (d.request, d.answer) {
-            (Request::CheckPools, Answer::Pools(Ok(found))) => {
-                if self.ledger.known_pools_current(&found) {
+            (Request::CheckPools, Answer::Pools(Ok((listed, list_rv)))) => {
+                if self.ledger.pools_current(&listed, list_rv) {
                     self.bind(name);
                 } else {
                     self.send(name, Request::ListPools);
@@ -634,6 +756,13 @@ impl Reconciler {
                     "Serve",
                     format!("created ServiceCIDR {name} for {}", cidrs_of(&sc)),
                 ));
+                self.on_service_cidr_event(Watched::Apply(sc));
+            }
+            (Request::ServiceCidrFinalizer { keep }, Answer::ServiceCidr(Ok(sc))) => {
+                self.claims.failures.remove(&name);
+                if !keep {
+                    info!(claim = %name, "no ClusterIP left in ServiceCIDR {name} for the grace; let it go");
+                }
                 self.on_service_cidr_event(Watched::Apply(sc));
             }
             (Request::CheckAddresses, Answer::Addresses(Ok(addresses))) => {
@@ -902,6 +1031,11 @@ impl Reconciler {
 /// How often a deleted claim looks again for Service addresses inside its
 /// prefix.
 const ADDRESS_RECHECK: Duration = Duration::from_secs(2);
+
+/// `resourceVersion` as the API server's order (0: not comparable).
+fn rv_of(sc: &ServiceCIDR) -> u64 {
+    crate::ledger::parse_resource_version(sc.metadata.resource_version.as_deref()).unwrap_or(0)
+}
 
 fn name_of(obj: &Option<PrefixClaim>) -> String {
     obj.as_ref().map(|o| o.name_any()).unwrap_or_default()

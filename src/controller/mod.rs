@@ -26,6 +26,7 @@ pub mod pipeline;
 mod pool_input;
 pub mod queue;
 mod reconciler;
+mod service_cidrs;
 mod services;
 pub mod status;
 pub mod status_writer;
@@ -41,6 +42,7 @@ use crate::alloc::Family;
 use crate::api::PrefixPool;
 pub use crate::http::Health;
 pub use reconciler::run;
+pub use service_cidrs::SERVICE_CIDR_GRACE;
 
 /// How the reconciler behaves.
 #[derive(Clone, Debug)]
@@ -51,6 +53,9 @@ pub struct Settings {
     pub max_concurrent_writes: usize,
     /// At most one status write per pool per interval.
     pub status_interval: Duration,
+    /// How long a draining ServiceCIDR claim's prefix holds no ClusterIP
+    /// before it is let go (see [`SERVICE_CIDR_GRACE`]).
+    pub service_cidr_grace: Duration,
     /// Publish a Normal Event for every allocation.
     pub allocation_events: bool,
     /// Reporting instance in Events (the pod name).
@@ -70,6 +75,7 @@ impl Default for Settings {
             primary_family: Family::V6,
             max_concurrent_writes: 32,
             status_interval: Duration::from_secs(1),
+            service_cidr_grace: SERVICE_CIDR_GRACE,
             allocation_events: true,
             instance: "prefix-operator".into(),
             lease_deadline: None,

@@ -16,12 +16,6 @@ use crate::ledger::PoolSnapshot;
 
 /// The answer to a check of the pools (see [`queue`]), sent with `mark`.
 pub(super) enum PoolCheck {
-    /// Each pool the ledger held when the check was sent, from its own
-    /// quorum read.
-    Known {
-        mark: u64,
-        result: Result<pools::Found, kube::Error>,
-    },
     /// Every pool's revision, from one consistent list of metadata.
     Revisions {
         mark: u64,
@@ -223,26 +217,18 @@ impl Reconciler {
     }
 
     /// Sends a check of the pools that serves every Node queued so far:
-    /// a GET of each pool the ledger holds when they are few (see
-    /// [`pools::get_revisions`]), else one consistent list of metadata.
+    /// one consistent list of every pool's metadata. A list, not a read of
+    /// each pool the picture knows, so that a pool created (or re-created)
+    /// since the picture was taken is seen too: a dual-stack Node written
+    /// without a family that a new pool serves could never get it.
     pub(super) fn start_pool_check(&mut self, mark: u64) {
         let api = self.pools_api.clone();
-        let names = self.ledger.pool_names();
-        if names.len() <= MAX_GETS_PER_CHECK {
-            self.pool_checks.spawn(async move {
-                PoolCheck::Known {
-                    mark,
-                    result: bounded(pools::get_revisions(&api, names)).await,
-                }
-            });
-        } else {
-            self.pool_checks.spawn(async move {
-                PoolCheck::Revisions {
-                    mark,
-                    result: bounded(pools::list_revisions(&api)).await,
-                }
-            });
-        }
+        self.pool_checks.spawn(async move {
+            PoolCheck::Revisions {
+                mark,
+                result: bounded(pools::list_revisions(&api)).await,
+            }
+        });
     }
 
     /// Reads every pool whole and merges the list: the check with `mark`
@@ -260,16 +246,6 @@ impl Reconciler {
 
     pub(super) fn on_pool_check(&mut self, c: PoolCheck) {
         match c {
-            PoolCheck::Known {
-                mark,
-                result: Ok(found),
-            } => {
-                if self.ledger.known_pools_current(&found) {
-                    self.pipeline.check_passed(mark);
-                } else {
-                    self.list_pools_for(mark);
-                }
-            }
             PoolCheck::Revisions {
                 mark,
                 result: Ok((listed, list_rv)),
@@ -288,11 +264,7 @@ impl Reconciler {
                 self.merge_pool_list(&items, rv);
                 self.pipeline.check_passed(mark);
             }
-            PoolCheck::Known {
-                mark,
-                result: Err(e),
-            }
-            | PoolCheck::Revisions {
+            PoolCheck::Revisions {
                 mark,
                 result: Err(e),
             }
@@ -320,10 +292,6 @@ fn pool_ref(name: &str, uid: Option<String>) -> k8s_openapi::api::core::v1::Obje
         ..Default::default()
     }
 }
-
-/// Up to this many pools a check reads each by name; with more, one list
-/// (however slow) costs the API server less than that many GETs.
-const MAX_GETS_PER_CHECK: usize = 16;
 
 /// How long a pool check may take: every Node write waits for it, so a
 /// request stuck on a dead connection must not stall them all.

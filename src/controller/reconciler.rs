@@ -32,7 +32,7 @@ use crate::k8s::pools::WatchedPool;
 use crate::k8s::services::ServiceLite;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-use k8s_openapi::api::networking::v1::ServiceCIDR;
+use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 
 // Inputs live for one loop turn; boxing the larger variant buys nothing.
 #[allow(clippy::large_enum_variant)]
@@ -41,6 +41,7 @@ pub(super) enum Input {
     Pool(Watched<WatchedPool>),
     Claim(Watched<WatchedClaim>),
     ServiceCidr(Watched<ServiceCIDR>),
+    Address(Watched<IPAddress>),
     Service(Watched<ServiceLite>),
 }
 
@@ -51,6 +52,7 @@ impl Input {
             Input::Pool(_) => "pool_event",
             Input::Claim(_) => "claim_event",
             Input::ServiceCidr(_) => "service_cidr_event",
+            Input::Address(_) => "ip_address_event",
             Input::Service(_) => "service_event",
         }
     }
@@ -177,6 +179,12 @@ pub async fn run(
         "ServiceCIDRs",
         cidr_tx,
     )));
+    let (addr_tx, addr_rx) = mpsc::channel(256);
+    let _addr_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
+        claims.addresses_api(),
+        "IPAddresses",
+        addr_tx,
+    )));
     let (svc_tx, svc_rx) = mpsc::channel(256);
     let services_api: Api<ServiceLite> = Api::all(client.clone());
     let _svc_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
@@ -197,6 +205,9 @@ pub async fn run(
             .boxed(),
         stream_of(cidr_rx)
             .map(|(t, ev)| (t, Input::ServiceCidr(ev)))
+            .boxed(),
+        stream_of(addr_rx)
+            .map(|(t, ev)| (t, Input::Address(ev)))
             .boxed(),
         stream_of(svc_rx)
             .map(|(t, ev)| (t, Input::Service(ev)))
@@ -289,6 +300,7 @@ impl Reconciler {
             let began = Instant::now();
             let kind = woke.kind();
             self.handle(woke);
+            self.report_claim_conflicts();
             self.maybe_resync();
             self.maybe_relist_claims();
             self.maybe_relist_services();
@@ -330,6 +342,7 @@ impl Reconciler {
             Woke::Input(Input::Pool(ev)) => self.on_pool_event(ev),
             Woke::Input(Input::Claim(ev)) => self.on_claim_event(ev),
             Woke::Input(Input::ServiceCidr(ev)) => self.on_service_cidr_event(ev),
+            Woke::Input(Input::Address(ev)) => self.on_address_event(ev),
             Woke::Input(Input::Service(ev)) => self.on_service_event(ev),
             Woke::Retry(node) => self.pipeline.push(&node),
             Woke::StatusWritten(Ok((due, result))) => self.on_status_written(due, result),
@@ -444,7 +457,9 @@ impl Reconciler {
     /// Every Node, pool and claim is known: only then may anything be
     /// written (a claim's prefix is as much a record as a Node's).
     pub(super) fn synced(&self) -> bool {
-        self.nodes_synced && self.pools_synced && self.claims.synced
+        // Service addresses too: no prefix is carved before every live
+        // ClusterIP is known.
+        self.nodes_synced && self.pools_synced && self.claims.synced && self.claims.addresses_synced
     }
 
     pub(super) fn after_sync(&mut self) {

@@ -119,6 +119,7 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         .map(|c| ConflictEntry {
             prefix: c.prefix.clone(),
             node: c.node.clone(),
+            claim: c.claim.clone(),
             reason: c.reason.clone(),
         })
         .collect();
@@ -402,22 +403,43 @@ fn conflict_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condit
             view.overlapping_pools.join(", ")
         ));
     }
-    if !view.conflicts.is_empty() {
-        let nodes: std::collections::BTreeSet<&str> =
-            view.conflicts.iter().map(|c| c.node.as_str()).collect();
+    let nodes: std::collections::BTreeSet<&str> = view
+        .conflicts
+        .iter()
+        .filter(|c| c.claim.is_none())
+        .map(|c| c.node.as_str())
+        .collect();
+    let claims: std::collections::BTreeSet<&str> = view
+        .conflicts
+        .iter()
+        .filter_map(|c| c.claim.as_deref())
+        .collect();
+    if !nodes.is_empty() {
         msgs.push(format!(
             "{} Node(s) hold colliding podCIDRs (see status.conflicts); they are left as they are and their space is never handed out. Fix by deleting and re-registering the Node",
             nodes.len()
         ));
     }
-    let reason = match (view.overlapping_pools.is_empty(), view.conflicts.is_empty()) {
-        (true, true) => "NoConflict",
-        (false, true) => "PoolsOverlap",
-        (true, false) => "NodesCollide",
-        (false, false) => "PoolsOverlapAndNodesCollide",
+    if !claims.is_empty() {
+        msgs.push(format!(
+            "{} PrefixClaim(s) hold colliding prefixes (see status.conflicts); they keep them (nothing is taken away) and are shown Ready=False. Fix by removing what covers them, or deleting and re-creating the claim",
+            claims.len()
+        ));
+    }
+    let reason = match (
+        view.overlapping_pools.is_empty(),
+        nodes.is_empty(),
+        claims.is_empty(),
+    ) {
+        (true, true, true) => "NoConflict",
+        (false, true, true) => "PoolsOverlap",
+        (true, false, _) => "NodesCollide",
+        (true, true, false) => "ClaimsCollide",
+        (false, false, _) => "PoolsOverlapAndNodesCollide",
+        (false, true, false) => "PoolsOverlapAndClaimsCollide",
     };
     let message = if msgs.is_empty() {
-        "no overlapping pools or colliding Nodes".into()
+        "no overlapping pools, colliding Nodes or colliding claims".into()
     } else {
         msgs.join("; ")
     };

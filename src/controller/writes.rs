@@ -96,6 +96,29 @@ impl Reconciler {
                     ));
                 }
             }
+            Plan::Wait(Wait::FamilyGone {
+                family,
+                pools,
+                until,
+            }) => {
+                self.status.mark();
+                if self.warned.first_wait(&node) {
+                    let secs = until
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default()
+                        .as_secs();
+                    info!(node, pools = %pools.join(","), "no {family} PrefixPool selects this Node any more; it waits {secs}s for one before being written without {family}");
+                    self.events.send(Note::normal(
+                        node_ref(&node, self.ledger.node_uid(&node)),
+                        "WaitingForFamily",
+                        "Allocate",
+                        format!(
+                            "{family} PrefixPool(s) {} selected this Node until moments ago; it waits up to {secs}s for a {family} pool to serve it (a pool re-created now does) before it is written without {family}, which podCIDRs being write-once would make final",
+                            pools.join(", ")
+                        ),
+                    ));
+                }
+            }
             Plan::Allocate(picks) => {
                 let uid = self.ledger.node_uid(&node).unwrap_or_default();
                 self.start_write(node, uid, picks);

@@ -11,7 +11,14 @@ use kube::{Api, Resource, ResourceExt};
 use crate::api::{
     CLAIM_FINALIZER, CLAIM_LABEL, PrefixClaim, PrefixClaimStatus, SpecError, validate_claim,
 };
-use crate::ledger::{ClaimSnapshot, parse_resource_version};
+use crate::ledger::{AddressSnapshot, ClaimSnapshot, parse_resource_version};
+
+/// The operator's finalizer on the ServiceCIDRs it creates: a deleted one
+/// stays (and the API server's allocator, which skips ServiceCIDRs being
+/// deleted, hands out nothing more from it) until no ClusterIP inside
+/// remains and a grace for every API server's informer to catch up has
+/// passed; only then is the claim's space released.
+pub const SERVICE_CIDR_FINALIZER: &str = "ipam.prefix-operator.io/service-cidr";
 
 /// A PrefixClaim as watched: its object, or what could be read of one that
 /// does not decode.
@@ -127,6 +134,7 @@ pub fn service_cidr_for(claim: &PrefixClaim, prefix: &str) -> ServiceCIDR {
             name: Some(claim.name_any()),
             labels: Some([(CLAIM_LABEL.to_string(), claim.name_any())].into()),
             owner_references: Some(vec![owner]),
+            finalizers: Some(vec![SERVICE_CIDR_FINALIZER.to_string()]),
             ..Default::default()
         },
         spec: Some(ServiceCIDRSpec {
@@ -170,6 +178,57 @@ pub async fn delete_service_cidr(
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether the ServiceCIDR carries the operator's finalizer.
+pub fn has_service_cidr_finalizer(sc: &ServiceCIDR) -> bool {
+    sc.finalizers().iter().any(|f| f == SERVICE_CIDR_FINALIZER)
+}
+
+/// Adds (`keep`) or removes the operator's finalizer on the ServiceCIDR as
+/// last seen (`resource_version`): other finalizers, kube-controller-
+/// manager's among them, stay as they are.
+pub async fn set_service_cidr_finalizer(
+    api: &Api<ServiceCIDR>,
+    sc: &ServiceCIDR,
+    keep: bool,
+) -> Result<ServiceCIDR, kube::Error> {
+    let mut list: Vec<String> = sc
+        .finalizers()
+        .iter()
+        .filter(|f| *f != SERVICE_CIDR_FINALIZER)
+        .cloned()
+        .collect();
+    if keep {
+        list.push(SERVICE_CIDR_FINALIZER.to_string());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": sc.metadata.resource_version, "finalizers": list},
+    });
+    api.patch(
+        &sc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+}
+
+/// The ledger's form of an IPAddress object.
+pub fn decode_address(a: &IPAddress) -> AddressSnapshot {
+    let service = a
+        .spec
+        .as_ref()
+        .map(|s| &s.parent_ref)
+        .map(|r| match &r.namespace {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{}", r.name),
+            _ => r.name.clone(),
+        });
+    AddressSnapshot {
+        name: a.name_any(),
+        uid: a.metadata.uid.clone().unwrap_or_default(),
+        resource_version: parse_resource_version(a.metadata.resource_version.as_deref()),
+        service,
     }
 }
 

@@ -329,9 +329,13 @@ impl Ledger {
     /// Why claim `name`'s prefix collides: with a Node's prefix, a reserved
     /// range or another claim (only hand-written statuses can do that).
     pub fn claim_conflicts(&self, name: &str) -> Vec<String> {
-        let Some(net) = self.claims.get(name).and_then(|e| e.prefix) else {
+        let Some(e) = self.claims.get(name) else {
             return vec![];
         };
+        let Some(net) = e.prefix else {
+            return vec![];
+        };
+        let purpose = e.def.as_ref().ok().map(|d| d.purpose);
         let mut out = vec![];
         for node in self.holders_overlapping(&net) {
             let theirs = self
@@ -355,6 +359,7 @@ impl Ledger {
                 ));
             }
         }
+        out.extend(self.address_conflicts(&net, purpose));
         out
     }
 

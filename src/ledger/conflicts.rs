@@ -74,6 +74,7 @@ impl Ledger {
             for (claim, p) in self.claims_overlapping(c) {
                 reasons.push(format!("{c} overlaps {p} of PrefixClaim {claim}"));
             }
+            reasons.extend(self.address_conflicts(c, None));
         }
         if reasons.is_empty() {
             self.conflicts.remove(node);
@@ -83,6 +84,7 @@ impl Ledger {
     }
 
     pub(super) fn refresh_all_conflicts(&mut self) {
+        self.claim_conflicts_dirty = true;
         self.conflicts.clear();
         let names: Vec<String> = self.nodes.keys().cloned().collect();
         for n in names {
@@ -100,5 +102,45 @@ impl Ledger {
     /// Conflict reasons of a Node, if any.
     pub fn conflict_of(&self, node: &str) -> Option<&[String]> {
         self.conflicts.get(node).map(Vec::as_slice)
+    }
+
+    /// Notes that something now held at `net` may change a claim's
+    /// conflicts.
+    pub(super) fn touch_claims(&mut self, net: &IpNet) {
+        if !self.claim_conflicts_dirty && !self.claims_overlapping(net).is_empty() {
+            self.claim_conflicts_dirty = true;
+        }
+    }
+
+    /// Bound claims whose conflicts changed since the last call (a Node,
+    /// a reserved range, another claim or a Service address over its
+    /// prefix came or went), with what they collide with now (empty: the
+    /// conflict ended). Claims gone since are forgotten.
+    pub fn take_claim_conflict_changes(&mut self) -> Vec<(String, Vec<String>)> {
+        if !std::mem::take(&mut self.claim_conflicts_dirty) {
+            return vec![];
+        }
+        let mut changed = vec![];
+        let names: Vec<String> = self.claims.keys().cloned().collect();
+        for name in &names {
+            let now = self.claim_conflicts(name);
+            let before = self
+                .claim_conflicts_reported
+                .get(name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if now.as_slice() != before {
+                changed.push((name.clone(), now.clone()));
+            }
+            if now.is_empty() {
+                self.claim_conflicts_reported.remove(name);
+            } else {
+                self.claim_conflicts_reported.insert(name.clone(), now);
+            }
+        }
+        let claims = &self.claims;
+        self.claim_conflicts_reported
+            .retain(|n, _| claims.contains_key(n));
+        changed
     }
 }

@@ -15,10 +15,10 @@ impl Ledger {
     }
 
     /// Advances the clock and frees held-back prefixes whose time has come.
-    /// Returns true when space was freed.
+    /// Returns true when space was freed or a family grace ended.
     pub fn set_time(&mut self, now: SystemTime) -> bool {
         self.now = Some(now);
-        let mut freed = false;
+        let mut freed = self.end_family_graces(now);
         while let Some(&(at, net)) = self.release_order.first() {
             if at > now {
                 break;
@@ -73,8 +73,13 @@ impl Ledger {
     }
 
     /// The next moment a held-back prefix becomes free.
+    /// (or a family grace ends: Nodes it held are planned again).
     pub fn next_release(&self) -> Option<SystemTime> {
-        self.release_order.first().map(|(t, _)| *t)
+        let hold_back = self.release_order.first().map(|(t, _)| *t);
+        match (hold_back, self.next_grace_end()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Records `c` of the deleted Node `node` as held back when its pool asks

@@ -8,6 +8,7 @@
 //! order (see [`order`]): a stale watch event, a late write answer or an old
 //! read never takes a prefix away from a live Node.
 
+mod addresses;
 mod claims;
 mod conflicts;
 mod holdback;
@@ -16,6 +17,7 @@ pub mod order;
 mod plan;
 mod pools;
 mod services;
+mod vanished;
 mod view;
 
 #[cfg(test)]
@@ -28,9 +30,11 @@ use ipnet::IpNet;
 
 use crate::alloc::{Family, PoolSpace, cidr};
 use crate::api::{ClaimDefinition, Labels, PoolDefinition, SpecError};
+pub use addresses::AddressSnapshot;
 pub use claims::{ClaimPlan, ClaimState, ClaimView, ClaimWait};
 pub use order::{Order, Revision, parse_resource_version};
 pub use services::{AddressPlan, AddressWait, ServiceSnapshot, Wants};
+pub use vanished::FAMILY_GRACE;
 pub use view::{ConflictView, MAX_WAITING_NAMES, OnExpired, PoolView, PrefixView};
 
 /// What the ledger needs to know of a Node.
@@ -221,6 +225,15 @@ pub enum Wait {
     /// Every selecting pool of `family` is full; nothing was written for any
     /// family, because podCIDRs is write-once.
     Exhausted { family: Family, pools: Vec<String> },
+    /// No pool of `family` selects the Node now, but `pools` did less than
+    /// [`FAMILY_GRACE`] ago (deleted, re-created or edited): the Node waits
+    /// until `until` for one to serve it, rather than being written
+    /// without that family for good.
+    FamilyGone {
+        family: Family,
+        pools: Vec<String>,
+        until: SystemTime,
+    },
 }
 
 /// The answer to "what should this Node get?".
@@ -295,6 +308,18 @@ pub struct Ledger {
     address_held: BTreeMap<std::net::IpAddr, BTreeSet<String>>,
     /// Addresses reserved for a Service's status write in flight.
     address_reservations: HashMap<String, Vec<(String, std::net::IpAddr)>>,
+    /// ClusterIPs the API server handed out (IPAddress objects), by
+    /// address.
+    cluster_ips: BTreeMap<std::net::IpAddr, addresses::AddressEntry>,
+    address_tombstones: order::Tombstones,
+    address_floor: Option<u64>,
+    /// Pools that stopped selecting Nodes lately (the family grace).
+    vanished: Vec<vanished::Vanished>,
+    /// Conflicts of each bound claim as last reported
+    /// ([`Ledger::take_claim_conflict_changes`]).
+    claim_conflicts_reported: HashMap<String, Vec<String>>,
+    /// Something a claim's conflicts read may have changed since.
+    claim_conflicts_dirty: bool,
 }
 
 fn key(net: &IpNet) -> HeldKey {

@@ -270,6 +270,7 @@ impl Ledger {
     }
 
     fn hold(&mut self, node: &str, c: &IpNet) {
+        self.touch_claims(c);
         self.held
             .entry(key(c))
             .or_default()
@@ -282,6 +283,7 @@ impl Ledger {
     }
 
     fn unhold(&mut self, node: &str, c: &IpNet) {
+        self.touch_claims(c);
         let k = key(c);
         if let Some(set) = self.held.get_mut(&k) {
             set.remove(node);

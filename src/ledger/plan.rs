@@ -27,6 +27,14 @@ impl Ledger {
         for fam in [primary, primary.other()] {
             let cands = self.candidates(fam, &labels);
             if cands.is_empty() {
+                if let Some((pools, until)) = self.family_grace(fam, &labels) {
+                    self.waiting.insert(node.to_string(), pools.clone());
+                    return Plan::Wait(Wait::FamilyGone {
+                        family: fam,
+                        pools,
+                        until,
+                    });
+                }
                 continue;
             }
             any_candidate = true;

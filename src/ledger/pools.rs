@@ -81,7 +81,9 @@ impl Ledger {
             delegation: p.delegation.clone(),
         };
         self.prune_retired(&mut entry);
-        self.pools.insert(p.name.clone(), entry);
+        if let Some(old) = self.pools.insert(p.name.clone(), entry) {
+            self.record_vanished(&p.name, &old);
+        }
         self.restore_hold_backs(&p.name, &p.held_back);
         self.rebuild_spaces();
         self.refresh_all_conflicts();
@@ -176,7 +178,9 @@ impl Ledger {
         if self.pools.get(name).is_none_or(|p| p.uid != uid) {
             return false;
         }
-        self.pools.remove(name);
+        if let Some(old) = self.pools.remove(name) {
+            self.record_vanished(name, &old);
+        }
         self.rebuild_spaces();
         self.refresh_all_conflicts();
         true
@@ -233,18 +237,6 @@ impl Ledger {
             .all(|(n, e)| names.contains(n.as_str()) || later_than(e.resource_version, list_rv))
     }
 
-    /// True when each pool a quorum read found (or found gone) after the
-    /// read was sent is held at that revision or a later one, and every
-    /// name found gone is not held: the ledger's picture of these pools is
-    /// then no older than the reads. Pools the ledger learned of since the
-    /// reads were sent are newer information and need no check.
-    pub fn known_pools_current(&self, found: &[(String, Option<Revision>)]) -> bool {
-        found.iter().all(|(name, rev)| match rev {
-            None => !self.pools.contains_key(name),
-            Some(rev) => self.holds_at_least(name, rev),
-        })
-    }
-
     /// True when the ledger holds pool `name` as the object `rev` names, at
     /// that revision or a later one.
     fn holds_at_least(&self, name: &str, rev: &Revision) -> bool {
@@ -288,6 +280,7 @@ impl Ledger {
             .chain(self.claim_reservations.values().map(|(_, n)| n))
             .chain(self.claims.values().filter_map(|c| c.prefix.as_ref()))
             .copied()
+            .chain(self.held_address_nets())
             .collect();
         let held: Vec<(IpNet, usize)> = self
             .held

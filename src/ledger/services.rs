@@ -120,19 +120,26 @@ impl Ledger {
             self.unhold_address(&s.key, ip);
         }
         for ip in &s.ingress {
-            self.address_held
+            if self
+                .address_held
                 .entry(*ip)
                 .or_default()
-                .insert(s.key.clone());
+                .insert(s.key.clone())
+            {
+                self.address_came(ip);
+            }
         }
         true
     }
 
     fn unhold_address(&mut self, key: &str, ip: &IpAddr) {
         if let Some(set) = self.address_held.get_mut(ip) {
-            set.remove(key);
+            let was = set.remove(key);
             if set.is_empty() {
                 self.address_held.remove(ip);
+            }
+            if was {
+                self.address_went(ip);
             }
         }
     }
@@ -221,6 +228,9 @@ impl Ledger {
     }
 
     fn address_taken(&self, ip: &IpAddr, by_other_than: &str) -> Option<String> {
+        if let Some(a) = self.cluster_ips.get(ip) {
+            return Some(a.holder());
+        }
         if let Some(holders) = self.address_held.get(ip)
             && let Some(h) = holders.iter().find(|h| *h != by_other_than)
         {
@@ -254,7 +264,10 @@ impl Ledger {
             .peekable();
         loop {
             while held.next_if(|v| *v < candidate).is_some() {}
-            if held.peek() == Some(&candidate) || reserved.contains(&candidate) {
+            if held.peek() == Some(&candidate)
+                || reserved.contains(&candidate)
+                || self.cluster_ips.contains_key(&to_ip(p, candidate))
+            {
                 candidate = candidate.checked_add(1)?;
                 continue;
             }

@@ -22,12 +22,15 @@ pub struct PrefixView {
     pub retired: bool,
 }
 
-/// A Node whose prefix collides, as the status lists it.
+/// A Node or a PrefixClaim whose prefix collides, as the status lists it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConflictView {
-    /// The prefix as written on the Node.
+    /// The prefix as written on the Node (or in the claim's status).
     pub prefix: String,
+    /// The Node (empty for a claim).
     pub node: String,
+    /// The claim, for a claim's conflict.
+    pub claim: Option<String>,
     pub reason: String,
 }
 
@@ -219,6 +222,16 @@ impl Ledger {
         }
         self.fill_prefixes(name, p, &mut v);
         self.fill_foreign_conflicts(&d.prefixes, &mut v);
+        for c in self.claims_of_pool(name) {
+            for reason in self.claim_conflicts(&c.claim) {
+                v.conflicts.push(ConflictView {
+                    prefix: c.prefix.to_string(),
+                    node: String::new(),
+                    claim: Some(c.claim.clone()),
+                    reason,
+                });
+            }
+        }
         v.allocations.sort();
         v.conflicts.sort();
         v.conflicts.dedup();
@@ -270,6 +283,7 @@ impl Ledger {
                     v.conflicts.push(ConflictView {
                         prefix: net.to_string(),
                         node: node.clone(),
+                        claim: None,
                         reason: r.clone(),
                     });
                 }
@@ -303,6 +317,7 @@ impl Ledger {
                         v.conflicts.push(ConflictView {
                             prefix: c.to_string(),
                             node: node.clone(),
+                            claim: None,
                             reason: r.clone(),
                         });
                     }

@@ -244,9 +244,10 @@ fn rbac_is_what_the_operator_calls(docs: &[Value]) {
             rule("networking.k8s.io", "servicecidrs", "watch", &[]),
             rule("networking.k8s.io", "servicecidrs", "create", &[]),
             rule("networking.k8s.io", "servicecidrs", "delete", &[]),
+            rule("networking.k8s.io", "servicecidrs", "patch", &[]),
             rule("networking.k8s.io", "ipaddresses", "list", &[]),
+            rule("networking.k8s.io", "ipaddresses", "watch", &[]),
             rule("", "nodes", "patch", &[]),
-            rule("ipam.prefix-operator.io", "prefixpools", "get", &[]),
             rule("ipam.prefix-operator.io", "prefixpools", "list", &[]),
             rule("ipam.prefix-operator.io", "prefixpools", "watch", &[]),
             rule(

@@ -43,6 +43,7 @@ pub async fn provoke(env: &Env, case: &Case, needle: &str) -> String {
         // These watches start with the operator.
         ("ipam.prefix-operator.io", "prefixclaims", "watch")
         | ("networking.k8s.io", "servicecidrs", "list" | "watch")
+        | ("networking.k8s.io", "ipaddresses", "list" | "watch")
         | ("", "services", "list" | "watch") => run_until(env, "info", needle).await,
         // A new claim: the operator puts its finalizer on it.
         ("ipam.prefix-operator.io", "prefixclaims", "patch") => {
@@ -57,17 +58,16 @@ pub async fn provoke(env: &Env, case: &Case, needle: &str) -> String {
         ("networking.k8s.io", "servicecidrs", "create") => {
             with_claim(env, needle, Purpose::ServiceCIDR, &[], false).await
         }
-        // A ServiceCIDR claim deleted: its ServiceCIDR is deleted, then the
-        // addresses inside the prefix are listed.
-        ("networking.k8s.io", "servicecidrs", "delete")
-        | ("networking.k8s.io", "ipaddresses", "list") => {
+        // A ServiceCIDR claim deleted: its ServiceCIDR is deleted, then
+        // (drained) the operator's finalizer is taken off it.
+        ("networking.k8s.io", "servicecidrs", "delete" | "patch") => {
             with_claim(env, needle, Purpose::ServiceCIDR, &[], true).await
         }
-        // Watches, the pool check before a write (a GET of each pool), the
+        // Watches, the pool check before a write (a list of pools), the
         // node write, the status write and the Lease: the fresh Node of this
         // round gives the operator something to write.
         ("", "nodes", "list" | "watch" | "patch")
-        | ("ipam.prefix-operator.io", "prefixpools", "watch" | "get")
+        | ("ipam.prefix-operator.io", "prefixpools", "watch")
         | ("ipam.prefix-operator.io", "prefixpools/status", "patch")
         | ("coordination.k8s.io", "leases", "get") => run_until(env, "info", needle).await,
         ("coordination.k8s.io", "leases", "create") => {

@@ -4,6 +4,7 @@
 //! `prefix_operator_testenv::OperatorProcess`.
 #![allow(dead_code, unused_imports)]
 
+pub mod claims;
 pub mod cni;
 pub mod components;
 pub mod debs;

@@ -4,7 +4,7 @@
 use super::*;
 use crate::api::{IpFamily, PrefixClaimSpec, Purpose};
 
-fn claim(name: &str, len: i32, pool: &str, prefix: Option<&str>) -> ClaimSnapshot {
+pub(super) fn claim(name: &str, len: i32, pool: &str, prefix: Option<&str>) -> ClaimSnapshot {
     let spec = PrefixClaimSpec {
         pool: Some(pool.into()),
         pool_selector: None,

@@ -97,7 +97,9 @@ pub(super) fn allocate(l: &mut Ledger, name: &str) -> Vec<IpNet> {
     }
 }
 
+mod addresses;
 mod claims;
+mod grace;
 mod order;
 mod pools;
 mod services;
