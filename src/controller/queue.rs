@@ -13,15 +13,21 @@
 //! holds when there are many pools, or else a full list merged into it. A
 //! pool the ledger has never seen only adds space (free space is one index
 //! over every pool, so it cannot make a prefix held twice); it reaches the
-//! ledger with its watch event, which plans the Nodes still waiting. One
-//! check is in flight at a time and serves every Node stamped before it was
-//! sent, so a burst of Nodes costs one check per batch, not one per Node.
+//! ledger with its watch event, which plans the Nodes still waiting. A
+//! check serves every Node stamped before it was sent, so a burst of Nodes
+//! costs one check per batch, not one per Node; a Node queued while a check
+//! is in flight gets a check of its own at once (up to
+//! [`MAX_CHECKS_IN_FLIGHT`]) rather than waiting for that one to answer
+//! first, so a lone Node waits for one check, not two.
 //! This compares revisions of pools with revisions of pools only: nothing
 //! here relies on the order of one resource's `resourceVersion`s against
 //! another's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+/// Pool checks in flight at once, at most.
+pub const MAX_CHECKS_IN_FLIGHT: usize = 4;
 
 /// Nodes waiting to be planned, in arrival order.
 #[derive(Debug, Default)]
@@ -30,11 +36,13 @@ pub struct WriteQueue {
     /// The stamp of every queued Node.
     stamps: HashMap<String, u64>,
     next_stamp: u64,
+    /// The stamp of the Node queued or changed last.
+    newest: Option<u64>,
     /// Nodes stamped below this may be planned.
     fresh_below: u64,
-    /// The mark of the pool check in flight (the stamps below it are the
-    /// Nodes it serves).
-    checking: Option<u64>,
+    /// The marks of the pool checks in flight (the stamps below each are
+    /// the Nodes it serves).
+    checking: BTreeSet<u64>,
     /// After a failed check, none is sent before this.
     retry_at: Option<Instant>,
     failures: u32,
@@ -55,6 +63,7 @@ impl WriteQueue {
     pub fn push(&mut self, node: &str) {
         if !self.stamps.contains_key(node) {
             let s = self.stamp();
+            self.newest = Some(s);
             self.stamps.insert(node.to_string(), s);
             self.order.push_back(node.to_string());
         }
@@ -65,6 +74,7 @@ impl WriteQueue {
     pub fn touch(&mut self, node: &str) {
         if self.stamps.contains_key(node) {
             let s = self.stamp();
+            self.newest = Some(s);
             self.stamps.insert(node.to_string(), s);
         }
     }
@@ -72,6 +82,7 @@ impl WriteQueue {
     /// Every queued Node's state changed (a re-list of Nodes).
     pub fn touch_all(&mut self) {
         let s = self.stamp();
+        self.newest = Some(s);
         for v in self.stamps.values_mut() {
             *v = s;
         }
@@ -107,20 +118,31 @@ impl WriteQueue {
     }
 
     /// A mark when a pool check should be sent now: the head waits for one,
-    /// none is in flight and no failure asks to wait. The check serves every
-    /// Node stamped so far; its answer is given back with the mark.
+    /// some Node was stamped after every check in flight was sent, fewer
+    /// than [`MAX_CHECKS_IN_FLIGHT`] are in flight and no failure asks to
+    /// wait. The check serves every Node stamped so far; its answer is
+    /// given back with the mark.
     pub fn start_check(&mut self, now: Instant) -> Option<u64> {
         let blocked = self
             .order
             .front()
             .and_then(|h| self.stamps.get(h))
             .is_some_and(|&s| s >= self.fresh_below);
-        if !blocked || self.checking.is_some() || self.retry_at.is_some_and(|t| now < t) {
+        let uncovered = match (self.checking.last(), self.newest) {
+            (None, _) => true,
+            (Some(&m), Some(n)) => n > m,
+            (Some(_), None) => false,
+        };
+        if !blocked
+            || !uncovered
+            || self.checking.len() >= MAX_CHECKS_IN_FLIGHT
+            || self.retry_at.is_some_and(|t| now < t)
+        {
             return None;
         }
         // A fresh mark even if nothing was stamped since the last check.
         let mark = self.stamp();
-        self.checking = Some(mark);
+        self.checking.insert(mark);
         self.retry_at = None;
         Some(mark)
     }
@@ -128,8 +150,7 @@ impl WriteQueue {
     /// The check sent with `mark` found the pools current (or made them
     /// so). An answer to a forgotten check frees nothing.
     pub fn check_passed(&mut self, mark: u64) {
-        if self.checking == Some(mark) {
-            self.checking = None;
+        if self.checking.remove(&mark) {
             self.fresh_below = self.fresh_below.max(mark);
             self.failures = 0;
         }
@@ -138,8 +159,7 @@ impl WriteQueue {
     /// The check sent with `mark` failed; the next waits `delay` (grown by
     /// the caller's backoff from [`WriteQueue::failures`]).
     pub fn check_failed(&mut self, mark: u64, now: Instant, delay: Duration) {
-        if self.checking == Some(mark) {
-            self.checking = None;
+        if self.checking.remove(&mark) {
             self.failures = self.failures.saturating_add(1);
             self.retry_at = Some(now + delay);
         }
@@ -155,12 +175,15 @@ impl WriteQueue {
         self.retry_at
     }
 
-    /// The check in flight will never answer (its task died): count it as
-    /// failed, so that the next one is sent after `delay` instead of every
-    /// Node waiting for an answer that does not come.
+    /// A check in flight will never answer (its task died; which one is
+    /// not known): every check in flight counts as failed, so that the next
+    /// is sent after `delay` instead of Nodes waiting for an answer that
+    /// does not come. Their late answers free nothing.
     pub fn check_lost(&mut self, now: Instant, delay: Duration) {
-        if let Some(mark) = self.checking {
-            self.check_failed(mark, now, delay);
+        if !self.checking.is_empty() {
+            self.checking.clear();
+            self.failures = self.failures.saturating_add(1);
+            self.retry_at = Some(now + delay);
         }
     }
 }
@@ -185,16 +208,58 @@ mod tests {
         q.push("b");
         assert_eq!(q.pop_ready(), Head::Blocked);
         let m = q.start_check(now).expect("a check");
-        assert!(q.start_check(now).is_none(), "one check at a time");
-        // Queued while the check is in flight: not covered by it.
+        assert!(
+            q.start_check(now).is_none(),
+            "no second check while the one in flight covers every Node"
+        );
+        // Queued while the check is in flight: not covered by it, so it
+        // gets a check of its own at once.
         q.push("c");
+        let m2 = q.start_check(now).expect("a check for c");
+        assert!(q.start_check(now).is_none());
         q.check_passed(m);
         assert_eq!(drain(&mut q), vec!["a", "b"]);
-        assert_eq!(q.pop_ready(), Head::Blocked);
-        let m = q.start_check(now).expect("a check");
-        q.check_passed(m);
+        assert_eq!(q.pop_ready(), Head::Blocked, "c waits for its own check");
+        q.check_passed(m2);
         assert_eq!(drain(&mut q), vec!["c"]);
         assert_eq!(q.pop_ready(), Head::Empty);
+    }
+
+    #[test]
+    fn checks_answered_out_of_order_free_what_each_covers() {
+        let mut q = WriteQueue::default();
+        let now = Instant::now();
+        q.push("a");
+        let m1 = q.start_check(now).expect("a check");
+        q.push("b");
+        let m2 = q.start_check(now).expect("a check for b");
+        q.check_passed(m2);
+        assert_eq!(drain(&mut q), vec!["a", "b"], "the later check covers both");
+        q.check_passed(m1);
+        assert_eq!(q.pop_ready(), Head::Empty);
+    }
+
+    #[test]
+    fn checks_in_flight_are_bounded() {
+        let mut q = WriteQueue::default();
+        let now = Instant::now();
+        let mut marks = vec![];
+        for i in 0..MAX_CHECKS_IN_FLIGHT + 2 {
+            q.push(&format!("n{i}"));
+            if let Some(m) = q.start_check(now) {
+                marks.push(m);
+            }
+        }
+        assert_eq!(marks.len(), MAX_CHECKS_IN_FLIGHT);
+        let last = marks.pop().expect("marks");
+        q.check_passed(last);
+        assert_eq!(
+            drain(&mut q).len(),
+            MAX_CHECKS_IN_FLIGHT,
+            "stamped before the last mark"
+        );
+        q.push("later");
+        assert!(q.start_check(now).is_some(), "room again");
     }
 
     #[test]
