@@ -31,7 +31,22 @@ pub struct Cluster {
 impl Cluster {
     /// Starts etcd + kube-apiserver on loopback and installs the CRD.
     pub async fn start() -> Result<Cluster> {
-        let cp = tokio::task::spawn_blocking(|| ControlPlane::start(Options::default()))
+        Cluster::start_with(Options::default()).await
+    }
+
+    /// [`Cluster::start`] with the Service ranges `ranges`
+    /// (`--service-cluster-ip-range`, e.g. `10.96.0.0/16,fd00:96::/112`):
+    /// the API server hands out ClusterIPs only of the families it has.
+    pub async fn start_with_services(ranges: &str) -> Result<Cluster> {
+        Cluster::start_with(Options {
+            extra_apiserver_flags: vec![format!("--service-cluster-ip-range={ranges}")],
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn start_with(opts: Options) -> Result<Cluster> {
+        let cp = tokio::task::spawn_blocking(move || ControlPlane::start(opts))
             .await
             .context("joining control-plane start")??;
         let kubeconfig = cp.dir().join("admin.kubeconfig");

@@ -16,7 +16,7 @@ use super::model::Labels;
 
 /// Retries `f` for up to 60 s while it fails with something other than an
 /// API answer below 500 (those are returned: the caller decides).
-async fn retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
+pub(crate) async fn retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
@@ -33,7 +33,7 @@ where
     }
 }
 
-fn code(e: &kube::Error) -> Option<u16> {
+pub(crate) fn code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
@@ -190,7 +190,13 @@ impl Actions {
     pub async fn delete_pool(&self, name: &str) -> Result<()> {
         let dp = DeleteParams::default();
         match retry(|| self.pools.delete(name, &dp)).await {
-            Ok(_) => Ok(()),
+            Ok(gone) => {
+                // Pools carry no finalizer: the answer means it is gone.
+                if let Some(uid) = gone.left().and_then(|p| p.metadata.uid) {
+                    self.hist.lock().pool_gone(&uid, 0, Instant::now());
+                }
+                Ok(())
+            }
             Err(e) if code(&e) == Some(404) => Ok(()),
             Err(e) => Err(anyhow!(e).context(format!("deleting PrefixPool {name}"))),
         }

@@ -6,19 +6,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::networking::v1::IPAddress;
 use kube::api::ListParams;
 use kube::{Api, Client};
-use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
+use prefix_operator::api::{PrefixClaim, PrefixPool, PrefixPoolSpec};
 
 use super::history::{History, NodeRec, PoolRec, Record};
 use super::model::{Labels, family, nets, overlap, selects};
 use crate::cluster::find_overlaps;
 
-/// A consistent read of the cluster.
+/// A read of the cluster (each kind one consistent list).
 pub struct Snapshot {
     pub nodes: Vec<Node>,
     pub pools: Vec<PrefixPool>,
+    pub claims: Vec<PrefixClaim>,
+    pub services: Vec<Service>,
+    /// `networking.k8s.io/v1` IPAddress objects: the live ClusterIPs.
+    pub addresses: Vec<IPAddress>,
     pub at: Instant,
 }
 
@@ -44,18 +49,25 @@ pub fn view(n: &Node) -> NodeView<'_> {
     }
 }
 
-/// Lists Nodes and pools (retrying while the control plane recovers) and
-/// feeds them to the history, marking UIDs no longer listed as gone (a
-/// watch re-list never reports those deletes).
+/// Lists Nodes, pools, claims, Services and IPAddresses (retrying while
+/// the control plane recovers) and feeds them to the history, marking UIDs
+/// no longer listed as gone (a watch re-list never reports those deletes).
 pub async fn snapshot(client: &Client, hist: &History) -> Result<Snapshot> {
     let nodes: Api<Node> = Api::all(client.clone());
     let pools: Api<PrefixPool> = Api::all(client.clone());
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let services: Api<Service> = Api::all(client.clone());
+    let addresses: Api<IPAddress> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (n, p) = loop {
+    let (n, p, c, svc, ips) = loop {
         let r = async {
-            let n = nodes.list(&ListParams::default()).await?;
-            let p = pools.list(&ListParams::default()).await?;
-            anyhow::Ok((n.items, p.items))
+            let lp = ListParams::default();
+            let n = nodes.list(&lp).await?;
+            let p = pools.list(&lp).await?;
+            let c = claims.list(&lp).await?;
+            let s = services.list(&lp).await?;
+            let a = addresses.list(&lp).await?;
+            anyhow::Ok((n.items, p.items, c.items, s.items, a.items))
         }
         .await;
         match r {
@@ -71,6 +83,16 @@ pub async fn snapshot(client: &Client, hist: &History) -> Result<Snapshot> {
     }
     for x in &p {
         rec.observe_pool(x, at);
+    }
+    for x in &c {
+        rec.observe_claim(x, at);
+    }
+    let live_claims: std::collections::HashSet<&str> =
+        c.iter().filter_map(|x| x.metadata.uid.as_deref()).collect();
+    for (uid, r) in rec.claims.iter_mut() {
+        if !live_claims.contains(uid.as_str()) {
+            r.gone.get_or_insert(at);
+        }
     }
     let live_nodes: std::collections::HashSet<&str> =
         n.iter().filter_map(|x| x.metadata.uid.as_deref()).collect();
@@ -89,6 +111,9 @@ pub async fn snapshot(client: &Client, hist: &History) -> Result<Snapshot> {
     Ok(Snapshot {
         nodes: n,
         pools: p,
+        claims: c,
+        services: svc,
+        addresses: ips,
         at,
     })
 }
@@ -103,9 +128,11 @@ pub fn node_len(spec: &PrefixPoolSpec) -> u8 {
     }
 }
 
-/// (a)-(d) and the watch-recorded (b) breaches.
+/// (a)-(d), (g), (h), (j), (k) and the watch-recorded (b) breaches.
 pub fn continuous(s: &Snapshot, rec: &Record) -> Vec<String> {
     let mut out = rec.violations.clone();
+    out.extend(super::check_svc::continuous(s, rec));
+    out.extend(super::dual::first_writes(rec));
     let operator_held = operator_written(s, rec);
     let held: Vec<(IpNet, String)> = operator_held
         .iter()
@@ -125,7 +152,10 @@ pub fn continuous(s: &Snapshot, rec: &Record) -> Vec<String> {
 }
 
 /// Live Nodes with podCIDRs that the run did not write, with their history.
-fn operator_written<'a>(s: &'a Snapshot, rec: &'a Record) -> Vec<(NodeView<'a>, &'a NodeRec)> {
+pub(crate) fn operator_written<'a>(
+    s: &'a Snapshot,
+    rec: &'a Record,
+) -> Vec<(NodeView<'a>, &'a NodeRec)> {
     s.nodes
         .iter()
         .map(view)
@@ -216,7 +246,7 @@ fn provenance(v: &NodeView, r: &NodeRec, rec: &Record, now: Instant) -> Vec<Stri
 
 /// For every pool and reserved range overlapping `x`: the spans in which
 /// the range stayed in the spec without a break.
-fn reserved_runs(rec: &Record, x: &IpNet) -> Vec<(String, (Instant, Option<Instant>))> {
+pub(crate) fn reserved_runs(rec: &Record, x: &IpNet) -> Vec<(String, (Instant, Option<Instant>))> {
     let mut out = vec![];
     for p in rec.pools.values() {
         let mut ranges: Vec<IpNet> = p

@@ -12,8 +12,17 @@ use prefix_operator_testenv::OperatorProcess;
 use super::check::{Snapshot, continuous, snapshot};
 use super::history::History;
 use super::quiet::quiet;
+use super::quiet_claims::conflicts_reported;
 use crate::cluster::{Cluster, poll};
 use crate::operator::{self, leader_flags};
+
+/// How long a claim conflict may stay unreported once the rest is quiet.
+pub const CONFLICT_WAIT: Duration = Duration::from_secs(15);
+
+/// The run's Service ranges: dual-stack, so ClusterIPs of both families
+/// exist beside the claims' ServiceCIDRs (no kube-controller-manager runs:
+/// a deleted ServiceCIDR goes at once, its IPAddress objects stay).
+pub const SERVICE_RANGES: &str = "10.96.0.0/16,fd00:96::/112";
 
 pub struct Replica {
     pub op: Option<OperatorProcess>,
@@ -69,7 +78,7 @@ impl Env {
             flags.push(x.to_string());
         }
         std::fs::create_dir_all(&dir)?;
-        let cl = Cluster::start().await?;
+        let cl = Cluster::start_with_services(SERVICE_RANGES).await?;
         let hist = History::start(&cl.client).await?;
         let oplog = std::fs::File::create(dir.join("ops.log"))?;
         let mut env = Env {
@@ -246,23 +255,36 @@ impl Env {
         Ok(())
     }
 
-    /// A fresh read, checked against (a)-(d).
+    /// A fresh read, checked against the continuous invariants.
     pub async fn check(&self) -> Result<(Snapshot, Vec<String>)> {
         let s = snapshot(&self.cl.client, &self.hist).await?;
         let v = continuous(&s, &self.hist.lock());
         Ok((s, v))
     }
 
-    /// Brings every replica up, then waits up to `timeout` for (e) to hold;
-    /// returns what is still wrong ((a)-(d) and (f) always, (e) at the end).
+    /// Brings every replica up, then waits up to `timeout` for (e) and (i)
+    /// to hold; returns what is still wrong (the continuous checks and (f)
+    /// always, (e) and (i) at the end). A claim conflict left unreported
+    /// [`CONFLICT_WAIT`] after (e) holds counts as found.
     pub async fn settle(&mut self, timeout: Duration) -> Result<Vec<String>> {
         self.all_up().await?;
         let deadline = Instant::now() + timeout;
+        let mut quiet_since: Option<Instant> = None;
         loop {
             let (s, mut v) = self.check().await?;
             let q = quiet(&s, &self.hist.lock());
-            if q.is_empty() || Instant::now() > deadline {
+            let c = conflicts_reported(&s);
+            let now = Instant::now();
+            quiet_since = if q.is_empty() {
+                Some(quiet_since.unwrap_or(now))
+            } else {
+                None
+            };
+            let done = q.is_empty()
+                && (c.is_empty() || quiet_since.is_some_and(|t| now - t >= CONFLICT_WAIT));
+            if done || now > deadline {
                 v.extend(q);
+                v.extend(c);
                 v.extend(self.panics());
                 return Ok(v);
             }

@@ -1,7 +1,9 @@
-//! What the API server held over time, as seen by watches on Nodes and
-//! PrefixPools (plus the answers to the run's own writes): every podCIDRs
-//! value each Node UID had, its labels over time, who wrote its podCIDRs, and
-//! every spec each pool UID had. The checks read this, never the operator.
+//! What the API server held over time, as seen by watches on Nodes,
+//! PrefixPools and PrefixClaims (plus the answers to the run's own writes):
+//! every podCIDRs value each Node UID had and the revision of its first
+//! write, its labels over time, who wrote its podCIDRs, every spec each
+//! pool UID had (with revisions), and when each claim was bound. The checks
+//! read this, never the operator.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +28,9 @@ pub struct NodeRec {
     pub first_seen: Instant,
     /// The first non-empty podCIDRs seen, and when.
     pub cidrs: Option<(Vec<String>, Instant)>,
+    /// The lowest resourceVersion seen with podCIDRs (the write itself once
+    /// the watch delivered it, even after a later list), with its labels.
+    pub write: Option<(u64, Labels)>,
     /// Label sets in the order seen, each with when it was first seen.
     pub labels: Vec<(Instant, Labels)>,
     /// The run wrote this UID's podCIDRs by hand and the write landed.
@@ -55,6 +60,9 @@ impl NodeRec {
 #[derive(Clone, Debug)]
 pub struct PoolVersion {
     pub from: Instant,
+    /// The resourceVersion it was first seen at (exact for the run's own
+    /// writes and watch events; 0 unknown).
+    pub rv: u64,
     pub spec: PrefixPoolSpec,
 }
 
@@ -63,6 +71,8 @@ pub struct PoolRec {
     pub name: String,
     pub versions: Vec<PoolVersion>,
     pub gone: Option<Instant>,
+    /// The revision of the delete, when a watch event told it.
+    pub gone_rv: Option<u64>,
     rv: u64,
 }
 
@@ -77,6 +87,7 @@ impl PoolRec {
 pub struct Record {
     pub nodes: HashMap<String, NodeRec>,
     pub pools: HashMap<String, PoolRec>,
+    pub claims: HashMap<String, super::claim_rec::ClaimRec>,
     /// Invariant (b) breaches seen as they happened.
     pub violations: Vec<String>,
     /// Spans in which the operator may act on a stale picture (a replica
@@ -156,12 +167,23 @@ impl Record {
             name: name.clone(),
             first_seen: now,
             cidrs: None,
+            write: None,
             labels: vec![],
             hand: false,
             writer: None,
             gone: None,
             rv: 0,
         });
+        let has_cidrs = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidrs.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        // An older version may arrive after a newer list: it still tells
+        // the write's revision.
+        if has_cidrs && rv != 0 && rec.write.as_ref().is_none_or(|(w, _)| rv < *w) {
+            rec.write = Some((rv, labels.clone()));
+        }
         if rv != 0 && rv <= rec.rv {
             return;
         }
@@ -205,6 +227,7 @@ impl Record {
             name: p.metadata.name.clone().unwrap_or_default(),
             versions: vec![],
             gone: None,
+            gone_rv: None,
             rv: 0,
         });
         if rv != 0 && rv <= rec.rv {
@@ -214,19 +237,23 @@ impl Record {
         if rec.versions.last().map(|v| &v.spec) != Some(&p.spec) {
             rec.versions.push(PoolVersion {
                 from: now,
+                rv,
                 spec: p.spec.clone(),
             });
         }
     }
 
-    pub fn pool_gone(&mut self, uid: &str, now: Instant) {
+    pub fn pool_gone(&mut self, uid: &str, rv: u64, now: Instant) {
         if let Some(r) = self.pools.get_mut(uid) {
             r.gone.get_or_insert(now);
+            if rv != 0 {
+                r.gone_rv.get_or_insert(rv);
+            }
         }
     }
 }
 
-/// The shared record and the two watches feeding it.
+/// The shared record and the watches (Nodes, pools, claims) feeding it.
 #[derive(Clone)]
 pub struct History {
     rec: Arc<Mutex<Record>>,
@@ -234,7 +261,7 @@ pub struct History {
 }
 
 impl History {
-    /// Starts both watches and waits for their first lists.
+    /// Starts the three watches and waits for their first lists.
     pub async fn start(client: &Client) -> Result<History> {
         let rec = Arc::new(Mutex::new(Record::default()));
         let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -243,25 +270,32 @@ impl History {
             rec.clone(),
             synced.clone(),
             |r, n: &Node, now| r.observe_node(n, now),
-            |r, uid, now| r.node_gone(uid, now),
+            |r, uid, _, now| r.node_gone(uid, now),
         );
         let pools = spawn_watch(
             Api::<PrefixPool>::all(client.clone()),
             rec.clone(),
             synced.clone(),
             |r, p: &PrefixPool, now| r.observe_pool(p, now),
-            |r, uid, now| r.pool_gone(uid, now),
+            |r, uid, rv, now| r.pool_gone(uid, rv, now),
+        );
+        let claims = spawn_watch(
+            Api::<prefix_operator::api::PrefixClaim>::all(client.clone()),
+            rec.clone(),
+            synced.clone(),
+            |r, c, now| r.observe_claim(c, now),
+            |r, uid, _, now| r.claim_gone(uid, now),
         );
         let h = History {
             rec,
-            tasks: Arc::new(vec![nodes, pools]),
+            tasks: Arc::new(vec![nodes, pools, claims]),
         };
         crate::cluster::poll(
             "the history watches to list",
             Duration::from_secs(60),
             || {
                 let s = synced.clone();
-                async move { (s.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) }
+                async move { (s.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(()) }
             },
         )
         .await?;
@@ -289,7 +323,7 @@ impl Drop for History {
 }
 
 type Seen<K> = fn(&mut Record, &K, Instant);
-type Gone = fn(&mut Record, &str, Instant);
+type Gone = fn(&mut Record, &str, u64, Instant);
 
 fn spawn_watch<K>(
     api: Api<K>,
@@ -317,8 +351,9 @@ where
             match ev {
                 Event::Apply(o) | Event::InitApply(o) => seen(&mut r, &o, now),
                 Event::Delete(o) => {
+                    // A DELETED event carries the revision of the delete.
                     if let Some(uid) = o.meta().uid.as_deref() {
-                        gone(&mut r, uid, now);
+                        gone(&mut r, uid, rv_of(o.meta()), now);
                     }
                 }
                 Event::InitDone if first => {

@@ -28,7 +28,13 @@ pub struct NodeModel {
 pub struct Model {
     pub nodes: BTreeMap<String, NodeModel>,
     pub pools: BTreeMap<String, PrefixPoolSpec>,
+    /// Claims the run created and has not deleted (a deleted one may stay
+    /// a while, held by the operator's finalizer).
+    pub claims: BTreeMap<String, prefix_operator::api::PrefixClaimSpec>,
+    /// Services the run created (namespace default): name, LoadBalancer.
+    pub services: BTreeMap<String, bool>,
     next: usize,
+    pub(super) next_obj: usize,
 }
 
 /// Where a hand write points.
@@ -68,10 +74,15 @@ pub enum Op {
     /// Freeze every replica, delete and re-create the pool with another
     /// spec, restart kube-apiserver (the watches re-list), thaw.
     RecreateBehindRelist(String, PrefixPoolSpec),
+    /// Claims and Services (`mix_svc`).
+    Svc(super::mix_svc::SvcOp),
+    /// Dual-stack Nodes created (some wait for IPv4 space), then the IPv4
+    /// pool deleted and, after the gap (ms), made again with this spec.
+    V4Squeeze(Vec<(String, Labels)>, u64, PrefixPoolSpec),
     Settle,
 }
 
-fn sel_labels(k: &str, v: &str) -> LabelSelector {
+pub(super) fn sel_labels(k: &str, v: &str) -> LabelSelector {
     LabelSelector {
         match_labels: Some([(k.to_string(), v.to_string())].into()),
         ..Default::default()
@@ -140,7 +151,7 @@ pub fn random_spec(rng: &mut StdRng, pool: &str, node_len: Option<i32>) -> Prefi
     }
 }
 
-fn random_labels(rng: &mut StdRng) -> Labels {
+pub(super) fn random_labels(rng: &mut StdRng) -> Labels {
     let mut l = Labels::new();
     if rng.random_bool(0.85) {
         let z = ["a", "b", "c"].choose(rng).unwrap_or(&"a");
@@ -153,7 +164,7 @@ fn random_labels(rng: &mut StdRng) -> Labels {
 }
 
 impl Model {
-    fn new_name(&mut self) -> String {
+    pub(super) fn new_name(&mut self) -> String {
         self.next += 1;
         format!("n{:04}", self.next)
     }
@@ -163,7 +174,7 @@ impl Model {
         names.choose(rng).map(|s| s.to_string())
     }
 
-    fn any_pool(&self, rng: &mut StdRng) -> Option<String> {
+    pub(super) fn any_pool(&self, rng: &mut StdRng) -> Option<String> {
         let names: Vec<&String> = self.pools.keys().collect();
         names.choose(rng).map(|s| s.to_string())
     }
@@ -186,6 +197,9 @@ impl Model {
 
     fn try_op(&mut self, rng: &mut StdRng, replicas: usize) -> Option<Op> {
         let r = rng.random_range(0..replicas);
+        if rng.random_bool(0.35) {
+            return self.svc_op(rng);
+        }
         let op = match rng.random_range(0..100) {
             0..18 => {
                 let n = rng.random_range(1..=20);
@@ -221,12 +235,21 @@ impl Model {
                 Op::CreatePool(p.clone(), random_spec(rng, &p, None))
             }
             52..54 => Op::DeletePool(self.any_pool(rng)?),
-            54..57 => {
+            54..58 => {
+                // Deleted and made again at once, often with another
+                // nodePrefixLength (immutable: the only way to change it).
                 let p = self.any_pool(rng)?;
-                let len = (p != V4_POOL && rng.random_bool(0.3)).then_some(63);
+                let cur = self.pools.get(&p).map(super::check::node_len);
+                let other = match (p == V4_POOL, cur) {
+                    (true, Some(24)) => 25,
+                    (true, _) => 24,
+                    (false, Some(64)) => 63,
+                    (false, _) => 64,
+                };
+                let len = rng.random_bool(0.6).then_some(other);
                 Op::RecreatePool(p.clone(), random_spec(rng, &p, len))
             }
-            57..66 => self.spec_change(rng)?,
+            58..66 => self.spec_change(rng)?,
             66..69 => Op::Reserve(self.any_pool(rng)?, rng.random_range(0..8)),
             69..72 => Op::Kill(r),
             72..74 => Op::Term(r),

@@ -12,6 +12,8 @@ use super::actions::Actions;
 use super::env::Env;
 use super::mix::{HandTarget, Model, NodeModel, Op};
 use super::model::{first_free, nets, slot};
+use super::report::Tally;
+use super::svc_actions::SvcActions;
 use crate::cluster::poll;
 
 /// Settles within this long, or (e) fails.
@@ -20,21 +22,27 @@ pub const SETTLE: Duration = Duration::from_secs(60);
 pub struct Runner<'a> {
     pub env: &'a mut Env,
     pub act: Actions,
+    pub svc: SvcActions,
     pub model: Model,
+    pub tally: Tally,
 }
 
 impl<'a> Runner<'a> {
     pub fn new(env: &'a mut Env) -> Runner<'a> {
         let act = Actions::new(&env.cl.client, &env.hist);
+        let svc = SvcActions::new(&env.cl.client, &env.hist);
         Runner {
             env,
             act,
+            svc,
             model: Model::default(),
+            tally: Tally::default(),
         }
     }
 
     /// Executes `op`; returns violations found by a settle it did.
     pub async fn run(&mut self, op: Op) -> Result<Vec<String>> {
+        self.tally.op(&op);
         match op {
             Op::CreateNodes(v) => self.create_nodes(v).await?,
             Op::DeleteNode(n) => {
@@ -106,12 +114,17 @@ impl<'a> Runner<'a> {
                     .await?;
                 frozen.iter().for_each(|r| self.env.thaw(*r));
             }
+            Op::Svc(s) => self.run_svc(s).await?,
+            Op::V4Squeeze(nodes, gap, spec) => self.v4_squeeze(nodes, gap, spec).await?,
             Op::Settle => return self.env.settle(SETTLE).await,
         }
         Ok(vec![])
     }
 
-    async fn create_nodes(&mut self, v: Vec<(String, super::model::Labels, bool)>) -> Result<()> {
+    pub(super) async fn create_nodes(
+        &mut self,
+        v: Vec<(String, super::model::Labels, bool)>,
+    ) -> Result<()> {
         let act = &self.act;
         let results: Vec<Result<()>> = futures::stream::iter(v.iter())
             .map(|(n, l, f)| act.create_node(n, l, *f))

@@ -1,4 +1,4 @@
-//! Invariant (e), checked once the run is quiet (no faults, every replica
+//! Invariant (e) (and (i), `quiet_claims`), checked once the run is quiet (no faults, every replica
 //! up): the Nodes are served where there is space, and every pool's status
 //! agrees with the Nodes the API server holds.
 
@@ -26,7 +26,9 @@ struct PoolView<'a> {
 /// Everything (e) finds wrong; empty when the status and the Nodes agree.
 pub fn quiet(s: &Snapshot, rec: &Record) -> Vec<String> {
     let nodes: Vec<NodeView> = s.nodes.iter().map(view).collect();
-    let taken: Vec<IpNet> = nodes.iter().flat_map(|n| nets(&n.cidrs)).collect();
+    let mut taken: Vec<IpNet> = nodes.iter().flat_map(|n| nets(&n.cidrs)).collect();
+    // Claims take node slots as Nodes do.
+    taken.extend(super::check_svc::bound(s).iter().map(|c| c.prefix));
     let pools: Vec<PoolView> = s.pools.iter().map(|p| pool_view(p, &taken)).collect();
     let mut out = vec![];
     for n in nodes.iter().filter(|n| n.cidrs.is_empty() && !n.deleting) {
