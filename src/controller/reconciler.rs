@@ -245,6 +245,9 @@ pub async fn run(
         resync_failures: 0,
         resync_at: None,
     };
+    if r.was_leader {
+        r.ledger.start_leading(SystemTime::now());
+    }
     r.main_loop(inputs, shutdown).await
 }
 
@@ -389,6 +392,7 @@ impl Reconciler {
         }
         if leading && !was {
             info!("became leader; re-reading every Node before the first write");
+            self.ledger.start_leading(SystemTime::now());
             self.needs_resync = true;
             self.resync_at = None;
             self.status.mark();

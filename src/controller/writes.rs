@@ -107,14 +107,23 @@ impl Reconciler {
                         .duration_since(std::time::SystemTime::now())
                         .unwrap_or_default()
                         .as_secs();
-                    info!(node, pools = %pools.join(","), "no {family} PrefixPool selects this Node any more; it waits {secs}s for one before being written without {family}");
+                    let why = if pools.is_empty() {
+                        format!(
+                            "this replica started leading moments ago and cannot know whether a {family} PrefixPool selecting this Node was just deleted or re-created"
+                        )
+                    } else {
+                        format!(
+                            "{family} PrefixPool(s) {} selected this Node until moments ago",
+                            pools.join(", ")
+                        )
+                    };
+                    info!(node, pools = %pools.join(","), "no {family} PrefixPool selects this Node now; it waits {secs}s for one before being written without {family}");
                     self.events.send(Note::normal(
                         node_ref(&node, self.ledger.node_uid(&node)),
                         "WaitingForFamily",
                         "Allocate",
                         format!(
-                            "{family} PrefixPool(s) {} selected this Node until moments ago; it waits up to {secs}s for a {family} pool to serve it (a pool re-created now does) before it is written without {family}, which podCIDRs being write-once would make final",
-                            pools.join(", ")
+                            "{why}; it waits up to {secs}s for a {family} pool to serve it (a pool re-created now does) before it is written without {family}, which podCIDRs being write-once would make final"
                         ),
                     ));
                 }

@@ -226,9 +226,10 @@ pub enum Wait {
     /// family, because podCIDRs is write-once.
     Exhausted { family: Family, pools: Vec<String> },
     /// No pool of `family` selects the Node now, but `pools` did less than
-    /// [`FAMILY_GRACE`] ago (deleted, re-created or edited): the Node waits
-    /// until `until` for one to serve it, rather than being written
-    /// without that family for good.
+    /// [`FAMILY_GRACE`] ago (deleted, re-created or edited), or (`pools`
+    /// empty) this replica started leading less than that ago and the
+    /// family is in use: the Node waits until `until` for one to serve it,
+    /// rather than being written without that family for good.
     FamilyGone {
         family: Family,
         pools: Vec<String>,
@@ -315,6 +316,8 @@ pub struct Ledger {
     address_floor: Option<u64>,
     /// Pools that stopped selecting Nodes lately (the family grace).
     vanished: Vec<vanished::Vanished>,
+    /// Until then this replica has just started leading (the family grace).
+    lead_grace_until: Option<SystemTime>,
     /// Conflicts of each bound claim as last reported
     /// ([`Ledger::take_claim_conflict_changes`]).
     claim_conflicts_reported: HashMap<String, Vec<String>>,

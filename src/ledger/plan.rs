@@ -27,7 +27,10 @@ impl Ledger {
         for fam in [primary, primary.other()] {
             let cands = self.candidates(fam, &labels);
             if cands.is_empty() {
-                if let Some((pools, until)) = self.family_grace(fam, &labels) {
+                let grace = self
+                    .family_grace(fam, &labels)
+                    .or_else(|| self.lead_grace(fam).map(|until| (vec![], until)));
+                if let Some((pools, until)) = grace {
                     self.waiting.insert(node.to_string(), pools.clone());
                     return Plan::Wait(Wait::FamilyGone {
                         family: fam,

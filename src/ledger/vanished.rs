@@ -9,6 +9,13 @@
 //! that family selects waits instead of being written with the other
 //! family alone. A pool re-created in that time is seen by the watch and
 //! serves the Node both families in one write.
+//!
+//! What vanished is known only to the replica that saw it go. A replica
+//! that starts leading (or starts alone) cannot know what went in the
+//! moments before, so for [`FAMILY_GRACE`] after it does, a Node that no
+//! pool of a family selects waits too, when that family is in use in the
+//! cluster (a valid pool or a Node prefix of it). A cluster of one family
+//! never waits.
 
 use std::time::{Duration, SystemTime};
 
@@ -72,11 +79,41 @@ impl Ledger {
     pub(super) fn end_family_graces(&mut self, now: SystemTime) -> bool {
         let before = self.vanished.len();
         self.vanished.retain(|v| v.until > now);
-        self.vanished.len() != before
+        let lead_ended = self.lead_grace_until.is_some_and(|t| t <= now);
+        if lead_ended {
+            self.lead_grace_until = None;
+        }
+        self.vanished.len() != before || lead_ended
     }
 
     /// When the next family grace ends.
     pub(super) fn next_grace_end(&self) -> Option<SystemTime> {
-        self.vanished.iter().map(|v| v.until).min()
+        self.vanished
+            .iter()
+            .map(|v| v.until)
+            .chain(self.lead_grace_until)
+            .min()
+    }
+
+    /// This replica starts writing (it became leader, or runs alone): see
+    /// the module notes.
+    pub fn start_leading(&mut self, now: SystemTime) {
+        self.lead_grace_until = Some(now + FAMILY_GRACE);
+    }
+
+    /// The end of the grace after starting to lead, while it runs and
+    /// `family` is in use in the cluster.
+    pub(super) fn lead_grace(&self, family: Family) -> Option<SystemTime> {
+        let until = self.lead_grace_until.filter(|t| *t > self.now())?;
+        let pool_of_family = self
+            .pools
+            .values()
+            .any(|p| p.def.as_ref().is_ok_and(|d| d.family == family));
+        let prefix_of_family = self
+            .held
+            .range((family, 0, 0)..=(family, u128::MAX, u8::MAX))
+            .next()
+            .is_some();
+        (pool_of_family || prefix_of_family).then_some(until)
     }
 }

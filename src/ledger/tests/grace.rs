@@ -126,3 +126,40 @@ fn a_node_never_selected_by_the_family_is_written_at_once() {
     l.upsert_node(&node("a", &[]));
     assert_eq!(families(&l.plan("a", Family::V6)), vec![Family::V6]);
 }
+
+/// A replica that starts leading does not know what vanished just before:
+/// where a family is in use, a Node no pool of it selects waits out the
+/// grace; a cluster of one family is not held up.
+#[test]
+fn a_new_leader_waits_the_grace_only_where_the_other_family_is_in_use() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(6_000_000);
+    let mut single = Ledger::new();
+    single.set_time(t0);
+    single.start_leading(t0);
+    single.upsert_pool(&pool("v6", &["2001:db8::/48"]).snap());
+    single.upsert_node(&node("a", &[]));
+    assert_eq!(families(&single.plan("a", Family::V6)), vec![Family::V6]);
+
+    let mut l = Ledger::new();
+    l.set_time(t0);
+    l.start_leading(t0);
+    l.upsert_pool(&pool("v6", &["2001:db8::/48"]).snap());
+    // A dual-stack Node written before: IPv4 is in use, its pool gone.
+    l.upsert_node(&node("old", &["2001:db8:0:ff::/64", "10.0.0.0/26"]));
+    l.upsert_node(&node("a", &[]));
+    match l.plan("a", Family::V6) {
+        Plan::Wait(Wait::FamilyGone {
+            family,
+            pools,
+            until,
+        }) => {
+            assert_eq!(family, Family::V4);
+            assert!(pools.is_empty(), "no pool known to have gone");
+            assert_eq!(until, t0 + FAMILY_GRACE);
+        }
+        other => panic!("expected to wait, got {other:?}"),
+    }
+    assert_eq!(l.next_release(), Some(t0 + FAMILY_GRACE));
+    assert!(l.set_time(t0 + FAMILY_GRACE), "its end wakes the Nodes");
+    assert_eq!(families(&l.plan("a", Family::V6)), vec![Family::V6]);
+}
