@@ -156,6 +156,24 @@ impl Claims {
         self.service_cidrs_api.clone()
     }
 
+    /// ServiceCIDR `s` is gone: remembered so, and forgotten if it is the
+    /// object held under its name.
+    fn service_cidr_gone(&mut self, s: &ServiceCIDR) {
+        let name = s.name_any();
+        let rev = crate::ledger::Revision {
+            uid: s.metadata.uid.clone().unwrap_or_default(),
+            rv: Some(rv_of(s)),
+        };
+        self.gone_cidrs.bury(&name, rev);
+        if self
+            .service_cidrs
+            .get(&name)
+            .is_some_and(|held| held.metadata.uid == s.metadata.uid)
+        {
+            self.service_cidrs.remove(&name);
+        }
+    }
+
     pub(super) fn addresses_api(&self) -> Api<IPAddress> {
         self.addresses_api.clone()
     }
@@ -333,39 +351,15 @@ impl Reconciler {
                     return;
                 }
                 if ended {
-                    let rv = Some(rv_of(&s));
-                    self.claims
-                        .gone_cidrs
-                        .bury(&name, crate::ledger::Revision { uid, rv });
-                    if self
-                        .claims
-                        .service_cidrs
-                        .get(&name)
-                        .is_some_and(|held| held.metadata.uid == s.metadata.uid)
-                    {
-                        self.claims.service_cidrs.remove(&name);
-                    }
+                    self.claims.service_cidr_gone(&s);
                 } else {
                     self.claims.service_cidrs.insert(name.clone(), s);
                 }
                 vec![name]
             }
             Watched::Delete(s) => {
-                let name = s.name_any();
-                let rev = crate::ledger::Revision {
-                    uid: s.metadata.uid.clone().unwrap_or_default(),
-                    rv: Some(rv_of(&s)),
-                };
-                self.claims.gone_cidrs.bury(&name, rev);
-                if self
-                    .claims
-                    .service_cidrs
-                    .get(&name)
-                    .is_some_and(|held| held.metadata.uid == s.metadata.uid)
-                {
-                    self.claims.service_cidrs.remove(&name);
-                }
-                vec![name]
+                self.claims.service_cidr_gone(&s);
+                vec![s.name_any()]
             }
         };
         for name in touched {
