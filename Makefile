@@ -14,17 +14,20 @@ controlplane:
 
 ## Unit, property and integration tests against a real kube-apiserver + etcd
 ## (and promtool, FRR's vtysh, BIRD and iptables, the reference CNI plugins
-## and cnitool, kube-controller-manager for its service-cidr and EndpointSlice
-## controllers and kube-proxy, fetched or built and cached first).
+## and cnitool, crane for the image test, kube-controller-manager for its
+## service-cidr and EndpointSlice controllers and kube-proxy, kubelet,
+## containerd and runc for the lab Node, fetched or built and cached first).
 ## Fails if the run left an etcd or kube-apiserver running (only the ones it
 ## started: see e2e/scoped.sh).
 test: controlplane
+	@e2e/crane/build.sh >/dev/null
 	@e2e/promtool/build.sh >/dev/null
 	@e2e/debs/fetch.sh >/dev/null
 	@e2e/cni/build.sh >/dev/null
 	@e2e/kcm/build.sh >/dev/null
+	@e2e/node/build.sh >/dev/null
 	$(CARGO) build --workspace --all-targets --locked
-	KCM_BIN="$$(e2e/kcm/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --workspace --locked
+	NODE_COMPONENTS="$$(e2e/node/build.sh)" KCM_BIN="$$(e2e/kcm/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --workspace --locked
 
 ## Fails if any etcd or kube-apiserver from the cache is running, whoever
 ## started it (make dev-up's too).
@@ -100,6 +103,35 @@ static-build:
 	@out="$$(ldd $(STATIC_BIN) 2>&1 || true)"; echo "ldd: $$out"; \
 	  echo "$$out" | grep -Eq 'not a dynamic executable|statically linked' || { echo "$(STATIC_BIN) has dynamic dependencies"; exit 1; }
 	$(STATIC_BIN) --version
+
+.PHONY: image static-build-arm64
+ARM64_TARGET := aarch64-unknown-linux-musl
+ARM64_BIN := target/$(ARM64_TARGET)/release/prefix-operator
+IMAGE_OUT ?= target/image
+# `make image IMAGE_ARCHES=amd64` skips the arm64 cross build.
+IMAGE_ARCHES ?= amd64 arm64
+
+## The operator's OCI image without a container engine: the static binaries
+## on an empty base with what the Dockerfile's final stage sets (tests/image.rs
+## keeps the two in step), assembled by crane (e2e/crane/build.sh) into
+## $(IMAGE_OUT)/prefix-operator-VERSION-ARCH.oci.tar and, for both
+## architectures, the multi-arch prefix-operator-VERSION.oci.tar
+## (`ctr -n k8s.io images import FILE`; named as the chart's default image).
+image:
+	@e2e/crane/build.sh >/dev/null
+	$(MAKE) --no-print-directory static-build
+	$(if $(filter arm64,$(IMAGE_ARCHES)),$(MAKE) --no-print-directory static-build-arm64)
+	e2e/image/build.sh --bin amd64=$(STATIC_BIN) $(if $(filter arm64,$(IMAGE_ARCHES)),--bin arm64=$(ARM64_BIN)) --out $(IMAGE_OUT)
+	@ls -l $(IMAGE_OUT)
+
+## The aarch64 musl binary, cross-built with cargo-zigbuild and Zig (both from
+## PyPI, e2e/zig/build.sh): Zig is the C cross compiler ring needs.
+static-build-arm64:
+	rustup target add $(ARM64_TARGET)
+	PATH="$$(e2e/zig/build.sh):$$PATH" $(CARGO) zigbuild --release --locked --target $(ARM64_TARGET) --bin prefix-operator
+	file $(ARM64_BIN)
+	@file $(ARM64_BIN) | grep -q 'ARM aarch64' || { echo "$(ARM64_BIN) is not an aarch64 binary"; exit 1; }
+	@file $(ARM64_BIN) | grep -Eq 'statically linked|static-pie linked' || { echo "$(ARM64_BIN) is not static"; exit 1; }
 
 ## Scale benchmark against a local control plane: `make bench` (5000 Nodes) or
 ## `make bench N=20000`; extra flags in BENCH_ARGS. Then the operator beside

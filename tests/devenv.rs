@@ -59,6 +59,38 @@ fn dev_up_gives_a_working_kubeconfig_and_dev_down_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Dual-stack Service ranges, IPv4 first, so the README's IPv6 Services
+    // and PrefixClaims work on the dev cluster as written.
+    let mut apply = Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(dev.join("kubeconfig"))
+        .args(["apply", "-f", "-", "-o", "jsonpath={.spec.clusterIPs}"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    std::io::Write::write_all(
+        &mut apply.stdin.take().expect("stdin"),
+        b"apiVersion: v1\nkind: Service\nmetadata: {name: dual, namespace: default}\n\
+          spec: {ipFamilyPolicy: RequireDualStack, ports: [{port: 80}]}\n",
+    )
+    .expect("write");
+    let out = apply.wait_with_output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ips: Vec<std::net::IpAddr> = serde_json::from_slice::<Vec<String>>(&out.stdout)
+        .expect("clusterIPs")
+        .iter()
+        .map(|ip| ip.parse().expect("an address"))
+        .collect();
+    assert!(
+        matches!(ips.as_slice(), [a, b] if a.is_ipv4() && b.is_ipv6()),
+        "{ips:?}"
+    );
     let pid: u32 = std::fs::read_to_string(dev.join("controlplane.pid"))
         .expect("pid file")
         .trim()

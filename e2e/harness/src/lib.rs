@@ -28,12 +28,21 @@ pub use net::{HTTP_TIMEOUT, established_connections, free_port, http_get};
 pub use operator::{OperatorBuilder, OperatorProcess};
 pub use process::{Supervised, cpu_seconds_of, peak_rss_of, spawn_tied};
 
+/// The Service ranges of a control plane whose options set none: dual-stack,
+/// IPv4 first (so a Service that asks for nothing gets an IPv4 ClusterIP, as
+/// on most clusters), and an IPv6 range so that IPv6 and dual-stack Services
+/// (the README's examples, the benchmarks) are accepted.
+pub const DEFAULT_SERVICE_RANGES: &str = "10.96.0.0/16,fd00:10:96::/108";
+
+const SERVICE_RANGE_FLAG: &str = "--service-cluster-ip-range";
+
 /// Options for a control plane.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Directory to keep state in; a fresh temporary directory when `None`.
     pub state_dir: Option<PathBuf>,
-    /// Extra kube-apiserver flags (`--name=value`).
+    /// Extra kube-apiserver flags (`--name=value`). A
+    /// `--service-cluster-ip-range` here replaces [`DEFAULT_SERVICE_RANGES`].
     pub extra_apiserver_flags: Vec<String>,
 }
 
@@ -203,12 +212,18 @@ impl ControlPlane {
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
             "--api-audiences=https://kubernetes.default.svc.cluster.local".to_string(),
             "--authorization-mode=RBAC".to_string(),
-            "--service-cluster-ip-range=10.96.0.0/16".to_string(),
             // Nothing but this process serves the API: no Endpoints to reconcile.
             "--endpoint-reconciler-type=none".to_string(),
             "--allow-privileged=true".to_string(),
             "--v=1".to_string(),
         ];
+        if !self
+            .extra_apiserver_flags
+            .iter()
+            .any(|f| f.starts_with(SERVICE_RANGE_FLAG))
+        {
+            args.push(format!("{SERVICE_RANGE_FLAG}={DEFAULT_SERVICE_RANGES}"));
+        }
         args.extend(self.extra_apiserver_flags.iter().cloned());
         let started = Instant::now();
         let proc = Supervised::spawn(
