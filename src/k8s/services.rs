@@ -18,6 +18,21 @@ use crate::ledger::{ServiceSnapshot, Wants, parse_resource_version};
 /// (one per family); `spec.loadBalancerIP` (deprecated upstream) works too.
 pub const REQUESTED_IPS_ANNOTATION: &str = "ipam.prefix-operator.io/load-balancer-ips";
 
+/// The addresses a Service's `status.loadBalancer.ingress` shows (text that
+/// is not an address left out), as readers outside the operator see them.
+pub fn ingress_ips(s: &k8s_openapi::api::core::v1::Service) -> Vec<std::net::IpAddr> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|i| {
+            i.iter()
+                .filter_map(|x| x.ip.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A Service as the reconciler reads it: the rest (ports, selectors,
 /// managedFields, other writers' annotations) is skipped.
 #[derive(Clone, Debug, Default, Deserialize, kube::Resource)]

@@ -422,18 +422,7 @@ pub fn lb_service(name: &str) -> k8s_openapi::api::core::v1::Service {
 }
 
 /// The addresses in a Service's `status.loadBalancer.ingress`.
-pub fn lb_addresses(s: &k8s_openapi::api::core::v1::Service) -> Vec<std::net::IpAddr> {
-    s.status
-        .as_ref()
-        .and_then(|st| st.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|i| {
-            i.iter()
-                .filter_map(|x| x.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use prefix_operator::k8s::services::ingress_ips as lb_addresses;
 
 /// An admin kubeconfig at `path` for a process in network namespace `ns`:
 /// the API server listens on the host's loopback only, so the kubeconfig

@@ -52,18 +52,7 @@ pub fn bound(s: &Snapshot) -> Vec<ClaimView<'_>> {
 }
 
 /// The addresses in a Service's `status.loadBalancer.ingress`.
-pub fn lb_addresses(s: &Service) -> Vec<IpAddr> {
-    s.status
-        .as_ref()
-        .and_then(|st| st.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|i| {
-            i.iter()
-                .filter_map(|x| x.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use prefix_operator::k8s::services::ingress_ips as lb_addresses;
 
 fn svc_name(s: &Service) -> String {
     format!(
