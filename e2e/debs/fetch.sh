@@ -55,17 +55,11 @@ mkdir -p "$cache"
 tmp="$(mktemp -d "$cache/debs.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/pkgs" "$tmp/root"
-# apt-get download writes into the current directory; it needs no root.
-# Where the machine's package lists are missing or stale, fetch fresh ones
-# into a directory of our own (the machine's apt state is left alone).
-if ! (cd "$tmp/pkgs" && apt-get download -q "${PACKAGES[@]}") >&2; then
-  echo "e2e/debs/fetch.sh: retrying with freshly fetched package lists" >&2
-  lists=(-o "Dir::State::Lists=$tmp/lists")
-  mkdir -p "$tmp/lists/partial"
-  if ! { apt-get -q "${lists[@]}" update && (cd "$tmp/pkgs" && apt-get -q "${lists[@]}" download "${PACKAGES[@]}"); } >&2; then
-    echo "e2e/debs/fetch.sh: apt-get download failed; if the pinned versions are no longer in the archive, update PACKAGES (apt-cache policy frr bird2 iptables kea-dhcp6-server)" >&2
-    exit 1
-  fi
+# Downloaded, never installed (fresh package lists of our own where the
+# machine's are missing or stale).
+if ! "$here/../apt-download.sh" "$tmp/pkgs" "$tmp/lists" "${PACKAGES[@]}"; then
+  echo "e2e/debs/fetch.sh: apt-get download failed; if the pinned versions are no longer in the archive, update PACKAGES (apt-cache policy frr bird2 iptables kea-dhcp6-server)" >&2
+  exit 1
 fi
 for deb in "$tmp"/pkgs/*.deb; do
   dpkg-deb -x "$deb" "$tmp/root"

@@ -68,7 +68,7 @@ if [[ ! -s "$ca_dir/ca-certificates.crt" ]]; then
   mkdir -p "$cache"
   ca_tmp="$(mktemp -d "$cache/ca.XXXXXX")"
   trap 'rm -rf "$ca_tmp"' EXIT
-  (cd "$ca_tmp" && apt-get download -q "ca-certificates=$CA_CERTIFICATES") >&2 ||
+  "$root/e2e/apt-download.sh" "$ca_tmp" "$ca_tmp/lists" "ca-certificates=$CA_CERTIFICATES" ||
     die "apt-get download ca-certificates=$CA_CERTIFICATES failed (apt-cache policy ca-certificates)"
   dpkg-deb -x "$ca_tmp"/ca-certificates_*.deb "$ca_tmp/root"
   mkdir "$ca_tmp/out"

@@ -104,16 +104,9 @@ seccomp="$cache/node-${LIBSECCOMP_DEB//[=:+~]/-}"
 if [[ ! -f "$seccomp/.complete" ]]; then
   unpack="$tmp/work/libseccomp"
   mkdir -p "$unpack/deb" "$unpack/root/pkgconfig"
-  # The download folder is readable to root only, so apt may not drop to _apt.
-  apt_root=(-o APT::Sandbox::User=root)
-  if ! (cd "$unpack/deb" && apt-get "${apt_root[@]}" download -q "$LIBSECCOMP_DEB") >&2; then
-    echo "e2e/node/build.sh: retrying with freshly fetched package lists" >&2
-    lists=(-o "Dir::State::Lists=$tmp/work/lists")
-    mkdir -p "$tmp/work/lists/partial"
-    if ! { apt-get -q "${lists[@]}" update && (cd "$unpack/deb" && apt-get "${apt_root[@]}" -q "${lists[@]}" download "$LIBSECCOMP_DEB"); } >&2; then
-      echo "e2e/node/build.sh: apt-get download $LIBSECCOMP_DEB failed; if it left the archive, update LIBSECCOMP_DEB (apt-cache policy libseccomp-dev)" >&2
-      exit 1
-    fi
+  if ! "$here/../apt-download.sh" "$unpack/deb" "$tmp/work/lists" "$LIBSECCOMP_DEB"; then
+    echo "e2e/node/build.sh: apt-get download $LIBSECCOMP_DEB failed; if it left the archive, update LIBSECCOMP_DEB (apt-cache policy libseccomp-dev)" >&2
+    exit 1
   fi
   dpkg-deb -x "$unpack"/deb/*.deb "$unpack/root"
   libdir="$(dirname "$(find "$unpack/root" -name libseccomp.a | head -1)")"
