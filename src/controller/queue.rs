@@ -7,13 +7,10 @@
 //! Planning it then would hand out space of the old spec. So every Node is
 //! stamped when it enters the queue (and again when its state changes while
 //! queued), and is planned only after a check of the pools *sent after that
-//! stamp* found the ledger's pools current: each pool the ledger holds read
-//! back at the revision held (or gone where the ledger has it gone), or a
-//! consistent list of pool metadata whose revisions the ledger already
-//! holds when there are many pools, or else a full list merged into it. A
-//! pool the ledger has never seen only adds space (free space is one index
-//! over every pool, so it cannot make a prefix held twice); it reaches the
-//! ledger with its watch event, which plans the Nodes still waiting. A
+//! stamp* found the ledger's pools current: a consistent list of every
+//! pool's metadata whose pools the ledger holds, each at that revision or a
+//! later one, with none the list lacks (so a pool created since is seen as
+//! well as one changed or deleted), or else a full list merged into it. A
 //! check serves every Node stamped before it was sent, so a burst of Nodes
 //! costs one check per batch, not one per Node; a Node queued while a check
 //! is in flight gets a check of its own at once (up to
