@@ -17,6 +17,9 @@
 #                                   registry), saved as a tarball for `ctr
 #                                   images import`; pause.ref holds the name
 #                                   the tarball carries.
+#   images/whoami.tar               the lab's web server: whoami/ (answers
+#   images/whoami.ref               each request with the pod's name and the
+#                                   client address it saw), built the same way.
 #
 # Cached outside the checkout like the control plane, keyed by the pins (the
 # go.mod/go.sum files, e2e/crane's too), the pause program and this file.
@@ -35,7 +38,8 @@ key="$(cat "$here"/kubelet/go.mod "$here"/kubelet/go.sum "$here"/kubelet/tools.g
   "$here"/containerd/go.mod "$here"/containerd/go.sum "$here"/containerd/tools.go \
   "$here"/runc/go.mod "$here"/runc/go.sum "$here"/runc/tools.go \
   "$here"/../crane/go.mod "$here"/../crane/go.sum "$here"/../crane/build.sh \
-  "$here"/pause/go.mod "$here"/pause/main.go "$here"/build.sh | sha256sum | cut -c1-12)"
+  "$here"/pause/go.mod "$here"/pause/main.go "$here"/whoami/go.mod "$here"/whoami/main.go \
+  "$here"/build.sh | sha256sum | cut -c1-12)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/prefix-operator"
 out="$cache/node-kube-$KUBE_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-$key"
 
@@ -59,7 +63,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-mkdir -p "$tmp/bin" "$tmp/images" "$tmp/work"
+mkdir -p "$tmp/bin" "$tmp/images" "$tmp/work/pause" "$tmp/work/whoami"
 start=$(date +%s)
 export GOFLAGS=-mod=readonly
 echo "building the lab Node components into $out (cold build, several minutes)" >&2
@@ -132,15 +136,13 @@ step runc env CGO_ENABLED=1 PKG_CONFIG_PATH="$seccomp/pkgconfig" PKG_CONFIG_LIBD
 
 crane="$("$here/../crane/build.sh")/crane"
 
-step pause env CGO_ENABLED=0 bash -c "cd '$here/pause' && go build -trimpath -ldflags '-s -w' -o '$tmp/work/pause' ."
+step pause env CGO_ENABLED=0 bash -c "cd '$here/pause' && go build -trimpath -ldflags '-s -w' -o '$tmp/work/pause/pause' ."
+step whoami env CGO_ENABLED=0 bash -c "cd '$here/whoami' && go build -trimpath -ldflags '-s -w' -o '$tmp/work/whoami/whoami' ."
 
-# The pause image: one layer holding /pause, entrypoint /pause. crane can set
-# the entrypoint only on an image in a registry, so it gets its own in-memory
-# one on a free loopback port for the few seconds this takes.
+# The images: one layer holding the program, entrypoint it. crane can set the
+# entrypoint only on an image in a registry, so they get an in-memory one on
+# a free loopback port for the few seconds this takes.
 t0=$(date +%s)
-mkdir -p "$tmp/work/layer"
-cp "$tmp/work/pause" "$tmp/work/layer/pause"
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$tmp/work/layer" -cf "$tmp/work/layer.tar" pause
 "$crane" registry serve --address 127.0.0.1:0 2>"$tmp/work/registry.log" &
 registry_pid=$!
 port=""
@@ -154,17 +156,22 @@ if [[ -z "$port" ]]; then
   cat "$tmp/work/registry.log" >&2
   exit 1
 fi
-ref="127.0.0.1:$port/prefix-operator/pause:lab"
-"$crane" append --oci-empty-base -f "$tmp/work/layer.tar" -t "$ref" >&2
-# An empty base names no platform; containerd's import skips images of none.
-"$crane" mutate --entrypoint /pause --user 65535:65535 \
-  --set-platform "linux/$(go env GOARCH)" -t "$ref" "$ref" >&2
-"$crane" pull "$ref" "$tmp/images/pause.tar" >&2
-echo "$ref" > "$tmp/images/pause.ref"
+image() { # program, user: images/<program>.tar and images/<program>.ref
+  local name="$1" user="$2" ref="127.0.0.1:$port/prefix-operator/$1:lab"
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$tmp/work/$name" -cf "$tmp/work/$name.tar" "$name"
+  "$crane" append --oci-empty-base -f "$tmp/work/$name.tar" -t "$ref" >&2
+  # An empty base names no platform; containerd's import skips images of none.
+  "$crane" mutate --entrypoint "/$name" --user "$user" \
+    --set-platform "linux/$(go env GOARCH)" -t "$ref" "$ref" >&2
+  "$crane" pull "$ref" "$tmp/images/$name.tar" >&2
+  echo "$ref" > "$tmp/images/$name.ref"
+}
+image pause 65535:65535
+image whoami 65532:65532
 kill "$registry_pid" 2>/dev/null || true
 wait "$registry_pid" 2>/dev/null || true
 registry_pid=""
-echo "  pause image assembled in $(($(date +%s) - t0)) s" >&2
+echo "  pause and whoami images assembled in $(($(date +%s) - t0)) s" >&2
 
 touch "$tmp/.complete"
 rm -rf "$tmp/work" "$out"
