@@ -15,8 +15,9 @@ controlplane:
 ## Unit, property and integration tests against a real kube-apiserver + etcd
 ## (and promtool, FRR's vtysh, BIRD and iptables, the reference CNI plugins
 ## and cnitool, crane for the image test, kube-controller-manager for its
-## service-cidr and EndpointSlice controllers and kube-proxy, kubelet,
-## containerd and runc for the lab Node, fetched or built and cached first).
+## service-cidr and EndpointSlice controllers and kube-proxy, kube-scheduler,
+## kubelet, containerd and runc for the lab cluster, fetched or built and
+## cached first; the operator's image, which the lab installs with Helm).
 ## Fails if the run left an etcd or kube-apiserver running (only the ones it
 ## started: see e2e/scoped.sh).
 test: controlplane
@@ -26,6 +27,7 @@ test: controlplane
 	@e2e/cni/build.sh >/dev/null
 	@e2e/kcm/build.sh >/dev/null
 	@e2e/node/build.sh >/dev/null
+	$(MAKE) --no-print-directory image IMAGE_ARCHES=amd64
 	$(CARGO) build --workspace --all-targets --locked
 	NODE_COMPONENTS="$$(e2e/node/build.sh)" KCM_BIN="$$(e2e/kcm/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --workspace --locked
 

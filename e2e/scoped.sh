@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command with TMPDIR set to a directory of its own, then fails if any
-# etcd, kube-apiserver, kube-controller-manager, kubelet or containerd started
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy,
+# kubelet or containerd started
 # under that directory is still running.
 # Every control plane the tests and benchmarks start keeps its state in a
 # temporary directory, so this finds exactly the processes this run left
@@ -13,9 +14,9 @@ TMPDIR="$run" "$@"
 status=$?
 # The processes name their state directory on the command line
 # (--data-dir, --cert-dir), so the run's directory finds them.
-if pgrep -af "/(etcd|kube-apiserver|kube-controller-manager|kubelet|containerd) .*$run/" >/dev/null; then
+if pgrep -af "/(etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kube-proxy|kubelet|containerd) .*$run/" >/dev/null; then
   echo "leftover control-plane processes of this run:"
-  pgrep -af "/(etcd|kube-apiserver|kube-controller-manager|kubelet|containerd) .*$run/"
+  pgrep -af "/(etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kube-proxy|kubelet|containerd) .*$run/"
   status=1
 else
   echo "no control-plane process of this run left running"

@@ -1,249 +1,726 @@
-//! The lab probe (issue 31, first cut): one Node run by a real kubelet
-//! v1.36.3 with a real containerd 2.x and runc (all built by
-//! `e2e/node/build.sh`), in a network namespace of its own, registered
-//! against the test control plane. The operator (in-process) gives the
-//! kubelet-registered Node its podCIDRs from a PrefixPool; the README's
-//! bridge + host-local recipe, run as printed, writes containerd's CNI
-//! config; a pod of the pause image (built here) must reach Running with an
-//! address inside its Node's prefix. Every step is checked against what the
-//! API server holds.
+//! The product as it ships (issue 31): its own image, installed by Helm into
+//! kube-system from the README's own install lines, running as pods on real
+//! kubelets with a real container runtime, and doing its whole job there.
 //!
-//! What it needs: root, network namespaces, cgroup controllers (v1 hybrid
-//! here: the kubelet runs with `failCgroupV1: false`), Debian's archive for
-//! libseccomp (runc's build). Where network namespaces are forbidden it
-//! prints SKIPPED and passes, as the CNI tests do.
+//! The lab cluster ([`cluster`]): the test control plane,
+//! kube-controller-manager and kube-scheduler v1.36.3, and Nodes in network
+//! namespaces behind a router namespace, each with containerd 2.4 + runc
+//! 1.5, a kubelet and kube-proxy (all built from Go modules by the project's
+//! scripts). The test then does what an admin does:
 //!
-//! Not yet here (issue 31): a second Node, kube-proxy, the operator as a
-//! pod installed by Helm from its image, pod-to-pod and outside traffic.
+//! - imports the image (`make image`) into each Node's containerd and runs
+//!   `helm install` — the lines after `<!-- lab-install -->` in README.md;
+//! - checks the two replicas Running and Ready, the Lease held by a pod's
+//!   name, `/metrics` served by the pod;
+//! - the kubelet-registered Nodes get podCIDRs (a GUA pool; a dual-stack
+//!   pair on one Node), the README's CNI recipe configures them, they turn
+//!   Ready; web server pods get addresses inside their Node's prefix; one
+//!   pod asks another and is seen by its own address; a client outside,
+//!   behind the router that applies `prefix-operator routes`, reaches a pod
+//!   directly, then an IPv6 ClusterIP of a PrefixClaim's ServiceCIDR and a
+//!   Local LoadBalancer address (which sees the client's own address);
+//! - deletes the leader pod: the other replica takes the Lease within the
+//!   lease duration and a Node registered after that gets its prefix;
+//! - `helm upgrade` with a changed value rolls the pods and changes no
+//!   allocation; `helm uninstall` leaves pools, claims and podCIDRs.
+//!
+//! Every check is against what the API server holds or what a packet did.
+//! Needs root, network namespaces and cgroups; where network namespaces are
+//! forbidden it prints SKIPPED and passes, as the CNI tests do.
 
 #[path = "lab/cleanup.rs"]
 mod cleanup;
+#[path = "lab/cluster.rs"]
+mod cluster;
 #[path = "lab/config.rs"]
 mod config;
 #[path = "lab/node.rs"]
 mod node;
 mod support;
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
-use kube::api::{ObjectMeta, PostParams};
+use cluster::{Cluster, ask_http, parse_whoami};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use support::cni::{Lab, run_recipe};
+use prefix_operator::api::{PrefixClaim, PrefixPool, Purpose};
+use prefix_operator::controller::LOAD_BALANCER_CLASS;
+use support::cni::{ip_routes, run_recipe};
+use support::helm::Helm;
 use support::*;
 
-const REGISTER: Duration = Duration::from_secs(120);
-const READY: Duration = Duration::from_secs(120);
-const RUNNING: Duration = Duration::from_secs(180);
-
-fn ready(n: &Node) -> Option<bool> {
-    let c = n
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some(c.status == "True")
-}
+const WAIT: Duration = Duration::from_secs(120);
+const NS: &str = "kube-system";
+const APP: &str = "app.kubernetes.io/name=prefix-operator";
+/// The GUA pool of examples/pools.yaml, and its IPv4 pool for the Nodes
+/// labelled dual-stack: kube-proxy's cluster CIDRs.
+const GUA: &str = "2001:db8:42::/48";
+const V4: &str = "10.244.0.0/16";
+const DUAL: (&str, &str) = ("node-role.example.com/dual-stack", "true");
 
 fn step(t0: Instant, what: &str) {
     eprintln!("lab: {:>6.1}s {what}", t0.elapsed().as_secs_f64());
 }
 
-/// A pod of the pause image on `node`, bound by name (no scheduler runs),
-/// with no service-account token (nothing publishes the root CA here).
-fn pause_pod(name: &str, node: &str, image: &str) -> Pod {
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shell lines after `<!-- lab-install -->` in README.md (comments
+/// dropped).
+fn readme_install() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let at = readme
+        .find("<!-- lab-install -->")
+        .expect("README.md has the lab-install marker");
+    let mut lines = readme[at..].lines().skip(1);
+    assert_eq!(lines.next().map(str::trim), Some("```sh"), "a sh block");
+    lines
+        .take_while(|l| l.trim() != "```")
+        .map(|l| l.split(" #").next().unwrap_or(l).trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+fn run(what: &str, mut cmd: std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs one README install line on the lab: `make` in the checkout, `ctr`
+/// on the containerd of the Nodes `on` (indexes in `c.nodes`), `helm` and
+/// `kubectl` as the admin.
+fn run_install_line(c: &Cluster, helm: &Helm, line: &str, on: std::ops::Range<usize>) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.first().copied() {
+        Some("make") => {
+            let mut cmd = std::process::Command::new("make");
+            cmd.current_dir(manifest_dir()).args(&words[1..]);
+            run(line, cmd);
+        }
+        Some("ctr") => {
+            // `ctr -n k8s.io ARGS`: LabNode::ctr names the namespace and the
+            // node's own socket; paths are the checkout's.
+            assert_eq!(&words[1..3], ["-n", "k8s.io"], "{line}");
+            let args: Vec<String> = words[3..]
+                .iter()
+                .map(|w| {
+                    let p = manifest_dir().join(w);
+                    if p.exists() {
+                        p.display().to_string()
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            for n in &c.nodes[on] {
+                n.kn.ctr(&args)
+                    .unwrap_or_else(|e| panic!("{line} on {}: {e}", n.name()));
+            }
+        }
+        Some("helm") => {
+            let mut cmd = helm.cmd();
+            cmd.current_dir(manifest_dir())
+                .args(&words[1..])
+                .arg("--kubeconfig")
+                .arg(&c.kubeconfig);
+            run(line, cmd);
+        }
+        Some("kubectl") => {
+            let mut cmd = c.kubectl();
+            cmd.current_dir(manifest_dir()).args(&words[1..]);
+            run(line, cmd);
+        }
+        other => panic!("README install line of an unknown kind {other:?}: {line}"),
+    }
+}
+
+async fn operator_pods(client: &Client) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    pods.list(&ListParams::default().labels(APP))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// Waits until the Deployment has rolled out `replicas` Ready pods of its
+/// current template, and returns their names.
+async fn wait_rolled_out(client: &Client, replicas: i32) -> Vec<String> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    wait_for("the operator's Deployment rolled out", WAIT, || async {
+        let d = deployments.get_opt("prefix-operator").await.ok()??;
+        let st = d.status.as_ref()?;
+        let current = st.observed_generation == d.metadata.generation
+            && st.updated_replicas == Some(replicas)
+            && st.ready_replicas == Some(replicas)
+            && st.replicas == Some(replicas);
+        if !current {
+            return None;
+        }
+        let pods = operator_pods(client).await;
+        let live: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        (live.len() == replicas as usize && live.iter().all(|p| pod_ready(p))).then(|| {
+            live.iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect()
+        })
+    })
+    .await
+}
+
+async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    leases
+        .get_opt("prefix-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+/// Every Node's podCIDRs, by name.
+async fn allocations(client: &Client) -> BTreeMap<String, Vec<String>> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .list(&ListParams::default())
+        .await
+        .expect("list Nodes")
+        .items
+        .iter()
+        .map(|n| (n.metadata.name.clone().unwrap_or_default(), node_cidrs(n)))
+        .collect()
+}
+
+/// A whoami pod (`e2e/node/whoami`) on `node`, placed by the scheduler.
+fn web_pod(name: &str, node: &str, image: &str, labels: &[(&str, &str)]) -> Pod {
+    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
-            "nodeName": node,
-            "automountServiceAccountToken": false,
-            "enableServiceLinks": false,
+            "nodeSelector": {"kubernetes.io/hostname": node},
             "terminationGracePeriodSeconds": 1,
+            "enableServiceLinks": false,
             "containers": [{
-                "name": "pause",
+                "name": "web",
                 "image": image,
                 "imagePullPolicy": "Never",
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "ports": [{"containerPort": 8080}],
+                // The kubelet probes from the Node: the pod's address works.
+                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
             }],
         },
     }))
     .expect("pod")
 }
 
-async fn ensure_default_service_account(client: &Client) {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("default".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match sas.create(&PostParams::default(), &sa).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("create ServiceAccount default: {e}"),
-    }
+async fn bound_claim(client: &Client, name: &str, purpose: Purpose, len: i32) -> ipnet::IpNet {
+    let api: Api<PrefixClaim> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &PrefixClaim::new(name, claim_spec("gua", len, purpose)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create claim {name}: {e}"));
+    wait_for(&format!("claim {name} Ready"), WAIT, || async {
+        let st = api.get_opt(name).await.ok().flatten()?.status?;
+        let ready = st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready { st.prefix?.parse().ok() } else { None }
+    })
+    .await
+}
+
+/// An HTTP GET from inside `node`'s namespace; the body.
+fn http_get_in(ns: &str, to: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let path = path.to_string();
+    support::netns::in_netns(ns, move || {
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: lab\r\n\r\n").as_bytes())
+            .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kubelet_node_gets_prefix_and_runs_a_pod_in_it() {
+async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
     let t0 = Instant::now();
-    let components = tokio::task::block_in_place(node::components);
-    step(t0, &format!("node components at {}", components.display()));
-    let (cp, client) = own_control_plane().await;
-    let _dump = DumpOnPanic(&cp);
-    step(t0, "control plane up");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let Some(mut lab) = Lab::new("kl", tmp.path()) else {
+    let Some(mut c) = Cluster::start("lc", &format!("{GUA},{V4}")).await else {
         return;
     };
-    let tn = lab.node(1, "lab-node-1");
-    let node_ip = "fd00:100:1::2";
-
-    let mut kn = tokio::task::block_in_place(|| {
-        node::LabNode::start_containerd(&tn, tmp.path(), &components, &lab.cni)
-    });
-    step(t0, "containerd up, pause image imported");
-    kn.start_kubelet(&cp, &tn, node_ip);
-
-    // 1. The kubelet registers its Node.
-    let nodes: Api<Node> = Api::all(client.clone());
-    // Polled by hand, to fail at once (with its log) if the kubelet exits.
-    let deadline = Instant::now() + REGISTER;
-    let registered = loop {
-        if let Some(status) = kn.kubelet_exited() {
-            panic!("the kubelet exited ({status}) before registering its Node");
-        }
-        if let Ok(Some(n)) = nodes.get_opt(&tn.name).await {
-            break n;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the kubelet to register its Node"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    step(t0, "Node registered by the kubelet");
-    assert!(
-        registered
-            .status
-            .as_ref()
-            .and_then(|s| s.addresses.as_ref())
-            .is_some_and(|a| a.iter().any(|a| a.address == node_ip)),
-        "the kubelet reports --node-ip {node_ip}: {:?}",
-        registered.status.as_ref().map(|s| &s.addresses)
+    step(
+        t0,
+        "control plane, kube-controller-manager, kube-scheduler up",
     );
+    let client = c.client.clone();
+    let whoami_tar = c.components.join("images/whoami.tar");
+    let whoami_ref = std::fs::read_to_string(c.components.join("images/whoami.ref"))
+        .expect("whoami.ref")
+        .trim()
+        .to_string();
+    c.add_node(1, &[], std::slice::from_ref(&whoami_tar));
+    c.add_node(2, &[DUAL], std::slice::from_ref(&whoami_tar));
+    step(t0, "two Nodes' containerd, kubelet and kube-proxy started");
 
-    // 2. The operator gives it a prefix.
-    let _operator = Operator::default(&client).await;
-    create_pool(&client, "lab", pool_spec(&["2001:db8:1a00::/48"])).await;
-    let cidrs = wait_pod_cidrs(&client, &tn.name).await;
-    step(t0, &format!("Node podCIDRs {cidrs:?}"));
-    let prefix: ipnet::IpNet = cidrs[0].parse().expect("podCIDR");
-    assert!(
-        "2001:db8:1a00::/48"
-            .parse::<ipnet::IpNet>()
-            .expect("pool")
-            .contains(&prefix),
-        "{prefix} is from the pool"
-    );
-
-    // Without a CNI config containerd's network is not ready, so neither is
-    // the Node: it turns Ready below because of the podCIDRs.
-    wait_for("the Node NotReady before any CNI config", READY, || async {
-        let n = nodes.get_opt(&tn.name).await.ok().flatten()?;
-        (!ready(&n)?).then_some(())
-    })
-    .await;
-
-    // 3. The README recipe writes containerd's CNI config from the Node.
-    let kubectl_dir = prefix_operator_testenv::bin_dir().expect("control-plane binaries");
-    let kubeconfig = tmp.path().join("admin.kubeconfig");
-    cp.write_kubeconfig(&Identity::Admin, &kubeconfig)
-        .expect("kubeconfig");
-    let conf = run_recipe(&kubectl_dir, &kubeconfig, &tn);
-    step(t0, &format!("CNI config written: {conf}"));
-
-    // 4. The Node turns Ready (the runtime's network is ready once a CNI
-    //    config is there).
-    wait_for("the Node Ready", READY, || async {
-        let n = nodes.get_opt(&tn.name).await.ok().flatten()?;
-        ready(&n)?.then_some(())
-    })
-    .await;
-    step(t0, "Node Ready");
-
-    // 5. A pod runs with an address in the Node's prefix.
-    ensure_default_service_account(&client).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let image = node::pause_ref(&components);
-    pods.create(
-        &PostParams::default(),
-        &pause_pod("probe", &tn.name, &image),
-    )
-    .await
-    .expect("create pod");
-    let pod = wait_for("the pod Running with an address", RUNNING, || async {
-        let p = pods.get_opt("probe").await.ok().flatten()?;
-        let st = p.status.as_ref()?;
-        (st.phase.as_deref() == Some("Running") && st.pod_ip.is_some()).then_some(p)
-    })
-    .await;
-    let ip: IpAddr = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.as_deref())
-        .and_then(|s| s.parse().ok())
-        .expect("pod IP");
-    step(t0, &format!("pod Running at {ip}"));
-    let st = pod.status.as_ref().expect("pod status");
-    assert!(prefix.contains(&ip), "pod IP {ip} is inside {prefix}");
-    for p in st.pod_ips.iter().flatten() {
-        let a: IpAddr = p.ip.parse().expect("pod IP");
-        assert!(prefix.contains(&a), "pod IP {a} is inside {prefix}");
+    // kube-proxy programs the `kubernetes` Service on each Node: how the
+    // operator's pods reach the API server.
+    for i in 0..c.nodes.len() {
+        let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
+        wait_for(&what, WAIT, || async {
+            c.nat_rules(i, false)
+                .contains(&format!("{}:{}", cluster::API_ADDRESS, c.cp.api_port()))
+                .then_some(())
+        })
+        .await;
     }
-    assert_eq!(st.host_ip.as_deref(), Some(node_ip), "the pod's hostIP");
+    step(
+        t0,
+        "kube-proxy forwards the kubernetes Service on both Nodes",
+    );
 
-    // The address is the pod's: from the Node, over the CNI bridge, a TCP
-    // connection to it is refused by the pod's own kernel (the pause
-    // program listens nowhere), not lost.
-    let refused = support::netns::in_netns(&tn.ns, move || {
-        let to = std::net::SocketAddr::new(ip, 9);
-        std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).map(|_| ())
+    // The README's install lines, as written.
+    let helm = Helm::new();
+    for line in readme_install() {
+        tokio::task::block_in_place(|| run_install_line(&c, &helm, &line, 0..c.nodes.len()));
+        step(t0, &format!("ran: {line}"));
+    }
+    // 1. Two replicas Running and Ready, one per Node (hostNetwork, same
+    //    port), the Lease held by one of them.
+    let replicas = wait_rolled_out(&client, 2).await;
+    step(t0, &format!("operator pods Ready: {replicas:?}"));
+    let pods = operator_pods(&client).await;
+    let mut on: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    on.sort();
+    assert_eq!(on, ["lab-node-1", "lab-node-2"], "one replica per Node");
+    for p in &pods {
+        let spec = p.spec.as_ref().expect("spec");
+        assert_eq!(spec.host_network, Some(true), "the chart's hostNetwork");
+        let st = p.status.as_ref().expect("status");
+        let cs = &st.container_statuses.as_ref().expect("container statuses")[0];
+        assert_eq!(cs.restart_count, 0, "{:?} never restarted", p.metadata.name);
+        assert!(
+            cs.image
+                .contains("ghcr.io/prefix-operator/prefix-operator:"),
+            "the image the README loads: {}",
+            cs.image
+        );
+    }
+    let holder = wait_for("the Lease held by an operator pod", WAIT, || async {
+        lease_holder(&client).await.filter(|h| replicas.contains(h))
+    })
+    .await;
+    step(t0, &format!("Lease held by {holder}"));
+
+    // /metrics from the pod, on its Node's address (hostNetwork, port
+    // 10262), as a scraper on the node network gets it.
+    let holder_pod = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(holder.as_str()))
+        .expect("holder pod");
+    let holder_node = holder_pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .expect("node");
+    let hn = c
+        .nodes
+        .iter()
+        .find(|n| n.name() == holder_node)
+        .expect("holder's node");
+    let metrics = tokio::task::block_in_place(|| {
+        http_get_in(
+            &hn.tn.ns,
+            SocketAddr::new(hn.ip6.parse().expect("ip"), 10262),
+            "/metrics",
+        )
     });
     assert!(
-        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
-        "TCP to {ip}:9 from the Node: {refused:?} (want: refused by the pod)"
+        metrics.starts_with("HTTP/1.0 200") && metrics.contains("prefix_operator_"),
+        "the pod's /metrics: {}",
+        &metrics[..metrics.len().min(400)]
     );
 
-    // The kubelet's own status writes left the operator's podCIDRs alone.
-    let after = nodes.get(&tn.name).await.expect("Node");
-    assert_eq!(node_cidrs(&after), cidrs, "podCIDRs unchanged");
-    let info = after
-        .status
-        .as_ref()
-        .and_then(|s| s.node_info.as_ref())
-        .expect("nodeInfo");
-    assert_eq!(info.kubelet_version, "v1.36.3");
-    assert!(
-        info.container_runtime_version
-            .starts_with("containerd://2."),
-        "runtime {}",
-        info.container_runtime_version
+    // 2. The kubelet-registered Nodes get their prefixes: node 1 a GUA /64,
+    //    node 2 a dual-stack pair, IPv6 first.
+    let gua: ipnet::IpNet = GUA.parse().expect("pool");
+    let v4net: ipnet::IpNet = V4.parse().expect("pool");
+    let mut prefixes = Vec::new();
+    for n in &c.nodes {
+        let cidrs = wait_pod_cidrs(&client, n.name()).await;
+        let p: ipnet::IpNet = cidrs[0].parse().expect("podCIDR");
+        assert!(gua.contains(&p) && p.prefix_len() == 64, "{cidrs:?}");
+        prefixes.push(p);
+    }
+    let dual = node_cidrs(
+        &Api::<Node>::all(client.clone())
+            .get("lab-node-2")
+            .await
+            .expect("node"),
+    );
+    assert_eq!(dual.len(), 2, "lab-node-2 is dual-stack: {dual:?}");
+    let p4: ipnet::IpNet = dual[1].parse().expect("podCIDR");
+    assert!(v4net.contains(&p4) && p4.prefix_len() == 24, "{dual:?}");
+    step(t0, &format!("Nodes' podCIDRs: {prefixes:?} and {p4}"));
+
+    // The README's CNI recipe on each Node; then each turns Ready.
+    let kubectl_dir = prefix_operator_testenv::bin_dir().expect("control-plane binaries");
+    for n in &c.nodes {
+        run_recipe(&kubectl_dir, &c.kubeconfig, &n.tn);
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    for n in &c.nodes {
+        wait_for(&format!("{} Ready", n.name()), WAIT, || async {
+            nodes.get_opt(n.name()).await.ok()?.filter(node_ready)
+        })
+        .await;
+    }
+    step(t0, "both Nodes Ready");
+
+    // 3. Web pods get addresses inside their Node's prefix.
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (i, n) in c.nodes.iter().enumerate() {
+        let name = format!("web-{}", i + 1);
+        let labels: &[(&str, &str)] = if i == 1 {
+            &[("app", "web"), ("edge", "yes")]
+        } else {
+            &[("app", "web")]
+        };
+        pods_api
+            .create(
+                &PostParams::default(),
+                &web_pod(&name, n.name(), &whoami_ref, labels),
+            )
+            .await
+            .expect("create web pod");
+    }
+    let mut web = Vec::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let name = format!("web-{}", i + 1);
+        let p = wait_for(&format!("{name} Ready"), WAIT, || async {
+            pods_api.get_opt(&name).await.ok()?.filter(pod_ready)
+        })
+        .await;
+        let st = p.status.as_ref().expect("status");
+        let ips: Vec<IpAddr> = st
+            .pod_ips
+            .iter()
+            .flatten()
+            .map(|a| a.ip.parse().expect("pod IP"))
+            .collect();
+        assert!(
+            prefixes[i].contains(&ips[0]),
+            "{name} {ips:?} in {}",
+            prefixes[i]
+        );
+        if i == 1 {
+            assert_eq!(ips.len(), 2, "{name} is dual-stack: {ips:?}");
+            assert!(p4.contains(&ips[1]), "{name} {ips:?} in {p4}");
+        }
+        assert_eq!(st.host_ip.as_deref(), Some(n.ip6.as_str()));
+        let container = st.container_statuses.as_ref().expect("statuses")[0]
+            .container_id
+            .clone()
+            .expect("container id");
+        web.push((
+            name,
+            ips,
+            container.trim_start_matches("containerd://").to_string(),
+        ));
+    }
+    step(
+        t0,
+        &format!(
+            "web pods Ready: {:?}",
+            web.iter().map(|w| (&w.0, &w.1)).collect::<Vec<_>>()
+        ),
     );
 
-    // 6. Deleted, the pod is torn down by the kubelet (CNI DEL included)
-    //    and the API object goes.
-    pods.delete("probe", &Default::default())
+    // 4. The router applies `prefix-operator routes`: a pod asks a pod on
+    //    the other Node, and is seen by its own address; a client outside
+    //    reaches a pod directly, no NAT.
+    let (_, lines) = ip_routes(&c.kubeconfig);
+    c.lab.apply_routes(&lines);
+    // A pod asks the other, across Nodes, and is seen by its own address.
+    let (to, from) = (&web[1], &web[0]);
+    let url = format!("http://[{}]:8080/", to.1[0]);
+    let answer = c.nodes[0]
+        .kn
+        .ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "ask",
+            &from.2,
+            "/whoami",
+            "get",
+            &url,
+        ])
+        .unwrap_or_else(|e| panic!("{} asks {url}: {e}", from.0));
+    let (served, peer) = parse_whoami(&answer).unwrap_or_else(|| panic!("answer {answer:?}"));
+    assert_eq!(served, to.0);
+    assert_eq!(
+        peer, from.1[0],
+        "{} saw {} by its own address",
+        to.0, from.0
+    );
+    step(
+        t0,
+        &format!("{} reached {} and was seen as {peer}", from.0, to.0),
+    );
+
+    let outside = c.lab.outside();
+    let client_ip: IpAddr = "fd00:200::2".parse().expect("ip");
+    let target = SocketAddr::new(web[0].1[0], 8080);
+    let (served, peer) = tokio::task::block_in_place(|| ask_http(&outside, target, WAIT));
+    assert_eq!((served.as_str(), peer), (web[0].0.as_str(), client_ip));
+    step(
+        t0,
+        &format!("outside client reached {served} at {target} and was seen as {peer}"),
+    );
+
+    // 5. Services with global addresses on these Nodes: an IPv6 ClusterIP
+    //    from a claim's ServiceCIDR, a Local LoadBalancer address.
+    let svc_range = bound_claim(&client, "services", Purpose::ServiceCIDR, 112).await;
+    let lb_range = bound_claim(&client, "lb", Purpose::LoadBalancer, 120).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let cluster_ip = nth_address(&svc_range, 10);
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
+            "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+            "selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &svc)
         .await
-        .expect("delete pod");
-    wait_gone(&pods, "probe").await;
-    step(t0, "pod deleted by the kubelet");
-    drop(kn);
-    step(t0, "node stopped");
+        .expect("ClusterIP Service with an address of the claim");
+    let edge: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "edge"},
+        "spec": {
+            "type": "LoadBalancer", "loadBalancerClass": LOAD_BALANCER_CLASS,
+            "externalTrafficPolicy": "Local",
+            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
+            "selector": {"edge": "yes"},
+            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &edge)
+        .await
+        .expect("LoadBalancer Service");
+    let lb_ip = wait_for("the LoadBalancer address", WAIT, || async {
+        let s = services.get_opt("edge").await.ok().flatten()?;
+        prefix_operator::k8s::services::ingress_ips(&s)
+            .first()
+            .copied()
+    })
+    .await;
+    assert!(lb_range.contains(&lb_ip), "{lb_ip} from {lb_range}");
+    // kube-proxy on node 2 programs the Local address once its endpoint
+    // is there; the router then gets the /128 to node 2 only.
+    wait_for(
+        "kube-proxy programs the LoadBalancer address",
+        WAIT,
+        || async {
+            c.nat_rules(1, true)
+                .contains(&format!("{lb_ip}/128"))
+                .then_some(())
+        },
+    )
+    .await;
+    let lines = wait_for("a route to the Local address", WAIT, || async {
+        let kc = c.kubeconfig.clone();
+        let (_, lines) = tokio::task::spawn_blocking(move || ip_routes(&kc))
+            .await
+            .ok()?;
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("{lb_ip}/128")))
+            .then_some(lines)
+    })
+    .await;
+    c.lab.apply_routes(&lines);
+    let cip: IpAddr = cluster_ip.parse().expect("ClusterIP");
+    let (served, _) =
+        tokio::task::block_in_place(|| ask_http(&outside, SocketAddr::new(cip, 80), WAIT));
+    assert!(
+        served.starts_with("web-"),
+        "the ClusterIP {cip} served by {served}"
+    );
+    let (served, peer) =
+        tokio::task::block_in_place(|| ask_http(&outside, SocketAddr::new(lb_ip, 80), WAIT));
+    assert_eq!(served, "web-2", "the Local address is served on lab-node-2");
+    assert_eq!(peer, client_ip, "the pod saw the client's own address");
+    step(
+        t0,
+        &format!("outside reached ClusterIP {cip} and LoadBalancer {lb_ip} (seen as {peer})"),
+    );
+
+    // 6. The leader pod deleted: the other replica takes the Lease within
+    //    its duration (15 s), and a Node registered after that gets a prefix.
+    let before = allocations(&client).await;
+    let deleted_at = Instant::now();
+    let mut cmd = c.kubectl();
+    cmd.args(["delete", "pod", "-n", NS, &holder, "--wait=false"]);
+    tokio::task::block_in_place(|| run("kubectl delete pod", cmd));
+    // Whichever live replica gets it: the one that stayed, or the
+    // Deployment's replacement if it asks first.
+    let other = wait_for(
+        "another replica holds the Lease",
+        Duration::from_secs(20),
+        || async {
+            let h = lease_holder(&client).await.filter(|h| *h != holder)?;
+            let live = operator_pods(&client).await;
+            live.iter()
+                .any(|p| p.metadata.name.as_deref() == Some(h.as_str()))
+                .then_some(h)
+        },
+    )
+    .await;
+    let failover = deleted_at.elapsed();
+    let stayed = if replicas.contains(&other) {
+        "the replica that stayed"
+    } else {
+        "the replacement"
+    };
+    step(
+        t0,
+        &format!(
+            "Lease moved {holder} -> {other} ({stayed}) in {:.1}s",
+            failover.as_secs_f64()
+        ),
+    );
+    let third = c.add_node(3, &[], &[]);
+    // A new Node needs the image too (README: "on each node").
+    for line in readme_install().iter().filter(|l| l.starts_with("ctr ")) {
+        tokio::task::block_in_place(|| run_install_line(&c, &helm, line, third..third + 1));
+    }
+    let cidrs3 = wait_pod_cidrs(&client, "lab-node-3").await;
+    step(
+        t0,
+        &format!("lab-node-3 registered after the failover: {cidrs3:?}"),
+    );
+    let after = allocations(&client).await;
+    for (name, cidrs) in &before {
+        assert_eq!(
+            after.get(name),
+            Some(cidrs),
+            "{name}'s podCIDRs unchanged by the failover"
+        );
+    }
+    wait_rolled_out(&client, 2).await;
+
+    // 7. helm upgrade with a changed value rolls the pods, changes no
+    //    allocation.
+    let before = allocations(&client).await;
+    let old: Vec<String> = wait_rolled_out(&client, 2).await;
+    let mut cmd = helm.cmd();
+    cmd.current_dir(manifest_dir())
+        .args([
+            "upgrade",
+            "prefix-operator",
+            "charts/prefix-operator",
+            "-n",
+            NS,
+            "--reuse-values",
+            "--set",
+            "operator.logLevel=debug",
+            "--kubeconfig",
+        ])
+        .arg(&c.kubeconfig);
+    tokio::task::block_in_place(|| run("helm upgrade", cmd));
+    let new = wait_for("the upgrade rolled the pods", WAIT, || async {
+        let now = wait_rolled_out(&client, 2).await;
+        now.iter().all(|p| !old.contains(p)).then_some(now)
+    })
+    .await;
+    step(t0, &format!("helm upgrade rolled {old:?} -> {new:?}"));
+    wait_for("a new pod holds the Lease", WAIT, || async {
+        lease_holder(&client).await.filter(|h| new.contains(h))
+    })
+    .await;
+    assert_eq!(
+        allocations(&client).await,
+        before,
+        "no allocation changed by the upgrade"
+    );
+
+    // 8. helm uninstall leaves pools, claims and podCIDRs.
+    let mut cmd = helm.cmd();
+    cmd.args(["uninstall", "prefix-operator", "-n", NS, "--kubeconfig"])
+        .arg(&c.kubeconfig);
+    tokio::task::block_in_place(|| run("helm uninstall", cmd));
+    wait_for("the operator's pods gone", WAIT, || async {
+        operator_pods(&client).await.is_empty().then_some(())
+    })
+    .await;
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    assert!(
+        pools.get_opt("gua").await.expect("get").is_some(),
+        "the GUA pool kept"
+    );
+    assert!(
+        claims.get_opt("services").await.expect("get").is_some(),
+        "the claim kept"
+    );
+    let all = allocations(&client).await;
+    assert_eq!(all.len(), 3);
+    for (name, cidrs) in &all {
+        assert!(!cidrs.is_empty(), "{name} keeps its podCIDRs: {all:?}");
+    }
+    step(t0, "helm uninstall left pools, claims and podCIDRs");
+    drop(c);
+    step(t0, "lab torn down");
 }

@@ -152,14 +152,23 @@ impl LabNode {
     /// driver, no swap check, no authentication (the lab's API server
     /// reaches it only through the test), kubeconfig through a forwarder in
     /// the node's namespace.
-    pub fn start_kubelet(&mut self, cp: &ControlPlane, node: &TestNode, node_ip: &str) {
+    /// `node_ip` may be a dual-stack pair (`ipv6,ipv4`); `extra` are more
+    /// kubelet flags.
+    pub fn start_kubelet(
+        &mut self,
+        cp: &ControlPlane,
+        node: &TestNode,
+        node_ip: &str,
+        extra: &[String],
+    ) {
         let kubeconfig = self.dir.join("kubelet/kubeconfig");
         kubeconfig_in_netns(cp, &node.ns, &kubeconfig);
         let config = self.dir.join("kubelet/config.json");
         let cfg = kubelet_config(
             &format!("/{}", self.tag),
             &self.socket,
-            node_ip,
+            // The kubelet serves on the primary address.
+            node_ip.split(',').next().unwrap_or(node_ip),
             &self.dir.join("pod-logs"),
         );
         std::fs::write(&config, serde_json::to_vec_pretty(&cfg).expect("json"))
@@ -180,14 +189,10 @@ impl LabNode {
             .arg(format!("--hostname-override={}", self.name))
             .arg(format!("--node-ip={node_ip}"))
             .arg("--v=2")
+            .args(extra)
             .env("PATH", self.path_env(Path::new("/nonexistent")));
         self.kubelet =
             Some(Supervised::start(cmd, &self.dir.join("kubelet.log")).expect("start kubelet"));
-    }
-
-    /// Whether the kubelet is still running (its exit status if not).
-    pub fn kubelet_exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.kubelet.as_mut().and_then(|k| k.exited())
     }
 
     /// The last `n` lines of containerd's and the kubelet's logs.
@@ -222,7 +227,7 @@ impl LabNode {
     }
 
     /// A command that runs in this node's network and mount namespaces.
-    fn inside(&self) -> Command {
+    pub fn inside(&self) -> Command {
         let pid = self.holder.as_ref().expect("holder").pid();
         let mut cmd = Command::new("nsenter");
         cmd.args(["--target", &pid.to_string(), "--mount", "--net", "--"]);

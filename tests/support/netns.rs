@@ -122,8 +122,14 @@ pub fn tcp_exchange(from_ns: &str, src: Option<IpAddr>, to_ns: &str, to: IpAddr)
 /// loopback only): a process in `ns` reaches `to` at the returned port.
 /// Runs until the process exits.
 pub fn forward_into(ns: &str, to: SocketAddr) -> u16 {
-    let listener = in_netns(ns, || {
-        TcpListener::bind(("127.0.0.1", 0)).expect("bind the forwarder")
+    forward_at(ns, SocketAddr::from(([127, 0, 0, 1], 0)), to)
+}
+
+/// Like [`forward_into`], listening on `at` in `ns` (port 0: any free one);
+/// returns the port.
+pub fn forward_at(ns: &str, at: SocketAddr, to: SocketAddr) -> u16 {
+    let listener = in_netns(ns, move || {
+        TcpListener::bind(at).unwrap_or_else(|e| panic!("bind the forwarder on {at}: {e}"))
     });
     let port = listener.local_addr().expect("local addr").port();
     // Threads start in the namespace of the thread that spawns them: this
