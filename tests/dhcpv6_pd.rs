@@ -17,6 +17,7 @@ use kube::{Api, Client};
 use prefix_operator::api::{DelegationSpec, PrefixPool, PrefixPoolSpec};
 use prefix_operator::dhcp::Identity;
 use prefix_operator_testenv::Supervised;
+use support::kea::{Kea, Lifetimes};
 use support::netns::*;
 use support::*;
 
@@ -82,68 +83,23 @@ fn link(tag: &str) -> Option<Link> {
     })
 }
 
-/// kea-dhcp6 serving /56s of [`PD_POOL`] on the link, with lifetimes of
-/// seconds; its lease file and log in `dir`.
-struct Kea {
-    _proc: Supervised,
-    leases: PathBuf,
-    log: PathBuf,
-}
-
 fn start_kea(link: &Link, dir: &Path, pd_pool: &str, name: &str) -> Kea {
-    let root = support::debs::debs();
-    let lib = support::debs::lib_dir(&root);
-    let leases = dir.join(format!("{name}-leases6.csv"));
-    let log = dir.join(format!("{name}.log"));
-    let (prefix, len) = pd_pool.split_once('/').expect("prefix/len");
-    let config = serde_json::json!({"Dhcp6": {
-        "interfaces-config": {"interfaces": [link.server_if]},
-        "lease-database": {"type": "memfile", "name": leases, "persist": true, "lfc-interval": 0},
-        // T1 2 s, T2 4 s, preferred 6 s, valid 14 s: every transition within
-        // a test, and 8 s between deprecation and expiry for the pool's
-        // conditions to show each (status writes are 200 ms apart).
-        // The server's DUID, not written to /var/lib/kea.
-        "server-id": {"type": "LLT", "persist": false},
-        "preferred-lifetime": 6, "valid-lifetime": 14,
-        "renew-timer": 2, "rebind-timer": 4,
-        "subnet6": [{
-            "id": 1, "subnet": "2001:db8:ffff::/64", "interface": link.server_if,
-            "pd-pools": [{"prefix": prefix, "prefix-len": len.parse::<u8>().expect("len"), "delegated-len": 56}],
-        }],
-        "loggers": [{"name": "kea-dhcp6", "output_options": [{"output": "stdout"}], "severity": "INFO"}],
-    }});
-    let conf = dir.join(format!("{name}.conf"));
-    std::fs::write(&conf, serde_json::to_vec_pretty(&config).expect("json")).expect("write");
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &link.server_ns])
-        .arg(root.join("usr/sbin/kea-dhcp6"))
-        .arg("-c")
-        .arg(&conf)
-        .env("LD_LIBRARY_PATH", &lib)
-        .env("KEA_PIDFILE_DIR", dir)
-        .env("KEA_LOCKFILE_DIR", dir);
-    let proc = Supervised::start(cmd, &log).expect("start kea-dhcp6");
-    Kea {
-        _proc: proc,
-        leases,
-        log,
-    }
-}
-
-impl Kea {
-    /// Kea's lease file lines (memfile CSV: address, DUID, ...) for `duid`.
-    fn leases_of(&self, duid: &str) -> Vec<String> {
-        std::fs::read_to_string(&self.leases)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.split(',').nth(1) == Some(duid))
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+    // T1 2 s, T2 4 s, preferred 6 s, valid 14 s: every transition within a
+    // test, and 8 s between deprecation and expiry for the pool's
+    // conditions to show each (status writes are 200 ms apart).
+    support::kea::start(
+        &link.server_ns,
+        &link.server_if,
+        dir,
+        pd_pool,
+        name,
+        Lifetimes {
+            t1: 2,
+            t2: 4,
+            preferred: 6,
+            valid: 14,
+        },
+    )
 }
 
 /// The operator binary in the client namespace.

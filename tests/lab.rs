@@ -64,8 +64,39 @@ const GUA: &str = "2001:db8:42::/48";
 const V4: &str = "10.244.0.0/16";
 const DUAL: (&str, &str) = ("node-role.example.com/dual-stack", "true");
 
+/// One lab cluster at a time: each runs a dozen processes, and two at once
+/// on a small machine make both slow enough to miss their probes.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn step(t0: Instant, what: &str) {
     eprintln!("lab: {:>6.1}s {what}", t0.elapsed().as_secs_f64());
+}
+
+/// Prints `kubectl ARGS` and what it answers, for whoever watches the run
+/// (`make demo` runs this test with --nocapture).
+fn show(c: &Cluster, args: &[&str]) {
+    let mut cmd = c.kubectl();
+    cmd.args(args);
+    let out = tokio::task::block_in_place(|| run("kubectl", cmd));
+    eprintln!("\n$ kubectl {}\n{out}", args.join(" "));
+}
+
+/// Waits until kube-proxy on every Node programs the `kubernetes` Service
+/// (10.96.0.1:443 to the advertised API server): how the operator's pods
+/// reach the API server.
+async fn wait_kube_proxy(c: &Cluster) {
+    let endpoint = format!("{}:{}", cluster::API_ADDRESS, c.cp.api_port());
+    for i in 0..c.nodes.len() {
+        let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
+        wait_for(&what, WAIT, || async {
+            c.nat_rules(i, false).contains(&endpoint).then_some(())
+        })
+        .await;
+    }
 }
 
 fn manifest_dir() -> &'static Path {
@@ -123,7 +154,22 @@ fn run_install_line(c: &Cluster, helm: &Helm, line: &str, on: std::ops::Range<us
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.first().copied() {
         Some("make") => {
+            // As from the admin's shell: without the variables `cargo test`
+            // sets for this process (a nested cargo build would see other
+            // build-script inputs and rebuild everything).
             let mut cmd = std::process::Command::new("make");
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                let cargo_set =
+                    (k.starts_with("CARGO") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+                        || k.starts_with("RUSTC")
+                        || k == "LD_LIBRARY_PATH"
+                        || k == "OUT_DIR"
+                        || k.starts_with("__CARGO");
+                if cargo_set {
+                    cmd.env_remove(k.as_ref());
+                }
+            }
             cmd.current_dir(manifest_dir()).args(&words[1..]);
             run(line, cmd);
         }
@@ -287,6 +333,7 @@ fn http_get_in(ns: &str, to: SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
+    let _one = one_at_a_time();
     let t0 = Instant::now();
     let Some(mut c) = Cluster::start("lc", &format!("{GUA},{V4}")).await else {
         return;
@@ -305,17 +352,7 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
     c.add_node(2, &[DUAL], std::slice::from_ref(&whoami_tar));
     step(t0, "two Nodes' containerd, kubelet and kube-proxy started");
 
-    // kube-proxy programs the `kubernetes` Service on each Node: how the
-    // operator's pods reach the API server.
-    for i in 0..c.nodes.len() {
-        let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
-        wait_for(&what, WAIT, || async {
-            c.nat_rules(i, false)
-                .contains(&format!("{}:{}", cluster::API_ADDRESS, c.cp.api_port()))
-                .then_some(())
-        })
-        .await;
-    }
+    wait_kube_proxy(&c).await;
     step(
         t0,
         "kube-proxy forwards the kubernetes Service on both Nodes",
@@ -606,6 +643,12 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
         t0,
         &format!("outside reached ClusterIP {cip} and LoadBalancer {lb_ip} (seen as {peer})"),
     );
+    show(&c, &["get", "nodes,pods", "-A", "-o", "wide"]);
+    show(&c, &["get", "prefixpools,prefixclaims"]);
+    show(&c, &["get", "services", "-o", "wide"]);
+    eprintln!(
+        "\nGET http://[{lb_ip}]/ from the outside client {client_ip}, through the router (no NAT),\nanswered by the pod: {served} {peer}\n"
+    );
 
     // 6. The leader pod deleted: the other replica takes the Lease within
     //    its duration (15 s), and a Node registered after that gets a prefix.
@@ -723,4 +766,175 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
     step(t0, "helm uninstall left pools, claims and podCIDRs");
     drop(c);
     step(t0, "lab torn down");
+}
+
+/// The chart's DHCPv6 mode on a kubelet Node: Kea (kea-dhcp6 2.2) in the
+/// router namespace delegates on lab-node-1's link; the operator's pod, put
+/// there by `dhcpv6.nodeSelector`, runs as the chart says (root, every
+/// capability dropped but NET_BIND_SERVICE, no privilege escalation, the
+/// runtime's seccomp filter), binds the DHCPv6 client port 546 on the
+/// Node's network, obtains a /56 for the chart's delegated pool and gives
+/// the Node a /64 of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dhcpv6_mode_pod_binds_546_and_feeds_its_pool_from_kea() {
+    const PD_POOL: &str = "2001:db8:5000::/48";
+    const LINK: (&str, &str) = ("lab.prefix-operator.io/delegating-link", "true");
+    let _one = one_at_a_time();
+    let t0 = Instant::now();
+    let Some(mut c) = Cluster::start("ld", PD_POOL).await else {
+        return;
+    };
+    let client = c.client.clone();
+    c.add_node(1, &[LINK], &[]);
+    let helm = Helm::new();
+    for line in readme_install().iter().filter(|l| l.starts_with("ctr ")) {
+        tokio::task::block_in_place(|| run_install_line(&c, &helm, line, 0..1));
+    }
+    wait_kube_proxy(&c).await;
+    // Lab::node's veth pair: r1<tag> on the router, u1<tag> on the Node.
+    let (router_if, node_if) = (format!("r1{}", c.lab.tag), format!("u1{}", c.lab.tag));
+    let kea = support::kea::start(
+        &c.lab.router,
+        &router_if,
+        &c.dir,
+        PD_POOL,
+        "kea",
+        support::kea::Lifetimes {
+            t1: 1800,
+            t2: 2880,
+            preferred: 3600,
+            valid: 7200,
+        },
+    );
+    let values = c.dir.join("dhcpv6-values.yaml");
+    std::fs::write(
+        &values,
+        format!(
+            "replicas: 1\ndhcpv6:\n  enabled: true\n  nodeSelector:\n    {}: \"{}\"\n  pool:\n    create: true\n    interface: {node_if}\n",
+            LINK.0, LINK.1
+        ),
+    )
+    .expect("values");
+    let mut cmd = helm.cmd();
+    cmd.current_dir(manifest_dir())
+        .args([
+            "install",
+            "prefix-operator",
+            "charts/prefix-operator",
+            "-n",
+            NS,
+            "-f",
+        ])
+        .arg(&values)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig);
+    tokio::task::block_in_place(|| run("helm install (dhcpv6)", cmd));
+    step(t0, "helm install with dhcpv6.enabled");
+
+    let pods = wait_rolled_out(&client, 1).await;
+    let pod = Api::<Pod>::namespaced(client.clone(), NS)
+        .get(&pods[0])
+        .await
+        .expect("pod");
+    assert_eq!(
+        pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some("lab-node-1")
+    );
+    let container = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .expect("statuses")[0]
+        .container_id
+        .clone()
+        .expect("container id");
+    let id = container.trim_start_matches("containerd://");
+    let tasks = c.nodes[0].kn.ctr(&["tasks", "ls"]).expect("ctr tasks ls");
+    let pid: u32 = tasks
+        .lines()
+        .find(|l| l.starts_with(id))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("the operator's task in {tasks}"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{k}:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        field("Uid").split_whitespace().next(),
+        Some("0"),
+        "runs as root: {status}"
+    );
+    // NET_BIND_SERVICE is capability 10: 0x400, and nothing else.
+    assert_eq!(field("CapEff"), "0000000000000400", "only NET_BIND_SERVICE");
+    assert_eq!(field("CapBnd"), "0000000000000400", "only NET_BIND_SERVICE");
+    assert_eq!(field("NoNewPrivs"), "1", "allowPrivilegeEscalation: false");
+    assert_eq!(field("Seccomp"), "2", "the runtime's seccomp filter");
+    step(
+        t0,
+        &format!(
+            "operator pod {} (pid {pid}) runs as root with NET_BIND_SERVICE only",
+            pods[0]
+        ),
+    );
+
+    // Port 546 (0x0222) bound in the Node's network namespace (hostNetwork).
+    let udp6 = std::fs::read_to_string(format!("/proc/{pid}/net/udp6")).expect("udp6");
+    assert!(
+        udp6.lines().skip(1).any(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|local| local.ends_with(":0222"))),
+        "the DHCPv6 client port 546 is bound:\n{udp6}"
+    );
+
+    // Kea delegates a /56; the Node gets a /64 of it.
+    let pools: Api<PrefixPool> = Api::all(client.clone());
+    // Polled by hand, to fail with Kea's log and the pool's status.
+    let deadline = Instant::now() + WAIT;
+    let delegated: ipnet::IpNet = loop {
+        let pool = pools.get_opt("delegated").await.ok().flatten();
+        let status = pool.as_ref().and_then(|p| p.status.as_ref());
+        if let Some(p) = status
+            .and_then(|s| s.delegation.as_ref())
+            .and_then(|d| d.prefixes.first())
+            .and_then(|p| p.prefix.parse().ok())
+        {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delegated prefix in time; the pool's status: {status:?}\nKea's log:\n{}",
+            kea.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pd: ipnet::IpNet = PD_POOL.parse().expect("pool");
+    assert!(
+        pd.contains(&delegated) && delegated.prefix_len() == 56,
+        "{delegated}"
+    );
+    assert!(
+        kea.leases().contains(&delegated.addr().to_string()),
+        "Kea's lease file holds {delegated}:\n{}\n{}",
+        kea.leases(),
+        kea.log()
+    );
+    let cidrs = wait_pod_cidrs(&client, "lab-node-1").await;
+    let p: ipnet::IpNet = cidrs[0].parse().expect("podCIDR");
+    assert!(
+        delegated.contains(&p) && p.prefix_len() == 64,
+        "{cidrs:?} from {delegated}"
+    );
+    step(
+        t0,
+        &format!("Kea delegated {delegated}; lab-node-1 has {p}"),
+    );
+    drop(kea);
+    drop(c);
 }

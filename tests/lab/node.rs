@@ -196,12 +196,35 @@ impl LabNode {
     }
 
     /// The last `n` lines of containerd's and the kubelet's logs.
+    /// And of every container's log the kubelet kept (`pod-logs/`).
     pub fn log_tails(&self, n: usize) -> String {
+        let mut files: Vec<PathBuf> = ["containerd.log", "kubelet.log"]
+            .iter()
+            .map(|f| self.dir.join(f))
+            .collect();
+        // pod-logs/<namespace>_<pod>_<uid>/<container>/<restart>.log
+        let pods = std::fs::read_dir(self.dir.join("pod-logs"))
+            .into_iter()
+            .flatten();
+        for pod in pods.flatten() {
+            for container in std::fs::read_dir(pod.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let logs = std::fs::read_dir(container.path()).into_iter().flatten();
+                files.extend(logs.flatten().map(|l| l.path()));
+            }
+        }
         let mut out = String::new();
-        for f in ["containerd.log", "kubelet.log"] {
-            let text = std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("--- {} {f} (last {n} lines)\n", self.name));
+            out.push_str(&format!(
+                "--- {} {} (last {n} lines)\n",
+                self.name,
+                f.display()
+            ));
             for l in &lines[lines.len().saturating_sub(n)..] {
                 out.push_str(l);
                 out.push('\n');

@@ -9,6 +9,7 @@ pub mod cni;
 pub mod components;
 pub mod debs;
 pub mod helm;
+pub mod kea;
 pub mod netns;
 pub mod rbac;
 
