@@ -66,11 +66,7 @@ const DUAL: (&str, &str) = ("node-role.example.com/dual-stack", "true");
 
 /// One lab cluster at a time: each runs a dozen processes, and two at once
 /// on a small machine make both slow enough to miss their probes.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn step(t0: Instant, what: &str) {
     eprintln!("lab: {:>6.1}s {what}", t0.elapsed().as_secs_f64());
@@ -333,7 +329,7 @@ fn http_get_in(ns: &str, to: SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
-    let _one = one_at_a_time();
+    let _one = ONE_AT_A_TIME.lock().await;
     let t0 = Instant::now();
     let Some(mut c) = Cluster::start("lc", &format!("{GUA},{V4}")).await else {
         return;
@@ -779,7 +775,7 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
 async fn dhcpv6_mode_pod_binds_546_and_feeds_its_pool_from_kea() {
     const PD_POOL: &str = "2001:db8:5000::/48";
     const LINK: (&str, &str) = ("lab.prefix-operator.io/delegating-link", "true");
-    let _one = one_at_a_time();
+    let _one = ONE_AT_A_TIME.lock().await;
     let t0 = Instant::now();
     let Some(mut c) = Cluster::start("ld", PD_POOL).await else {
         return;
