@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use super::Ledger;
 use super::order::{self, Order, Revision};
 use crate::alloc::Family;
+use crate::alloc::addresses::{first_free, from_u128, usable, usable_count};
 use crate::api::Purpose;
 
 /// What the ledger needs to know of a Service.
@@ -246,34 +247,17 @@ impl Ledger {
     /// the addresses held inside it, in order (no copy of them).
     fn first_free_address(&self, p: &IpNet) -> Option<IpAddr> {
         let (first, last) = crate::alloc::cidr::range(p);
-        let (lo, hi) = (to_ip(p, first), to_ip(p, last));
-        let reserved: BTreeSet<u128> = self
+        let (lo, hi) = (from_u128(p, first), from_u128(p, last));
+        let reserved: BTreeSet<IpAddr> = self
             .address_reservations
             .values()
             .flatten()
-            .map(|(_, a)| from_ip(a))
-            .filter(|v| (first..=last).contains(v))
+            .map(|(_, a)| *a)
+            .filter(|a| p.contains(a))
             .collect();
-        // The network address is never handed out (unless it is the only
-        // kind there is: a /128, /127, /32 or /31).
-        let mut candidate = if usable(p, lo) { first } else { first + 1 };
-        let mut held = self
-            .address_held
-            .range(lo..=hi)
-            .map(|(a, _)| from_ip(a))
-            .peekable();
-        loop {
-            while held.next_if(|v| *v < candidate).is_some() {}
-            if held.peek() == Some(&candidate)
-                || reserved.contains(&candidate)
-                || self.cluster_ips.contains_key(&to_ip(p, candidate))
-            {
-                candidate = candidate.checked_add(1)?;
-                continue;
-            }
-            break;
-        }
-        (candidate <= last && usable(p, to_ip(p, candidate))).then(|| to_ip(p, candidate))
+        first_free(p, self.address_held.range(lo..=hi).map(|(a, _)| *a), |a| {
+            reserved.contains(a) || self.cluster_ips.contains_key(a)
+        })
     }
 
     /// Decides what Service `key` gets and, when it gets addresses,
@@ -385,46 +369,11 @@ impl Ledger {
                 let (first, last) = crate::alloc::cidr::range(&p);
                 let held = self
                     .address_held
-                    .range(to_ip(&p, first)..=to_ip(&p, last))
+                    .range(from_u128(&p, first)..=from_u128(&p, last))
                     .count() as u64;
                 out.insert(n.to_string(), (usable_count(&p), held));
             }
         }
         out
-    }
-}
-
-/// Whether `ip` of claim prefix `p` may be handed out: not the network
-/// address (IPv6's Subnet-Router anycast), and not IPv4's broadcast.
-fn usable(p: &IpNet, ip: IpAddr) -> bool {
-    let (first, last) = crate::alloc::cidr::range(p);
-    let v = from_ip(&ip);
-    if p.prefix_len() >= p.max_prefix_len() - 1 {
-        // A /127, /128, /31 or /32: every address is one.
-        return true;
-    }
-    v != first && !(matches!(p, IpNet::V4(_)) && v == last)
-}
-
-fn usable_count(p: &IpNet) -> u128 {
-    let bits = u32::from(p.max_prefix_len() - p.prefix_len());
-    let all = 1u128.checked_shl(bits).unwrap_or(u128::MAX);
-    if p.prefix_len() >= p.max_prefix_len() - 1 {
-        return all;
-    }
-    all - if matches!(p, IpNet::V4(_)) { 2 } else { 1 }
-}
-
-fn from_ip(ip: &IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u128::from(u32::from(*a)),
-        IpAddr::V6(a) => u128::from(*a),
-    }
-}
-
-fn to_ip(p: &IpNet, v: u128) -> IpAddr {
-    match p {
-        IpNet::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(v as u32)),
-        IpNet::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(v)),
     }
 }
