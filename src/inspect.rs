@@ -16,7 +16,7 @@ use crate::k8s::nodes::{ALLOCATED_AT_ANNOTATION, POOLS_ANNOTATION};
 
 /// `prefix-operator status`.
 pub async fn print_status(kubeconfig: Option<&PathBuf>) -> Result<()> {
-    let client = crate::cli::client_for(kubeconfig).await?;
+    let client = crate::k8s::client::client_for(kubeconfig).await?;
     let pools: kube::Api<PrefixPool> = kube::Api::all(client);
     let list = pools
         .list(&Default::default())
@@ -28,7 +28,7 @@ pub async fn print_status(kubeconfig: Option<&PathBuf>) -> Result<()> {
 
 /// `prefix-operator whois`: true when a Node holds the query.
 pub async fn print_whois(kubeconfig: Option<&PathBuf>, q: &Query) -> Result<bool> {
-    let client = crate::cli::client_for(kubeconfig).await?;
+    let client = crate::k8s::client::client_for(kubeconfig).await?;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), "default");
     let pools: kube::Api<PrefixPool> = kube::Api::all(client);

@@ -80,7 +80,7 @@ async fn refused_writes_are_retried_and_a_rate_limit_loses_nothing() {
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .expect("config");
-    let limited = prefix_operator::cli::build_client(config, 20).expect("client");
+    let limited = prefix_operator::k8s::client::build_client(config, 20).expect("client");
     let op = Operator::start(
         limited,
         Settings {

@@ -7,7 +7,7 @@ mod support;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use prefix_operator::cli::{build_client, build_http2_client};
+use prefix_operator::k8s::client::{build_client, build_http2_client};
 use prefix_operator_testenv::{Identity, established_connections};
 use support::*;
 

@@ -10,10 +10,10 @@ use crate::alloc::Family;
 
 /// Finalizer the operator puts on a claim before binding it: the prefix
 /// stays claimed until the claim's consumer (its ServiceCIDR) is gone.
-pub const CLAIM_FINALIZER: &str = "ipam.prefix-operator.io/claim";
+pub const CLAIM_FINALIZER: &str = concat!(crate::api_group!(), "/claim");
 
 /// Label on objects the operator creates for a claim, naming the claim.
-pub const CLAIM_LABEL: &str = "ipam.prefix-operator.io/claim";
+pub const CLAIM_LABEL: &str = concat!(crate::api_group!(), "/claim");
 
 /// The shortest IPv6 ServiceCIDR the API server allocates from. Its
 /// validation accepts any length, but its allocator refuses a range

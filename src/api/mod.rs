@@ -24,8 +24,22 @@ pub use claim::{
 };
 pub use validate::{PoolDefinition, SpecError, validate_pool, validate_spec};
 
+/// The API group as a literal, for `concat!`: every name this project puts
+/// on objects (annotations, labels, finalizers, the LoadBalancer class)
+/// derives from it. (The `#[kube(group = ...)]` attributes of the two kinds
+/// need a literal of their own; `tests` in this module checks them.)
+#[macro_export]
+macro_rules! api_group {
+    () => {
+        "ipam.prefix-operator.io"
+    };
+}
+
 /// API group of every prefix-operator resource.
-pub const GROUP: &str = "ipam.prefix-operator.io";
+pub const GROUP: &str = api_group!();
+
+/// `apiVersion` of every prefix-operator resource.
+pub const API_VERSION: &str = concat!(api_group!(), "/v1alpha1");
 
 /// Default `nodePrefixLength` for IPv6 pools: one /64 per node.
 pub const DEFAULT_NODE_PREFIX_LENGTH_V6: u8 = 64;
@@ -520,3 +534,18 @@ pub struct PrefixPoolStatus {
 
 /// Labels of a Node as the selector sees them.
 pub type Labels = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests {
+    use kube::Resource;
+
+    use super::*;
+
+    #[test]
+    fn both_kinds_are_in_the_one_api_group() {
+        assert_eq!(PrefixPool::group(&()), GROUP);
+        assert_eq!(PrefixClaim::group(&()), GROUP);
+        assert_eq!(PrefixPool::api_version(&()), API_VERSION);
+        assert_eq!(PrefixClaim::api_version(&()), API_VERSION);
+    }
+}

@@ -67,7 +67,7 @@ pub struct Settings {
 }
 
 /// The `spec.loadBalancerClass` the operator serves by default.
-pub const LOAD_BALANCER_CLASS: &str = "ipam.prefix-operator.io/load-balancer";
+pub const LOAD_BALANCER_CLASS: &str = concat!(crate::api_group!(), "/load-balancer");
 
 impl Default for Settings {
     fn default() -> Self {

@@ -21,7 +21,6 @@ fn to_time(t: std::time::SystemTime) -> Option<Time> {
         .ok()
         .map(Time)
 }
-use super::status_writer::Due;
 use crate::ledger::{MAX_WAITING_NAMES, PoolView};
 
 /// Field manager of the status writer.
@@ -452,6 +451,14 @@ fn conflict_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condit
         view.generation,
         now,
     )
+}
+
+/// A status to write: to the pool object `uid` named `pool`.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub pool: String,
+    pub uid: String,
+    pub status: PrefixPoolStatus,
 }
 
 /// Writes a due status to its pool by server-side apply.

@@ -7,17 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::status::build_status;
+use super::status::{Due, build_status};
 use crate::api::PrefixPoolStatus;
 use crate::ledger::PoolView;
-
-/// A status to write: to the pool object `uid` named `pool`.
-#[derive(Debug, Clone)]
-pub struct Due {
-    pub pool: String,
-    pub uid: String,
-    pub status: PrefixPoolStatus,
-}
 
 #[derive(Debug, Default)]
 pub struct StatusWriter {

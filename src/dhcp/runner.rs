@@ -607,7 +607,7 @@ async fn write_status(
     st: &DelegationStatus,
 ) -> Result<(), kube::Error> {
     let body = serde_json::json!({
-        "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+        "apiVersion": crate::api::API_VERSION,
         "kind": "PrefixPool",
         "metadata": {"name": name},
         "status": {"delegation": st},

@@ -18,7 +18,7 @@ use crate::ledger::{AddressSnapshot, ClaimSnapshot, parse_resource_version};
 /// deleted, hands out nothing more from it) until no ClusterIP inside
 /// remains and a grace for every API server's informer to catch up has
 /// passed; only then is the claim's space released.
-pub const SERVICE_CIDR_FINALIZER: &str = "ipam.prefix-operator.io/service-cidr";
+pub const SERVICE_CIDR_FINALIZER: &str = concat!(crate::api_group!(), "/service-cidr");
 
 /// A PrefixClaim as watched: its object, or what could be read of one that
 /// does not decode.

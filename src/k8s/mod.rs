@@ -2,6 +2,7 @@
 //! requests made of it. No decisions are taken here.
 
 pub mod claims;
+pub mod client;
 pub mod errors;
 pub mod list_watch;
 pub mod nodes;

@@ -16,13 +16,13 @@ pub const NODE_MANAGER: &str = "prefix-operator";
 
 /// Annotation written with podCIDRs: the PrefixPool of each podCIDRs entry,
 /// in the same order, comma separated (`gua,v4`).
-pub const POOLS_ANNOTATION: &str = "ipam.prefix-operator.io/pools";
+pub const POOLS_ANNOTATION: &str = concat!(crate::api_group!(), "/pools");
 /// Annotation written with podCIDRs: when they were written (RFC 3339, UTC).
 /// Events expire (an hour by default); this stays with the Node.
-pub const ALLOCATED_AT_ANNOTATION: &str = "ipam.prefix-operator.io/allocated-at";
+pub const ALLOCATED_AT_ANNOTATION: &str = concat!(crate::api_group!(), "/allocated-at");
 /// Prefix of this project's annotations: the only ones the reconciler keeps
 /// when it decodes a Node.
-const OWN_ANNOTATIONS: &str = "ipam.prefix-operator.io/";
+const OWN_ANNOTATIONS: &str = concat!(crate::api_group!(), "/");
 
 /// A Node as the reconciler reads it from watches, lists and write answers:
 /// only the fields it uses are decoded. The rest — managedFields, images,

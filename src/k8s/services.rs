@@ -16,7 +16,7 @@ use crate::ledger::{ServiceSnapshot, Wants, parse_resource_version};
 
 /// Annotation naming the addresses a Service asks for, comma separated
 /// (one per family); `spec.loadBalancerIP` (deprecated upstream) works too.
-pub const REQUESTED_IPS_ANNOTATION: &str = "ipam.prefix-operator.io/load-balancer-ips";
+pub const REQUESTED_IPS_ANNOTATION: &str = concat!(crate::api_group!(), "/load-balancer-ips");
 
 /// The addresses a Service's `status.loadBalancer.ingress` shows (text that
 /// is not an address left out), as readers outside the operator see them.
