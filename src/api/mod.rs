@@ -1,6 +1,6 @@
-//! The `PrefixPool` API (`ipam.prefix-operator.io/v1alpha1`): types, defaults
-//! and the admission rules (OpenAPI schema + CEL) generated into the CRD.
-//! No I/O here.
+//! The `PrefixPool` and `PrefixClaim` API (`ipam.prefix-operator.io/v1alpha1`):
+//! types, defaults and the admission rules (OpenAPI schema + CEL) generated
+//! into the CRDs. No I/O here.
 
 // kube's printcolumn(...) entries repeat `type_ = "string"`, which clippy
 // mistakes for duplicated attributes.

@@ -1,7 +1,9 @@
-//! The node reconciler and the pool status writer.
+//! The reconciler: Node podCIDRs, PrefixClaims (and their ServiceCIDRs),
+//! LoadBalancer Services, and the pool and claim statuses.
 //!
 //! One task owns the [`Ledger`](crate::ledger::Ledger): watch events of
-//! Nodes and PrefixPools go in, reservations and writes come out. Writes run
+//! Nodes, PrefixPools, PrefixClaims, Services, ServiceCIDRs and IPAddresses
+//! go in, reservations and writes come out. Writes run
 //! concurrently (bounded); their results come back to the same task, so the
 //! ledger needs no lock and every reservation is decided against the latest
 //! picture. The task is a composition of owners, each in its own file:
@@ -11,6 +13,9 @@
 //! - [`node_input`], [`pool_input`]: what a Node or a PrefixPool state does
 //!   to the picture;
 //! - [`writes`]: Node writes and reads, from plan to outcome;
+//! - [`claims`], [`service_cidrs`], [`claim_status`]: PrefixClaims, from
+//!   binding to the ServiceCIDR they own and their status;
+//! - [`services`]: LoadBalancer Services of the operator's class;
 //! - [`pipeline`], [`queue`]: what is written next, retries, outcomes not
 //!   known yet, and the pool check every write waits for (pure);
 //! - [`status_writer`], [`status`]: which statuses to write and what they
