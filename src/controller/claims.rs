@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::claim_status::{self, ClaimFacts, Consumer};
+use super::claim_step::{CidrView, Facts, Request, Step, next_step};
 use super::events::Note;
 use super::reconciler::Reconciler;
 use crate::api::{PrefixClaim, PrefixClaimStatus, Purpose};
@@ -36,36 +37,6 @@ use crate::k8s::errors::{WriteOutcome, backoff, error_message, error_reason, wri
 use crate::k8s::list_watch::{self, Watched};
 use crate::k8s::pools::{self, WatchedPool};
 use crate::ledger::{ClaimPlan, ClaimWait};
-
-/// A request for one claim.
-#[derive(Debug)]
-enum Request {
-    /// Are the pools the ledger holds current? (Before a bind.)
-    CheckPools,
-    /// Every pool, read whole (the check found the picture behind).
-    ListPools,
-    AddFinalizer,
-    Bind {
-        rv: String,
-        status: Box<PrefixClaimStatus>,
-    },
-    /// A bind with an unknown outcome: read the claim back.
-    Settle {
-        rv: String,
-    },
-    Status(Consumer),
-    CreateServiceCidr,
-    DeleteServiceCidr,
-    /// Puts the operator's finalizer on the claim's ServiceCIDR (one
-    /// created before it had one), or takes it off a drained one.
-    ServiceCidrFinalizer {
-        keep: bool,
-    },
-    /// Before the finalizer goes: does any Service still hold an address
-    /// (an IPAddress object) inside the prefix?
-    CheckAddresses,
-    RemoveFinalizer,
-}
 
 enum Answer {
     Pools(Result<pools::Revisions, kube::Error>),
@@ -428,88 +399,50 @@ impl Reconciler {
         }
     }
 
-    /// The one thing claim `name` needs next, if any; a status that only
-    /// needs writing is sent as such.
+    /// The one thing claim `name` needs next, if any ([`next_step`] decides
+    /// from the ledger's picture); a status that only needs writing is sent
+    /// as such.
     fn next_request(&mut self, name: &str) -> Option<Request> {
         let st = self.ledger.claim_state(name)?;
-        let sc = self.claims.service_cidrs.get(name);
-        let ours = sc.is_some_and(|s| edge::owned_by(s, &st.uid));
-        let draining = ours && sc.is_some_and(|s| s.metadata.deletion_timestamp.is_some());
-        if draining && let Some(p) = st.prefix {
-            // Deleted (with the claim, or by hand): nothing more is handed
-            // out of it. Let it go once drained; its watch event wakes the
-            // claim.
-            let ours_to_release = sc.is_some_and(edge::has_service_cidr_finalizer);
-            if ours_to_release && self.drained(name, p) {
-                return Some(Request::ServiceCidrFinalizer { keep: false });
-            }
-            return self.status_if_changed(name, Consumer::ServiceCidrDraining);
-        }
-        if st.deleting {
-            if !st.finalized {
-                return None;
-            }
-            if ours && st.prefix.is_some() {
-                return Some(Request::DeleteServiceCidr);
-            }
-            if st.purpose == Some(Purpose::ServiceCIDR)
-                && let Some(p) = st.prefix
-            {
-                if !self.drained(name, p) {
-                    return self.status_if_changed(name, Consumer::ServiceCidrDraining);
-                }
-                return Some(Request::CheckAddresses);
-            }
-            if st.purpose == Some(Purpose::LoadBalancer)
-                && let Some(p) = st.prefix
-            {
-                if !self.services.synced {
-                    return None;
-                }
-                if !self.ledger.services_inside(&p).is_empty() {
-                    // Freed once no Service holds an address of it; a
-                    // Service's release wakes the claim.
-                    return self.status_if_changed(name, Consumer::AddressesHeld);
-                }
-            }
-            return Some(Request::RemoveFinalizer);
-        }
-        if st.error.is_some() || st.garbage.is_some() {
-            return self.status_if_changed(name, Consumer::None);
-        }
-        if !st.finalized {
-            return Some(Request::AddFinalizer);
-        }
-        let Some(_) = st.prefix else {
-            if st.reserved {
-                return None;
-            }
-            if self.claims.waits.contains_key(name) && !self.claims.replan.remove(name) {
-                // Told to wait: say so; planned again when space frees
-                // or pools change (`wake_waiting_claims`).
-                return self.status_if_changed(name, Consumer::None);
-            }
-            return Some(Request::CheckPools);
+        let lb_deleting = st.deleting && st.purpose == Some(Purpose::LoadBalancer);
+        let facts = Facts {
+            state: &st,
+            cidr: self
+                .claims
+                .service_cidrs
+                .get(name)
+                .map(|sc| CidrView::of(sc, &st.uid)),
+            waiting: self.claims.waits.contains_key(name),
+            replan: self.claims.replan.contains(name),
+            services_synced: self.services.synced,
+            services_inside: lb_deleting
+                && st
+                    .prefix
+                    .is_some_and(|p| !self.ledger.services_inside(&p).is_empty()),
         };
-        let consumer = match (st.purpose, sc) {
-            (Some(Purpose::ServiceCIDR), None) => return Some(Request::CreateServiceCidr),
-            (Some(Purpose::ServiceCIDR), Some(s))
-                if ours && !edge::has_service_cidr_finalizer(s) =>
-            {
-                return Some(Request::ServiceCidrFinalizer { keep: true });
+        match next_step(&facts) {
+            Step::Nothing => None,
+            Step::Send(Request::CheckPools) => {
+                // The plan this asks for is the one `replan` wanted.
+                self.claims.replan.remove(name);
+                Some(Request::CheckPools)
             }
-            (Some(Purpose::ServiceCIDR), Some(_)) if ours => Consumer::ServiceCidr,
-            (Some(Purpose::ServiceCIDR), Some(_)) => Consumer::ServiceCidrTaken,
-            _ => Consumer::None,
-        };
-        if consumer == Consumer::ServiceCidrTaken {
-            self.warn_claim_once(
-                name,
-                "ServiceCIDRNameTaken",
-                format!("a ServiceCIDR named {name} exists and is not this claim's; the claimed prefix stays unused until it is gone"),
-            );
+            Step::Send(req) => Some(req),
+            Step::Status(consumer) => {
+                if consumer == Consumer::ServiceCidrTaken {
+                    self.warn_claim_once(
+                        name,
+                        "ServiceCIDRNameTaken",
+                        format!("a ServiceCIDR named {name} exists and is not this claim's; the claimed prefix stays unused until it is gone"),
+                    );
+                }
+                self.status_if_changed(name, consumer)
+            }
+            Step::WhenDrained(then) => match st.prefix {
+                Some(p) if self.drained(name, p) => Some(then),
+                _ => self.status_if_changed(name, Consumer::ServiceCidrDraining),
+            },
         }
-        self.status_if_changed(name, consumer)
     }
 
     /// The status claim `name` should show now.

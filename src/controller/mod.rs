@@ -14,7 +14,8 @@
 //!   to the picture;
 //! - [`writes`]: Node writes and reads, from plan to outcome;
 //! - [`claims`], [`service_cidrs`], [`claim_status`]: PrefixClaims, from
-//!   binding to the ServiceCIDR they own and their status;
+//!   binding to the ServiceCIDR they own and their status, with
+//!   [`claim_step`] deciding each claim's next request (pure);
 //! - [`services`]: LoadBalancer Services of the operator's class;
 //! - [`pipeline`], [`queue`]: what is written next, retries, outcomes not
 //!   known yet, and the pool check every write waits for (pure);
@@ -24,6 +25,7 @@
 //!   loop.
 
 mod claim_status;
+mod claim_step;
 mod claims;
 pub mod events;
 mod node_input;
