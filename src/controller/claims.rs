@@ -17,7 +17,7 @@
 //! and a grace has passed (see [`super::service_cidrs`]), then the
 //! ServiceCIDR is let go, and the claim after it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -30,10 +30,11 @@ use tracing::{info, warn};
 use super::claim_status::{self, ClaimFacts, Consumer};
 use super::claim_step::{CidrView, Facts, Request, Step, next_step};
 use super::events::Note;
+use super::lane::Lane;
 use super::reconciler::Reconciler;
 use crate::api::{PrefixClaim, PrefixClaimStatus, Purpose};
 use crate::k8s::claims::{self as edge, WatchedClaim};
-use crate::k8s::errors::{WriteOutcome, backoff, error_message, error_reason, write_outcome};
+use crate::k8s::errors::{WriteOutcome, error_message, error_reason, write_outcome};
 use crate::k8s::list_watch::{self, Watched};
 use crate::k8s::pools::{self, WatchedPool};
 use crate::ledger::{ClaimPlan, ClaimWait};
@@ -77,12 +78,8 @@ pub(super) struct Claims {
     /// [`super::service_cidrs`]).
     pub(super) quiet_since: HashMap<String, Instant>,
     pub(super) cidrs_synced: bool,
-    /// Claims to look at, and the ones with a request in flight.
-    queue: BTreeSet<String>,
-    busy: BTreeSet<String>,
-    /// Not before: claims whose last request failed.
-    pub(super) retry_at: BTreeMap<String, Instant>,
-    failures: HashMap<String, u32>,
+    /// Claims to look at, in flight, waiting out a failure.
+    pub(super) lane: Lane,
     /// Why an unbound claim waits, as last planned.
     waits: HashMap<String, ClaimWait>,
     /// Waiting claims to plan again (space may have freed).
@@ -110,10 +107,7 @@ impl Claims {
             quiet_since: HashMap::new(),
             gone_cidrs: Default::default(),
             cidrs_synced: false,
-            queue: BTreeSet::new(),
-            busy: BTreeSet::new(),
-            retry_at: BTreeMap::new(),
-            failures: HashMap::new(),
+            lane: Lane::default(),
             waits: HashMap::new(),
             replan: BTreeSet::new(),
             warned: HashMap::new(),
@@ -151,11 +145,11 @@ impl Claims {
 
     /// When the loop must wake for a claim whose retry is due.
     pub(super) fn next_retry(&self) -> Option<Instant> {
-        self.retry_at.values().min().copied()
+        self.lane.next_retry()
     }
 
     pub(super) fn push(&mut self, name: &str) {
-        self.queue.insert(name.to_string());
+        self.lane.push(name);
     }
 }
 
@@ -196,8 +190,7 @@ impl Reconciler {
             self.claims.objects.remove(name);
             self.claims.waits.remove(name);
             self.claims.warned.remove(name);
-            self.claims.failures.remove(name);
-            self.claims.retry_at.remove(name);
+            self.claims.lane.forget(name);
             self.claims.quiet_since.remove(name);
         }
     }
@@ -385,14 +378,7 @@ impl Reconciler {
         if !self.claims_ready() {
             return;
         }
-        for n in take_due(&mut self.claims.retry_at, Instant::now()) {
-            self.claims.push(&n);
-        }
-        let queued: Vec<String> = std::mem::take(&mut self.claims.queue).into_iter().collect();
-        for name in queued {
-            if self.claims.busy.contains(&name) || self.claims.retry_at.contains_key(&name) {
-                continue;
-            }
+        for name in self.claims.lane.take_ready(Instant::now()) {
             if let Some(req) = self.next_request(&name) {
                 self.send(name, req);
             }
@@ -633,7 +619,7 @@ impl Reconciler {
                 })
             }
         };
-        self.claims.busy.insert(name.clone());
+        self.claims.lane.start(&name);
         self.metrics.claim_requests.inc();
         self.claims.tasks.spawn(async move {
             Done {
@@ -646,7 +632,7 @@ impl Reconciler {
 
     pub(super) fn on_claim_done(&mut self, d: Done) {
         let name = d.claim;
-        self.claims.busy.remove(&name);
+        self.claims.lane.finish(&name);
         match (d.request, d.answer) {
             (Request::CheckPools, Answer::Pools(Ok((listed, list_rv)))) => {
                 if self.ledger.pools_current(&listed, list_rv) {
@@ -671,11 +657,11 @@ impl Reconciler {
                 return;
             }
             (_, Answer::Claim(Ok(obj))) => {
-                self.claims.failures.remove(&name);
+                self.claims.lane.succeeded(&name);
                 self.apply_claim(&kube::core::DeserializeGuard(Ok(obj)));
             }
             (Request::CreateServiceCidr, Answer::ServiceCidr(Ok(sc))) => {
-                self.claims.failures.remove(&name);
+                self.claims.lane.succeeded(&name);
                 let claim_ref = self.claim_ref(&name);
                 self.events.send(Note::normal(
                     claim_ref,
@@ -686,14 +672,14 @@ impl Reconciler {
                 self.on_service_cidr_event(Watched::Apply(sc));
             }
             (Request::ServiceCidrFinalizer { keep }, Answer::ServiceCidr(Ok(sc))) => {
-                self.claims.failures.remove(&name);
+                self.claims.lane.succeeded(&name);
                 if !keep {
                     info!(claim = %name, "no ClusterIP left in ServiceCIDR {name} for the grace; let it go");
                 }
                 self.on_service_cidr_event(Watched::Apply(sc));
             }
             (Request::CheckAddresses, Answer::Addresses(Ok(addresses))) => {
-                self.claims.failures.remove(&name);
+                self.claims.lane.succeeded(&name);
                 let prefix = self.ledger.claim_state(&name).and_then(|s| s.prefix);
                 let held: Vec<&String> = addresses
                     .iter()
@@ -715,13 +701,13 @@ impl Reconciler {
                     );
                     self.warn_claim_once(&name, "AddressesInUse", msg);
                     self.claims
-                        .retry_at
-                        .insert(name, Instant::now() + ADDRESS_RECHECK);
+                        .lane
+                        .retry_at(&name, Instant::now() + ADDRESS_RECHECK);
                 }
                 return;
             }
             (Request::DeleteServiceCidr, Answer::Done(Ok(()))) => {
-                self.claims.failures.remove(&name);
+                self.claims.lane.succeeded(&name);
                 info!(claim = %name, "deleted its ServiceCIDR; the prefix is freed once the API server lets it go");
             }
             (req, answer) => {
@@ -744,18 +730,13 @@ impl Reconciler {
 
     fn claim_failed(&mut self, name: &str, what: &str, e: &kube::Error) {
         self.metrics.error(error_reason(e));
-        let n = self.claims.failures.entry(name.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
-        let delay = backoff(*n);
+        let delay = self.claims.lane.failed(name, Instant::now());
         warn!(
             claim = name,
             request = what,
             "failed, retrying in {delay:?}: {}",
             error_message(e)
         );
-        self.claims
-            .retry_at
-            .insert(name.to_string(), Instant::now() + delay);
     }
 
     /// The pools are current: choose the claim's prefix and write it.
@@ -806,7 +787,7 @@ impl Reconciler {
     ) {
         match result {
             Ok(obj) => {
-                self.claims.failures.remove(&name);
+                self.claims.lane.succeeded(&name);
                 let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
                 self.ledger.commit_claim(&snap);
                 self.take_claim_object(&kube::core::DeserializeGuard(Ok(obj)));
@@ -834,7 +815,7 @@ impl Reconciler {
                     // claim back (the write carried `rv`, so it can land
                     // only while the claim is still at that state).
                     self.claim_failed(&name, "Bind", &e);
-                    self.claims.retry_at.remove(&name);
+                    self.claims.lane.cancel_retry(&name);
                     self.settle_claim(name, rv, Duration::from_millis(200));
                 }
                 _ => {
@@ -864,7 +845,7 @@ impl Reconciler {
                     self.ledger.commit_claim(&snap);
                     self.take_claim_object(&kube::core::DeserializeGuard(Ok(obj)));
                     self.after_space_freed();
-                    self.claims.failures.remove(&name);
+                    self.claims.lane.succeeded(&name);
                     self.claims.push(&name);
                 } else {
                     // Still at the state written to: the request may yet
@@ -886,7 +867,7 @@ impl Reconciler {
     /// Reads claim `name` back after `after`, to learn whether its bind
     /// written onto `rv` landed (the reservation stays meanwhile).
     fn settle_claim(&mut self, name: String, rv: String, after: Duration) {
-        self.claims.busy.insert(name.clone());
+        self.claims.lane.start(&name);
         let api = self.claims.api.clone();
         self.claims.tasks.spawn(async move {
             tokio::time::sleep(after).await;
@@ -989,17 +970,4 @@ async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
     crate::k8s::errors::bounded(Duration::from_secs(10), f).await
-}
-
-/// Takes the names whose retry time has come out of `retry_at`.
-pub(super) fn take_due(retry_at: &mut BTreeMap<String, Instant>, now: Instant) -> Vec<String> {
-    let due: Vec<String> = retry_at
-        .iter()
-        .filter(|(_, t)| **t <= now)
-        .map(|(n, _)| n.clone())
-        .collect();
-    for n in &due {
-        retry_at.remove(n);
-    }
-    due
 }

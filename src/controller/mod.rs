@@ -28,6 +28,7 @@ mod claim_status;
 mod claim_step;
 mod claims;
 pub mod events;
+mod lane;
 mod node_input;
 pub mod pipeline;
 mod pool_input;

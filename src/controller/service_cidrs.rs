@@ -101,7 +101,7 @@ impl Reconciler {
         if now >= ends {
             return true;
         }
-        self.claims.retry_at.insert(name.to_string(), ends);
+        self.claims.lane.retry_at(name, ends);
         false
     }
 }

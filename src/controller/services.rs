@@ -5,7 +5,7 @@
 //! Service's `resourceVersion` (it lands on the state it was planned for,
 //! or not at all), and its answer comes back to the loop.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::events::Note;
+use super::lane::Lane;
 use super::reconciler::Reconciler;
-use crate::k8s::errors::{WriteOutcome, backoff, error_message, error_reason, write_outcome};
+use crate::k8s::errors::{WriteOutcome, error_message, error_reason, write_outcome};
 use crate::k8s::list_watch::Watched;
 use crate::k8s::services::{self as edge, Classes, ServiceLite};
 use crate::ledger::{AddressPlan, AddressWait};
@@ -45,10 +46,8 @@ pub(super) struct Services {
     /// write's resourceVersion and Events).
     objects: HashMap<String, ServiceLite>,
     pub(super) synced: bool,
-    queue: BTreeSet<String>,
-    busy: BTreeSet<String>,
-    retry_at: BTreeMap<String, Instant>,
-    failures: HashMap<String, u32>,
+    /// Services to look at, in flight, waiting out a failure.
+    lane: Lane,
     /// Services told to wait, and why (Events once per reason).
     waits: HashMap<String, String>,
     /// The last unparsable request reported per Service.
@@ -71,10 +70,7 @@ impl Services {
             client: client.clone(),
             objects: HashMap::new(),
             synced: false,
-            queue: BTreeSet::new(),
-            busy: BTreeSet::new(),
-            retry_at: BTreeMap::new(),
-            failures: HashMap::new(),
+            lane: Lane::default(),
             waits: HashMap::new(),
             warned: HashMap::new(),
             gauges_dirty: false,
@@ -85,7 +81,7 @@ impl Services {
     }
 
     pub(super) fn next_retry(&self) -> Option<Instant> {
-        self.retry_at.values().min().copied()
+        self.lane.next_retry()
     }
 
     fn api(&self, key: &str) -> Option<(Api<ServiceLite>, String)> {
@@ -116,9 +112,7 @@ impl Reconciler {
                 for s in items {
                     self.take_service(s);
                 }
-                for k in self.ledger.service_keys() {
-                    self.services.queue.insert(k);
-                }
+                self.services.lane.push_all(self.ledger.service_keys());
                 self.services.synced = true;
                 self.addresses_changed();
             }
@@ -140,8 +134,7 @@ impl Reconciler {
                     self.services.objects.remove(&key);
                     self.services.waits.remove(&key);
                     self.services.warned.remove(&key);
-                    self.services.failures.remove(&key);
-                    self.services.retry_at.remove(&key);
+                    self.services.lane.forget(&key);
                 }
             }
         }
@@ -173,7 +166,7 @@ impl Reconciler {
         let moved = self.ledger.upsert_service(&snap);
         let key = snap.key.clone();
         self.take_service(s.clone());
-        self.services.queue.insert(key);
+        self.services.lane.push(&key);
         moved
     }
 
@@ -195,7 +188,7 @@ impl Reconciler {
     /// deleted LoadBalancer claims look again, the gauges follow.
     fn addresses_changed(&mut self) {
         let waiting: Vec<String> = self.services.waits.keys().cloned().collect();
-        self.services.queue.extend(waiting);
+        self.services.lane.push_all(waiting);
         self.wake_deleting_claims();
         self.services.gauges_dirty = true;
     }
@@ -215,7 +208,7 @@ impl Reconciler {
     /// served now.
     pub(super) fn wake_waiting_services(&mut self) {
         let waiting: Vec<String> = self.services.waits.keys().cloned().collect();
-        self.services.queue.extend(waiting);
+        self.services.lane.push_all(waiting);
     }
 
     pub(super) fn dispatch_services(&mut self) {
@@ -228,17 +221,12 @@ impl Reconciler {
         {
             return;
         }
-        let due = super::claims::take_due(&mut self.services.retry_at, Instant::now());
-        self.services.queue.extend(due);
-        let queued = std::mem::take(&mut self.services.queue);
-        let mut rest = queued.into_iter();
+        let ready = self.services.lane.take_ready(Instant::now());
+        let mut rest = ready.into_iter();
         for key in rest.by_ref() {
-            if self.services.busy.contains(&key) || self.services.retry_at.contains_key(&key) {
-                continue;
-            }
             // As many writes in flight as for Nodes; the rest wait their turn.
-            if self.services.busy.len() >= self.settings.max_concurrent_writes {
-                self.services.queue.insert(key);
+            if self.services.lane.in_flight() >= self.settings.max_concurrent_writes {
+                self.services.lane.push(&key);
                 break;
             }
             match self.ledger.plan_service(&key) {
@@ -253,7 +241,7 @@ impl Reconciler {
                 AddressPlan::Release => self.write_service(key, Purpose::Release),
             }
         }
-        self.services.queue.extend(rest);
+        self.services.lane.push_all(rest);
     }
 
     fn service_waits(&mut self, key: &str, w: &AddressWait) {
@@ -309,7 +297,7 @@ impl Reconciler {
             Purpose::Assign(picks) => picks.iter().map(|(_, a)| *a).collect(),
             Purpose::Release => vec![],
         };
-        self.services.busy.insert(key.clone());
+        self.services.lane.start(&key);
         self.metrics.service_writes.inc();
         let deadline = self.settings.lease_deadline.clone();
         self.services.tasks.spawn(async move {
@@ -332,7 +320,7 @@ impl Reconciler {
 
     pub(super) fn on_service_done(&mut self, d: Done) {
         let key = d.key;
-        self.services.busy.remove(&key);
+        self.services.lane.finish(&key);
         match d.answer {
             Ok(Some(obj)) => {
                 let snap = edge::snapshot(&obj, &self.services.classes);
@@ -346,7 +334,7 @@ impl Reconciler {
                     self.settle_service(key, d.rv, d.purpose, Duration::from_secs(1));
                     return;
                 }
-                self.services.failures.remove(&key);
+                self.services.lane.succeeded(&key);
                 self.ledger.commit_service(&snap);
                 self.take_service(obj);
                 if landed && let Purpose::Assign(picks) = &d.purpose {
@@ -364,7 +352,7 @@ impl Reconciler {
                     ));
                 }
                 self.addresses_changed();
-                self.services.queue.insert(key);
+                self.services.lane.push(&key);
             }
             Ok(None) => {
                 // Gone: nothing held; the watch's Delete does the rest.
@@ -382,11 +370,8 @@ impl Reconciler {
                 _ => {
                     self.ledger.release_service(&key);
                     self.metrics.error(error_reason(&e));
-                    let n = self.services.failures.entry(key.clone()).or_insert(0);
-                    *n = n.saturating_add(1);
-                    let delay = backoff(*n);
+                    let delay = self.services.lane.failed(&key, Instant::now());
                     warn!(service = %key, "LoadBalancer status write failed, retrying in {delay:?}: {}", error_message(&e));
-                    self.services.retry_at.insert(key, Instant::now() + delay);
                     self.addresses_changed();
                 }
             },
@@ -397,7 +382,7 @@ impl Reconciler {
         let Some((api, name)) = self.services.api(&key) else {
             return;
         };
-        self.services.busy.insert(key.clone());
+        self.services.lane.start(&key);
         self.services.tasks.spawn(async move {
             tokio::time::sleep(after).await;
             Done {
