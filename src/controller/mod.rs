@@ -16,7 +16,9 @@
 //! - [`claims`], [`service_cidrs`], [`claim_status`]: PrefixClaims, from
 //!   binding to the ServiceCIDR they own and their status, with
 //!   [`claim_step`] deciding each claim's next request (pure);
-//! - [`services`]: LoadBalancer Services of the operator's class;
+//! - [`services`]: LoadBalancer Services of the operator's class, with
+//!   [`service_step`] deciding what waits say and what answers mean (pure);
+//! - [`lane`]: the work queue claims and Services share (pure);
 //! - [`pipeline`], [`queue`]: what is written next, retries, outcomes not
 //!   known yet, and the pool check every write waits for (pure);
 //! - [`status_writer`], [`status`]: which statuses to write and what they
@@ -35,6 +37,7 @@ mod pool_input;
 pub mod queue;
 mod reconciler;
 mod service_cidrs;
+mod service_step;
 mod services;
 pub mod status;
 pub mod status_writer;

@@ -17,17 +17,11 @@ use tracing::{info, warn};
 use super::events::Note;
 use super::lane::Lane;
 use super::reconciler::Reconciler;
-use crate::k8s::errors::{WriteOutcome, error_message, error_reason, write_outcome};
+use super::service_step::{Answered, Outcome, Purpose, outcome, wait_reason};
+use crate::k8s::errors::{error_message, error_reason, write_outcome};
 use crate::k8s::list_watch::Watched;
 use crate::k8s::services::{self as edge, Classes, ServiceLite};
 use crate::ledger::{AddressPlan, AddressWait};
-
-/// What a Service write was for.
-#[derive(Clone, Debug)]
-enum Purpose {
-    Assign(Vec<(String, IpAddr)>),
-    Release,
-}
 
 pub(super) struct Done {
     key: String,
@@ -245,33 +239,7 @@ impl Reconciler {
     }
 
     fn service_waits(&mut self, key: &str, w: &AddressWait) {
-        let (reason, msg) = match w {
-            AddressWait::NoClaim(f) => (
-                "NoLoadBalancerClaim",
-                format!(
-                    "no bound PrefixClaim of purpose LoadBalancer has {f} addresses; create one to serve this Service"
-                ),
-            ),
-            AddressWait::Exhausted { family, claims } => (
-                "LoadBalancerAddressesExhausted",
-                format!(
-                    "every {family} address of PrefixClaim(s) {} is taken; the Service waits",
-                    claims.join(", ")
-                ),
-            ),
-            AddressWait::Taken { address, by } => (
-                "RequestedAddressTaken",
-                format!(
-                    "the requested address {address} is held by Service {by} (addresses are not shared); the Service waits"
-                ),
-            ),
-            AddressWait::Outside(a) => (
-                "RequestedAddressOutsideClaims",
-                format!(
-                    "the requested address {a} is in no LoadBalancer PrefixClaim (or not of a family the Service asks for, or a claim's network address)"
-                ),
-            ),
-        };
+        let (reason, msg) = wait_reason(w);
         let text = format!("{reason}: {msg}");
         if self.services.waits.get(key) == Some(&text) {
             return;
@@ -321,23 +289,35 @@ impl Reconciler {
     pub(super) fn on_service_done(&mut self, d: Done) {
         let key = d.key;
         self.services.lane.finish(&key);
-        match d.answer {
-            Ok(Some(obj)) => {
-                let snap = edge::snapshot(&obj, &self.services.classes);
-                let landed = match &d.purpose {
-                    Purpose::Assign(picks) => picks.iter().all(|(_, a)| snap.ingress.contains(a)),
-                    Purpose::Release => true,
-                };
-                let moved_on = obj.metadata.resource_version.as_deref() != Some(d.rv.as_str());
-                if d.settle && !landed && !moved_on {
-                    // Still at the state written to: it may yet land.
-                    self.settle_service(key, d.rv, d.purpose, Duration::from_secs(1));
-                    return;
-                }
+        let snap = match &d.answer {
+            Ok(Some(obj)) => Some(edge::snapshot(obj, &self.services.classes)),
+            _ => None,
+        };
+        let answered = match &d.answer {
+            Ok(Some(obj)) => Ok(Some(Answered {
+                ingress: snap
+                    .as_ref()
+                    .map(|s| s.ingress.as_slice())
+                    .unwrap_or_default(),
+                resource_version: obj.metadata.resource_version.as_deref(),
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(write_outcome(e)),
+        };
+        match (
+            outcome(&d.purpose, &d.rv, d.settle, answered),
+            d.answer,
+            snap,
+        ) {
+            (Outcome::SettleAgain, _, _) => {
+                // Still at the state written to: it may yet land.
+                self.settle_service(key, d.rv, d.purpose, Duration::from_secs(1));
+            }
+            (Outcome::Commit { assigned }, Ok(Some(obj)), Some(snap)) => {
                 self.services.lane.succeeded(&key);
                 self.ledger.commit_service(&snap);
                 self.take_service(obj);
-                if landed && let Purpose::Assign(picks) = &d.purpose {
+                if assigned && let Purpose::Assign(picks) = &d.purpose {
                     let list: Vec<String> = picks
                         .iter()
                         .map(|(c, a)| format!("{a} (PrefixClaim {c})"))
@@ -354,27 +334,31 @@ impl Reconciler {
                 self.addresses_changed();
                 self.services.lane.push(&key);
             }
-            Ok(None) => {
+            (Outcome::Gone, _, _) => {
                 // Gone: nothing held; the watch's Delete does the rest.
                 self.ledger.release_service(&key);
                 self.addresses_changed();
             }
-            Err(e) => match (d.settle, write_outcome(&e)) {
-                (true, _) | (false, WriteOutcome::Unknown) => {
-                    // It may have landed: the reservation stays until a
-                    // read settles it.
-                    self.metrics.error(error_reason(&e));
-                    warn!(service = %key, "LoadBalancer status write outcome unknown, reading back: {}", error_message(&e));
-                    self.settle_service(key, d.rv, d.purpose, Duration::from_millis(200));
-                }
-                _ => {
-                    self.ledger.release_service(&key);
-                    self.metrics.error(error_reason(&e));
-                    let delay = self.services.lane.failed(&key, Instant::now());
-                    warn!(service = %key, "LoadBalancer status write failed, retrying in {delay:?}: {}", error_message(&e));
-                    self.addresses_changed();
-                }
-            },
+            (Outcome::ReadBack, Err(e), _) => {
+                // It may have landed: the reservation stays until a read
+                // settles it.
+                self.metrics.error(error_reason(&e));
+                warn!(service = %key, "LoadBalancer status write outcome unknown, reading back: {}", error_message(&e));
+                self.settle_service(key, d.rv, d.purpose, Duration::from_millis(200));
+            }
+            (Outcome::Retry, Err(e), _) => {
+                self.ledger.release_service(&key);
+                self.metrics.error(error_reason(&e));
+                let delay = self.services.lane.failed(&key, Instant::now());
+                warn!(service = %key, "LoadBalancer status write failed, retrying in {delay:?}: {}", error_message(&e));
+                self.addresses_changed();
+            }
+            (o, _, _) => {
+                // outcome() gives Commit only for an object, ReadBack and
+                // Retry only for an error.
+                warn!(service = %key, "unexpected outcome {o:?} of a LoadBalancer status write; looking again");
+                self.services.lane.push(&key);
+            }
         }
     }
 

@@ -12,7 +12,7 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// What a failed write means for its reservation.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
     /// The Node is gone.
     Gone,
