@@ -34,7 +34,9 @@ use super::lane::Lane;
 use super::reconciler::Reconciler;
 use crate::api::{PrefixClaim, PrefixClaimStatus, Purpose};
 use crate::k8s::claims::{self as edge, WatchedClaim};
-use crate::k8s::errors::{WriteOutcome, error_message, error_reason, write_outcome};
+use crate::k8s::errors::{
+    WriteOutcome, as_leader, bounded_request as bounded, error_message, error_reason, write_outcome,
+};
 use crate::k8s::list_watch::{self, Watched};
 use crate::k8s::pools::{self, WatchedPool};
 use crate::ledger::{ClaimPlan, ClaimWait};
@@ -519,36 +521,20 @@ impl Reconciler {
                 Box::pin(async move { Answer::PoolList(bounded(list_watch::list_all(&api)).await) })
             }
             Request::AddFinalizer => Box::pin(async move {
-                if lapsed() {
-                    return Answer::Claim(Err(crate::k8s::errors::not_leader()));
-                }
-                Answer::Claim(
-                    bounded(edge::add_finalizer(&api, &name_of(&obj), &rv, &finalizers)).await,
-                )
+                let n = name_of(&obj);
+                let write = edge::add_finalizer(&api, &n, &rv, &finalizers);
+                Answer::Claim(as_leader(lapsed(), write).await)
             }),
             Request::RemoveFinalizer => Box::pin(async move {
-                if lapsed() {
-                    return Answer::Claim(Err(crate::k8s::errors::not_leader()));
-                }
-                Answer::Claim(
-                    bounded(edge::remove_finalizer(
-                        &api,
-                        &name_of(&obj),
-                        &rv,
-                        &finalizers,
-                    ))
-                    .await,
-                )
+                let n = name_of(&obj);
+                let write = edge::remove_finalizer(&api, &n, &rv, &finalizers);
+                Answer::Claim(as_leader(lapsed(), write).await)
             }),
             Request::Bind { rv, status } => {
-                let status = status.clone();
-                let rv = rv.clone();
-                let n = name.clone();
+                let (status, rv, n) = (status.clone(), rv.clone(), name.clone());
                 Box::pin(async move {
-                    if lapsed() {
-                        return Answer::Claim(Err(crate::k8s::errors::not_leader()));
-                    }
-                    Answer::Claim(bounded(edge::write_status(&api, &n, Some(&rv), &status)).await)
+                    let write = edge::write_status(&api, &n, Some(&rv), &status);
+                    Answer::Claim(as_leader(lapsed(), write).await)
                 })
             }
             Request::Settle { rv } => {
@@ -566,10 +552,8 @@ impl Reconciler {
                 };
                 let n = name.clone();
                 Box::pin(async move {
-                    if lapsed() {
-                        return Answer::Claim(Err(crate::k8s::errors::not_leader()));
-                    }
-                    Answer::Claim(bounded(edge::write_status(&api, &n, None, &status)).await)
+                    let write = edge::write_status(&api, &n, None, &status);
+                    Answer::Claim(as_leader(lapsed(), write).await)
                 })
             }
             Request::CreateServiceCidr => {
@@ -579,10 +563,8 @@ impl Reconciler {
                 let sc = edge::service_cidr_for(&o, &p.to_string());
                 let api = self.claims.service_cidrs_api.clone();
                 Box::pin(async move {
-                    if lapsed() {
-                        return Answer::ServiceCidr(Err(crate::k8s::errors::not_leader()));
-                    }
-                    Answer::ServiceCidr(bounded(edge::create_service_cidr(&api, &sc)).await)
+                    let write = edge::create_service_cidr(&api, &sc);
+                    Answer::ServiceCidr(as_leader(lapsed(), write).await)
                 })
             }
             Request::ServiceCidrFinalizer { keep } => {
@@ -592,12 +574,8 @@ impl Reconciler {
                 let api = self.claims.service_cidrs_api.clone();
                 let keep = *keep;
                 Box::pin(async move {
-                    if lapsed() {
-                        return Answer::ServiceCidr(Err(crate::k8s::errors::not_leader()));
-                    }
-                    Answer::ServiceCidr(
-                        bounded(edge::set_service_cidr_finalizer(&api, &sc, keep)).await,
-                    )
+                    let write = edge::set_service_cidr_finalizer(&api, &sc, keep);
+                    Answer::ServiceCidr(as_leader(lapsed(), write).await)
                 })
             }
             Request::DeleteServiceCidr => {
@@ -612,10 +590,8 @@ impl Reconciler {
                 let api = self.claims.service_cidrs_api.clone();
                 let n = name.clone();
                 Box::pin(async move {
-                    if lapsed() {
-                        return Answer::Done(Err(crate::k8s::errors::not_leader()));
-                    }
-                    Answer::Done(bounded(edge::delete_service_cidr(&api, &n, &uid)).await)
+                    let write = edge::delete_service_cidr(&api, &n, &uid);
+                    Answer::Done(as_leader(lapsed(), write).await)
                 })
             }
         };
@@ -962,12 +938,4 @@ fn cidrs_of(sc: &ServiceCIDR) -> String {
 fn now() -> Time {
     let secs = k8s_openapi::jiff::Timestamp::now().as_second();
     Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
-}
-
-/// Every claim request is bounded: a request stuck on a dead connection
-/// must not hold the claim forever.
-async fn bounded<T>(
-    f: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, kube::Error> {
-    crate::k8s::errors::bounded(Duration::from_secs(10), f).await
 }

@@ -18,7 +18,9 @@ use super::events::Note;
 use super::lane::Lane;
 use super::reconciler::Reconciler;
 use super::service_step::{Answered, Outcome, Purpose, outcome, wait_reason};
-use crate::k8s::errors::{error_message, error_reason, write_outcome};
+use crate::k8s::errors::{
+    as_leader, bounded_request as bounded, error_message, error_reason, write_outcome,
+};
 use crate::k8s::list_watch::Watched;
 use crate::k8s::services::{self as edge, Classes, ServiceLite};
 use crate::ledger::{AddressPlan, AddressWait};
@@ -269,13 +271,9 @@ impl Reconciler {
         self.metrics.service_writes.inc();
         let deadline = self.settings.lease_deadline.clone();
         self.services.tasks.spawn(async move {
-            let answer = if deadline.as_ref().is_some_and(|d| !crate::leader::within(d)) {
-                Err(crate::k8s::errors::not_leader())
-            } else {
-                bounded(edge::write_ingress(&api, &name, &rv, &ips))
-                    .await
-                    .map(Some)
-            };
+            let lapsed = deadline.as_ref().is_some_and(|d| !crate::leader::within(d));
+            let write = edge::write_ingress(&api, &name, &rv, &ips);
+            let answer = as_leader(lapsed, write).await.map(Some);
             Done {
                 key,
                 rv,
@@ -420,12 +418,4 @@ impl Reconciler {
             ..Default::default()
         }
     }
-}
-
-/// A bound request: a write stuck on a dead connection must not hold the
-/// Service (and its reservation) for ever.
-async fn bounded<T>(
-    f: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, kube::Error> {
-    crate::k8s::errors::bounded(Duration::from_secs(10), f).await
 }

@@ -112,6 +112,30 @@ pub async fn bounded<T>(
         .unwrap_or_else(|_| Err(kube::Error::Service("request timed out".into())))
 }
 
+/// How long one request of a claim or a Service may take.
+pub const REQUEST_LIMIT: Duration = Duration::from_secs(10);
+
+/// `f` bounded by [`REQUEST_LIMIT`]: a request stuck on a dead connection
+/// must not hold its object (and what is reserved for it) for ever.
+pub async fn bounded_request<T>(
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    bounded(REQUEST_LIMIT, f).await
+}
+
+/// `write`, bounded by [`REQUEST_LIMIT`], unless leadership had `lapsed`
+/// before it would be sent: then the not-leader error, which reads as a
+/// refused write ([`WriteOutcome::NotApplied`]).
+pub async fn as_leader<T>(
+    lapsed: bool,
+    write: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    if lapsed {
+        return Err(not_leader());
+    }
+    bounded_request(write).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
