@@ -6,7 +6,7 @@ DEV ?= .dev
 # How dev-up gets target/debug/controlplane; tests that already built it pass ":".
 CONTROLPLANE_BUILD ?= $(CARGO) build -p prefix-operator-testenv --bin controlplane --locked
 
-.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench bench-kcm bench-lb chaos randomized clean-dev check-leftovers
+.PHONY: test controlplane demo dev-up dev-down crd manifests lint bench bench-kcm bench-lb lab-bench chaos randomized clean-dev check-leftovers
 
 ## Build (or reuse) the control-plane binaries: kube-apiserver, etcd, kubectl, helm.
 controlplane:
@@ -160,6 +160,18 @@ bench-kcm: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
 	KCM_BIN="$$(e2e/kcm/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin kcm-bench -- $(KCM_ARGS)
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
+
+## Registration latency on the lab cluster (kubelet Nodes, the operator as a
+## Helm-installed pod): registration -> podCIDRs and -> Ready, p50/p99, then
+## the same with kube-controller-manager's range allocator in its place.
+## LAB_BENCH_REGISTRATIONS=N (default 20). Report in target/lab-bench/report.txt.
+lab-bench: controlplane
+	@e2e/debs/fetch.sh >/dev/null
+	@e2e/cni/build.sh >/dev/null
+	@e2e/kcm/build.sh >/dev/null
+	@e2e/node/build.sh >/dev/null
+	$(MAKE) --no-print-directory image IMAGE_ARCHES=amd64
+	NODE_COMPONENTS="$$(e2e/node/build.sh)" KCM_BIN="$$(e2e/kcm/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) test --locked --test lab_bench -- --ignored --nocapture
 
 ## Long fault runs (SIGKILLs, kube-apiserver and etcd restarts, leader failover,
 ## all mid-burst); extra flags in CHAOS_ARGS, e.g. CHAOS_ARGS="--scenarios sigkill --kills 40".

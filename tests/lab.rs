@@ -34,18 +34,18 @@ mod cleanup;
 mod cluster;
 #[path = "lab/config.rs"]
 mod config;
+#[path = "lab/install.rs"]
+mod install;
 #[path = "lab/node.rs"]
 mod node;
 mod support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, ask_http, parse_whoami};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
+use install::*;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
@@ -55,9 +55,6 @@ use support::cni::{ip_routes, run_recipe};
 use support::helm::Helm;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(120);
-const NS: &str = "kube-system";
-const APP: &str = "app.kubernetes.io/name=prefix-operator";
 /// The GUA pool of examples/pools.yaml, and its IPv4 pool for the Nodes
 /// labelled dual-stack: kube-proxy's cluster CIDRs.
 const GUA: &str = "2001:db8:42::/48";
@@ -93,164 +90,6 @@ async fn wait_kube_proxy(c: &Cluster) {
         })
         .await;
     }
-}
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The shell lines after `<!-- lab-install -->` in README.md (comments
-/// dropped).
-fn readme_install() -> Vec<String> {
-    let readme = include_str!("../README.md");
-    let at = readme
-        .find("<!-- lab-install -->")
-        .expect("README.md has the lab-install marker");
-    let mut lines = readme[at..].lines().skip(1);
-    assert_eq!(lines.next().map(str::trim), Some("```sh"), "a sh block");
-    lines
-        .take_while(|l| l.trim() != "```")
-        .map(|l| l.split(" #").next().unwrap_or(l).trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
-fn run(what: &str, mut cmd: std::process::Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs one README install line on the lab: `make` in the checkout, `ctr`
-/// on the containerd of the Nodes `on` (indexes in `c.nodes`), `helm` and
-/// `kubectl` as the admin.
-fn run_install_line(c: &Cluster, helm: &Helm, line: &str, on: std::ops::Range<usize>) {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.first().copied() {
-        Some("make") => {
-            // As from the admin's shell: without the variables `cargo test`
-            // sets for this process (a nested cargo build would see other
-            // build-script inputs and rebuild everything).
-            let mut cmd = std::process::Command::new("make");
-            for (k, _) in std::env::vars_os() {
-                let k = k.to_string_lossy();
-                let cargo_set =
-                    (k.starts_with("CARGO") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
-                        || k.starts_with("RUSTC")
-                        || k == "LD_LIBRARY_PATH"
-                        || k == "OUT_DIR"
-                        || k.starts_with("__CARGO");
-                if cargo_set {
-                    cmd.env_remove(k.as_ref());
-                }
-            }
-            cmd.current_dir(manifest_dir()).args(&words[1..]);
-            run(line, cmd);
-        }
-        Some("ctr") => {
-            // `ctr -n k8s.io ARGS`: LabNode::ctr names the namespace and the
-            // node's own socket; paths are the checkout's.
-            assert_eq!(&words[1..3], ["-n", "k8s.io"], "{line}");
-            let args: Vec<String> = words[3..]
-                .iter()
-                .map(|w| {
-                    let p = manifest_dir().join(w);
-                    if p.exists() {
-                        p.display().to_string()
-                    } else {
-                        w.to_string()
-                    }
-                })
-                .collect();
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            for n in &c.nodes[on] {
-                n.kn.ctr(&args)
-                    .unwrap_or_else(|e| panic!("{line} on {}: {e}", n.name()));
-            }
-        }
-        Some("helm") => {
-            let mut cmd = helm.cmd();
-            cmd.current_dir(manifest_dir())
-                .args(&words[1..])
-                .arg("--kubeconfig")
-                .arg(&c.kubeconfig);
-            run(line, cmd);
-        }
-        Some("kubectl") => {
-            let mut cmd = c.kubectl();
-            cmd.current_dir(manifest_dir()).args(&words[1..]);
-            run(line, cmd);
-        }
-        other => panic!("README install line of an unknown kind {other:?}: {line}"),
-    }
-}
-
-async fn operator_pods(client: &Client) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    pods.list(&ListParams::default().labels(APP))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-}
-
-/// Waits until the Deployment has rolled out `replicas` Ready pods of its
-/// current template, and returns their names.
-async fn wait_rolled_out(client: &Client, replicas: i32) -> Vec<String> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
-    wait_for("the operator's Deployment rolled out", WAIT, || async {
-        let d = deployments.get_opt("prefix-operator").await.ok()??;
-        let st = d.status.as_ref()?;
-        let current = st.observed_generation == d.metadata.generation
-            && st.updated_replicas == Some(replicas)
-            && st.ready_replicas == Some(replicas)
-            && st.replicas == Some(replicas);
-        if !current {
-            return None;
-        }
-        let pods = operator_pods(client).await;
-        let live: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect();
-        (live.len() == replicas as usize && live.iter().all(|p| pod_ready(p))).then(|| {
-            live.iter()
-                .filter_map(|p| p.metadata.name.clone())
-                .collect()
-        })
-    })
-    .await
-}
-
-async fn lease_holder(client: &Client) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
-    leases
-        .get_opt("prefix-operator")
-        .await
-        .ok()??
-        .spec?
-        .holder_identity
 }
 
 /// Every Node's podCIDRs, by name.

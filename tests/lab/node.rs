@@ -161,9 +161,15 @@ impl LabNode {
         node_ip: &str,
         extra: &[String],
     ) {
-        let kubeconfig = self.dir.join("kubelet/kubeconfig");
-        kubeconfig_in_netns(cp, &node.ns, &kubeconfig);
-        let config = self.dir.join("kubelet/config.json");
+        self.prepare_kubelet(cp, &node.ns, node_ip);
+        let name = self.name.clone();
+        self.run_kubelet(&name, node_ip, extra);
+    }
+
+    /// Writes the kubelet's kubeconfig (through a forwarder in namespace
+    /// `ns`) and configuration, for [`LabNode::run_kubelet`].
+    pub fn prepare_kubelet(&mut self, cp: &ControlPlane, ns: &str, node_ip: &str) {
+        kubeconfig_in_netns(cp, ns, &self.dir.join("kubelet/kubeconfig"));
         let cfg = kubelet_config(
             &format!("/{}", self.tag),
             &self.socket,
@@ -171,12 +177,26 @@ impl LabNode {
             node_ip.split(',').next().unwrap_or(node_ip),
             &self.dir.join("pod-logs"),
         );
-        std::fs::write(&config, serde_json::to_vec_pretty(&cfg).expect("json"))
-            .expect("kubelet config");
+        std::fs::write(
+            self.dir.join("kubelet/config.json"),
+            serde_json::to_vec_pretty(&cfg).expect("json"),
+        )
+        .expect("kubelet config");
+    }
+
+    /// Starts the kubelet, registering Node `name` (after
+    /// [`LabNode::prepare_kubelet`]).
+    pub fn run_kubelet(&mut self, name: &str, node_ip: &str, extra: &[String]) {
         let mut cmd = self.inside();
         cmd.arg(self.bin.join("kubelet"))
-            .arg(format!("--config={}", config.display()))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!(
+                "--config={}",
+                self.dir.join("kubelet/config.json").display()
+            ))
+            .arg(format!(
+                "--kubeconfig={}",
+                self.dir.join("kubelet/kubeconfig").display()
+            ))
             // /var/lib is the node's state dir in its mount namespace. A long
             // root (under TMPDIR) puts the kubelet's unix sockets past the
             // 108-byte limit: "listen unix .../pod-resources/...: bind:
@@ -186,13 +206,20 @@ impl LabNode {
                 "--cert-dir={}",
                 self.dir.join("kubelet/certs").display()
             ))
-            .arg(format!("--hostname-override={}", self.name))
+            .arg(format!("--hostname-override={name}"))
             .arg(format!("--node-ip={node_ip}"))
             .arg("--v=2")
             .args(extra)
             .env("PATH", self.path_env(Path::new("/nonexistent")));
         self.kubelet =
             Some(Supervised::start(cmd, &self.dir.join("kubelet.log")).expect("start kubelet"));
+    }
+
+    /// Kills the kubelet (its pods keep running; containerd stays).
+    pub fn stop_kubelet(&mut self) {
+        if let Some(mut k) = self.kubelet.take() {
+            k.kill();
+        }
     }
 
     /// The last `n` lines of containerd's and the kubelet's logs.
@@ -274,9 +301,7 @@ impl Drop for LabNode {
         }
         // The kubelet first, so that nothing starts pods again; then the
         // shims and containers, containerd and the holder; the cgroups last.
-        if let Some(mut k) = self.kubelet.take() {
-            k.kill();
-        }
+        self.stop_kubelet();
         cleanup::kill_all_tagged(&self.tag, Duration::from_secs(20));
         if let Some(mut c) = self.containerd.take() {
             c.kill();
