@@ -15,17 +15,16 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use prefix_operator::api::{PrefixClaim, PrefixClaimSpec, Purpose};
-use prefix_operator::controller::LOAD_BALANCER_CLASS;
 use prefix_operator_testenv::Supervised;
+use support::claims::{service_and_lb_claims, web_and_edge_services};
 use support::cni::*;
 use support::components::{kube_proxy_bin, start_kcm};
 use support::netns::*;
@@ -37,27 +36,6 @@ const NS: &str = "default";
 /// a second IPv6 range beside the API server's own.
 const SERVICES: &str = "fd00:10:96::/108,10.96.0.0/16";
 const POOL: &str = "2001:db8:50::/48";
-
-/// The environment that makes the unpacked iptables work: its names first
-/// on PATH, its libraries and its extensions.
-fn iptables_env(debs: &Path) -> Vec<(String, String)> {
-    let lib = support::debs::lib_dir(debs);
-    vec![
-        (
-            "PATH".into(),
-            format!(
-                "{}:{}",
-                debs.join("iptables-bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        ),
-        ("LD_LIBRARY_PATH".into(), lib.display().to_string()),
-        (
-            "XTABLES_LIBDIR".into(),
-            lib.join("xtables").display().to_string(),
-        ),
-    ]
-}
 
 /// `ip6tables-save -t nat` inside namespace `ns`.
 fn nat_rules(ns: &str, env: &[(String, String)]) -> String {
@@ -103,22 +81,6 @@ fn start_kube_proxy(
         .envs(env.iter().map(|(k, v)| (k, v)));
     let proc = Supervised::start(cmd, &log).expect("start kube-proxy");
     (proc, log)
-}
-
-async fn bound_claim(client: &Client, name: &str, spec: PrefixClaimSpec) -> ipnet::IpNet {
-    let api: Api<PrefixClaim> = Api::all(client.clone());
-    api.create(&PostParams::default(), &PrefixClaim::new(name, spec))
-        .await
-        .unwrap_or_else(|e| panic!("create claim {name}: {e}"));
-    wait_for(&format!("claim {name} Ready"), WAIT, || async {
-        let st = api.get_opt(name).await.ok().flatten()?.status?;
-        let ready = st
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        if ready { st.prefix?.parse().ok() } else { None }
-    })
-    .await
 }
 
 /// A Pod bound to `node` with `labels`, its status set as a kubelet would
@@ -205,7 +167,7 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
     };
     let _d = DumpOnPanic(&cp);
     let debs = support::debs::debs();
-    let env = iptables_env(&debs);
+    let env = support::debs::iptables_env(&debs);
     create_pool(&client, "gua", pool_spec(&[POOL])).await;
     let mut wired = Vec::new();
     for i in 1..=2u8 {
@@ -222,13 +184,7 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
     for n in &wired {
         wait_pod_cidrs(&client, &n.name).await;
     }
-    let svc_range = bound_claim(
-        &client,
-        "services",
-        claim_spec("gua", 112, Purpose::ServiceCIDR),
-    )
-    .await;
-    let lb_range = bound_claim(&client, "lb", claim_spec("gua", 120, Purpose::LoadBalancer)).await;
+    let (svc_range, lb_range) = service_and_lb_claims(&client, "gua", WAIT).await;
     let pool: ipnet::IpNet = POOL.parse().expect("pool");
     assert!(pool.contains(&svc_range) && pool.contains(&lb_range));
 
@@ -275,42 +231,8 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
     // A ClusterIP from the claim's ServiceCIDR (asked for: which range a
     // dynamic ClusterIP comes from is the API server's choice), and a
     // LoadBalancer of the operator's class, Local, backed on node-2 only.
-    let services: Api<Service> = Api::namespaced(client.clone(), NS);
     let cluster_ip = nth_address(&svc_range, 10);
-    let web: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "web"},
-        "spec": {
-            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
-            "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
-            "selector": {"app": "web"},
-            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
-        },
-    }))
-    .expect("service");
-    services
-        .create(&PostParams::default(), &web)
-        .await
-        .expect("ClusterIP Service with an address of the claim");
-    let edge: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "edge"},
-        "spec": {
-            "type": "LoadBalancer", "loadBalancerClass": LOAD_BALANCER_CLASS,
-            "externalTrafficPolicy": "Local",
-            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
-            "selector": {"edge": "yes"},
-            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
-        },
-    }))
-    .expect("service");
-    services
-        .create(&PostParams::default(), &edge)
-        .await
-        .expect("LoadBalancer Service");
-    let lb_ip = wait_for("the LoadBalancer address", WAIT, || async {
-        let s = services.get_opt("edge").await.ok().flatten()?;
-        lb_addresses(&s).first().copied()
-    })
-    .await;
+    let lb_ip = web_and_edge_services(&client, NS, &cluster_ip, WAIT).await;
     assert!(
         lb_range.contains(&lb_ip),
         "{lb_ip} comes from the claim {lb_range}"

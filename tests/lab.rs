@@ -46,11 +46,11 @@ use std::time::{Duration, Instant};
 
 use cluster::{Cluster, ask_http, parse_whoami};
 use install::*;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use prefix_operator::api::{PrefixClaim, PrefixPool, Purpose};
-use prefix_operator::controller::LOAD_BALANCER_CLASS;
+use prefix_operator::api::{PrefixClaim, PrefixPool};
+use support::claims::{service_and_lb_claims, web_and_edge_services};
 use support::cni::{ip_routes, run_recipe};
 use support::helm::Helm;
 use support::*;
@@ -76,20 +76,6 @@ fn show(c: &Cluster, args: &[&str]) {
     cmd.args(args);
     let out = tokio::task::block_in_place(|| run("kubectl", cmd));
     eprintln!("\n$ kubectl {}\n{out}", args.join(" "));
-}
-
-/// Waits until kube-proxy on every Node programs the `kubernetes` Service
-/// (10.96.0.1:443 to the advertised API server): how the operator's pods
-/// reach the API server.
-async fn wait_kube_proxy(c: &Cluster) {
-    let endpoint = format!("{}:{}", cluster::API_ADDRESS, c.cp.api_port());
-    for i in 0..c.nodes.len() {
-        let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
-        wait_for(&what, WAIT, || async {
-            c.nat_rules(i, false).contains(&endpoint).then_some(())
-        })
-        .await;
-    }
 }
 
 /// Every Node's podCIDRs, by name.
@@ -128,25 +114,6 @@ fn web_pod(name: &str, node: &str, image: &str, labels: &[(&str, &str)]) -> Pod 
         },
     }))
     .expect("pod")
-}
-
-async fn bound_claim(client: &Client, name: &str, purpose: Purpose, len: i32) -> ipnet::IpNet {
-    let api: Api<PrefixClaim> = Api::all(client.clone());
-    api.create(
-        &PostParams::default(),
-        &PrefixClaim::new(name, claim_spec("gua", len, purpose)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("create claim {name}: {e}"));
-    wait_for(&format!("claim {name} Ready"), WAIT, || async {
-        let st = api.get_opt(name).await.ok().flatten()?.status?;
-        let ready = st
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        if ready { st.prefix?.parse().ok() } else { None }
-    })
-    .await
 }
 
 /// An HTTP GET from inside `node`'s namespace; the body.
@@ -398,46 +365,9 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
 
     // 5. Services with global addresses on these Nodes: an IPv6 ClusterIP
     //    from a claim's ServiceCIDR, a Local LoadBalancer address.
-    let svc_range = bound_claim(&client, "services", Purpose::ServiceCIDR, 112).await;
-    let lb_range = bound_claim(&client, "lb", Purpose::LoadBalancer, 120).await;
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let (svc_range, lb_range) = service_and_lb_claims(&client, "gua", WAIT).await;
     let cluster_ip = nth_address(&svc_range, 10);
-    let svc: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "web"},
-        "spec": {
-            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
-            "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
-            "selector": {"app": "web"},
-            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
-        },
-    }))
-    .expect("service");
-    services
-        .create(&PostParams::default(), &svc)
-        .await
-        .expect("ClusterIP Service with an address of the claim");
-    let edge: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "edge"},
-        "spec": {
-            "type": "LoadBalancer", "loadBalancerClass": LOAD_BALANCER_CLASS,
-            "externalTrafficPolicy": "Local",
-            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
-            "selector": {"edge": "yes"},
-            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
-        },
-    }))
-    .expect("service");
-    services
-        .create(&PostParams::default(), &edge)
-        .await
-        .expect("LoadBalancer Service");
-    let lb_ip = wait_for("the LoadBalancer address", WAIT, || async {
-        let s = services.get_opt("edge").await.ok().flatten()?;
-        prefix_operator::k8s::services::ingress_ips(&s)
-            .first()
-            .copied()
-    })
-    .await;
+    let lb_ip = web_and_edge_services(&client, "default", &cluster_ip, WAIT).await;
     assert!(lb_range.contains(&lb_ip), "{lb_ip} from {lb_range}");
     // kube-proxy on node 2 programs the Local address once its endpoint
     // is there; the router then gets the /128 to node 2 only.

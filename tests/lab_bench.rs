@@ -89,8 +89,6 @@ use support::*;
 const GUA: &str = "2001:db8:42::/48";
 const GUA_RESERVED: &str = "2001:db8:42::/64";
 const V4: &str = "10.244.0.0/16";
-/// What `make image IMAGE_ARCHES=amd64` builds (README's install lines).
-const IMAGE: &str = "target/image/prefix-operator-0.1.0-amd64.oci.tar";
 /// The bench node's index: `fd00:100:9::2`, `192.168.9.2`.
 const BENCH: u8 = 9;
 const DEFAULT_REGISTRATIONS: usize = 20;
@@ -579,12 +577,6 @@ fn table(phases: &[Phase], header: &str) -> String {
 async fn registration_latency_operator_pod_vs_kcm_range_allocator() {
     let t0 = Instant::now();
     let n = registrations();
-    let image = manifest_dir().join(IMAGE);
-    assert!(
-        image.is_file(),
-        "{} missing: make image IMAGE_ARCHES=amd64",
-        image.display()
-    );
     let date = |fmt: &str| {
         run("date", {
             let mut c = Command::new("date");
@@ -600,39 +592,16 @@ async fn registration_latency_operator_pod_vs_kcm_range_allocator() {
         return;
     };
     let client = c.client.clone();
-    // The operator's two replicas (one per Node: hostNetwork), the image
-    // imported as the README says ("on each node").
-    c.add_node(1, &[], std::slice::from_ref(&image));
-    c.add_node(2, &[], std::slice::from_ref(&image));
+    // The operator's two replicas (one per Node: hostNetwork).
+    c.add_node(1, &[], &[]);
+    c.add_node(2, &[], &[]);
     step(t0, "control plane and the operator's two Nodes up");
-    for i in 0..c.nodes.len() {
-        let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
-        wait_for(&what, WAIT, || async {
-            c.nat_rules(i, false)
-                .contains(&format!("{}:{}", cluster::API_ADDRESS, c.cp.api_port()))
-                .then_some(())
-        })
-        .await;
-    }
+    wait_kube_proxy(&c).await;
+    // The README's install lines, as tests/lab.rs runs them.
     let helm = Helm::new();
-    tokio::task::block_in_place(|| {
-        let mut cmd = helm.cmd();
-        cmd.current_dir(manifest_dir())
-            .args([
-                "install",
-                "prefix-operator",
-                "charts/prefix-operator",
-                "-n",
-                NS,
-                "--kubeconfig",
-            ])
-            .arg(&c.kubeconfig);
-        run("helm install", cmd);
-        let mut cmd = c.kubectl();
-        cmd.current_dir(manifest_dir())
-            .args(["apply", "-f", "examples/pools.yaml"]);
-        run("kubectl apply -f examples/pools.yaml", cmd);
-    });
+    for line in readme_install() {
+        tokio::task::block_in_place(|| run_install_line(&c, &helm, &line, 0..c.nodes.len()));
+    }
     let replicas = wait_rolled_out(&client, 2).await;
     let (holder, acquired) = wait_for("the Lease held by an operator pod", WAIT, || async {
         lease(&client).await.filter(|(h, _)| replicas.contains(h))

@@ -15,7 +15,7 @@
 //! endpoint itself.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -137,7 +137,7 @@ impl Cluster {
             components,
             kubeconfig,
             cluster_cidr: cluster_cidr.into(),
-            iptables_env: iptables_env(&debs),
+            iptables_env: crate::support::debs::iptables_env(&debs),
             dir: tmp.path().to_path_buf(),
             _tmp: tmp,
         })
@@ -274,27 +274,6 @@ impl Drop for Cluster {
             k.kill();
         }
     }
-}
-
-/// The environment that makes the unpacked iptables work: its names first
-/// on PATH, its libraries and its extensions.
-pub fn iptables_env(debs: &Path) -> Vec<(String, String)> {
-    let lib = crate::support::debs::lib_dir(debs);
-    vec![
-        (
-            "PATH".into(),
-            format!(
-                "{}:{}",
-                debs.join("iptables-bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        ),
-        ("LD_LIBRARY_PATH".into(), lib.display().to_string()),
-        (
-            "XTABLES_LIBDIR".into(),
-            lib.join("xtables").display().to_string(),
-        ),
-    ]
 }
 
 /// Asks a whoami server (`e2e/node/whoami`) at `to` over HTTP from

@@ -179,3 +179,17 @@ pub async fn lease_holder(client: &Client) -> Option<String> {
 pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Waits until kube-proxy on every Node programs the `kubernetes` Service
+/// (10.96.0.1:443 to the advertised API server): how the operator's pods
+/// reach the API server.
+pub async fn wait_kube_proxy(c: &Cluster) {
+    let endpoint = format!("{}:{}", crate::cluster::API_ADDRESS, c.cp.api_port());
+    for i in 0..c.nodes.len() {
+        let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
+        wait_for(&what, WAIT, || async {
+            c.nat_rules(i, false).contains(&endpoint).then_some(())
+        })
+        .await;
+    }
+}

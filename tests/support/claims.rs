@@ -85,3 +85,105 @@ pub async fn create_service(client: &Client, name: &str, ip: &str) -> Result<Ser
     };
     api.create(&PostParams::default(), &svc).await
 }
+
+/// Creates claim `name` and waits (up to `wait`) until it is Ready; its
+/// prefix.
+pub async fn bound_claim(
+    client: &Client,
+    name: &str,
+    spec: PrefixClaimSpec,
+    wait: std::time::Duration,
+) -> ipnet::IpNet {
+    create_claim(client, name, spec).await;
+    let api: kube::Api<PrefixClaim> = kube::Api::all(client.clone());
+    super::wait_for(&format!("claim {name} Ready"), wait, || async {
+        let st = api.get_opt(name).await.ok().flatten()?.status?;
+        let ready = st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready { st.prefix?.parse().ok() } else { None }
+    })
+    .await
+}
+
+/// An IPv6 ClusterIP Service `name` at `ip` for the pods labelled
+/// `app=<app>`, port 80 to 8080.
+pub fn cluster_ip_service(name: &str, ip: &str, app: &str) -> Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
+            "clusterIP": ip, "clusterIPs": [ip],
+            "selector": {"app": app},
+            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    }))
+    .expect("service")
+}
+
+/// An IPv6 LoadBalancer Service `name` of the operator's class,
+/// `externalTrafficPolicy: Local`, for the pods labelled `selector`, port
+/// 80 to 8080.
+pub fn local_lb_service(name: &str, selector: (&str, &str)) -> Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": prefix_operator::controller::LOAD_BALANCER_CLASS,
+            "externalTrafficPolicy": "Local",
+            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"],
+            "selector": {selector.0: selector.1},
+            "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    }))
+    .expect("service")
+}
+
+/// A /112 ServiceCIDR claim `services` and a /120 LoadBalancer claim `lb`
+/// from pool `pool`, both bound: their prefixes.
+pub async fn service_and_lb_claims(
+    client: &Client,
+    pool: &str,
+    wait: std::time::Duration,
+) -> (ipnet::IpNet, ipnet::IpNet) {
+    use prefix_operator::api::Purpose;
+    let spec = |len, purpose| super::claim_spec(pool, len, purpose);
+    let services = bound_claim(client, "services", spec(112, Purpose::ServiceCIDR), wait).await;
+    let lb = bound_claim(client, "lb", spec(120, Purpose::LoadBalancer), wait).await;
+    (services, lb)
+}
+
+/// In namespace `ns`: Service `web` (an IPv6 ClusterIP at `cluster_ip`, for
+/// `app=web`) and Service `edge` (a Local LoadBalancer of the operator's
+/// class, for `edge=yes`); waits (up to `wait`) for edge's address.
+pub async fn web_and_edge_services(
+    client: &Client,
+    ns: &str,
+    cluster_ip: &str,
+    wait: std::time::Duration,
+) -> std::net::IpAddr {
+    use kube::api::PostParams;
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), ns);
+    services
+        .create(
+            &PostParams::default(),
+            &cluster_ip_service("web", cluster_ip, "web"),
+        )
+        .await
+        .expect("ClusterIP Service with an address of the claim");
+    services
+        .create(
+            &PostParams::default(),
+            &local_lb_service("edge", ("edge", "yes")),
+        )
+        .await
+        .expect("LoadBalancer Service");
+    super::wait_for("the LoadBalancer address", wait, || async {
+        let s = services.get_opt("edge").await.ok().flatten()?;
+        prefix_operator::k8s::services::ingress_ips(&s)
+            .first()
+            .copied()
+    })
+    .await
+}

@@ -28,3 +28,24 @@ pub fn lib_dir(root: &Path) -> PathBuf {
         .find(|d| d.is_dir())
         .unwrap_or_else(|| panic!("no unpacked libraries under {}", root.display()))
 }
+
+/// The environment that makes the unpacked iptables work: its names first
+/// on PATH, its libraries and its extensions.
+pub fn iptables_env(debs: &Path) -> Vec<(String, String)> {
+    let lib = lib_dir(debs);
+    vec![
+        (
+            "PATH".into(),
+            format!(
+                "{}:{}",
+                debs.join("iptables-bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        ),
+        ("LD_LIBRARY_PATH".into(), lib.display().to_string()),
+        (
+            "XTABLES_LIBDIR".into(),
+            lib.join("xtables").display().to_string(),
+        ),
+    ]
+}
