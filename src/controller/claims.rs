@@ -51,6 +51,22 @@ enum Answer {
     Addresses(Result<Vec<String>, kube::Error>),
 }
 
+impl Answer {
+    /// The error this answer carries, if it is one.
+    fn error(&self) -> Option<&kube::Error> {
+        match self {
+            Answer::Pools(Err(e))
+            | Answer::PoolList(Err(e))
+            | Answer::Claim(Err(e))
+            | Answer::Read(Err(e))
+            | Answer::ServiceCidr(Err(e))
+            | Answer::Done(Err(e))
+            | Answer::Addresses(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 pub(super) struct Done {
     claim: String,
     request: Request,
@@ -656,30 +672,7 @@ impl Reconciler {
             }
             (Request::CheckAddresses, Answer::Addresses(Ok(addresses))) => {
                 self.claims.lane.succeeded(&name);
-                let prefix = self.ledger.claim_state(&name).and_then(|s| s.prefix);
-                let held: Vec<&String> = addresses
-                    .iter()
-                    .filter(|a| {
-                        a.parse::<std::net::IpAddr>()
-                            .is_ok_and(|ip| prefix.is_some_and(|p| p.contains(&ip)))
-                    })
-                    .collect();
-                if held.is_empty() {
-                    self.send(name, Request::RemoveFinalizer);
-                } else {
-                    // No ServiceCIDR covers them any more (one deleted
-                    // without kube-controller-manager's finalizer), but
-                    // Services still hold them: the prefix stays claimed.
-                    let msg = format!(
-                        "{} Service address(es) inside the prefix are still held (for example {}); the prefix is freed once they are released",
-                        held.len(),
-                        held[0]
-                    );
-                    self.warn_claim_once(&name, "AddressesInUse", msg);
-                    self.claims
-                        .lane
-                        .retry_at(&name, Instant::now() + ADDRESS_RECHECK);
-                }
+                self.on_addresses_checked(name, &addresses);
                 return;
             }
             (Request::DeleteServiceCidr, Answer::Done(Ok(()))) => {
@@ -687,21 +680,42 @@ impl Reconciler {
                 info!(claim = %name, "deleted its ServiceCIDR; the prefix is freed once the API server lets it go");
             }
             (req, answer) => {
-                let e = match answer {
-                    Answer::Pools(Err(e))
-                    | Answer::PoolList(Err(e))
-                    | Answer::Claim(Err(e))
-                    | Answer::Read(Err(e))
-                    | Answer::ServiceCidr(Err(e))
-                    | Answer::Done(Err(e))
-                    | Answer::Addresses(Err(e)) => e,
-                    _ => return,
-                };
-                self.claim_failed(&name, &format!("{req:?}"), &e);
+                if let Some(e) = answer.error() {
+                    self.claim_failed(&name, &format!("{req:?}"), e);
+                }
                 return;
             }
         }
         self.claims.push(&name);
+    }
+
+    /// The last step before a deleted ServiceCIDR claim's finalizer goes:
+    /// no IPAddress may remain inside its prefix.
+    fn on_addresses_checked(&mut self, name: String, addresses: &[String]) {
+        let prefix = self.ledger.claim_state(&name).and_then(|s| s.prefix);
+        let held: Vec<&String> = addresses
+            .iter()
+            .filter(|a| {
+                a.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| prefix.is_some_and(|p| p.contains(&ip)))
+            })
+            .collect();
+        if held.is_empty() {
+            self.send(name, Request::RemoveFinalizer);
+            return;
+        }
+        // No ServiceCIDR covers them any more (one deleted without
+        // kube-controller-manager's finalizer), but Services still hold
+        // them: the prefix stays claimed.
+        let msg = format!(
+            "{} Service address(es) inside the prefix are still held (for example {}); the prefix is freed once they are released",
+            held.len(),
+            held[0]
+        );
+        self.warn_claim_once(&name, "AddressesInUse", msg);
+        self.claims
+            .lane
+            .retry_at(&name, Instant::now() + ADDRESS_RECHECK);
     }
 
     fn claim_failed(&mut self, name: &str, what: &str, e: &kube::Error) {
