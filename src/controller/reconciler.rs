@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, Client};
@@ -151,69 +152,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let nodes_api: Api<NodeLite> = Api::all(client.clone());
     let guarded_pools: Api<WatchedPool> = Api::all(client.clone());
+    let claims = Claims::new(&client);
+    let services = Services::new(&client, settings.load_balancer.clone());
     // Our own list-watches: they hand out each list with its
     // resourceVersion, which the merge needs (see `list_watch`). Aborted
     // when the reconciler returns.
-    let (node_tx, node_rx) = mpsc::channel(1024);
-    let (pool_tx, pool_rx) = mpsc::channel(64);
-    let _node_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
-        nodes_api.clone(),
-        "Nodes",
-        node_tx,
-    )));
-    let _pool_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
-        guarded_pools.clone(),
-        "PrefixPools",
-        pool_tx,
-    )));
-    let claims = Claims::new(&client);
-    let (claim_tx, claim_rx) = mpsc::channel(64);
-    let (cidr_tx, cidr_rx) = mpsc::channel(64);
-    let claims_api: Api<WatchedClaim> = Api::all(client.clone());
-    let _claim_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
-        claims_api,
-        "PrefixClaims",
-        claim_tx,
-    )));
-    let _cidr_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
+    let (_nodes, nodes_in) = watch_input(nodes_api.clone(), "Nodes", 1024, Input::Node);
+    let (_pools, pools_in) = watch_input(guarded_pools.clone(), "PrefixPools", 64, Input::Pool);
+    let (_claims, claims_in) =
+        watch_input(Api::all(client.clone()), "PrefixClaims", 64, Input::Claim);
+    let (_cidrs, cidrs_in) = watch_input(
         claims.service_cidrs_api(),
         "ServiceCIDRs",
-        cidr_tx,
-    )));
-    let (addr_tx, addr_rx) = mpsc::channel(256);
-    let _addr_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
-        claims.addresses_api(),
-        "IPAddresses",
-        addr_tx,
-    )));
-    let (svc_tx, svc_rx) = mpsc::channel(256);
-    let services_api: Api<ServiceLite> = Api::all(client.clone());
-    let _svc_loop = AbortOnDropHandle::new(tokio::spawn(list_watch::run(
-        services_api,
-        "Services",
-        svc_tx,
-    )));
-    let services = Services::new(&client, settings.load_balancer.clone());
-    let inputs = futures::stream::select_all([
-        stream_of(node_rx)
-            .map(|(t, ev)| (t, Input::Node(ev)))
-            .boxed(),
-        stream_of(pool_rx)
-            .map(|(t, ev)| (t, Input::Pool(ev)))
-            .boxed(),
-        stream_of(claim_rx)
-            .map(|(t, ev)| (t, Input::Claim(ev)))
-            .boxed(),
-        stream_of(cidr_rx)
-            .map(|(t, ev)| (t, Input::ServiceCidr(ev)))
-            .boxed(),
-        stream_of(addr_rx)
-            .map(|(t, ev)| (t, Input::Address(ev)))
-            .boxed(),
-        stream_of(svc_rx)
-            .map(|(t, ev)| (t, Input::Service(ev)))
-            .boxed(),
-    ]);
+        64,
+        Input::ServiceCidr,
+    );
+    let (_addrs, addrs_in) =
+        watch_input(claims.addresses_api(), "IPAddresses", 256, Input::Address);
+    let (_svcs, svcs_in) = watch_input(Api::all(client.clone()), "Services", 256, Input::Service);
+    let inputs =
+        futures::stream::select_all([nodes_in, pools_in, claims_in, cidrs_in, addrs_in, svcs_in]);
     let (idle_tx, idle_rx) = watch::channel(false);
     let was_leader = *leader.borrow();
     let events = EventSink::start(client.clone(), &settings.instance, metrics.clone(), idle_rx);
@@ -548,6 +506,23 @@ impl Reconciler {
 }
 
 /// The receiver as a stream (ends when every sender is gone).
+/// A list-watch of `api` (its task aborted when the handle drops) and its
+/// events as the loop's inputs, each wrapped by `input`.
+fn watch_input<K>(
+    api: Api<K>,
+    what: &'static str,
+    capacity: usize,
+    input: fn(Watched<K>) -> Input,
+) -> (AbortOnDropHandle<()>, BoxStream<'static, (Instant, Input)>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(capacity);
+    let task = AbortOnDropHandle::new(tokio::spawn(list_watch::run(api, what, tx)));
+    let events = stream_of(rx).map(move |(t, ev)| (t, input(ev))).boxed();
+    (task, events)
+}
+
 fn stream_of<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
