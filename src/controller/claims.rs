@@ -67,6 +67,9 @@ impl Answer {
     }
 }
 
+/// A request on its way: its answer.
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
+
 pub(super) struct Done {
     claim: String,
     request: Request,
@@ -509,12 +512,66 @@ impl Reconciler {
     }
 
     fn send(&mut self, name: String, req: Request) {
-        let st = self.ledger.claim_state(&name);
-        if st.is_none() {
+        if self.ledger.claim_state(&name).is_none() {
             // Gone while the step before was in flight: nothing to do.
             return;
         }
-        let obj = self.claims.objects.get(&name).cloned();
+        let answer = match &req {
+            Request::Settle { rv } => {
+                let rv = rv.clone();
+                self.settle_claim(name, rv, Duration::ZERO);
+                return;
+            }
+            Request::CheckPools | Request::ListPools | Request::CheckAddresses => {
+                self.claim_read(&req)
+            }
+            Request::CreateServiceCidr
+            | Request::ServiceCidrFinalizer { .. }
+            | Request::DeleteServiceCidr => self.service_cidr_write(&name, &req),
+            _ => self.claim_write(&name, &req),
+        };
+        let Some(answer) = answer else {
+            return;
+        };
+        self.claims.lane.start(&name);
+        self.metrics.claim_requests.inc();
+        self.claims.tasks.spawn(async move {
+            Done {
+                answer: answer.await,
+                claim: name,
+                request: req,
+            }
+        });
+    }
+
+    /// Whether leadership lapsed, asked when a write is about to be sent.
+    fn lapse_check(&self) -> impl Fn() -> bool + Send + 'static {
+        let deadline = self.settings.lease_deadline.clone();
+        move || deadline.as_ref().is_some_and(|d| !crate::leader::within(d))
+    }
+
+    /// The reads a claim's step may need: pools, or the IPAddresses.
+    fn claim_read(&self, req: &Request) -> Option<Pending> {
+        Some(match req {
+            Request::CheckPools => {
+                let api = self.claims.pools_api.clone();
+                Box::pin(async move { Answer::Pools(bounded(pools::list_revisions(&api)).await) })
+            }
+            Request::ListPools => {
+                let api = self.claims.guarded_pools.clone();
+                Box::pin(async move { Answer::PoolList(bounded(list_watch::list_all(&api)).await) })
+            }
+            Request::CheckAddresses => {
+                let api = self.claims.addresses_api.clone();
+                Box::pin(async move { Answer::Addresses(bounded(edge::ip_addresses(&api)).await) })
+            }
+            _ => return None,
+        })
+    }
+
+    /// A write of claim `name` itself: its finalizer or its status.
+    fn claim_write(&self, name: &str, req: &Request) -> Option<Pending> {
+        let obj = self.claims.objects.get(name).cloned();
         let rv = obj
             .as_ref()
             .and_then(|o| o.metadata.resource_version.clone())
@@ -524,18 +581,9 @@ impl Reconciler {
             .map(|o| o.finalizers().to_vec())
             .unwrap_or_default();
         let api = self.claims.api.clone();
-        let deadline = self.settings.lease_deadline.clone();
-        let lapsed = move || deadline.as_ref().is_some_and(|d| !crate::leader::within(d));
-        let answer: std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> = match &req
-        {
-            Request::CheckPools => {
-                let api = self.claims.pools_api.clone();
-                Box::pin(async move { Answer::Pools(bounded(pools::list_revisions(&api)).await) })
-            }
-            Request::ListPools => {
-                let api = self.claims.guarded_pools.clone();
-                Box::pin(async move { Answer::PoolList(bounded(list_watch::list_all(&api)).await) })
-            }
+        let lapsed = self.lapse_check();
+        let n = name.to_string();
+        Some(match req {
             Request::AddFinalizer => Box::pin(async move {
                 let n = name_of(&obj);
                 let write = edge::add_finalizer(&api, &n, &rv, &finalizers);
@@ -547,79 +595,55 @@ impl Reconciler {
                 Answer::Claim(as_leader(lapsed(), write).await)
             }),
             Request::Bind { rv, status } => {
-                let (status, rv, n) = (status.clone(), rv.clone(), name.clone());
+                let (status, rv) = (status.clone(), rv.clone());
                 Box::pin(async move {
                     let write = edge::write_status(&api, &n, Some(&rv), &status);
                     Answer::Claim(as_leader(lapsed(), write).await)
                 })
             }
-            Request::Settle { rv } => {
-                let rv = rv.clone();
-                self.settle_claim(name, rv, Duration::ZERO);
-                return;
-            }
-            Request::CheckAddresses => {
-                let api = self.claims.addresses_api.clone();
-                Box::pin(async move { Answer::Addresses(bounded(edge::ip_addresses(&api)).await) })
-            }
             Request::Status(consumer) => {
-                let Some(status) = self.desired_status(&name, consumer.clone()) else {
-                    return;
-                };
-                let n = name.clone();
+                let status = self.desired_status(name, consumer.clone())?;
                 Box::pin(async move {
                     let write = edge::write_status(&api, &n, None, &status);
                     Answer::Claim(as_leader(lapsed(), write).await)
                 })
             }
+            _ => return None,
+        })
+    }
+
+    /// A write of the ServiceCIDR of claim `name`.
+    fn service_cidr_write(&self, name: &str, req: &Request) -> Option<Pending> {
+        let api = self.claims.service_cidrs_api.clone();
+        let lapsed = self.lapse_check();
+        let ours = self.claims.service_cidrs.get(name).cloned();
+        Some(match req {
             Request::CreateServiceCidr => {
-                let (Some(o), Some(p)) = (obj.clone(), st.as_ref().and_then(|s| s.prefix)) else {
-                    return;
-                };
-                let sc = edge::service_cidr_for(&o, &p.to_string());
-                let api = self.claims.service_cidrs_api.clone();
+                let obj = self.claims.objects.get(name)?;
+                let prefix = self.ledger.claim_state(name)?.prefix?;
+                let sc = edge::service_cidr_for(obj, &prefix.to_string());
                 Box::pin(async move {
                     let write = edge::create_service_cidr(&api, &sc);
                     Answer::ServiceCidr(as_leader(lapsed(), write).await)
                 })
             }
             Request::ServiceCidrFinalizer { keep } => {
-                let Some(sc) = self.claims.service_cidrs.get(&name).cloned() else {
-                    return;
-                };
-                let api = self.claims.service_cidrs_api.clone();
-                let keep = *keep;
+                let (sc, keep) = (ours?, *keep);
                 Box::pin(async move {
                     let write = edge::set_service_cidr_finalizer(&api, &sc, keep);
                     Answer::ServiceCidr(as_leader(lapsed(), write).await)
                 })
             }
             Request::DeleteServiceCidr => {
-                let Some(uid) = self
-                    .claims
-                    .service_cidrs
-                    .get(&name)
-                    .and_then(|s| s.metadata.uid.clone())
-                else {
-                    return;
-                };
-                let api = self.claims.service_cidrs_api.clone();
-                let n = name.clone();
+                let uid = ours?.metadata.uid?;
+                let n = name.to_string();
                 Box::pin(async move {
                     let write = edge::delete_service_cidr(&api, &n, &uid);
                     Answer::Done(as_leader(lapsed(), write).await)
                 })
             }
-        };
-        self.claims.lane.start(&name);
-        self.metrics.claim_requests.inc();
-        self.claims.tasks.spawn(async move {
-            Done {
-                answer: answer.await,
-                claim: name,
-                request: req,
-            }
-        });
+            _ => return None,
+        })
     }
 
     pub(super) fn on_claim_done(&mut self, d: Done) {
