@@ -202,6 +202,16 @@ fn delegation_conditions(
     now: &Time,
 ) -> [Condition; 2] {
     let g = view.generation;
+    let (ok, reason, message) = delegated_state(view, iface);
+    let delegated = condition(prev, "Delegated", ok, reason, message, g, now);
+    let (on, reason, message) = renumbering_state(on_expired);
+    let renumbering = condition(prev, "Renumbering", on, reason, message, g, now);
+    [delegated, renumbering]
+}
+
+/// The `Delegated` condition's status, reason and message: the delegated
+/// prefixes by state, the best one first.
+fn delegated_state(view: &PoolView, iface: &str) -> (bool, &'static str, String) {
     let d = view.delegation.clone().unwrap_or_default();
     let with = |p: &str| -> Vec<String> {
         d.prefixes
@@ -225,7 +235,7 @@ fn delegation_conditions(
         .as_deref()
         .map(|s| format!(" by server {s}"))
         .unwrap_or_default();
-    let (ok, reason, message) = if !preferred.is_empty() {
+    if !preferred.is_empty() {
         (
             true,
             "Delegated",
@@ -250,57 +260,51 @@ fn delegation_conditions(
             ),
         )
     } else {
+        let phase = if d.phase.is_empty() {
+            "not started"
+        } else {
+            d.phase.as_str()
+        };
         (
             false,
             "WaitingForDelegation",
             format!(
-                "no DHCPv6 server has delegated a prefix on {iface} yet (client {}){problem}",
-                if d.phase.is_empty() {
-                    "not started"
-                } else {
-                    d.phase.as_str()
-                }
+                "no DHCPv6 server has delegated a prefix on {iface} yet (client {phase}){problem}"
             ),
         )
-    };
-    let delegated = condition(prev, "Delegated", ok, reason, message, g, now);
-    let renumbering = if on_expired.is_empty() {
-        condition(
-            prev,
-            "Renumbering",
+    }
+}
+
+/// The `Renumbering` condition's status, reason and message: the Nodes
+/// still on expired delegated prefixes.
+fn renumbering_state(on_expired: &[crate::ledger::OnExpired]) -> (bool, &'static str, String) {
+    if on_expired.is_empty() {
+        return (
             false,
             "NoNodesOnExpiredPrefixes",
             "no Node holds a prefix of an expired delegated prefix".into(),
-            g,
-            now,
-        )
+        );
+    }
+    let blocks: std::collections::BTreeSet<String> =
+        on_expired.iter().map(|r| r.block.to_string()).collect();
+    let nodes: std::collections::BTreeSet<&str> =
+        on_expired.iter().map(|r| r.node.as_str()).collect();
+    let listed: Vec<&str> = nodes.iter().copied().take(MAX_WAITING_NAMES).collect();
+    let more = if nodes.len() > listed.len() {
+        ", ..."
     } else {
-        let blocks: std::collections::BTreeSet<String> =
-            on_expired.iter().map(|r| r.block.to_string()).collect();
-        let nodes: std::collections::BTreeSet<&str> =
-            on_expired.iter().map(|r| r.node.as_str()).collect();
-        let listed: Vec<&str> = nodes.iter().copied().take(MAX_WAITING_NAMES).collect();
-        condition(
-            prev,
-            "Renumbering",
-            true,
-            "NodesOnExpiredPrefixes",
-            format!(
-                "{} Node(s) hold prefixes of expired delegated prefix(es) {}, which no longer route to the cluster: {}{}; drain and re-create each (podCIDRs are write-once) to give it a prefix of the current delegation",
-                nodes.len(),
-                blocks.into_iter().collect::<Vec<_>>().join(", "),
-                listed.join(", "),
-                if nodes.len() > listed.len() {
-                    ", ..."
-                } else {
-                    ""
-                }
-            ),
-            g,
-            now,
-        )
+        ""
     };
-    [delegated, renumbering]
+    (
+        true,
+        "NodesOnExpiredPrefixes",
+        format!(
+            "{} Node(s) hold prefixes of expired delegated prefix(es) {}, which no longer route to the cluster: {}{more}; drain and re-create each (podCIDRs are write-once) to give it a prefix of the current delegation",
+            nodes.len(),
+            blocks.into_iter().collect::<Vec<_>>().join(", "),
+            listed.join(", "),
+        ),
+    )
 }
 
 /// A pool whose spec cannot be served: the conditions say why, nothing else
