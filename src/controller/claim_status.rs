@@ -38,92 +38,25 @@ pub struct ClaimFacts<'a> {
 /// The status claim `f` should have; `prev` keeps transition times.
 pub fn build(f: &ClaimFacts<'_>, prev: &[Condition], now: &Time) -> PrefixClaimStatus {
     let g = f.generation;
-    let c =
-        |t: &str, ok: bool, reason: &str, msg: String| condition(prev, t, ok, reason, msg, g, now);
     let st = f.state;
-    let bound = match (&st.error, st.prefix, &st.garbage, f.wait) {
-        (_, Some(p), _, _) => c(
-            "Bound",
-            true,
-            "Bound",
-            format!("{p} of PrefixPool {}", st.pool.as_deref().unwrap_or("?")),
-        ),
-        (_, None, Some(g), _) => c(
-            "Bound",
-            false,
-            "InvalidPrefix",
-            format!("status.prefix {g:?} is not a CIDR; delete and re-create the claim"),
-        ),
-        (Some(e), None, None, _) => c("Bound", false, "InvalidSpec", e.clone()),
-        (None, None, None, Some(ClaimWait::NoPool(why))) => {
-            c("Bound", false, "NoPool", why.clone())
-        }
-        (None, None, None, Some(ClaimWait::Exhausted { pools })) => c(
-            "Bound",
-            false,
-            "PoolExhausted",
-            format!(
-                "no free prefix of that length in PrefixPool(s) {}; the claim waits",
-                pools.join(", ")
-            ),
-        ),
-        (None, None, None, None) => c("Bound", false, "Pending", "not bound yet".into()),
-    };
+    let (ok, reason, message) = bound_state(f);
+    let bound = condition(prev, "Bound", ok, reason, message, g, now);
     let ready = if bound.status != "True" {
-        c("Ready", false, &bound.reason, bound.message.clone())
+        let (reason, message) = (bound.reason.clone(), bound.message.clone());
+        condition(prev, "Ready", false, &reason, message, g, now)
     } else if !f.conflicts.is_empty() {
-        c("Ready", false, "Conflict", f.conflicts.join("; "))
+        condition(
+            prev,
+            "Ready",
+            false,
+            "Conflict",
+            f.conflicts.join("; "),
+            g,
+            now,
+        )
     } else {
-        match (st.purpose, &f.consumer) {
-            (_, Consumer::ServiceCidrDraining) => c(
-                "Ready",
-                false,
-                "WaitingForServices",
-                format!(
-                    "ServiceCIDR {} is being deleted and hands out no more ClusterIPs; the prefix is kept while Services hold ClusterIPs inside it and for a grace after the last one, then {}",
-                    f.name,
-                    if st.deleting {
-                        "the prefix is freed with the claim"
-                    } else {
-                        "the ServiceCIDR is created again"
-                    }
-                ),
-            ),
-            (_, Consumer::AddressesHeld) => c(
-                "Ready",
-                false,
-                "WaitingForServices",
-                "the claim is deleted; LoadBalancer Services still hold addresses of it, and the prefix is freed once they let go (delete them or change their type)".into(),
-            ),
-            (Some(Purpose::LoadBalancer), _) => c(
-                "Ready",
-                true,
-                "Serving",
-                "hands out addresses to LoadBalancer Services of the operator's class".into(),
-            ),
-            (Some(Purpose::ServiceCIDR), Consumer::ServiceCidr) => c(
-                "Ready",
-                true,
-                "Serving",
-                format!("ServiceCIDR {} hands out ClusterIPs from it", f.name),
-            ),
-            (Some(Purpose::ServiceCIDR), Consumer::ServiceCidrTaken) => c(
-                "Ready",
-                false,
-                "ServiceCIDRNameTaken",
-                format!(
-                    "a ServiceCIDR named {} exists and is not this claim's; delete it or name the claim differently",
-                    f.name
-                ),
-            ),
-            (Some(Purpose::ServiceCIDR), _) => c(
-                "Ready",
-                false,
-                "CreatingServiceCIDR",
-                format!("creating ServiceCIDR {}", f.name),
-            ),
-            (_, _) => c("Ready", true, "Claimed", "kept from every other use".into()),
-        }
+        let (ok, reason, message) = ready_state(f);
+        condition(prev, "Ready", ok, reason, message, g, now)
     };
     let service_cidr = (st.purpose == Some(Purpose::ServiceCIDR)
         && matches!(
@@ -137,6 +70,83 @@ pub fn build(f: &ClaimFacts<'_>, prev: &[Condition], now: &Time) -> PrefixClaimS
         service_cidr,
         observed_generation: Some(g),
         conditions: vec![bound, ready],
+    }
+}
+
+/// `Bound`: the prefix, or why there is none.
+fn bound_state(f: &ClaimFacts<'_>) -> (bool, &'static str, String) {
+    let st = f.state;
+    match (&st.error, st.prefix, &st.garbage, f.wait) {
+        (_, Some(p), _, _) => (
+            true,
+            "Bound",
+            format!("{p} of PrefixPool {}", st.pool.as_deref().unwrap_or("?")),
+        ),
+        (_, None, Some(g), _) => (
+            false,
+            "InvalidPrefix",
+            format!("status.prefix {g:?} is not a CIDR; delete and re-create the claim"),
+        ),
+        (Some(e), None, None, _) => (false, "InvalidSpec", e.clone()),
+        (None, None, None, Some(ClaimWait::NoPool(why))) => (false, "NoPool", why.clone()),
+        (None, None, None, Some(ClaimWait::Exhausted { pools })) => (
+            false,
+            "PoolExhausted",
+            format!(
+                "no free prefix of that length in PrefixPool(s) {}; the claim waits",
+                pools.join(", ")
+            ),
+        ),
+        (None, None, None, None) => (false, "Pending", "not bound yet".into()),
+    }
+}
+
+/// `Ready` of a bound claim without conflicts: what its consumer does.
+fn ready_state(f: &ClaimFacts<'_>) -> (bool, &'static str, String) {
+    let st = f.state;
+    match (st.purpose, &f.consumer) {
+        (_, Consumer::ServiceCidrDraining) => (
+            false,
+            "WaitingForServices",
+            format!(
+                "ServiceCIDR {} is being deleted and hands out no more ClusterIPs; the prefix is kept while Services hold ClusterIPs inside it and for a grace after the last one, then {}",
+                f.name,
+                if st.deleting {
+                    "the prefix is freed with the claim"
+                } else {
+                    "the ServiceCIDR is created again"
+                }
+            ),
+        ),
+        (_, Consumer::AddressesHeld) => (
+            false,
+            "WaitingForServices",
+            "the claim is deleted; LoadBalancer Services still hold addresses of it, and the prefix is freed once they let go (delete them or change their type)".into(),
+        ),
+        (Some(Purpose::LoadBalancer), _) => (
+            true,
+            "Serving",
+            "hands out addresses to LoadBalancer Services of the operator's class".into(),
+        ),
+        (Some(Purpose::ServiceCIDR), Consumer::ServiceCidr) => (
+            true,
+            "Serving",
+            format!("ServiceCIDR {} hands out ClusterIPs from it", f.name),
+        ),
+        (Some(Purpose::ServiceCIDR), Consumer::ServiceCidrTaken) => (
+            false,
+            "ServiceCIDRNameTaken",
+            format!(
+                "a ServiceCIDR named {} exists and is not this claim's; delete it or name the claim differently",
+                f.name
+            ),
+        ),
+        (Some(Purpose::ServiceCIDR), _) => (
+            false,
+            "CreatingServiceCIDR",
+            format!("creating ServiceCIDR {}", f.name),
+        ),
+        (_, _) => (true, "Claimed", "kept from every other use".into()),
     }
 }
 
