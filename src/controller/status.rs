@@ -101,27 +101,8 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         return invalid_status(view.generation, err, prev, now);
     }
     let allocated = view.allocations.len();
-    let listed: Vec<Allocation> = view
-        .allocations
-        .iter()
-        .take(MAX_LISTED_ALLOCATIONS)
-        .map(|(p, n)| Allocation {
-            prefix: p.to_string(),
-            node: n.clone(),
-        })
-        .collect();
+    let (listed, conflicts) = (listed_allocations(view), listed_conflicts(view));
     let omitted = allocated.saturating_sub(listed.len());
-    let conflicts: Vec<ConflictEntry> = view
-        .conflicts
-        .iter()
-        .take(MAX_LISTED_CONFLICTS)
-        .map(|c| ConflictEntry {
-            prefix: c.prefix.clone(),
-            node: c.node.clone(),
-            claim: c.claim.clone(),
-            reason: c.reason.clone(),
-        })
-        .collect();
     let renumbering = &view.on_expired;
     let mut conditions = vec![
         ready_condition(view, prev, now),
@@ -140,16 +121,7 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         allocated: Some(count(allocated)),
         available: Some(view.available.to_string()),
         used: Some(used_share(view.capacity, view.available)),
-        prefixes: view
-            .prefixes
-            .iter()
-            .map(|p| PrefixUsage {
-                prefix: p.prefix.to_string(),
-                capacity: p.capacity.to_string(),
-                allocated: count(p.allocated),
-                retired: p.retired,
-            })
-            .collect(),
+        prefixes: prefix_usage(view),
         allocations: listed,
         allocations_omitted: (omitted > 0).then(|| count(omitted)),
         conflicts,
@@ -164,16 +136,7 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
             .and_then(to_time),
         unroutable: (view.unroutable > 0).then(|| count(view.unroutable)),
         claimed: (!view.claims.is_empty()).then(|| count(view.claims.len())),
-        claims: view
-            .claims
-            .iter()
-            .take(MAX_LISTED_CLAIMS)
-            .map(|c| ClaimedPrefix {
-                prefix: c.prefix.to_string(),
-                claim: c.claim.clone(),
-                purpose: c.purpose.clone(),
-            })
-            .collect(),
+        claims: listed_claims(view),
         claims_omitted: (view.claims.len() > MAX_LISTED_CLAIMS)
             .then(|| count(view.claims.len() - MAX_LISTED_CLAIMS)),
         waiting: (view.waiting > 0).then(|| count(view.waiting)),
@@ -191,6 +154,58 @@ pub fn build_status(view: &PoolView, prev: &[Condition], now: &Time) -> PrefixPo
         delegation: None,
         conditions,
     }
+}
+
+/// The first allocations, for the status's list.
+fn listed_allocations(view: &PoolView) -> Vec<Allocation> {
+    view.allocations
+        .iter()
+        .take(MAX_LISTED_ALLOCATIONS)
+        .map(|(p, n)| Allocation {
+            prefix: p.to_string(),
+            node: n.clone(),
+        })
+        .collect()
+}
+
+/// The first conflicts, for the status's list.
+fn listed_conflicts(view: &PoolView) -> Vec<ConflictEntry> {
+    view.conflicts
+        .iter()
+        .take(MAX_LISTED_CONFLICTS)
+        .map(|c| ConflictEntry {
+            prefix: c.prefix.clone(),
+            node: c.node.clone(),
+            claim: c.claim.clone(),
+            reason: c.reason.clone(),
+        })
+        .collect()
+}
+
+/// The first claims, for the status's list.
+fn listed_claims(view: &PoolView) -> Vec<ClaimedPrefix> {
+    view.claims
+        .iter()
+        .take(MAX_LISTED_CLAIMS)
+        .map(|c| ClaimedPrefix {
+            prefix: c.prefix.to_string(),
+            claim: c.claim.clone(),
+            purpose: c.purpose.clone(),
+        })
+        .collect()
+}
+
+/// Per prefix of the pool: capacity, allocated, retired.
+fn prefix_usage(view: &PoolView) -> Vec<PrefixUsage> {
+    view.prefixes
+        .iter()
+        .map(|p| PrefixUsage {
+            prefix: p.prefix.to_string(),
+            capacity: p.capacity.to_string(),
+            allocated: count(p.allocated),
+            retired: p.retired,
+        })
+        .collect()
 }
 
 /// `Delegated` and `Renumbering`, for a pool fed by DHCPv6-PD.
