@@ -433,29 +433,43 @@ async fn read_datagrams(
     }
 }
 
+/// A status write's answer: the pool, the status written, the result.
+type Written = (String, DelegationStatus, Result<(), kube::Error>);
+
+/// The leader's DHCPv6 clients, one per delegated pool, with their links
+/// and their status writes, which run beside the loop (a slow API server
+/// never delays a retransmission).
+struct Lead {
+    api: Api<PrefixPool>,
+    clients: HashMap<String, PoolClient>,
+    links: Links,
+    writes: tokio::task::JoinSet<Written>,
+    /// Pools with a status write in flight (one at a time per pool).
+    writing: std::collections::HashSet<String>,
+    /// Datagrams to send, per pool, after the event at hand.
+    due: Vec<(String, Vec<Vec<u8>>)>,
+}
+
 async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
     let mut pools = watcher::watcher(api.clone(), watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut clients: HashMap<String, PoolClient> = HashMap::new();
     let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(256);
-    let mut links = Links {
-        open: HashMap::new(),
-        failed: HashMap::new(),
-        tx,
+    let mut l = Lead {
+        api: api.clone(),
+        clients: HashMap::new(),
+        links: Links {
+            open: HashMap::new(),
+            failed: HashMap::new(),
+            tx,
+        },
+        writes: tokio::task::JoinSet::new(),
+        writing: Default::default(),
+        due: Vec::new(),
     };
     info!("leading the DHCPv6 clients of delegated pools");
     loop {
-        let now = now_ms();
-        let next = clients
-            .values()
-            .filter_map(|c| c.next_wakeup(now))
-            .chain(links.next_retry())
-            .min();
-        let sleep = tokio::time::sleep(next.map_or(Duration::from_secs(3600), |t| {
-            Duration::from_millis(t.saturating_sub(now))
-        }));
-        let mut due: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        let sleep = tokio::time::sleep(l.until_next(now_ms()));
         tokio::select! {
             changed = leader.changed() => {
                 if changed.is_err() || !*leader.borrow() {
@@ -463,72 +477,136 @@ async fn lead(api: &Api<PrefixPool>, leader: &mut watch::Receiver<bool>) {
                     return;
                 }
             }
-            ev = pools.next() => { let now = now_ms(); match ev {
-                Some(Ok(Event::Apply(p) | Event::InitApply(p))) => {
-                    if let Some(sent) = upsert(&mut clients, &p, now) {
-                        due.push((p.name_any(), sent));
-                    }
-                }
-                Some(Ok(Event::Delete(p))) => {
-                    if let Some(c) = clients.get_mut(&p.name_any()) {
-                        c.deleted = true;
-                        let out = c.client.release(now);
-                        let sent = c.take(&p.name_any(), now, out);
-                        due.push((p.name_any(), sent));
-                    }
-                }
-                Some(Ok(Event::Init | Event::InitDone)) => {}
+            ev = pools.next() => match ev {
+                Some(Ok(ev)) => l.on_pool_event(ev),
                 Some(Err(e)) => warn!("watching PrefixPools for delegations: {e}"),
                 None => return,
-            }},
-            Some((iface, bytes)) = rx.recv() => {
-                let now = now_ms();
-                for (name, c) in clients.iter_mut().filter(|(_, c)| c.interface == iface) {
-                    let out = c.client.on_message(now, &bytes);
-                    let sent = c.take(name, now, out);
-                    due.push((name.clone(), sent));
+            },
+            Some((iface, bytes)) = rx.recv() => l.on_datagram(&iface, &bytes),
+            Some(done) = l.writes.join_next(), if !l.writes.is_empty() => {
+                if let Ok(written) = done {
+                    l.on_written(written);
                 }
             }
-            () = sleep => {
-                // Woken at a deadline: act on the time it is now, not the
-                // time the sleep began.
-                let now = now_ms();
-                for (name, c) in clients.iter_mut() {
-                    let out = c.client.on_timer(now);
-                    let sent = c.take(name, now, out);
-                    due.push((name.clone(), sent));
-                }
-                links.forget_failures_until(now);
-            }
+            () = sleep => l.on_timer(),
         }
+        l.send_due().await;
+        l.write_statuses();
+    }
+}
+
+impl Lead {
+    /// How long to sleep: until the earliest client or link deadline.
+    fn until_next(&self, now: Millis) -> Duration {
+        let next = self
+            .clients
+            .values()
+            .filter_map(|c| c.next_wakeup(now))
+            .chain(self.links.next_retry())
+            .min();
+        next.map_or(Duration::from_secs(3600), |t| {
+            Duration::from_millis(t.saturating_sub(now))
+        })
+    }
+
+    fn on_pool_event(&mut self, ev: Event<PrefixPool>) {
         let now = now_ms();
-        // Sockets for the interfaces in use (retried after an error).
-        for c in clients.values_mut() {
-            if let Err(e) = links.ensure(&c.interface, now) {
+        match ev {
+            Event::Apply(p) | Event::InitApply(p) => {
+                if let Some(sent) = upsert(&mut self.clients, &p, now) {
+                    self.due.push((p.name_any(), sent));
+                }
+            }
+            Event::Delete(p) => {
+                if let Some(c) = self.clients.get_mut(&p.name_any()) {
+                    c.deleted = true;
+                    let out = c.client.release(now);
+                    let sent = c.take(&p.name_any(), now, out);
+                    self.due.push((p.name_any(), sent));
+                }
+            }
+            Event::Init | Event::InitDone => {}
+        }
+    }
+
+    fn on_datagram(&mut self, iface: &str, bytes: &[u8]) {
+        let now = now_ms();
+        for (name, c) in self
+            .clients
+            .iter_mut()
+            .filter(|(_, c)| c.interface == iface)
+        {
+            let out = c.client.on_message(now, bytes);
+            let sent = c.take(name, now, out);
+            self.due.push((name.clone(), sent));
+        }
+    }
+
+    /// Woken at a deadline: act on the time it is now, not the time the
+    /// sleep began.
+    fn on_timer(&mut self) {
+        let now = now_ms();
+        for (name, c) in self.clients.iter_mut() {
+            let out = c.client.on_timer(now);
+            let sent = c.take(name, now, out);
+            self.due.push((name.clone(), sent));
+        }
+        self.links.forget_failures_until(now);
+    }
+
+    /// Opens the sockets the clients need (retried after an error) and
+    /// sends what is due; forgets released clients of deleted pools.
+    async fn send_due(&mut self) {
+        let now = now_ms();
+        for c in self.clients.values_mut() {
+            if let Err(e) = self.links.ensure(&c.interface, now) {
                 c.message = Some(e);
             }
         }
-        for (name, datagrams) in due {
-            if let Some(c) = clients.get(&name) {
-                links.send(&c.interface, &name, &datagrams).await;
+        for (name, datagrams) in std::mem::take(&mut self.due) {
+            if let Some(c) = self.clients.get(&name) {
+                self.links.send(&c.interface, &name, &datagrams).await;
             }
         }
-        clients.retain(|_, c| !(c.deleted && c.client.phase() == Phase::Released));
-        for (name, c) in clients.iter_mut().filter(|(_, c)| !c.deleted) {
+        self.clients
+            .retain(|_, c| !(c.deleted && c.client.phase() == Phase::Released));
+    }
+
+    /// Starts a status write for every pool whose status changed and has
+    /// none in flight.
+    fn write_statuses(&mut self) {
+        let now = now_ms();
+        for (name, c) in self.clients.iter_mut().filter(|(_, c)| !c.deleted) {
             let st = c.status(now);
             if c.written.as_ref() == Some(&st) {
                 c.retry_at = None;
                 continue;
             }
-            match write_status(api, name, &st).await {
-                Ok(()) => {
-                    c.written = Some(st);
-                    c.retry_at = None;
-                }
-                Err(e) => {
-                    warn!(pool = %name, "writing status.delegation: {e}");
-                    c.retry_at = Some(now + STATUS_RETRY.as_millis() as Millis);
-                }
+            if self.writing.contains(name) || c.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            self.writing.insert(name.clone());
+            let (api, name) = (self.api.clone(), name.clone());
+            self.writes.spawn(async move {
+                let result = write_status(&api, &name, &st).await;
+                (name, st, result)
+            });
+        }
+    }
+
+    fn on_written(&mut self, (name, st, result): Written) {
+        self.writing.remove(&name);
+        let Some(c) = self.clients.get_mut(&name) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                c.written = Some(st);
+                c.retry_at = None;
+            }
+            Err(e) => {
+                warn!(pool = %name, "writing status.delegation: {e}");
+                c.retry_at = Some(now_ms() + STATUS_RETRY.as_millis() as Millis);
             }
         }
     }
