@@ -56,14 +56,7 @@ pub fn pod_ready(p: &Pod) -> bool {
 
 pub fn run(what: &str, mut cmd: std::process::Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::support::helm::ok(what, out)
 }
 
 /// Runs one README install line on the lab: `make` in the checkout, `ctr`

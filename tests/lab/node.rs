@@ -36,15 +36,7 @@ pub fn components() -> PathBuf {
     if let Some(d) = std::env::var_os("NODE_COMPONENTS") {
         return PathBuf::from(d);
     }
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/node/build.sh"))
-        .output()
-        .expect("run e2e/node/build.sh");
-    assert!(
-        out.status.success(),
-        "e2e/node/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    crate::support::built_by("e2e/node/build.sh")
 }
 
 /// The name the pause image carries in its tarball (the sandbox image).

@@ -34,15 +34,7 @@ pub fn readme_recipe() -> String {
 }
 
 pub fn cni_path() -> PathBuf {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/cni/build.sh"))
-        .output()
-        .expect("run e2e/cni/build.sh");
-    assert!(
-        out.status.success(),
-        "e2e/cni/build.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    super::built_by("e2e/cni/build.sh")
 }
 
 /// A node: its namespace, its underlay addresses (router side is `.1`/`::1`),

@@ -38,15 +38,7 @@ pub fn kcm_bin() -> PathBuf {
     if let Some(b) = std::env::var_os("KCM_BIN") {
         return PathBuf::from(b);
     }
-    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/kcm/build.sh"))
-        .output()
-        .expect("run e2e/kcm/build.sh");
-    assert!(
-        out.status.success(),
-        "e2e/kcm/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    super::built_by("e2e/kcm/build.sh")
 }
 
 /// The kube-proxy binary `e2e/kcm/build.sh` builds beside

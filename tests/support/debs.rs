@@ -7,17 +7,7 @@ use std::process::Command;
 
 /// The unpacked packages (fetched on first use, then cached).
 pub fn debs() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/debs/fetch.sh");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    super::built_by("e2e/debs/fetch.sh")
 }
 
 /// The multiarch library directory of the unpacked packages.

@@ -257,6 +257,23 @@ impl Drop for Operator {
     }
 }
 
+/// What a caching build script of the project prints (`e2e/<dir>/build.sh`
+/// or `fetch.sh`: the path of what it built or fetched, building it first
+/// when the cache does not have it), as a path. `script` is relative to
+/// the checkout.
+pub fn built_by(script: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out = std::process::Command::new(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// A control plane of its own for a test that runs an operator (operators
 /// see every Node, so two of them must not share one API server), with the
 /// CRD installed.
