@@ -3,46 +3,42 @@
 //!
 //! One task owns the [`Ledger`](crate::ledger::Ledger): watch events of
 //! Nodes, PrefixPools, PrefixClaims, Services, ServiceCIDRs and IPAddresses
-//! go in, reservations and writes come out. Writes run
-//! concurrently (bounded); their results come back to the same task, so the
-//! ledger needs no lock and every reservation is decided against the latest
-//! picture. The task is a composition of owners, each in its own file:
+//! go in, reservations and writes come out. Writes run concurrently
+//! (bounded); their answers come back to the same task, so the ledger needs
+//! no lock and every reservation is decided against the latest picture.
 //!
-//! - [`reconciler`]: the state and the event loop, a short dispatch over
-//!   what arrived;
-//! - [`node_input`], [`pool_input`]: what a Node or a PrefixPool state does
-//!   to the picture;
-//! - [`writes`]: Node writes and reads, from plan to outcome;
-//! - [`claims`], [`service_cidrs`], [`claim_status`]: PrefixClaims, from
-//!   binding to the ServiceCIDR they own and their status, with
-//!   [`claim_step`] deciding each claim's next request (pure);
-//! - [`services`]: LoadBalancer Services of the operator's class, with
-//!   [`service_step`] deciding what waits say and what answers mean (pure);
-//! - [`lane`]: the work queue claims and Services share (pure);
-//! - [`pipeline`], [`queue`]: what is written next, retries, outcomes not
-//!   known yet, and the pool check every write waits for (pure);
-//! - [`status_writer`], [`status`]: which statuses to write and what they
-//!   say (pure);
+//! The task is three lanes over one core, and a loop that only routes:
+//!
+//! - [`core`]: what the lanes share — the ledger, settings, metrics,
+//!   Events, which watches have listed, leadership — and the one gate
+//!   every write passes; lanes tell each other what happened only through
+//!   its wake-up flags;
+//! - [`pools`]: what a PrefixPool state does to the shared picture;
+//! - [`nodes`]: the Node lane — podCIDR writes, behind a pool check;
+//! - [`claims`]: the PrefixClaim lane — binds, the ServiceCIDRs claims
+//!   own, their status;
+//! - [`services`]: the LoadBalancer Service lane — ingress addresses;
+//! - [`lane`]: the work queue claims and Services share (pure; Nodes have
+//!   their own [`nodes`] pipeline, which also batches the pool check);
+//! - [`pool_status`]: the pools' statuses, what they say and their writes;
+//! - [`reconciler`]: the loop;
 //! - [`warned`], [`events`]: Warnings sent once, Events published off the
 //!   loop.
+//!
+//! Every decision a lane takes is a pure function of the picture, tested
+//! without an API server: `nodes::pipeline`, `claims::step`,
+//! `services::step`, `lane`, and the ledger's plans.
 
-mod claim_status;
-mod claim_step;
 mod claims;
+mod core;
 pub mod events;
 mod lane;
-mod node_input;
-pub mod pipeline;
-mod pool_input;
-pub mod queue;
+mod nodes;
+mod pool_status;
+mod pools;
 mod reconciler;
-mod service_cidrs;
-mod service_step;
 mod services;
-pub mod status;
-pub mod status_writer;
-pub mod warned;
-mod writes;
+mod warned;
 
 use std::time::Duration;
 
@@ -52,8 +48,9 @@ use kube::{Api, Client};
 use crate::alloc::Family;
 use crate::api::PrefixPool;
 pub use crate::http::Health;
+pub use claims::SERVICE_CIDR_GRACE;
+pub use pool_status::STATUS_MANAGER;
 pub use reconciler::run;
-pub use service_cidrs::SERVICE_CIDR_GRACE;
 
 /// How the reconciler behaves.
 #[derive(Clone, Debug)]

@@ -10,14 +10,14 @@ use crate::ledger::AddressWait;
 
 /// What a Service write was for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Purpose {
+pub(crate) enum Purpose {
     /// These addresses, each with the claim it comes from.
     Assign(Vec<(String, IpAddr)>),
     Release,
 }
 
 /// The reason (an Event's) and the message for a Service that waits.
-pub(super) fn wait_reason(w: &AddressWait) -> (&'static str, String) {
+pub(crate) fn wait_reason(w: &AddressWait) -> (&'static str, String) {
     match w {
         AddressWait::NoClaim(f) => (
             "NoLoadBalancerClaim",
@@ -49,7 +49,7 @@ pub(super) fn wait_reason(w: &AddressWait) -> (&'static str, String) {
 
 /// The Service as an answer shows it.
 #[derive(Clone, Debug)]
-pub(super) struct Answered<'a> {
+pub(crate) struct Answered<'a> {
     /// Its LoadBalancer ingress addresses.
     pub ingress: &'a [IpAddr],
     pub resource_version: Option<&'a str>,
@@ -57,7 +57,7 @@ pub(super) struct Answered<'a> {
 
 /// What the answer to a write (or to the read-back of one) means.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     /// The object as answered is the truth: commit it; `assigned` when the
     /// addresses written are on it (an Event says so).
     Commit { assigned: bool },
@@ -78,7 +78,7 @@ pub(super) enum Outcome {
 /// What the answer to a write of `purpose` onto resourceVersion `rv`
 /// means. `settle`: the answer is a read-back of a write whose outcome was
 /// unknown.
-pub(super) fn outcome(
+pub(crate) fn outcome(
     purpose: &Purpose,
     rv: &str,
     settle: bool,

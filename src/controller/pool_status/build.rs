@@ -1,15 +1,18 @@
-//! Turns a ledger [`PoolView`] into a bounded `PrefixPoolStatus` with
-//! conditions (pure), and writes it by server-side apply to `/status`.
+//! Turns a ledger [`PoolView`] into a bounded `PrefixPoolStatus` (pure):
+//! the counts, the listed allocations, conflicts, claims and hold-backs,
+//! and the conditions from [`super::conditions`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 
-use crate::api::{
-    Allocation, ClaimedPrefix, ConflictEntry, DELEGATED_DEPRECATED, DELEGATED_EXPIRED,
-    DELEGATED_PREFERRED, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CLAIMS, MAX_LISTED_CONFLICTS,
-    MAX_LISTED_HELD_BACK, PrefixPool, PrefixPoolStatus, PrefixUsage,
+use super::conditions::{
+    condition, conflict_condition, delegation_conditions, exhausted_condition, ready_condition,
 };
+use crate::api::{
+    Allocation, ClaimedPrefix, ConflictEntry, HeldBack, MAX_LISTED_ALLOCATIONS, MAX_LISTED_CLAIMS,
+    MAX_LISTED_CONFLICTS, MAX_LISTED_HELD_BACK, PrefixPoolStatus, PrefixUsage,
+};
+
+use crate::ledger::{MAX_WAITING_NAMES, PoolView};
 
 /// A wall-clock time as an API time stamp, to the second (status must not
 /// change on every write just because of sub-second digits), rounded up.
@@ -20,51 +23,6 @@ fn to_time(t: std::time::SystemTime) -> Option<Time> {
     k8s_openapi::jiff::Timestamp::from_second(i64::try_from(secs).ok()?)
         .ok()
         .map(Time)
-}
-use crate::ledger::{MAX_WAITING_NAMES, PoolView};
-
-/// Field manager of the status writer.
-pub const STATUS_MANAGER: &str = "prefix-operator-status";
-
-/// Condition messages are cut to this many bytes (the API allows 32 KiB).
-const MAX_MESSAGE: usize = 1024;
-
-fn cut(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-pub(super) fn condition(
-    prev: &[Condition],
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: i64,
-    now: &Time,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    // The transition time moves only when the status flips.
-    let since = prev
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: cut(message),
-        observed_generation: Some(generation),
-        last_transition_time: since,
-    }
 }
 
 /// A count as the API's integer.
@@ -208,120 +166,6 @@ fn prefix_usage(view: &PoolView) -> Vec<PrefixUsage> {
         .collect()
 }
 
-/// `Delegated` and `Renumbering`, for a pool fed by DHCPv6-PD.
-fn delegation_conditions(
-    view: &PoolView,
-    iface: &str,
-    on_expired: &[crate::ledger::OnExpired],
-    prev: &[Condition],
-    now: &Time,
-) -> [Condition; 2] {
-    let g = view.generation;
-    let (ok, reason, message) = delegated_state(view, iface);
-    let delegated = condition(prev, "Delegated", ok, reason, message, g, now);
-    let (on, reason, message) = renumbering_state(on_expired);
-    let renumbering = condition(prev, "Renumbering", on, reason, message, g, now);
-    [delegated, renumbering]
-}
-
-/// The `Delegated` condition's status, reason and message: the delegated
-/// prefixes by state, the best one first.
-fn delegated_state(view: &PoolView, iface: &str) -> (bool, &'static str, String) {
-    let d = view.delegation.clone().unwrap_or_default();
-    let with = |p: &str| -> Vec<String> {
-        d.prefixes
-            .iter()
-            .filter(|x| x.state == p)
-            .map(|x| x.prefix.clone())
-            .collect()
-    };
-    let (preferred, deprecated, expired) = (
-        with(DELEGATED_PREFERRED),
-        with(DELEGATED_DEPRECATED),
-        with(DELEGATED_EXPIRED),
-    );
-    let problem = d
-        .message
-        .as_deref()
-        .map(|m| format!("; last problem: {m}"))
-        .unwrap_or_default();
-    let server = d
-        .server_id
-        .as_deref()
-        .map(|s| format!(" by server {s}"))
-        .unwrap_or_default();
-    if !preferred.is_empty() {
-        (
-            true,
-            "Delegated",
-            format!("{} delegated{server} on {iface}", preferred.join(", ")),
-        )
-    } else if !deprecated.is_empty() {
-        (
-            false,
-            "Deprecated",
-            format!(
-                "{} past the preferred lifetime with no renewal on {iface}: Nodes keep their prefixes, new Nodes wait{problem}",
-                deprecated.join(", ")
-            ),
-        )
-    } else if !expired.is_empty() {
-        (
-            false,
-            "Expired",
-            format!(
-                "the valid lifetime of {} ended with no Reply from a DHCPv6 server on {iface}: nothing is handed out from it, Nodes keep their podCIDRs{problem}",
-                expired.join(", ")
-            ),
-        )
-    } else {
-        let phase = if d.phase.is_empty() {
-            "not started"
-        } else {
-            d.phase.as_str()
-        };
-        (
-            false,
-            "WaitingForDelegation",
-            format!(
-                "no DHCPv6 server has delegated a prefix on {iface} yet (client {phase}){problem}"
-            ),
-        )
-    }
-}
-
-/// The `Renumbering` condition's status, reason and message: the Nodes
-/// still on expired delegated prefixes.
-fn renumbering_state(on_expired: &[crate::ledger::OnExpired]) -> (bool, &'static str, String) {
-    if on_expired.is_empty() {
-        return (
-            false,
-            "NoNodesOnExpiredPrefixes",
-            "no Node holds a prefix of an expired delegated prefix".into(),
-        );
-    }
-    let blocks: std::collections::BTreeSet<String> =
-        on_expired.iter().map(|r| r.block.to_string()).collect();
-    let nodes: std::collections::BTreeSet<&str> =
-        on_expired.iter().map(|r| r.node.as_str()).collect();
-    let listed: Vec<&str> = nodes.iter().copied().take(MAX_WAITING_NAMES).collect();
-    let more = if nodes.len() > listed.len() {
-        ", ..."
-    } else {
-        ""
-    };
-    (
-        true,
-        "NodesOnExpiredPrefixes",
-        format!(
-            "{} Node(s) hold prefixes of expired delegated prefix(es) {}, which no longer route to the cluster: {}{more}; drain and re-create each (podCIDRs are write-once) to give it a prefix of the current delegation",
-            nodes.len(),
-            blocks.into_iter().collect::<Vec<_>>().join(", "),
-            listed.join(", "),
-        ),
-    )
-}
-
 /// A pool whose spec cannot be served: the conditions say why, nothing else
 /// is shown.
 fn invalid_status(g: i64, err: &str, prev: &[Condition], now: &Time) -> PrefixPoolStatus {
@@ -356,157 +200,11 @@ fn held_back_list(view: &PoolView, now: &Time) -> Vec<HeldBack> {
         .collect()
 }
 
-fn ready_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condition {
-    let allocated = view.allocations.len();
-    let retired: Vec<String> = view
-        .prefixes
-        .iter()
-        .filter(|p| p.retired)
-        .map(|p| p.prefix.to_string())
-        .collect();
-    let claimed = if view.claims.is_empty() {
-        String::new()
-    } else {
-        format!(", {} prefix(es) claimed", view.claims.len())
-    };
-    let (reason, message) = if retired.is_empty() {
-        (
-            "Serving",
-            format!("{allocated} node prefix(es) allocated{claimed}"),
-        )
-    } else {
-        (
-            "ServingWithRetiredPrefixes",
-            format!(
-                "{allocated} node prefix(es) allocated; prefix(es) {} were removed from spec: their allocations stay (podCIDRs are immutable) but give no new ones",
-                retired.join(", ")
-            ),
-        )
-    };
-    condition(prev, "Ready", true, reason, message, view.generation, now)
-}
-
-fn exhausted_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condition {
-    let exhausted = view.available == 0 || view.waiting > 0;
-    let (reason, message) = if exhausted {
-        (
-            "NoFreePrefix",
-            format!(
-                "{} of {} node prefixes free; {} Node(s) wait for a prefix. Add a prefix to spec.prefixes (or free reserved ranges) to serve them",
-                view.available, view.capacity, view.waiting
-            ),
-        )
-    } else {
-        (
-            "HasFreePrefixes",
-            format!("{} of {} node prefixes free", view.available, view.capacity),
-        )
-    };
-    condition(
-        prev,
-        "Exhausted",
-        exhausted,
-        reason,
-        message,
-        view.generation,
-        now,
-    )
-}
-
-fn conflict_condition(view: &PoolView, prev: &[Condition], now: &Time) -> Condition {
-    let mut msgs = vec![];
-    if !view.overlapping_pools.is_empty() {
-        msgs.push(format!(
-            "prefixes overlap PrefixPool(s) {}; space held in one is never handed out by the other, but give each pool its own blocks",
-            view.overlapping_pools.join(", ")
-        ));
-    }
-    let nodes: std::collections::BTreeSet<&str> = view
-        .conflicts
-        .iter()
-        .filter(|c| c.claim.is_none())
-        .map(|c| c.node.as_str())
-        .collect();
-    let claims: std::collections::BTreeSet<&str> = view
-        .conflicts
-        .iter()
-        .filter_map(|c| c.claim.as_deref())
-        .collect();
-    if !nodes.is_empty() {
-        msgs.push(format!(
-            "{} Node(s) hold colliding podCIDRs (see status.conflicts); they are left as they are and their space is never handed out. Fix by deleting and re-registering the Node",
-            nodes.len()
-        ));
-    }
-    if !claims.is_empty() {
-        msgs.push(format!(
-            "{} PrefixClaim(s) hold colliding prefixes (see status.conflicts); they keep them (nothing is taken away) and are shown Ready=False. Fix by removing what covers them, or deleting and re-creating the claim",
-            claims.len()
-        ));
-    }
-    let reason = match (
-        view.overlapping_pools.is_empty(),
-        nodes.is_empty(),
-        claims.is_empty(),
-    ) {
-        (true, true, true) => "NoConflict",
-        (false, true, true) => "PoolsOverlap",
-        (true, false, _) => "NodesCollide",
-        (true, true, false) => "ClaimsCollide",
-        (false, false, _) => "PoolsOverlapAndNodesCollide",
-        (false, true, false) => "PoolsOverlapAndClaimsCollide",
-    };
-    let message = if msgs.is_empty() {
-        "no overlapping pools, colliding Nodes or colliding claims".into()
-    } else {
-        msgs.join("; ")
-    };
-    condition(
-        prev,
-        "Conflict",
-        !msgs.is_empty(),
-        reason,
-        message,
-        view.generation,
-        now,
-    )
-}
-
-/// A status to write: to the pool object `uid` named `pool`.
-#[derive(Debug, Clone)]
-pub struct Due {
-    pub pool: String,
-    pub uid: String,
-    pub status: PrefixPoolStatus,
-}
-
-/// Writes a due status to its pool by server-side apply.
-///
-/// There is no precondition on the UID: the API server ignores
-/// `metadata.uid` in an apply to the status subresource (seen with
-/// kube-apiserver 1.36). A status computed for a pool deleted and re-created
-/// under its name in between lands on the new object; the writer then still
-/// finds the new object's status due (it keys what pools hold by UID) and
-/// corrects it at the next flush.
-pub async fn apply_status(api: &Api<PrefixPool>, due: &Due) -> Result<PrefixPool, kube::Error> {
-    let body = serde_json::json!({
-        "apiVersion": "ipam.prefix-operator.io/v1alpha1",
-        "kind": "PrefixPool",
-        "metadata": { "name": due.pool },
-        "status": due.status,
-    });
-    api.patch_status(
-        &due.pool,
-        &PatchParams::apply(STATUS_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::alloc::Family;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(1_000).expect("valid"))

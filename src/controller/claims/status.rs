@@ -2,8 +2,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::status::condition;
 use crate::api::{PrefixClaimStatus, Purpose};
+use crate::controller::pool_status::conditions::condition;
 use crate::ledger::{ClaimState, ClaimWait};
 
 /// The state of a claim's consumer, as far as its status reports it.

@@ -5,14 +5,14 @@
 
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 
-use super::claim_status::Consumer;
+use super::status::Consumer;
 use crate::api::{PrefixClaimStatus, Purpose};
 use crate::k8s::claims as edge;
 use crate::ledger::ClaimState;
 
 /// A request for one claim.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Request {
+pub(crate) enum Request {
     /// Are the pools the ledger holds current? (Before a bind.)
     CheckPools,
     /// Every pool, read whole (the check found the picture behind).
@@ -42,7 +42,7 @@ pub(super) enum Request {
 
 /// The ServiceCIDR of the claim's name, as the watch shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct CidrView {
+pub(crate) struct CidrView {
     /// Owned by this claim (its UID).
     pub ours: bool,
     /// Has a deletionTimestamp.
@@ -52,7 +52,7 @@ pub(super) struct CidrView {
 }
 
 impl CidrView {
-    pub(super) fn of(sc: &ServiceCIDR, claim_uid: &str) -> CidrView {
+    pub(crate) fn of(sc: &ServiceCIDR, claim_uid: &str) -> CidrView {
         CidrView {
             ours: edge::owned_by(sc, claim_uid),
             deleting: sc.metadata.deletion_timestamp.is_some(),
@@ -63,7 +63,7 @@ impl CidrView {
 
 /// Everything [`next_step`] looks at.
 #[derive(Clone, Debug)]
-pub(super) struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub state: &'a ClaimState,
     /// The ServiceCIDR named like the claim, if any.
     pub cidr: Option<CidrView>,
@@ -79,7 +79,7 @@ pub(super) struct Facts<'a> {
 
 /// What to do for the claim now.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Step {
+pub(crate) enum Step {
     Nothing,
     Send(Request),
     /// Write the status this consumer state gives, if it differs from the
@@ -92,7 +92,7 @@ pub(super) enum Step {
 }
 
 /// The one thing the claim needs next.
-pub(super) fn next_step(f: &Facts) -> Step {
+pub(crate) fn next_step(f: &Facts) -> Step {
     let st = f.state;
     let ours = f.cidr.is_some_and(|c| c.ours);
     let draining = ours && f.cidr.is_some_and(|c| c.deleting);

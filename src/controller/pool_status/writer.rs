@@ -1,15 +1,20 @@
 //! The status writer's bookkeeping: the status each pool holds (as written
 //! or last read), whether the picture changed since the last flush, and
 //! which pools have a write in flight. It decides which statuses to write;
-//! the reconciler sends them.
+//! the reconciler sends them by server-side apply ([`apply_status`]).
 
 use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 
-use super::status::{Due, build_status};
-use crate::api::PrefixPoolStatus;
+use super::build::build_status;
+use crate::api::{API_VERSION, PrefixPool, PrefixPoolStatus};
 use crate::ledger::PoolView;
+
+/// Field manager of the status writer.
+pub const STATUS_MANAGER: &str = "prefix-operator-status";
 
 #[derive(Debug, Default)]
 pub struct StatusWriter {
@@ -89,6 +94,37 @@ impl StatusWriter {
         self.in_flight.remove(name);
         self.dirty = true;
     }
+}
+
+/// A status to write: to the pool object `uid` named `pool`.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub pool: String,
+    pub uid: String,
+    pub status: PrefixPoolStatus,
+}
+
+/// Writes a due status to its pool by server-side apply.
+///
+/// There is no precondition on the UID: the API server ignores
+/// `metadata.uid` in an apply to the status subresource (seen with
+/// kube-apiserver 1.36). A status computed for a pool deleted and re-created
+/// under its name in between lands on the new object; the writer then still
+/// finds the new object's status due (it keys what pools hold by UID) and
+/// corrects it at the next flush.
+pub async fn apply_status(api: &Api<PrefixPool>, due: &Due) -> Result<PrefixPool, kube::Error> {
+    let body = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "PrefixPool",
+        "metadata": { "name": due.pool },
+        "status": due.status,
+    });
+    api.patch_status(
+        &due.pool,
+        &PatchParams::apply(STATUS_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
 }
 
 #[cfg(test)]

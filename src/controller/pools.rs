@@ -1,34 +1,19 @@
-//! What a PrefixPool state does to the picture, and the pool checks every
-//! Node write waits for (see [`super::queue`]).
-
-use std::time::Instant;
+//! What a PrefixPool state does to the shared picture: watch events and
+//! lists applied to the ledger, the status each pool holds as last seen,
+//! and the Warnings about pools (invalid, overlapping, deleted with bound
+//! claims). Pools changing wakes the lanes (see [`super::core::Wake`]).
 
 use kube::{Resource, ResourceExt};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use super::core::{Core, pool_ref};
 use super::events::Note;
-use super::reconciler::Reconciler;
-use crate::api::{PrefixPool, PrefixPoolStatus};
-use crate::k8s::errors::{error_message, error_reason};
-use crate::k8s::list_watch::{self, Watched};
+use crate::api::PrefixPoolStatus;
+use crate::k8s::list_watch::Watched;
 use crate::k8s::pools::{self, WatchedPool};
 use crate::ledger::PoolSnapshot;
 
-/// The answer to a check of the pools (see [`queue`]), sent with `mark`.
-pub(super) enum PoolCheck {
-    /// Every pool's revision, from one consistent list of metadata.
-    Revisions {
-        mark: u64,
-        result: Result<pools::Revisions, kube::Error>,
-    },
-    /// The ledger was behind: every pool, from one consistent list.
-    Full {
-        mark: u64,
-        result: Result<(Vec<WatchedPool>, Option<String>), kube::Error>,
-    },
-}
-
-impl Reconciler {
+impl Core {
     pub(super) fn on_pool_event(&mut self, ev: Watched<WatchedPool>) {
         match ev {
             Watched::Failed(e) => {
@@ -47,7 +32,7 @@ impl Reconciler {
                     "PrefixPool list complete; merged into the picture"
                 );
                 self.merge_pool_list(&items, resource_version);
-                self.pools_synced = true;
+                self.synced.pools = true;
                 self.after_sync();
             }
             Watched::Apply(p) => {
@@ -58,7 +43,7 @@ impl Reconciler {
                 }
                 self.report_new_conflicts();
                 self.report_pool_overlaps();
-                self.enqueue_all_unallocated();
+                self.wake.pools_changed();
                 self.status.mark();
             }
             Watched::Delete(p) => {
@@ -77,7 +62,7 @@ impl Reconciler {
                     self.forget_pool(&name);
                     self.report_pool_overlaps();
                     self.status.mark();
-                    self.enqueue_all_unallocated();
+                    self.wake.pools_changed();
                 }
             }
         }
@@ -132,7 +117,7 @@ impl Reconciler {
         }
         self.report_new_conflicts();
         self.report_pool_overlaps();
-        self.enqueue_all_unallocated();
+        self.wake.pools_changed();
         self.status.mark();
     }
 
@@ -215,90 +200,4 @@ impl Reconciler {
             err,
         ));
     }
-
-    /// Sends a check of the pools that serves every Node queued so far:
-    /// one consistent list of every pool's metadata. A list, not a read of
-    /// each pool the picture knows, so that a pool created (or re-created)
-    /// since the picture was taken is seen too: a dual-stack Node written
-    /// without a family that a new pool serves could never get it.
-    pub(super) fn start_pool_check(&mut self, mark: u64) {
-        let api = self.pools_api.clone();
-        self.pool_checks.spawn(async move {
-            PoolCheck::Revisions {
-                mark,
-                result: bounded(pools::list_revisions(&api)).await,
-            }
-        });
-    }
-
-    /// Reads every pool whole and merges the list: the check with `mark`
-    /// found the picture behind.
-    fn list_pools_for(&mut self, mark: u64) {
-        debug!("the picture of pools is behind the API server; listing them");
-        let api = self.guarded_pools.clone();
-        self.pool_checks.spawn(async move {
-            PoolCheck::Full {
-                mark,
-                result: bounded(list_watch::list_all(&api)).await,
-            }
-        });
-    }
-
-    pub(super) fn on_pool_check(&mut self, c: PoolCheck) {
-        match c {
-            PoolCheck::Revisions {
-                mark,
-                result: Ok((listed, list_rv)),
-            } => {
-                if self.ledger.pools_current(&listed, list_rv) {
-                    self.pipeline.check_passed(mark);
-                } else {
-                    self.list_pools_for(mark);
-                }
-            }
-            PoolCheck::Full {
-                mark,
-                result: Ok((items, list_rv)),
-            } => {
-                let rv = crate::ledger::parse_resource_version(list_rv.as_deref());
-                self.merge_pool_list(&items, rv);
-                self.pipeline.check_passed(mark);
-            }
-            PoolCheck::Revisions {
-                mark,
-                result: Err(e),
-            }
-            | PoolCheck::Full {
-                mark,
-                result: Err(e),
-            } => {
-                self.metrics.error(error_reason(&e));
-                let delay = self.pipeline.check_failed(mark, Instant::now());
-                warn!(
-                    "checking PrefixPools before writing failed, retrying in {delay:?}: {}",
-                    error_message(&e)
-                );
-            }
-        }
-    }
-}
-
-fn pool_ref(name: &str, uid: Option<String>) -> k8s_openapi::api::core::v1::ObjectReference {
-    k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some(PrefixPool::api_version(&()).into_owned()),
-        kind: Some(PrefixPool::kind(&()).into_owned()),
-        name: Some(name.into()),
-        uid,
-        ..Default::default()
-    }
-}
-
-/// How long a pool check may take: every Node write waits for it, so a
-/// request stuck on a dead connection must not stall them all.
-const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-async fn bounded<T>(
-    f: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, kube::Error> {
-    crate::k8s::errors::bounded(CHECK_TIMEOUT, f).await
 }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 use kube::Resource;
 use tracing::{debug, info, warn};
 
-use super::events::Note;
-use super::node_input::node_ref;
+use super::NodeLane;
 use super::pipeline::{AfterFailure, Picks, Step};
-use super::reconciler::Reconciler;
+use crate::controller::core::Core;
+use crate::controller::events::Note;
 use crate::k8s::errors::{error_message, error_reason, write_outcome};
 use crate::k8s::nodes::{self, NodeLite};
 use crate::ledger::{Plan, Wait};
@@ -21,7 +21,7 @@ use crate::ledger::{Plan, Wait};
 const UNKNOWN_WRITE_GRACE: Duration = Duration::from_secs(120);
 
 /// Why a Node is read back.
-pub(super) enum ReadPurpose {
+pub(crate) enum ReadPurpose {
     /// Its write was refused: adopt whatever it holds, then retry later.
     Adopt {
         reason: &'static str,
@@ -35,7 +35,7 @@ pub(super) enum ReadPurpose {
 }
 
 /// A Node read back (a consistent GET).
-pub(super) struct ReadBack {
+pub(crate) struct ReadBack {
     node: String,
     /// The object the ledger held when the read was sent.
     uid: String,
@@ -43,7 +43,7 @@ pub(super) struct ReadBack {
     read: Result<Option<NodeLite>, kube::Error>,
 }
 
-pub(super) struct WriteResult {
+pub(crate) struct WriteResult {
     node: String,
     /// The object the write was guarded to (the `metadata.uid` in its body).
     uid: String,
@@ -51,14 +51,14 @@ pub(super) struct WriteResult {
     result: Result<NodeLite, kube::Error>,
 }
 
-impl Reconciler {
+impl NodeLane {
     /// Starts writes (and the reads and pool checks they wait for) while
     /// there is room.
-    pub(super) fn dispatch(&mut self) {
-        if !self.synced() || !self.is_leader() || self.needs_resync || self.claims.needs_relist {
+    pub(crate) fn dispatch(&mut self, core: &mut Core) {
+        if !core.may_write() {
             return;
         }
-        while self.writes.len() < self.settings.max_concurrent_writes {
+        while self.writes.len() < core.settings.max_concurrent_writes {
             match self.pipeline.next(Instant::now()) {
                 Step::Idle => break,
                 Step::CheckPools(mark) => {
@@ -72,21 +72,21 @@ impl Reconciler {
                     };
                     self.read_back(node, unknown.uid, purpose);
                 }
-                Step::Plan(node) => self.plan(node),
+                Step::Plan(node) => self.plan(core, node),
             }
         }
     }
 
-    fn plan(&mut self, node: String) {
-        match self.ledger.plan(&node, self.settings.primary_family) {
+    pub(super) fn plan(&mut self, core: &mut Core, node: String) {
+        match core.ledger.plan(&node, core.settings.primary_family) {
             Plan::Nothing => {}
             Plan::Wait(Wait::NoPool) => debug!(node, "no PrefixPool selects this Node"),
             Plan::Wait(Wait::Exhausted { family, pools }) => {
-                self.status.mark();
-                if self.warned.first_wait(&node) {
+                core.status.mark();
+                if core.warned.first_wait(&node) {
                     warn!(node, pools = %pools.join(","), "no free {family} prefix; the Node waits");
-                    self.events.send(Note::warning(
-                        node_ref(&node, self.ledger.node_uid(&node)),
+                    core.events.send(Note::warning(
+                        core.node_ref(&node),
                         "PoolExhausted",
                         "Allocate",
                         format!(
@@ -101,8 +101,8 @@ impl Reconciler {
                 pools,
                 until,
             }) => {
-                self.status.mark();
-                if self.warned.first_wait(&node) {
+                core.status.mark();
+                if core.warned.first_wait(&node) {
                     let secs = until
                         .duration_since(std::time::SystemTime::now())
                         .unwrap_or_default()
@@ -118,8 +118,8 @@ impl Reconciler {
                         )
                     };
                     info!(node, pools = %pools.join(","), "no {family} PrefixPool selects this Node now; it waits {secs}s for one before being written without {family}");
-                    self.events.send(Note::normal(
-                        node_ref(&node, self.ledger.node_uid(&node)),
+                    core.events.send(Note::normal(
+                        core.node_ref(&node),
                         "WaitingForFamily",
                         "Allocate",
                         format!(
@@ -129,19 +129,19 @@ impl Reconciler {
                 }
             }
             Plan::Allocate(picks) => {
-                let uid = self.ledger.node_uid(&node).unwrap_or_default();
-                self.start_write(node, uid, picks);
+                let uid = core.ledger.node_uid(&node).unwrap_or_default();
+                self.start_write(core, node, uid, picks);
             }
         }
     }
 
-    fn start_write(&mut self, node: String, uid: String, picks: Picks) {
+    pub(super) fn start_write(&mut self, core: &mut Core, node: String, uid: String, picks: Picks) {
         let cidrs: Vec<String> = picks.iter().map(|(_, n)| n.to_string()).collect();
         let pools: Vec<String> = picks.iter().map(|(p, _)| p.clone()).collect();
         let api = self.nodes_api.clone();
         self.pipeline.begin(&node);
-        self.metrics.node_writes.inc();
-        let deadline = self.settings.lease_deadline.clone();
+        core.metrics.node_writes.inc();
+        let deadline = core.settings.lease_deadline.clone();
         self.writes.spawn(async move {
             // Last look before sending: a leader past its deadline must not write.
             let result = if deadline.as_ref().is_some_and(|d| !crate::leader::within(d)) {
@@ -167,21 +167,21 @@ impl Reconciler {
         });
     }
 
-    pub(super) fn on_write(&mut self, w: WriteResult) {
+    pub(super) fn on_write(&mut self, core: &mut Core, w: WriteResult) {
         self.pipeline.end(&w.node);
         match w.result {
-            Ok(n) => self.on_written(&w.node, &w.pools, &n),
+            Ok(n) => self.on_written(core, &w.node, &w.pools, &n),
             Err(e) => {
                 let reason = error_reason(&e);
-                self.metrics.error(reason);
+                core.metrics.error(reason);
                 let message = error_message(&e);
                 match self
                     .pipeline
                     .write_failed(&w.node, &w.uid, &w.pools, write_outcome(&e))
                 {
                     AfterFailure::Release => {
-                        self.ledger.release(&w.node);
-                        self.wake_waiting();
+                        core.ledger.release(&w.node);
+                        self.wake_waiting(core);
                         debug!(node = %w.node, "Node gone before its write landed");
                     }
                     AfterFailure::ReadBack => {
@@ -194,8 +194,8 @@ impl Reconciler {
                         self.read_back(w.node, w.uid, purpose);
                     }
                     AfterFailure::RetryAfter(delay) => {
-                        self.ledger.release(&w.node);
-                        self.wake_waiting();
+                        core.ledger.release(&w.node);
+                        self.wake_waiting(core);
                         warn_retry(&w.node, reason, delay, &message);
                     }
                     AfterFailure::SettleAfter(delay) => {
@@ -212,43 +212,43 @@ impl Reconciler {
         }
     }
 
-    fn on_written(&mut self, node: &str, picks: &Picks, n: &NodeLite) {
+    pub(super) fn on_written(&mut self, core: &mut Core, node: &str, picks: &Picks, n: &NodeLite) {
         match nodes::snapshot(n) {
             Some(s) => {
-                self.ledger.commit(&s);
+                core.ledger.commit(&s);
             }
             None => {
-                self.ledger.release(node);
+                core.ledger.release(node);
             }
         }
-        self.warned.served(node);
+        core.warned.served(node);
         let latency = self.pipeline.written(node, Instant::now());
         if let Some(l) = latency {
-            self.metrics.allocation_latency.observe(l.as_secs_f64());
+            core.metrics.allocation_latency.observe(l.as_secs_f64());
         }
         for (pool, prefix) in picks {
-            self.metrics
+            core.metrics
                 .allocations
-                .get_or_create(&self.metrics.pool(pool))
+                .get_or_create(&core.metrics.pool(pool))
                 .inc();
             info!(node, %pool, %prefix, latency_ms = latency.map(|l| l.as_millis() as u64), "allocated");
         }
-        if self.settings.allocation_events {
+        if core.settings.allocation_events {
             let written: Vec<String> = picks.iter().map(|(p, n)| format!("{n} from {p}")).collect();
-            self.events.send(Note::normal(
+            core.events.send(Note::normal(
                 n.object_ref(&()),
                 "PrefixAllocated",
                 "Allocate",
                 format!("podCIDRs set to {}", written.join(", ")),
             ));
         }
-        self.status.mark();
+        core.status.mark();
     }
 
     /// Reads Node `node` back (off the event loop); the answer comes to
-    /// [`Reconciler::on_read_back`]. The in-flight mark keeps the Node from
+    /// [`NodeLane::on_read_back`]. The in-flight mark keeps the Node from
     /// being planned meanwhile.
-    fn read_back(&mut self, node: String, uid: String, purpose: ReadPurpose) {
+    pub(super) fn read_back(&mut self, node: String, uid: String, purpose: ReadPurpose) {
         self.pipeline.begin(&node);
         let api = self.nodes_api.clone();
         self.reads.spawn(async move {
@@ -264,12 +264,12 @@ impl Reconciler {
 
     /// Nodes a re-list did not show but whose state in the ledger may be
     /// later than the list: read each back.
-    pub(super) fn verify_nodes(&mut self, names: Vec<String>) {
+    pub(super) fn verify_nodes(&mut self, core: &mut Core, names: Vec<String>) {
         for name in names {
             if self.pipeline.is_in_flight(&name) {
                 continue;
             }
-            let uid = self.ledger.node_uid(&name).unwrap_or_default();
+            let uid = core.ledger.node_uid(&name).unwrap_or_default();
             info!(node = %name, "not in the re-list but known later; reading it back");
             self.read_back(name, uid, ReadPurpose::Verify);
         }
@@ -280,27 +280,27 @@ impl Reconciler {
     /// refused write, free our reservation and try again later (still
     /// without podCIDRs — for example an admission policy refuses the write
     /// — it must not be retried at once).
-    pub(super) fn on_read_back(&mut self, a: ReadBack) {
+    pub(super) fn on_read_back(&mut self, core: &mut Core, a: ReadBack) {
         let name = a.node.as_str();
         self.pipeline.end(name);
         match a.read {
             Ok(Some(n)) => {
                 if let Some(s) = nodes::snapshot(&n) {
-                    if self.ledger.upsert_node(&s).changed {
+                    if core.ledger.upsert_node(&s).changed {
                         self.pipeline.touch(name);
                     }
-                    if self.ledger.node_has_prefixes(name) == Some(true) {
+                    if core.ledger.node_has_prefixes(name) == Some(true) {
                         // Filled by someone else: no latency of ours to record.
                         self.pipeline.filled_elsewhere(name);
                     }
-                    self.report_conflict(name, n.object_ref(&()));
+                    core.report_conflict(name, n.object_ref(&()));
                 }
             }
             Ok(None) => {
-                self.ledger.remove_node_if_uid(name, &a.uid);
+                core.ledger.remove_node_if_uid(name, &a.uid);
             }
             Err(e) => {
-                self.metrics.error(error_reason(&e));
+                core.metrics.error(error_reason(&e));
                 let message = error_message(&e);
                 warn!(node = name, "re-reading Node failed: {message}");
                 if let ReadPurpose::Settle { .. } = a.purpose {
@@ -311,11 +311,11 @@ impl Reconciler {
                 }
             }
         }
-        self.status.mark();
+        core.status.mark();
         match a.purpose {
             ReadPurpose::Adopt { reason, message } => {
-                self.ledger.release(name);
-                self.wake_waiting();
+                core.ledger.release(name);
+                self.wake_waiting(core);
                 let delay = self.pipeline.retry_later(name);
                 warn_retry(name, reason, delay, &message);
             }
@@ -323,14 +323,14 @@ impl Reconciler {
             ReadPurpose::Settle { picks } => {
                 self.pipeline.settled(name);
                 let until = SystemTime::now() + UNKNOWN_WRITE_GRACE;
-                if self.ledger.settle_unknown(name, &a.uid, &picks, until) {
+                if core.ledger.settle_unknown(name, &a.uid, &picks, until) {
                     info!(
                         node = name,
                         "the write with an unknown outcome did not land; planning the Node again (its prefixes are held back for {UNKNOWN_WRITE_GRACE:?} in case it still lands)"
                     );
                     self.pipeline.push(name);
                 }
-                self.wake_waiting();
+                self.wake_waiting(core);
             }
         }
     }

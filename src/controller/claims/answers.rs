@@ -1,0 +1,280 @@
+//! What each answer to a claim's request does: a bind that landed, was
+//! refused or has an unknown outcome (read back until it settles), the pool
+//! check before a bind, a ServiceCIDR written, the last look for ClusterIPs
+//! before a deleted claim lets go.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::step::Request;
+use super::{ADDRESS_RECHECK, ClaimLane, Done, Reply, cidrs_of};
+use crate::api::PrefixClaim;
+use crate::controller::core::Core;
+use crate::controller::events::Note;
+use crate::k8s::claims as edge;
+use crate::k8s::errors::{WriteOutcome, error_message, error_reason, write_outcome};
+use crate::k8s::list_watch::Watched;
+use crate::ledger::{ClaimPlan, ClaimWait};
+
+impl ClaimLane {
+    pub(super) fn on_claim_done(&mut self, core: &mut Core, d: Done) {
+        let name = d.claim;
+        self.lane.finish(&name);
+        match (d.request, d.answer) {
+            (Request::CheckPools, Reply::Pools(Ok((listed, list_rv)))) => {
+                if core.ledger.pools_current(&listed, list_rv) {
+                    self.bind(core, name);
+                } else {
+                    self.send(core, name, Request::ListPools);
+                }
+                return;
+            }
+            (Request::ListPools, Reply::PoolList(Ok((items, rv)))) => {
+                let rv = crate::ledger::parse_resource_version(rv.as_deref());
+                core.merge_pool_list(&items, rv);
+                self.bind(core, name);
+                return;
+            }
+            (Request::Bind { rv, .. }, Reply::Claim(result)) => {
+                self.on_bind_answer(core, name, rv, result);
+                return;
+            }
+            (Request::Settle { rv }, Reply::Read(result)) => {
+                self.on_settle(core, name, rv, result);
+                return;
+            }
+            (_, Reply::Claim(Ok(obj))) => {
+                self.lane.succeeded(&name);
+                self.apply_claim(core, &kube::core::DeserializeGuard(Ok(obj)));
+            }
+            (Request::CreateServiceCidr, Reply::ServiceCidr(Ok(sc))) => {
+                self.lane.succeeded(&name);
+                let claim_ref = core.claim_ref(&name);
+                core.events.send(Note::normal(
+                    claim_ref,
+                    "ServiceCIDRCreated",
+                    "Serve",
+                    format!("created ServiceCIDR {name} for {}", cidrs_of(&sc)),
+                ));
+                self.on_service_cidr_event(core, Watched::Apply(sc));
+            }
+            (Request::ServiceCidrFinalizer { keep }, Reply::ServiceCidr(Ok(sc))) => {
+                self.lane.succeeded(&name);
+                if !keep {
+                    info!(claim = %name, "no ClusterIP left in ServiceCIDR {name} for the grace; let it go");
+                }
+                self.on_service_cidr_event(core, Watched::Apply(sc));
+            }
+            (Request::CheckAddresses, Reply::Addresses(Ok(addresses))) => {
+                self.lane.succeeded(&name);
+                self.on_addresses_checked(core, name, &addresses);
+                return;
+            }
+            (Request::DeleteServiceCidr, Reply::Done(Ok(()))) => {
+                self.lane.succeeded(&name);
+                info!(claim = %name, "deleted its ServiceCIDR; the prefix is freed once the API server lets it go");
+            }
+            (req, answer) => {
+                if let Some(e) = answer.error() {
+                    self.claim_failed(core, &name, &format!("{req:?}"), e);
+                }
+                return;
+            }
+        }
+        self.push(&name);
+    }
+
+    /// The last step before a deleted ServiceCIDR claim's finalizer goes:
+    /// no IPAddress may remain inside its prefix.
+    pub(super) fn on_addresses_checked(
+        &mut self,
+        core: &mut Core,
+        name: String,
+        addresses: &[String],
+    ) {
+        let prefix = core.ledger.claim_state(&name).and_then(|s| s.prefix);
+        let held: Vec<&String> = addresses
+            .iter()
+            .filter(|a| {
+                a.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| prefix.is_some_and(|p| p.contains(&ip)))
+            })
+            .collect();
+        if held.is_empty() {
+            self.send(core, name, Request::RemoveFinalizer);
+            return;
+        }
+        // No ServiceCIDR covers them any more (one deleted without
+        // kube-controller-manager's finalizer), but Services still hold
+        // them: the prefix stays claimed.
+        let msg = format!(
+            "{} Service address(es) inside the prefix are still held (for example {}); the prefix is freed once they are released",
+            held.len(),
+            held[0]
+        );
+        self.warn_claim_once(core, &name, "AddressesInUse", msg);
+        self.lane.retry_at(&name, Instant::now() + ADDRESS_RECHECK);
+    }
+
+    pub(super) fn claim_failed(
+        &mut self,
+        core: &mut Core,
+        name: &str,
+        what: &str,
+        e: &kube::Error,
+    ) {
+        core.metrics.error(error_reason(e));
+        let delay = self.lane.failed(name, Instant::now());
+        warn!(
+            claim = name,
+            request = what,
+            "failed, retrying in {delay:?}: {}",
+            error_message(e)
+        );
+    }
+
+    /// The pools are current: choose the claim's prefix and write it.
+    pub(super) fn bind(&mut self, core: &mut Core, name: String) {
+        match core.ledger.plan_claim(&name) {
+            ClaimPlan::Nothing => self.push(&name),
+            ClaimPlan::Wait(w) => {
+                let (reason, msg) = match &w {
+                    ClaimWait::NoPool(why) => ("NoPool", why.clone()),
+                    ClaimWait::Exhausted { pools } => (
+                        "PoolExhausted",
+                        format!(
+                            "no free prefix of the claimed length in PrefixPool(s) {}; the claim waits",
+                            pools.join(", ")
+                        ),
+                    ),
+                };
+                self.waits.insert(name.clone(), w);
+                self.warn_claim_once(core, &name, reason, msg);
+                self.push(&name);
+            }
+            ClaimPlan::Bind { pool, prefix } => {
+                self.waits.remove(&name);
+                let rv = self
+                    .objects
+                    .get(&name)
+                    .and_then(|o| o.metadata.resource_version.clone())
+                    .unwrap_or_default();
+                info!(claim = %name, %pool, %prefix, "binding");
+                let status = self.bind_status(core, &name, &pool, prefix);
+                self.send(
+                    core,
+                    name,
+                    Request::Bind {
+                        rv,
+                        status: Box::new(status),
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn on_bind_answer(
+        &mut self,
+        core: &mut Core,
+        name: String,
+        rv: String,
+        result: Result<PrefixClaim, kube::Error>,
+    ) {
+        match result {
+            Ok(obj) => {
+                self.lane.succeeded(&name);
+                let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
+                core.ledger.commit_claim(&snap);
+                self.take_claim_object(core, &kube::core::DeserializeGuard(Ok(obj)));
+                if let Some(p) = snap.prefix.as_deref() {
+                    core.metrics.claims_bound.inc();
+                    let r = core.claim_ref(&name);
+                    core.events.send(Note::normal(
+                        r,
+                        "PrefixClaimed",
+                        "Bind",
+                        format!(
+                            "claimed {p} from PrefixPool {}",
+                            snap.pool.as_deref().unwrap_or("?")
+                        ),
+                    ));
+                }
+                core.status.mark();
+                core.report_new_conflicts();
+                core.wake.waiting_services = true;
+                self.push(&name);
+            }
+            Err(e) => match write_outcome(&e) {
+                WriteOutcome::Unknown => {
+                    // It may have landed: keep the reservation and read the
+                    // claim back (the write carried `rv`, so it can land
+                    // only while the claim is still at that state).
+                    self.claim_failed(core, &name, "Bind", &e);
+                    self.lane.cancel_retry(&name);
+                    self.settle_claim(name, rv, Duration::from_millis(200));
+                }
+                _ => {
+                    // Refused (the claim changed since, or is gone): not
+                    // landed. The watch brings the claim's newer state.
+                    core.ledger.release_claim(&name);
+                    self.after_space_freed(core);
+                    self.claim_failed(core, &name, "Bind", &e);
+                }
+            },
+        }
+    }
+
+    pub(super) fn on_settle(
+        &mut self,
+        core: &mut Core,
+        name: String,
+        rv: String,
+        read: Result<Option<PrefixClaim>, kube::Error>,
+    ) {
+        match read {
+            Ok(Some(obj)) => {
+                let now_rv = obj.metadata.resource_version.clone().unwrap_or_default();
+                let bound = obj.status.as_ref().is_some_and(|s| s.prefix.is_some());
+                if bound || now_rv != rv {
+                    // Landed, or the claim moved on so it never can.
+                    let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
+                    core.ledger.commit_claim(&snap);
+                    self.take_claim_object(core, &kube::core::DeserializeGuard(Ok(obj)));
+                    self.after_space_freed(core);
+                    self.lane.succeeded(&name);
+                    self.push(&name);
+                } else {
+                    // Still at the state written to: the request may yet
+                    // land. Keep the reservation and look again.
+                    self.settle_claim(name.clone(), rv.clone(), Duration::from_secs(1));
+                }
+            }
+            Ok(None) => {
+                core.ledger.release_claim(&name);
+                self.after_space_freed(core);
+            }
+            Err(e) => {
+                core.metrics.error(error_reason(&e));
+                self.settle_claim(name.clone(), rv.clone(), Duration::from_secs(1));
+            }
+        }
+    }
+
+    pub(super) fn warn_claim_once(
+        &mut self,
+        core: &mut Core,
+        name: &str,
+        reason: &'static str,
+        message: String,
+    ) {
+        let key = format!("{reason}: {message}");
+        if self.warned.get(name) == Some(&key) {
+            return;
+        }
+        self.warned.insert(name.to_string(), key);
+        warn!(claim = name, reason, "{message}");
+        let r = core.claim_ref(name);
+        core.events.send(Note::warning(r, reason, "Bind", message));
+    }
+}
