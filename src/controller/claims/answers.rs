@@ -3,17 +3,18 @@
 //! check before a bind, a ServiceCIDR written, the last look for ClusterIPs
 //! before a deleted claim lets go.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::outcome::{After, Shown, after};
 use super::step::Request;
 use super::{ADDRESS_RECHECK, ClaimLane, Done, Reply, cidrs_of};
 use crate::api::PrefixClaim;
 use crate::controller::core::Core;
 use crate::controller::events::Note;
 use crate::k8s::claims as edge;
-use crate::k8s::errors::{WriteOutcome, error_message, error_reason, write_outcome};
+use crate::k8s::errors::{error_message, error_reason, write_outcome};
 use crate::k8s::list_watch::Watched;
 use crate::ledger::{ClaimPlan, ClaimWait};
 
@@ -21,35 +22,75 @@ impl ClaimLane {
     pub(super) fn on_claim_done(&mut self, core: &mut Core, d: Done) {
         let name = d.claim;
         self.lane.finish(&name);
-        match (d.request, d.answer) {
-            (Request::CheckPools, Reply::Pools(Ok((listed, list_rv)))) => {
-                if core.ledger.pools_current(&listed, list_rv) {
-                    self.bind(core, name);
-                } else {
-                    self.send(core, name, Request::ListPools);
+        let shown = shown(core, &d.answer);
+        match (after(&d.request, &shown), d.answer) {
+            (After::ListPools, _) => self.send(core, name, Request::ListPools),
+            (After::Bind, answer) => {
+                if let Reply::PoolList(Ok((items, rv))) = answer {
+                    let rv = crate::ledger::parse_resource_version(rv.as_deref());
+                    core.merge_pool_list(&items, rv);
                 }
-                return;
-            }
-            (Request::ListPools, Reply::PoolList(Ok((items, rv)))) => {
-                let rv = crate::ledger::parse_resource_version(rv.as_deref());
-                core.merge_pool_list(&items, rv);
                 self.bind(core, name);
-                return;
             }
-            (Request::Bind { rv, .. }, Reply::Claim(result)) => {
-                self.on_bind_answer(core, name, rv, result);
-                return;
-            }
-            (Request::Settle { rv }, Reply::Read(result)) => {
-                self.on_settle(core, name, rv, result);
-                return;
-            }
-            (_, Reply::Claim(Ok(obj))) => {
+            (After::Bound, Reply::Claim(Ok(obj))) => self.bound(core, name, obj),
+            (After::Settled, Reply::Read(Ok(Some(obj)))) => {
+                // Landed, or the claim moved on so it never can.
+                self.commit(core, obj);
+                self.after_space_freed(core);
                 self.lane.succeeded(&name);
+                self.push(&name);
+            }
+            (After::Settle(delay), answer) => {
+                match (answer.error(), &d.request) {
+                    // A read-back that failed leaves the count of failures
+                    // as it was: only the bind failed.
+                    (Some(e), Request::Settle { .. }) => core.metrics.error(error_reason(e)),
+                    (Some(e), _) => self.claim_failed(core, &name, "Bind", e),
+                    (None, _) => {}
+                }
+                // It may have landed (the write carried the claim's
+                // resourceVersion, so it can land only while the claim is
+                // still at that state): the reservation stays.
+                self.lane.cancel_retry(&name);
+                if let Request::Bind { rv, .. } | Request::Settle { rv } = d.request {
+                    self.settle_claim(name, rv, delay);
+                }
+            }
+            (After::Release, _) => {
+                core.ledger.release_claim(&name);
+                self.after_space_freed(core);
+            }
+            (After::ReleaseAndRetry, answer) => {
+                // Not landed; the watch brings the claim's newer state.
+                core.ledger.release_claim(&name);
+                self.after_space_freed(core);
+                if let Some(e) = answer.error() {
+                    self.claim_failed(core, &name, "Bind", e);
+                }
+            }
+            (After::Next, answer) => self.answered(core, name, d.request, answer),
+            (_, answer) => {
+                if let Some(e) = answer.error() {
+                    self.claim_failed(core, &name, &format!("{:?}", d.request), e);
+                }
+            }
+        }
+    }
+
+    /// A request other than a bind or its read-back succeeded.
+    pub(super) fn answered(
+        &mut self,
+        core: &mut Core,
+        name: String,
+        request: Request,
+        answer: Reply,
+    ) {
+        self.lane.succeeded(&name);
+        match (request, answer) {
+            (_, Reply::Claim(Ok(obj))) => {
                 self.apply_claim(core, &kube::core::DeserializeGuard(Ok(obj)));
             }
             (Request::CreateServiceCidr, Reply::ServiceCidr(Ok(sc))) => {
-                self.lane.succeeded(&name);
                 let claim_ref = core.claim_ref(&name);
                 core.events.send(Note::normal(
                     claim_ref,
@@ -60,27 +101,19 @@ impl ClaimLane {
                 self.on_service_cidr_event(core, Watched::Apply(sc));
             }
             (Request::ServiceCidrFinalizer { keep }, Reply::ServiceCidr(Ok(sc))) => {
-                self.lane.succeeded(&name);
                 if !keep {
                     info!(claim = %name, "no ClusterIP left in ServiceCIDR {name} for the grace; let it go");
                 }
                 self.on_service_cidr_event(core, Watched::Apply(sc));
             }
             (Request::CheckAddresses, Reply::Addresses(Ok(addresses))) => {
-                self.lane.succeeded(&name);
                 self.on_addresses_checked(core, name, &addresses);
                 return;
             }
             (Request::DeleteServiceCidr, Reply::Done(Ok(()))) => {
-                self.lane.succeeded(&name);
                 info!(claim = %name, "deleted its ServiceCIDR; the prefix is freed once the API server lets it go");
             }
-            (req, answer) => {
-                if let Some(e) = answer.error() {
-                    self.claim_failed(core, &name, &format!("{req:?}"), e);
-                }
-                return;
-            }
+            (req, _) => warn!(claim = %name, "unexpected answer to {req:?}; looking again"),
         }
         self.push(&name);
     }
@@ -174,91 +207,40 @@ impl ClaimLane {
         }
     }
 
-    pub(super) fn on_bind_answer(
-        &mut self,
-        core: &mut Core,
-        name: String,
-        rv: String,
-        result: Result<PrefixClaim, kube::Error>,
-    ) {
-        match result {
-            Ok(obj) => {
-                self.lane.succeeded(&name);
-                let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
-                core.ledger.commit_claim(&snap);
-                self.take_claim_object(core, &kube::core::DeserializeGuard(Ok(obj)));
-                if let Some(p) = snap.prefix.as_deref() {
-                    core.metrics.claims_bound.inc();
-                    let r = core.claim_ref(&name);
-                    core.events.send(Note::normal(
-                        r,
-                        "PrefixClaimed",
-                        "Bind",
-                        format!(
-                            "claimed {p} from PrefixPool {}",
-                            snap.pool.as_deref().unwrap_or("?")
-                        ),
-                    ));
-                }
-                core.status.mark();
-                core.report_new_conflicts();
-                core.wake.waiting_services = true;
-                self.push(&name);
-            }
-            Err(e) => match write_outcome(&e) {
-                WriteOutcome::Unknown => {
-                    // It may have landed: keep the reservation and read the
-                    // claim back (the write carried `rv`, so it can land
-                    // only while the claim is still at that state).
-                    self.claim_failed(core, &name, "Bind", &e);
-                    self.lane.cancel_retry(&name);
-                    self.settle_claim(name, rv, Duration::from_millis(200));
-                }
-                _ => {
-                    // Refused (the claim changed since, or is gone): not
-                    // landed. The watch brings the claim's newer state.
-                    core.ledger.release_claim(&name);
-                    self.after_space_freed(core);
-                    self.claim_failed(core, &name, "Bind", &e);
-                }
-            },
+    /// The bind landed: the claim as answered is the record.
+    pub(super) fn bound(&mut self, core: &mut Core, name: String, obj: PrefixClaim) {
+        self.lane.succeeded(&name);
+        let snap = self.commit(core, obj);
+        if let Some(p) = snap.prefix.as_deref() {
+            core.metrics.claims_bound.inc();
+            let r = core.claim_ref(&name);
+            core.events.send(Note::normal(
+                r,
+                "PrefixClaimed",
+                "Bind",
+                format!(
+                    "claimed {p} from PrefixPool {}",
+                    snap.pool.as_deref().unwrap_or("?")
+                ),
+            ));
         }
+        core.status.mark();
+        core.report_new_conflicts();
+        core.wake.waiting_services = true;
+        self.push(&name);
     }
 
-    pub(super) fn on_settle(
+    /// Takes a claim as answered into the ledger (a bind's outcome) and
+    /// the cache.
+    pub(super) fn commit(
         &mut self,
         core: &mut Core,
-        name: String,
-        rv: String,
-        read: Result<Option<PrefixClaim>, kube::Error>,
-    ) {
-        match read {
-            Ok(Some(obj)) => {
-                let now_rv = obj.metadata.resource_version.clone().unwrap_or_default();
-                let bound = obj.status.as_ref().is_some_and(|s| s.prefix.is_some());
-                if bound || now_rv != rv {
-                    // Landed, or the claim moved on so it never can.
-                    let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
-                    core.ledger.commit_claim(&snap);
-                    self.take_claim_object(core, &kube::core::DeserializeGuard(Ok(obj)));
-                    self.after_space_freed(core);
-                    self.lane.succeeded(&name);
-                    self.push(&name);
-                } else {
-                    // Still at the state written to: the request may yet
-                    // land. Keep the reservation and look again.
-                    self.settle_claim(name.clone(), rv.clone(), Duration::from_secs(1));
-                }
-            }
-            Ok(None) => {
-                core.ledger.release_claim(&name);
-                self.after_space_freed(core);
-            }
-            Err(e) => {
-                core.metrics.error(error_reason(&e));
-                self.settle_claim(name.clone(), rv.clone(), Duration::from_secs(1));
-            }
-        }
+        obj: PrefixClaim,
+    ) -> crate::ledger::ClaimSnapshot {
+        let snap = edge::decode(&kube::core::DeserializeGuard(Ok(obj.clone())));
+        core.ledger.commit_claim(&snap);
+        self.take_claim_object(core, &kube::core::DeserializeGuard(Ok(obj)));
+        snap
     }
 
     pub(super) fn warn_claim_once(
@@ -276,5 +258,23 @@ impl ClaimLane {
         warn!(claim = name, reason, "{message}");
         let r = core.claim_ref(name);
         core.events.send(Note::warning(r, reason, "Bind", message));
+    }
+}
+
+/// What an answer showed, for [`after`].
+fn shown(core: &Core, answer: &Reply) -> Shown {
+    match answer {
+        Reply::Pools(Ok((listed, list_rv))) if !core.ledger.pools_current(listed, *list_rv) => {
+            Shown::PoolsBehind
+        }
+        Reply::Read(Ok(read)) => Shown::ReadBack(read.as_ref().map(|obj| {
+            let bound = obj.status.as_ref().is_some_and(|s| s.prefix.is_some());
+            let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+            (bound, rv)
+        })),
+        other => match other.error() {
+            Some(e) => Shown::Failed(write_outcome(e)),
+            None => Shown::Answered,
+        },
     }
 }

@@ -28,6 +28,7 @@
 mod answers;
 mod cidrs;
 mod input;
+mod outcome;
 mod requests;
 mod status;
 mod step;
