@@ -1,0 +1,223 @@
+//! Command-line interface.
+//!
+//! Here the commands and their flags; [`run`](mod@run) starts the operator,
+//! [`route_hints`] prints `prefix-operator routes`, and [`crd`] makes,
+//! prints and applies the CustomResourceDefinitions.
+
+mod crd;
+mod route_hints;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration::{self, Duration};
+use crate::telemetry::{self, LogFormat};
+
+pub use crd::{CrdKind, apply_crd, crd_yaml};
+pub use route_hints::print_routes;
+pub use run::run;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "prefix-operator",
+    version,
+    about = "Gives every Kubernetes node a routable pod prefix carved from PrefixPools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator (in-cluster config, or a kubeconfig).
+    Run(Box<RunArgs>),
+    /// Print the CustomResourceDefinitions as YAML (both, or the one named).
+    Crd {
+        /// Only this CRD (the file of that name in crds/).
+        kind: Option<CrdKind>,
+    },
+    /// Print a fresh Unique Local IPv6 /48 (RFC 4193 section 3.2.2).
+    Ula {
+        /// Print a ready PrefixPool manifest with this name instead.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Print, for every Node with podCIDRs, the route an upstream router needs.
+    Routes {
+        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "ip")]
+        format: crate::routes::Format,
+    },
+    /// Print every PrefixPool's usage, waiting Nodes and conflicts.
+    Status {
+        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Print which Node holds an address or prefix, since when and from
+    /// which PrefixPool (exit status 1 when no Node holds it).
+    Whois {
+        /// An address (2001:db8:42:1::5) or a prefix (2001:db8:42::/56).
+        query: crate::inspect::Query,
+        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum PrimaryFamily {
+    Ipv6,
+    Ipv4,
+}
+
+/// A listen address: `HOST:PORT`, `[V6]:PORT`, or `:PORT` for every address.
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("{s:?}: bad port"))?;
+        return Ok(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)));
+    }
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a listen address such as :10262, 0.0.0.0:10262 or [::]:10262")
+    })
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Family listed first in a dual-stack Node's podCIDRs.
+    #[arg(long, value_enum, default_value = "ipv6")]
+    pub primary_family: PrimaryFamily,
+
+    /// `spec.loadBalancerClass` of the Services that get addresses from
+    /// LoadBalancer PrefixClaims.
+    #[arg(long, default_value = crate::controller::LOAD_BALANCER_CLASS)]
+    pub load_balancer_class: String,
+
+    /// Also give addresses to LoadBalancer Services with no class (only
+    /// where no cloud provider or other load balancer serves them).
+    #[arg(long, default_value_t = false)]
+    pub serve_classless_load_balancers: bool,
+    /// Node writes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub max_concurrent_writes: usize,
+    /// At most one status write per pool per this interval.
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
+    pub status_interval: Duration,
+    /// How long a deleted ServiceCIDR claim's prefix must hold no ClusterIP
+    /// before its ServiceCIDR, then the claim, let it go: time for every
+    /// API server's allocator to see the ServiceCIDR's deletion.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub service_cidr_grace: Duration,
+    /// Publish a Normal Event on each Node when it gets a prefix (sent when no
+    /// Node write is pending, so they never slow allocation down).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub allocation_events: bool,
+    /// Address for /healthz, /readyz and /metrics (`:10262` means every address).
+    /// 10262 rather than 8080: the pod uses the host network, where 8080 is
+    /// the port most often already taken, and the Prometheus exporter range
+    /// 9100–9999 is fully allocated.
+    #[arg(long, default_value = "[::]:10262", value_parser = parse_listen_addr)]
+    pub http_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// What to log: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// a tracing filter such as `info,prefix_operator=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = telemetry::parse_filter)]
+    pub log_level: String,
+    /// Elect a leader with a Lease; only the leader writes.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "prefix-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the release namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    pub lease_namespace: String,
+    /// How long a Lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = duration::parse)]
+    pub lease_duration: Duration,
+    /// A leader that has not renewed for this long stops writing.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub renew_deadline: Duration,
+    /// How often to try to acquire or renew.
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    pub retry_period: Duration,
+    /// Client-side limit on API requests per second (0: none). Requests
+    /// over the limit wait; nothing is dropped.
+    #[arg(long, default_value_t = 0)]
+    pub qps: u32,
+    /// Speak HTTP/2 to the API server (offered by ALPN beside HTTP/1.1):
+    /// every request and watch multiplexed on one connection, as client-go
+    /// does, instead of a pool of HTTP/1.1 connections.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub http2: bool,
+    /// Identity in the Lease and in Events (defaults to $POD_NAME, else the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen_addr(":8080").expect("ok").port(), 8080);
+        assert!(
+            parse_listen_addr(":8080")
+                .expect("ok")
+                .ip()
+                .is_unspecified()
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0").expect("ok").to_string(),
+            "127.0.0.1:0"
+        );
+        assert!(parse_listen_addr("8080").is_err());
+    }
+
+    #[test]
+    fn duration_flags_use_the_go_grammar() {
+        let parse = |flag: &str, value: &str| {
+            Cli::try_parse_from(["prefix-operator", "run", &format!("--{flag}={value}")]).map(
+                |cli| match cli.command {
+                    Command::Run(a) => [
+                        a.status_interval,
+                        a.lease_duration,
+                        a.renew_deadline,
+                        a.retry_period,
+                    ]
+                    .map(Duration::get),
+                    _ => unreachable!("run"),
+                },
+            )
+        };
+        let secs = std::time::Duration::from_secs;
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            parse("status-interval", "1s").expect("ok"),
+            [secs(1), secs(15), secs(10), secs(2)],
+            "defaults"
+        );
+        assert_eq!(parse("status-interval", "500ms").expect("ok")[0], ms(500));
+        assert_eq!(parse("lease-duration", "1m30s").expect("ok")[1], secs(90));
+        assert_eq!(parse("lease-duration", "1h").expect("ok")[1], secs(3600));
+        assert_eq!(parse("renew-deadline", "1.5s").expect("ok")[2], ms(1500));
+        assert_eq!(parse("retry-period", "2m").expect("ok")[3], secs(120));
+        for bad in ["soon", "3", "-1s", "5d", "1.5", ""] {
+            let e = parse("retry-period", bad).expect_err(bad).to_string();
+            assert!(e.contains("is not a duration"), "{bad:?}: {e}");
+        }
+    }
+}
