@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::Ledger;
-use super::order::{self, Order, Revision};
+use super::order::{Order, Revision};
+use super::records::Record;
 use crate::alloc::cidr;
 use crate::api::Purpose;
 
@@ -34,6 +35,12 @@ pub struct AddressSnapshot {
 pub(super) struct AddressEntry {
     rev: Revision,
     service: Option<String>,
+}
+
+impl Record for AddressEntry {
+    fn rev(&self) -> &Revision {
+        &self.rev
+    }
 }
 
 impl AddressEntry {
@@ -63,17 +70,8 @@ impl Ledger {
             uid: a.uid.clone(),
             rv: a.resource_version,
         };
-        let held = self.cluster_ips.get(&ip).map(|e| &e.rev);
-        let tomb = self.address_tombstones.get(&a.name);
-        match order::order(held, tomb, self.address_floor, &rev) {
-            Order::Stale => return false,
-            Order::Replaces => {
-                if let Some(old) = self.cluster_ips.get(&ip) {
-                    let dead = old.rev.clone();
-                    self.address_tombstones.bury(&a.name, dead);
-                }
-            }
-            Order::New | Order::Newer => {}
+        if self.cluster_ips.admit(&ip, &rev) == Order::Stale {
+            return false;
         }
         let entry = AddressEntry {
             rev,
@@ -87,52 +85,41 @@ impl Ledger {
     }
 
     /// Forgets IPAddress `name` if it is still the object `uid`. Returns
-    /// true when it was held.
+    /// true when it was held. (Its tombstone is kept by address: a name
+    /// that is not one is of no object the ledger takes in.)
     pub fn remove_address(&mut self, name: &str, uid: &str, rv: Option<u64>) -> bool {
-        self.address_tombstones.bury(
-            name,
-            Revision {
-                uid: uid.to_string(),
-                rv,
-            },
-        );
         let Ok(ip) = name.parse::<IpAddr>() else {
             return false;
         };
-        if self.cluster_ips.get(&ip).is_none_or(|e| e.rev.uid != uid) {
+        let dead = Revision {
+            uid: uid.to_string(),
+            rv,
+        };
+        self.forget_address(&ip, dead)
+    }
+
+    fn forget_address(&mut self, ip: &IpAddr, dead: Revision) -> bool {
+        if self.cluster_ips.remove(ip, dead).is_none() {
             return false;
         }
-        self.cluster_ips.remove(&ip);
-        self.address_went(&ip);
+        self.address_went(ip);
         true
     }
 
     /// Merges a complete list of IPAddresses taken at `list_rv`.
     pub fn replace_addresses(&mut self, items: &[AddressSnapshot], list_rv: Option<u64>) {
-        if let (Some(r), Some(floor)) = (list_rv, self.address_floor)
-            && r < floor
-        {
-            return;
-        }
         let listed: BTreeSet<&str> = items.iter().map(|a| a.name.as_str()).collect();
-        let gone: Vec<(IpAddr, Revision)> = self
-            .cluster_ips
-            .iter()
-            .filter(|(ip, e)| {
-                !listed.contains(ip.to_string().as_str())
-                    && !matches!((e.rev.rv, list_rv), (Some(a), Some(b)) if a > b)
-            })
-            .map(|(ip, e)| (*ip, e.rev.clone()))
-            .collect();
+        let is_listed = |ip: &IpAddr| listed.contains(ip.to_string().as_str());
+        let Some(gone) = self.cluster_ips.list_gone(is_listed, list_rv) else {
+            return;
+        };
         for (ip, rev) in gone {
-            self.remove_address(&ip.to_string(), &rev.uid, rev.rv);
+            self.forget_address(&ip, rev);
         }
         for a in items {
             self.upsert_address(a);
         }
-        if list_rv.is_some() {
-            self.address_floor = list_rv.max(self.address_floor);
-        }
+        self.cluster_ips.raise_floor(list_rv);
     }
 
     /// An address is held now: its space is kept, and whatever it lands in

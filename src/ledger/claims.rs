@@ -7,7 +7,8 @@
 use ipnet::IpNet;
 use kube::core::SelectorExt;
 
-use super::order::{self, Order, Revision};
+use super::order::{Order, Revision};
+use super::records::Record;
 use super::{ClaimSnapshot, Ledger};
 use crate::alloc::cidr;
 use crate::api::{ClaimDefinition, PoolChoice, Purpose, SpecError};
@@ -23,6 +24,12 @@ pub(super) struct ClaimEntry {
     pool: Option<String>,
     pub(super) deleting: bool,
     finalized: bool,
+}
+
+impl Record for ClaimEntry {
+    fn rev(&self) -> &Revision {
+        &self.rev
+    }
 }
 
 /// What the reconciler needs to know of one claim.
@@ -78,42 +85,21 @@ impl Ledger {
     /// when the prefix it holds changed.
     pub fn upsert_claim(&mut self, c: &ClaimSnapshot) -> bool {
         let rev = c.revision();
-        let held = self.claims.get(&c.name).map(|e| &e.rev);
-        let replaces = match order::order(
-            held,
-            self.claim_tombstones.get(&c.name),
-            self.claim_floor,
-            &rev,
-        ) {
+        let replaces = match self.claims.admit(&c.name, &rev) {
             Order::Stale => return false,
             Order::Replaces => true,
             Order::New | Order::Newer => false,
         };
-        if replaces && let Some(old) = self.claims.get(&c.name) {
-            let dead = old.rev.clone();
-            self.claim_tombstones.bury(&c.name, dead);
-        }
         let (mut prefix, mut garbage) = match c.prefix.as_deref().map(cidr::parse_lenient) {
             None => (None, None),
             Some(Ok(n)) => (Some(n), None),
             Some(Err(_)) => (None, c.prefix.clone()),
         };
         let mut pool = c.pool.clone();
-        let old = if replaces {
-            self.claims.remove(&c.name)
-        } else {
-            self.claims.get(&c.name).map(|e| ClaimEntry {
-                rev: e.rev.clone(),
-                def: e.def.clone(),
-                prefix: e.prefix,
-                garbage: e.garbage.clone(),
-                pool: e.pool.clone(),
-                deleting: e.deleting,
-                finalized: e.finalized,
-            })
-        };
-        let old_prefix = old.as_ref().and_then(|o| o.prefix);
-        if let Some(o) = old.as_ref().filter(|_| !replaces)
+        // The held record (of a replaced object, its prefix is freed).
+        let old = self.claims.get(&c.name);
+        let old_prefix = old.and_then(|o| o.prefix);
+        if let Some(o) = old.filter(|_| !replaces)
             && (o.prefix.is_some() || o.garbage.is_some())
             && prefix.is_none()
             && garbage.is_none()
@@ -153,17 +139,11 @@ impl Ledger {
     /// Forgets claim `name` if it is still the object `uid`; its prefix is
     /// free again. Returns true when it held one.
     pub fn remove_claim(&mut self, name: &str, uid: &str, rv: Option<u64>) -> bool {
-        self.claim_tombstones.bury(
-            name,
-            Revision {
-                uid: uid.to_string(),
-                rv,
-            },
-        );
-        if self.claims.get(name).is_none_or(|c| c.rev.uid != uid) {
-            return false;
-        }
-        let Some(e) = self.claims.remove(name) else {
+        let dead = Revision {
+            uid: uid.to_string(),
+            rv,
+        };
+        let Some(e) = self.claims.remove(name, dead) else {
             return false;
         };
         self.release_claim(name);
@@ -181,22 +161,14 @@ impl Ledger {
         claims: &[ClaimSnapshot],
         list_rv: Option<u64>,
     ) -> Vec<String> {
-        if let (Some(r), Some(floor)) = (list_rv, self.claim_floor)
-            && r < floor
-        {
-            return vec![];
-        }
         let listed: std::collections::HashSet<&str> =
             claims.iter().map(|c| c.name.as_str()).collect();
-        let gone: Vec<(String, Revision)> = self
+        let Some(gone) = self
             .claims
-            .iter()
-            .filter(|(name, e)| {
-                !listed.contains(name.as_str())
-                    && !matches!((e.rev.rv, list_rv), (Some(a), Some(b)) if a > b)
-            })
-            .map(|(name, e)| (name.clone(), e.rev.clone()))
-            .collect();
+            .list_gone(|n| listed.contains(n.as_str()), list_rv)
+        else {
+            return vec![];
+        };
         let mut removed = vec![];
         for (name, rev) in gone {
             self.remove_claim(&name, &rev.uid, rev.rv);
@@ -205,9 +177,7 @@ impl Ledger {
         for c in claims {
             self.upsert_claim(c);
         }
-        if list_rv.is_some() {
-            self.claim_floor = list_rv.max(self.claim_floor);
-        }
+        self.claims.raise_floor(list_rv);
         removed
     }
 

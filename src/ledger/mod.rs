@@ -16,6 +16,7 @@ mod nodes;
 pub mod order;
 mod plan;
 mod pools;
+mod records;
 mod services;
 mod vanished;
 mod view;
@@ -33,6 +34,7 @@ use crate::api::{ClaimDefinition, Labels, PoolDefinition, SpecError};
 pub use addresses::AddressSnapshot;
 pub use claims::{ClaimPlan, ClaimState, ClaimView, ClaimWait};
 pub use order::{Order, Revision, parse_resource_version};
+use records::{Record, Records};
 pub use services::{AddressPlan, AddressWait, ServiceSnapshot, Wants};
 pub use vanished::FAMILY_GRACE;
 pub use view::{ConflictView, MAX_WAITING_NAMES, OnExpired, PoolView, PrefixView};
@@ -184,6 +186,15 @@ impl NodeEntry {
         !self.cidrs.is_empty() || !self.garbage.is_empty()
     }
 
+    /// podCIDRs is write-once: an empty value after a set one (`held`'s)
+    /// can only come from an unordered stale state. Keeps the prefixes.
+    fn keep_written(&mut self, held: &NodeEntry) {
+        if held.has_prefixes() && !self.has_prefixes() {
+            self.cidrs = held.cidrs.clone();
+            self.garbage = held.garbage.clone();
+        }
+    }
+
     /// Everything a pool's status or an allocation decision reads.
     fn same_picture(&self, o: &NodeEntry) -> bool {
         self.rev.uid == o.rev.uid
@@ -195,10 +206,15 @@ impl NodeEntry {
     }
 }
 
+impl Record for NodeEntry {
+    fn rev(&self) -> &Revision {
+        &self.rev
+    }
+}
+
 #[derive(Debug)]
 struct PoolEntry {
-    uid: String,
-    resource_version: Option<u64>,
+    rev: Revision,
     generation: i64,
     def: Result<PoolDefinition, SpecError>,
     space: Option<PoolSpace>,
@@ -208,12 +224,9 @@ struct PoolEntry {
     delegation: Option<crate::api::DelegationStatus>,
 }
 
-impl PoolEntry {
-    fn revision(&self) -> Revision {
-        Revision {
-            uid: self.uid.clone(),
-            rv: self.resource_version,
-        }
+impl Record for PoolEntry {
+    fn rev(&self) -> &Revision {
+        &self.rev
     }
 }
 
@@ -263,16 +276,10 @@ type HeldKey = (Family, u128, u8);
 /// The cluster picture.
 #[derive(Default, Debug)]
 pub struct Ledger {
-    nodes: HashMap<String, NodeEntry>,
-    /// Nodes known deleted, so that late states of them are ignored.
-    tombstones: order::Tombstones,
-    /// `resourceVersion` of the latest complete Node list merged.
-    list_floor: Option<u64>,
-    pools: BTreeMap<String, PoolEntry>,
-    /// Pools known deleted (the same rule as for Nodes).
-    pool_tombstones: order::Tombstones,
-    /// `resourceVersion` of the latest complete pool list merged.
-    pool_floor: Option<u64>,
+    /// Nodes, by name, with the Nodes known deleted and the list floor.
+    nodes: Records<HashMap<String, NodeEntry>>,
+    /// Pools, by name (the same rules as for Nodes).
+    pools: Records<BTreeMap<String, PoolEntry>>,
     /// Every prefix a Node holds, by (family, first address, length).
     held: BTreeMap<HeldKey, BTreeSet<String>>,
     /// Prefixes reserved for a write in flight, by Node.
@@ -294,26 +301,18 @@ pub struct Ledger {
     /// find a Node's without scanning every hold-back.
     pending_writes: HashMap<String, BTreeSet<IpNet>>,
     /// PrefixClaims, by name.
-    claims: BTreeMap<String, claims::ClaimEntry>,
-    /// Claims known deleted.
-    claim_tombstones: order::Tombstones,
-    /// `resourceVersion` of the latest complete claim list merged.
-    claim_floor: Option<u64>,
+    claims: Records<BTreeMap<String, claims::ClaimEntry>>,
     /// Prefixes reserved for a claim's status write in flight, by claim.
     claim_reservations: HashMap<String, (String, IpNet)>,
     /// Services, by `namespace/name`.
-    services: HashMap<String, services::ServiceEntry>,
-    service_tombstones: order::Tombstones,
-    service_floor: Option<u64>,
+    services: Records<HashMap<String, services::ServiceEntry>>,
     /// Every LoadBalancer address a Service's status holds, with holders.
     address_held: BTreeMap<std::net::IpAddr, BTreeSet<String>>,
     /// Addresses reserved for a Service's status write in flight.
     address_reservations: HashMap<String, Vec<(String, std::net::IpAddr)>>,
     /// ClusterIPs the API server handed out (IPAddress objects), by
     /// address.
-    cluster_ips: BTreeMap<std::net::IpAddr, addresses::AddressEntry>,
-    address_tombstones: order::Tombstones,
-    address_floor: Option<u64>,
+    cluster_ips: Records<BTreeMap<std::net::IpAddr, addresses::AddressEntry>>,
     /// Pools that stopped selecting Nodes lately (the family grace).
     vanished: Vec<vanished::Vanished>,
     /// Until then this replica has just started leading (the family grace).

@@ -1,20 +1,18 @@
 //! Nodes in the ledger: states applied in the API server's order (see
 //! [`super::order`]), removals, list merges, and the index of held prefixes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use ipnet::IpNet;
 
-use super::order::{self, Order, Revision};
+use super::order::{Order, Revision};
 use super::{Ledger, NodeChange, NodeEntry, NodeSnapshot, key};
 
 impl Ledger {
     /// Applies a state of a Node — from a watch event, a write's answer or a
     /// read — unless the ledger already holds a later one (see [`order`]).
     pub fn upsert_node(&mut self, n: &NodeSnapshot) -> NodeChange {
-        let rev = n.revision();
-        let held = self.nodes.get(&n.name).map(|e| &e.rev);
-        match order::order(held, self.tombstones.get(&n.name), self.list_floor, &rev) {
+        match self.nodes.admit(&n.name, &n.revision()) {
             Order::Stale => NodeChange {
                 stale: true,
                 changed: false,
@@ -49,12 +47,7 @@ impl Ledger {
                 changed: true,
             };
         };
-        if e.has_prefixes() && !next.has_prefixes() {
-            // podCIDRs is write-once: an empty value after a set one can only
-            // come from an unordered stale state. Keep the prefixes.
-            next.cidrs = e.cidrs.clone();
-            next.garbage = e.garbage.clone();
-        }
+        next.keep_written(e);
         let changed = !e.same_picture(&next);
         if e.cidrs == next.cidrs {
             *e = next;
@@ -116,13 +109,9 @@ impl Ledger {
             uid: uid.to_string(),
             rv,
         };
-        let held_uid = self.nodes.get(name).map(|e| e.rev.uid.clone());
-        let owners = match held_uid {
-            // Only the object that died: a later one under the name stays.
-            Some(u) if u == uid => self.remove_held_node(name),
-            _ => vec![],
-        };
-        self.tombstones.bury(name, dead);
+        // Only the object that died: a later one under the name stays.
+        let owners = self.remove_node_if_uid(name, uid);
+        self.nodes.bury(name, dead);
         owners
     }
 
@@ -130,10 +119,9 @@ impl Ledger {
     /// (or holding them back). Returns the pools they belonged to.
     fn remove_held_node(&mut self, name: &str) -> Vec<String> {
         self.waiting.remove(name);
-        let Some(old) = self.nodes.remove(name) else {
+        let Some(old) = self.nodes.take(name) else {
             return vec![];
         };
-        self.tombstones.bury(name, old.rev.clone());
         let owners: Vec<String> = old
             .cidrs
             .iter()
@@ -175,72 +163,39 @@ impl Ledger {
     /// every listed Node (or any, when the list is empty) is kept and
     /// returned, to be read back. Reservations in flight stay.
     pub fn replace_nodes(&mut self, nodes: Vec<NodeSnapshot>, list_rv: Option<u64>) -> Vec<String> {
-        if let (Some(r), Some(floor)) = (list_rv, self.list_floor)
-            && r < floor
-        {
+        let listed: HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        let Some(unlisted) = self
+            .nodes
+            .list_gone(|n| listed.contains(n.as_str()), list_rv)
+        else {
             // Older than a list already merged: everything in it is known.
             return vec![];
-        }
+        };
         let latest_listed = nodes.iter().filter_map(|n| n.resource_version).max();
-        let listed: HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        let mut to_verify = vec![];
-        let mut vanished = vec![];
-        for (name, e) in &self.nodes {
-            if listed.contains(name.as_str()) {
-                continue;
-            }
-            match (e.rev.rv, list_rv, latest_listed) {
-                (Some(rv), Some(r), _) if rv > r => {}
-                (Some(rv), None, Some(latest)) if rv > latest => to_verify.push(name.clone()),
-                (Some(_), None, None) => to_verify.push(name.clone()),
-                _ => vanished.push(name.clone()),
-            }
-        }
-        drop(listed);
-        for name in vanished {
+        let (to_verify, vanished): (Vec<_>, Vec<_>) = unlisted.into_iter().partition(|(_, r)| {
+            list_rv.is_none() && r.rv.is_some_and(|rv| latest_listed.is_none_or(|l| rv > l))
+        });
+        for (name, _) in vanished {
             // Deleted while the watch was down.
             self.remove_held_node(&name);
         }
-        let mut next: HashMap<String, NodeEntry> = HashMap::with_capacity(nodes.len());
         // The list is taken whole and moved into the picture: with
         // thousands of Nodes, a copy of every Node's labels would be most
-        // of the operator's peak memory.
-        for n in nodes {
-            let held = self.nodes.remove(&n.name);
-            let ord = order::order(
-                held.as_ref().map(|e| &e.rev),
-                self.tombstones.get(&n.name),
-                self.list_floor,
-                &n.revision(),
-            );
-            let (name, fresh) = NodeEntry::from_owned(n);
-            let entry = match (ord, held) {
-                (Order::Stale, Some(h)) => h,
-                (Order::Stale, None) => continue,
+        // of the operator's peak memory. Kept unlisted Nodes (to be read
+        // back) stay as they are.
+        let listed = nodes.into_iter().map(NodeEntry::from_owned);
+        self.nodes
+            .merge_bulk(listed, |ord, held, mut fresh| match (ord, held) {
+                (Order::Stale, held) => held,
                 (Order::Newer, Some(h)) => {
-                    let mut e = fresh;
-                    if h.has_prefixes() && !e.has_prefixes() {
-                        e.cidrs = h.cidrs;
-                        e.garbage = h.garbage;
-                    }
-                    e
+                    fresh.keep_written(&h);
+                    Some(fresh)
                 }
-                (Order::Replaces, Some(h)) => {
-                    self.tombstones.bury(&name, h.rev.clone());
-                    fresh
-                }
-                _ => fresh,
-            };
-            next.insert(name, entry);
-        }
-        // Kept unlisted Nodes (to be read back) stay as they are.
-        next.extend(self.nodes.drain());
-        self.nodes = next;
-        if list_rv.is_some() {
-            self.list_floor = list_rv.max(self.list_floor);
-        }
+                _ => Some(fresh),
+            });
+        self.nodes.raise_floor(list_rv);
         self.reindex_nodes();
-        to_verify
+        to_verify.into_iter().map(|(name, _)| name).collect()
     }
 
     /// Rebuilds the held-prefix index, every pool's space and the conflicts

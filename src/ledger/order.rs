@@ -21,7 +21,9 @@
 //! sends one) makes the state "unordered": it is applied, but the write-once
 //! rule still keeps its prefixes from shrinking.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 
 /// Parses a `resourceVersion` as the API server's order (KEP-5504 form: a
 /// positive decimal integer without leading zeros).
@@ -95,23 +97,41 @@ fn before_or_at(a: Option<u64>, b: Option<u64>) -> bool {
 /// Objects known deleted, by name, so that a late answer or read of a
 /// deleted Node cannot bring it back. Bounded: the oldest records go first
 /// (a request in flight for longer than it takes to delete this many other
-/// Nodes does not exist).
-#[derive(Debug, Default)]
-pub struct Tombstones {
-    by_name: HashMap<String, Revision>,
-    order: VecDeque<String>,
+/// Nodes does not exist). Names are strings, or what a kind keys its
+/// objects by (an IPAddress by its address).
+#[derive(Debug)]
+pub struct Tombstones<K = String> {
+    by_name: HashMap<K, Revision>,
+    order: VecDeque<K>,
+}
+
+impl<K> Default for Tombstones<K> {
+    fn default() -> Self {
+        Self {
+            by_name: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
 }
 
 /// Tombstones kept at most.
 pub const MAX_TOMBSTONES: usize = 65_536;
 
-impl Tombstones {
-    pub fn get(&self, name: &str) -> Option<&Revision> {
+impl<K: Hash + Eq> Tombstones<K> {
+    pub fn get<Q>(&self, name: &Q) -> Option<&Revision>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.by_name.get(name)
     }
 
     /// Records that `rev` of `name` is gone (replacing an older record).
-    pub fn bury(&mut self, name: &str, rev: Revision) {
+    pub fn bury<Q>(&mut self, name: &Q, rev: Revision)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(old) = self.by_name.get(name)
             && before_or_at(rev.rv, old.rv)
             && old.uid != rev.uid
@@ -119,12 +139,12 @@ impl Tombstones {
             // A later object of this name is already known deleted.
             return;
         }
-        if self.by_name.insert(name.to_string(), rev).is_none() {
-            self.order.push_back(name.to_string());
+        if self.by_name.insert(name.to_owned(), rev).is_none() {
+            self.order.push_back(name.to_owned());
         }
         while self.order.len() > MAX_TOMBSTONES {
             if let Some(oldest) = self.order.pop_front() {
-                self.by_name.remove(&oldest);
+                self.by_name.remove::<K>(&oldest);
             }
         }
     }

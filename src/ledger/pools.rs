@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, HashSet};
 use ipnet::IpNet;
 use kube::core::SelectorExt;
 
-use super::order::{self, Order, Revision};
+use super::order::{Order, Revision};
+use super::records::later_than;
 use super::{HeldBackRecord, HoldBack, Ledger, PoolEntry, PoolSnapshot, key};
 use crate::alloc::{Family, PoolSpace, cidr};
 use crate::api::Labels;
@@ -28,14 +29,7 @@ impl Ledger {
     /// A pool re-created under the same name (another UID) is a new pool:
     /// nothing of the old object's spec or records carries over.
     pub fn upsert_pool(&mut self, p: &PoolSnapshot) -> bool {
-        let incoming = p.revision();
-        let held = self.pools.get(&p.name).map(PoolEntry::revision);
-        match order::order(
-            held.as_ref(),
-            self.pool_tombstones.get(&p.name),
-            self.pool_floor,
-            &incoming,
-        ) {
+        match self.pools.admit(&p.name, &p.revision()) {
             Order::Stale => return false,
             Order::Newer => {
                 // A delegated pool's prefixes change with its status (the
@@ -47,17 +41,13 @@ impl Ledger {
                     return self.merge_status_records(p);
                 }
             }
-            Order::Replaces => {
-                // The held object was deleted before this one was created.
-                if let Some(h) = held {
-                    self.pool_tombstones.bury(&p.name, h);
-                }
-            }
-            Order::New => {}
+            // A replaced object was deleted before this one was created:
+            // nothing of it carries over.
+            Order::Replaces | Order::New => {}
         }
         let def = p.def.clone();
         let mut retired: BTreeSet<IpNet> = match self.pools.get(&p.name) {
-            Some(old) if old.uid == p.uid => {
+            Some(old) if old.rev.uid == p.uid => {
                 let mut r = old.retired.clone();
                 if let Ok(d) = &old.def {
                     r.extend(d.prefixes.iter().copied());
@@ -71,8 +61,7 @@ impl Ledger {
             retired.retain(|r| !d.prefixes.contains(r));
         }
         let mut entry = PoolEntry {
-            uid: p.uid.clone(),
-            resource_version: p.resource_version,
+            rev: p.revision(),
             generation: p.generation,
             def,
             space: None,
@@ -95,7 +84,7 @@ impl Ledger {
     pub fn holds_pool(&self, name: &str, uid: &str, resource_version: Option<u64>) -> bool {
         self.pools
             .get(name)
-            .is_some_and(|p| p.uid == uid && p.resource_version == resource_version)
+            .is_some_and(|p| p.rev.uid == uid && p.rev.rv == resource_version)
     }
 
     /// Same spec, a later status: takes in retired prefixes and hold-backs
@@ -105,7 +94,7 @@ impl Ledger {
         let Some(entry) = self.pools.get_mut(&p.name) else {
             return false;
         };
-        entry.resource_version = p.resource_version;
+        entry.rev.rv = p.resource_version;
         // Labels change without a new generation; claims select by them.
         let mut changed = entry.labels != p.labels;
         entry.labels = p.labels.clone();
@@ -126,9 +115,8 @@ impl Ledger {
                 .filter(|r| !known_prefixes.contains(r)),
         );
         changed |= entry.retired.len() != before;
-        if changed && let Some(mut e) = self.pools.remove(&p.name) {
-            self.prune_retired(&mut e);
-            self.pools.insert(p.name.clone(), e);
+        if changed {
+            self.prune_retired_of(&p.name);
         }
         if self.restore_hold_backs(&p.name, &p.held_back) {
             self.rebuild_spaces();
@@ -174,13 +162,10 @@ impl Ledger {
             uid: uid.to_string(),
             rv,
         };
-        self.pool_tombstones.bury(name, dead);
-        if self.pools.get(name).is_none_or(|p| p.uid != uid) {
+        let Some(old) = self.pools.remove(name, dead) else {
             return false;
-        }
-        if let Some(old) = self.pools.remove(name) {
-            self.record_vanished(name, &old);
-        }
+        };
+        self.record_vanished(name, &old);
         self.rebuild_spaces();
         self.refresh_all_conflicts();
         true
@@ -191,21 +176,14 @@ impl Ledger {
     /// the list does not show is removed unless the ledger holds a state of
     /// it later than the list (created after it). Returns the names removed.
     pub fn replace_pools(&mut self, pools: &[PoolSnapshot], list_rv: Option<u64>) -> Vec<String> {
-        if let (Some(r), Some(floor)) = (list_rv, self.pool_floor)
-            && r < floor
-        {
+        let listed: HashSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        let Some(gone) = self
+            .pools
+            .list_gone(|n| listed.contains(n.as_str()), list_rv)
+        else {
             // Older than a list already merged.
             return vec![];
-        }
-        let listed: HashSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-        let gone: Vec<(String, Revision)> = self
-            .pools
-            .iter()
-            .filter(|(name, e)| {
-                !listed.contains(name.as_str()) && !later_than(e.resource_version, list_rv)
-            })
-            .map(|(name, e)| (name.clone(), e.revision()))
-            .collect();
+        };
         let mut removed = vec![];
         for (name, rev) in gone {
             if self.remove_pool(&name, &rev.uid, rev.rv) {
@@ -215,9 +193,7 @@ impl Ledger {
         for p in pools {
             self.upsert_pool(p);
         }
-        if list_rv.is_some() {
-            self.pool_floor = list_rv.max(self.pool_floor);
-        }
+        self.pools.raise_floor(list_rv);
         removed
     }
 
@@ -234,14 +210,14 @@ impl Ledger {
         }
         self.pools
             .iter()
-            .all(|(n, e)| names.contains(n.as_str()) || later_than(e.resource_version, list_rv))
+            .all(|(n, e)| names.contains(n.as_str()) || later_than(e.rev.rv, list_rv))
     }
 
     /// True when the ledger holds pool `name` as the object `rev` names, at
     /// that revision or a later one.
     fn holds_at_least(&self, name: &str, rev: &Revision) -> bool {
         self.pools.get(name).is_some_and(|e| {
-            e.uid == rev.uid && matches!((e.resource_version, rev.rv), (Some(a), Some(b)) if a >= b)
+            e.rev.uid == rev.uid && matches!((e.rev.rv, rev.rv), (Some(a), Some(b)) if a >= b)
         })
     }
 
@@ -251,16 +227,33 @@ impl Ledger {
         }
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for n in names {
-            if let Some(mut p) = self.pools.remove(&n) {
-                self.prune_retired(&mut p);
-                self.pools.insert(n, p);
-            }
+            self.prune_retired_of(&n);
+        }
+    }
+
+    /// Prunes the retired prefixes of the pool held as `name`.
+    fn prune_retired_of(&mut self, name: &str) {
+        let Some(p) = self.pools.get(name) else {
+            return;
+        };
+        let kept = self.retired_in_use(&p.retired);
+        if let Some(p) = self.pools.get_mut(name) {
+            p.retired = kept;
         }
     }
 
     /// Retired prefixes stay only while some Node holds space inside them.
     fn prune_retired(&self, p: &mut PoolEntry) {
         p.retired.retain(|r| self.held_inside(r).next().is_some());
+    }
+
+    /// The same, of a pool in the map.
+    fn retired_in_use(&self, retired: &BTreeSet<IpNet>) -> BTreeSet<IpNet> {
+        retired
+            .iter()
+            .filter(|r| self.held_inside(r).next().is_some())
+            .copied()
+            .collect()
     }
 
     /// Rebuilds every pool's free space from the definitions, the Nodes,
@@ -367,7 +360,7 @@ impl Ledger {
 
     /// The UID of the pool object held under `name`.
     pub fn pool_uid(&self, name: &str) -> Option<String> {
-        self.pools.get(name).map(|p| p.uid.clone())
+        self.pools.get(name).map(|p| p.rev.uid.clone())
     }
 
     /// Why pool `name` serves nothing, if it does not.
@@ -379,9 +372,4 @@ impl Ledger {
             .err()
             .map(|e| e.0.as_str())
     }
-}
-
-/// True when both are known and `a` is later than `b`.
-fn later_than(a: Option<u64>, b: Option<u64>) -> bool {
-    matches!((a, b), (Some(a), Some(b)) if a > b)
 }

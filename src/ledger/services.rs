@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::Ledger;
-use super::order::{self, Order, Revision};
+use super::order::{Order, Revision};
+use super::records::Record;
 use crate::alloc::Family;
 use crate::alloc::addresses::{first_free, from_u128, usable, usable_count};
 use crate::api::Purpose;
@@ -51,6 +52,12 @@ pub(super) struct ServiceEntry {
     ips: Vec<IpAddr>,
 }
 
+impl Record for ServiceEntry {
+    fn rev(&self) -> &Revision {
+        &self.rev
+    }
+}
+
 /// Why a Service gets no address now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddressWait {
@@ -85,21 +92,8 @@ impl Ledger {
             uid: s.uid.clone(),
             rv: s.resource_version,
         };
-        let held = self.services.get(&s.key).map(|e| &e.rev);
-        match order::order(
-            held,
-            self.service_tombstones.get(&s.key),
-            self.service_floor,
-            &rev,
-        ) {
-            Order::Stale => return false,
-            Order::Replaces => {
-                if let Some(old) = self.services.get(&s.key) {
-                    let dead = old.rev.clone();
-                    self.service_tombstones.bury(&s.key, dead);
-                }
-            }
-            Order::New | Order::Newer => {}
+        if self.services.admit(&s.key, &rev) == Order::Stale {
+            return false;
         }
         let old_ips = self
             .services
@@ -148,20 +142,14 @@ impl Ledger {
     /// Forgets Service `key` if it is still the object `uid`; its addresses
     /// are free. Returns true when it held some.
     pub fn remove_service(&mut self, key: &str, uid: &str, rv: Option<u64>) -> bool {
-        self.service_tombstones.bury(
-            key,
-            Revision {
-                uid: uid.to_string(),
-                rv,
-            },
-        );
-        if self.services.get(key).is_none_or(|e| e.rev.uid != uid) {
-            return false;
-        }
-        self.release_service(key);
-        let Some(e) = self.services.remove(key) else {
+        let dead = Revision {
+            uid: uid.to_string(),
+            rv,
+        };
+        let Some(e) = self.services.remove(key, dead) else {
             return false;
         };
+        self.release_service(key);
         for ip in &e.ips {
             self.unhold_address(key, ip);
         }
@@ -175,21 +163,13 @@ impl Ledger {
         services: &[ServiceSnapshot],
         list_rv: Option<u64>,
     ) -> Vec<String> {
-        if let (Some(r), Some(floor)) = (list_rv, self.service_floor)
-            && r < floor
-        {
-            return vec![];
-        }
         let listed: BTreeSet<&str> = services.iter().map(|s| s.key.as_str()).collect();
-        let gone: Vec<(String, Revision)> = self
+        let Some(gone) = self
             .services
-            .iter()
-            .filter(|(k, e)| {
-                !listed.contains(k.as_str())
-                    && !matches!((e.rev.rv, list_rv), (Some(a), Some(b)) if a > b)
-            })
-            .map(|(k, e)| (k.clone(), e.rev.clone()))
-            .collect();
+            .list_gone(|k| listed.contains(k.as_str()), list_rv)
+        else {
+            return vec![];
+        };
         let mut removed = vec![];
         for (k, rev) in gone {
             self.remove_service(&k, &rev.uid, rev.rv);
@@ -198,9 +178,7 @@ impl Ledger {
         for s in services {
             self.upsert_service(s);
         }
-        if list_rv.is_some() {
-            self.service_floor = list_rv.max(self.service_floor);
-        }
+        self.services.raise_floor(list_rv);
         removed
     }
 

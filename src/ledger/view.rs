@@ -190,7 +190,7 @@ impl Ledger {
     fn view_with(&self, name: &str, waiting: &BTreeMap<String, Waiting>) -> Option<PoolView> {
         let p = self.pools.get(name)?;
         let mut v = PoolView {
-            uid: p.uid.clone(),
+            uid: p.rev.uid.clone(),
             generation: p.generation,
             delegation: p.delegation.clone(),
             ..Default::default()

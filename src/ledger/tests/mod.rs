@@ -102,6 +102,7 @@ mod claims;
 mod grace;
 mod order;
 mod pools;
+mod records;
 mod services;
 
 #[test]
