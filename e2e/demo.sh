@@ -42,11 +42,11 @@ e2e/cni/build.sh >/dev/null
 kcm="$(e2e/kcm/build.sh)"
 node="$(e2e/node/build.sh)"
 make --no-print-directory image IMAGE_ARCHES=amd64 >/dev/null
-cargo build --locked --tests --test lab -q
+cargo build --locked --tests --test system -q
 echo "    ready in $(($(date +%s) - start)) s"
 echo "==> the lab: control plane, kube-controller-manager, kube-scheduler, two Nodes"
 echo "    (containerd, runc, kubelet, kube-proxy each), then the README's install lines"
 NODE_COMPONENTS="$node" KCM_BIN="$kcm" CONTROLPLANE_BIN="$(e2e/controlplane/build.sh)" \
-  e2e/scoped.sh cargo test --locked -q --test lab -- --nocapture 2>&1 |
+  e2e/scoped.sh cargo test --locked -q --test system lab:: -- --nocapture 2>&1 |
   grep -vE '^(running [0-9]+ test|test result:|\s*$)'
 echo "demo done in $(($(date +%s) - start)) s; everything it started is stopped"

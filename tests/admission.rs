@@ -3,7 +3,7 @@
 //! own parser on durations. Also keeps the committed CRD in sync with the
 //! Rust types.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};

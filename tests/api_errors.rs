@@ -2,7 +2,7 @@
 //! a ValidatingAdmissionPolicy is reported and retried with backoff, the rest
 //! proceeds, and nothing is lost once the refusal ends.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! objects accepted by the real API server, the CRD and deploy/ kept in sync,
 //! and install / upgrade / uninstall into the shared test control plane.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 #[path = "chart/alerts.rs"]
 mod alerts;

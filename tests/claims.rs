@@ -5,7 +5,7 @@
 //! without kube-controller-manager's service-cidr controller. Every check
 //! reads what the API server holds.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::time::Duration;
 

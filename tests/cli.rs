@@ -1,6 +1,6 @@
 //! The command line: help, `crd`, `ula`, and clear start-up failures.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::process::Command;
 

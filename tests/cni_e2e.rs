@@ -6,7 +6,7 @@
 //! namespace, and pods on different nodes talk TCP, each server seeing the
 //! client pod's own address (no NAT).
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

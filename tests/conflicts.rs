@@ -7,7 +7,7 @@
 //! `status.conflicts`) and keeps its prefix. Every check reads what the
 //! API server holds.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The API-server facts the operator is built on, shown on the real
 //! kube-apiserver the harness starts.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! transitions happen within the test. Every check reads the API server or
 //! Kea's own lease file.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -569,7 +569,7 @@ async fn a_server_gone_past_the_valid_lifetime_and_back_with_another_block_renum
 /// dies, the other takes over and renews the same binding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_leader_change_the_new_leader_renews_the_same_binding() {
-    let Some(case) = Case::new("lc").await else {
+    let Some(case) = Case::new("le").await else {
         return;
     };
     let _d = DumpOnPanic(&case.cp);

@@ -1,7 +1,7 @@
 //! Dual-stack pairing: one write with both families, in the primary family's
 //! order, or nothing at all.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! one prefix of the pool and no two prefixes overlap. The long versions are
 //! `make chaos` (e2e/bench).
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::collections::HashSet;
 use std::path::Path;

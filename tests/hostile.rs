@@ -3,7 +3,7 @@
 //! and every other pool and Node keeps being served; the operator never
 //! stops.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

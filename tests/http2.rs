@@ -2,7 +2,7 @@
 //! real kube-apiserver every request shares one connection, where the
 //! HTTP/1.1 client opens one per request in flight.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Node;

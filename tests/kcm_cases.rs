@@ -4,7 +4,7 @@
 //! with kube-controller-manager lists them; what KCM does is said at each
 //! test, what the operator must do is asserted.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! TCP, and the pod behind the `externalTrafficPolicy: Local` LoadBalancer
 //! address sees the client's own address (no SNAT).
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

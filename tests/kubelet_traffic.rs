@@ -14,7 +14,7 @@
 //! write refused as a write-once violation). The long
 //! version is `make chaos CHAOS_ARGS="--scenarios kubelet-backlog,kubelet-burst"`.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 #[allow(dead_code)]
 #[path = "../e2e/bench/src/history.rs"]

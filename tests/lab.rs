@@ -38,7 +38,7 @@ mod config;
 mod install;
 #[path = "lab/node.rs"]
 mod node;
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

@@ -63,7 +63,7 @@ mod install;
 #[path = "lab/node.rs"]
 #[allow(dead_code)]
 mod node;
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

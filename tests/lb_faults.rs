@@ -4,7 +4,7 @@
 //! Service holds exactly one address of the claim, and no address is held
 //! by two Services.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
 //! Leader election: two replicas against one API server, only the Lease
 //! holder writes, and a crashed leader is replaced within the lease duration.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Sticky prefixes (`retainFor`) and the reuse delay (`reuseAfter`) against
 //! the real API server, across an operator restart.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::time::Duration;
 

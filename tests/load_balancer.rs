@@ -4,7 +4,7 @@
 //! by two Services across an operator killed in the middle of a burst.
 //! Every check reads what the API server holds.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,6 +1,6 @@
 //! The operator binary's /healthz, /readyz, /metrics and JSON logs.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The operator's core job against a real API server: each test starts its
 //! own control plane (an operator sees every Node, so two must not share one).
 
-mod support;
+use prefix_operator_testsupport as support;
 
 #[path = "operator/admin_view.rs"]
 mod admin_view;

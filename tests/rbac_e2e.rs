@@ -8,7 +8,7 @@
 //! the next round. A verb the test cannot show to be needed fails the test.
 //! How each permission is made needed: `rbac_e2e/provoke.rs`.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 #[path = "rbac_e2e/provoke.rs"]
 mod provoke;

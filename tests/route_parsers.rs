@@ -4,7 +4,7 @@
 //! `e2e/debs/fetch.sh` unpacks into the cache. Routes, comments for Nodes
 //! without an address of the family, and conflicts, both families.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! namespace, and a TCP connection between pod addresses of two "node"
 //! namespaces through it — global pod addresses, no NAT.
 
-mod support;
+use prefix_operator_testsupport as support;
 
 use std::process::Command;
 

@@ -9,7 +9,7 @@
 //! of test processes that are gone (killed by a timeout, say: a SIGKILLed
 //! test runs no drop).
 //!
-//! [`LabNode`]: crate::node::LabNode
+//! [`LabNode`]: super::node::LabNode
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -22,11 +22,11 @@ use std::time::Duration;
 use kube::Client;
 use prefix_operator_testenv::{ControlPlane, Identity, Options, Supervised};
 
-use crate::node::{LabNode, components};
-use crate::support::cni::{Lab, TestNode};
-use crate::support::components::{kcm_bin, kube_proxy_bin};
-use crate::support::netns::{forward_at, nsip, nssysctl};
-use crate::support::{admin, kubeconfig_in_netns};
+use super::node::{LabNode, components};
+use super::support::cni::{Lab, TestNode};
+use super::support::components::{kcm_bin, kube_proxy_bin};
+use super::support::netns::{forward_at, nsip, nssysctl};
+use super::support::{admin, kubeconfig_in_netns};
 
 /// The API server's advertised address: on the router namespace's loopback,
 /// reached by every node through its default route.
@@ -126,7 +126,7 @@ impl Cluster {
             &tmp.path().join("kube-scheduler.log"),
         )
         .expect("start kube-scheduler");
-        let debs = crate::support::debs::debs();
+        let debs = super::support::debs::debs();
         Some(Cluster {
             nodes: Vec::new(),
             scheduler: Some(scheduler),
@@ -137,7 +137,7 @@ impl Cluster {
             components,
             kubeconfig,
             cluster_cidr: cluster_cidr.into(),
-            iptables_env: crate::support::debs::iptables_env(&debs),
+            iptables_env: super::support::debs::iptables_env(&debs),
             dir: tmp.path().to_path_buf(),
             _tmp: tmp,
         })
@@ -282,7 +282,7 @@ impl Drop for Cluster {
 /// it saw.
 pub fn ask_http(from_ns: &str, to: SocketAddr, patience: Duration) -> (String, std::net::IpAddr) {
     use std::io::{Read, Write};
-    let text = crate::support::netns::in_netns(from_ns, move || {
+    let text = super::support::netns::in_netns(from_ns, move || {
         let deadline = std::time::Instant::now() + patience;
         loop {
             let attempt = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use crate::cluster::Cluster;
-use crate::support::helm::Helm;
-use crate::support::wait_for;
+use super::cluster::Cluster;
+use super::support::helm::Helm;
+use super::support::wait_for;
 
 /// Where the chart installs the operator.
 pub const NS: &str = "kube-system";
@@ -56,7 +56,7 @@ pub fn pod_ready(p: &Pod) -> bool {
 
 pub fn run(what: &str, mut cmd: std::process::Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    crate::support::helm::ok(what, out)
+    super::support::helm::ok(what, out)
 }
 
 /// Runs one README install line on the lab: `make` in the checkout, `ctr`
@@ -177,7 +177,7 @@ pub fn manifest_dir() -> &'static Path {
 /// (10.96.0.1:443 to the advertised API server): how the operator's pods
 /// reach the API server.
 pub async fn wait_kube_proxy(c: &Cluster) {
-    let endpoint = format!("{}:{}", crate::cluster::API_ADDRESS, c.cp.api_port());
+    let endpoint = format!("{}:{}", super::cluster::API_ADDRESS, c.cp.api_port());
     for i in 0..c.nodes.len() {
         let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
         wait_for(&what, WAIT, || async {

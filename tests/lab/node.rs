@@ -1,12 +1,12 @@
 //! One lab Node: containerd (with the runc shim and runc) and a kubelet,
 //! built by `e2e/node/build.sh`, in the network namespace of a
-//! [`TestNode`](crate::support::cni::TestNode), with every directory under
+//! [`TestNode`](super::support::cni::TestNode), with every directory under
 //! the test's temp dir, its own containerd socket and its own cgroup root.
 //!
 //! Both run in one private mount namespace held by a `sleep` process (a copy
 //! of the host's, so the cgroup v1 hierarchies stay visible; `ip netns exec`
 //! would remount /sys without them), with the node's state directory bound
-//! on /var/lib as [`Lab::pod`](crate::support::cni::Lab::pod) does for
+//! on /var/lib as [`Lab::pod`](super::support::cni::Lab::pod) does for
 //! host-local's leases, and a tmpfs of its own on /run: the shims put their
 //! sockets in /run/containerd/s and runc its state in /run/containerd/runc
 //! whatever containerd's state dir is. The container mounts, the pods'
@@ -15,7 +15,7 @@
 //!
 //! The shims and containers are not children of the test (containerd's
 //! shim daemonizes): [`LabNode`]'s drop kills them by the node's tag, see
-//! [`cleanup`](crate::cleanup), so nothing outlives the test even when it
+//! [`cleanup`](super::cleanup), so nothing outlives the test even when it
 //! panics.
 
 use std::path::{Path, PathBuf};
@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use prefix_operator_testenv::{ControlPlane, Supervised};
 
-use crate::cleanup;
-use crate::config::{containerd_config, kubelet_config};
-use crate::support::cni::TestNode;
-use crate::support::kubeconfig_in_netns;
+use super::cleanup;
+use super::config::{containerd_config, kubelet_config};
+use super::support::cni::TestNode;
+use super::support::kubeconfig_in_netns;
 
 /// The directory `e2e/node/build.sh` prints: `bin/` (kubelet, containerd,
 /// containerd-shim-runc-v2, ctr, runc) and `images/` (pause.tar and
@@ -36,7 +36,7 @@ pub fn components() -> PathBuf {
     if let Some(d) = std::env::var_os("NODE_COMPONENTS") {
         return PathBuf::from(d);
     }
-    crate::support::built_by("e2e/node/build.sh")
+    super::support::built_by("e2e/node/build.sh")
 }
 
 /// The name the pause image carries in its tarball (the sandbox image).

@@ -19,7 +19,9 @@
 //! - once every message is delivered, the ledger holds exactly the server's
 //!   Nodes and prefixes.
 
+#[path = "operator.rs"]
 mod operator;
+#[path = "server.rs"]
 mod server;
 
 use ipnet::IpNet;

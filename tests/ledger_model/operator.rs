@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use prefix_operator::alloc::Family;
 use prefix_operator::ledger::{Ledger, NodeSnapshot, Plan};
 
-use crate::server::Answer;
+use super::server::Answer;
 
 pub type Picks = Vec<(String, IpNet)>;
 

@@ -229,7 +229,7 @@ pub fn run_recipe(kubectl_dir: &Path, kubeconfig: &Path, node: &TestNode) -> ser
 /// What `prefix-operator routes --format ip` prints for the cluster of
 /// `kubeconfig`: the whole text, and the `ip ...` lines a router applies.
 pub fn ip_routes(kubeconfig: &Path) -> (String, Vec<String>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_prefix-operator"))
+    let out = Command::new(super::operator_bin())
         .args(["routes", "--format", "ip", "--kubeconfig"])
         .arg(kubeconfig)
         .output()

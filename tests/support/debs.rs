@@ -3,7 +3,6 @@
 //! them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The unpacked packages (fetched on first use, then cached).
 pub fn debs() -> PathBuf {

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 /// The chart.
 pub fn chart_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/prefix-operator")
+    super::repo().join("charts/prefix-operator")
 }
 
 /// helm with its own config, cache and data directories (never the user's),
@@ -14,6 +14,12 @@ pub fn chart_dir() -> PathBuf {
 pub struct Helm {
     pub home: tempfile::TempDir,
     pub bin: PathBuf,
+}
+
+impl Default for Helm {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Helm {

@@ -2,7 +2,6 @@
 //! operator run in-process; helm ([`helm`]) and RBAC rules ([`rbac`]).
 //! The operator binary as a child process is
 //! `prefix_operator_testenv::OperatorProcess`.
-#![allow(dead_code, unused_imports)]
 
 pub mod claims;
 pub mod cni;
@@ -16,18 +15,38 @@ pub mod rbac;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeSpec};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use prefix_operator::app::{App, Config, Leadership};
 use prefix_operator::controller::{Health, Settings};
 use prefix_operator::metrics::Metrics;
 pub use prefix_operator_testenv::{ControlPlane, Identity, Options, shared};
 use tokio::sync::{oneshot, watch};
+
+/// The repository's root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .canonicalize()
+        .expect("the repository root")
+}
+
+/// The operator binary cargo built beside the running test
+/// (`target/<profile>/prefix-operator`; a test runs from
+/// `target/<profile>/deps`).
+pub fn operator_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("prefix-operator"))
+        .expect("the test runs from target/<profile>/deps");
+    assert!(bin.exists(), "{} is not built (cargo test builds it)", bin.display());
+    bin
+}
 
 /// Prints the control plane's log tails if the test panics.
 pub struct DumpOnPanic<'a>(pub &'a ControlPlane);
@@ -262,7 +281,7 @@ impl Drop for Operator {
 /// when the cache does not have it), as a path. `script` is relative to
 /// the checkout.
 pub fn built_by(script: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let path = repo().join(script);
     let out = std::process::Command::new(&path)
         .output()
         .unwrap_or_else(|e| panic!("running {script}: {e}"));

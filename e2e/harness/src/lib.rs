@@ -360,14 +360,35 @@ fn tracing_free_log(msg: &str) {
     }
 }
 
-/// One control plane per process, started on first use and killed when the
-/// process exits (normally, by panic, or by signal).
+/// One control plane per test subject, started on first use and killed
+/// when the process exits (normally, by panic, or by signal). A subject is
+/// a file under `tests/` with the folder of the same name (`tests/chart.rs`
+/// and `tests/chart/*.rs`): its cases share the control plane; the
+/// subjects grouped into one test binary do not share theirs (their objects
+/// and operators stay apart, as when each was a binary of its own).
+#[track_caller]
 pub fn shared() -> &'static ControlPlane {
-    static CP: OnceLock<ControlPlane> = OnceLock::new();
-    CP.get_or_init(|| match ControlPlane::start(Options::default()) {
+    type Planes = std::collections::BTreeMap<&'static str, &'static OnceLock<ControlPlane>>;
+    static PLANES: std::sync::Mutex<Planes> = std::sync::Mutex::new(Planes::new());
+    let file = subject(std::panic::Location::caller().file());
+    let cell: &'static OnceLock<ControlPlane> = {
+        let mut planes = PLANES.lock().unwrap_or_else(|p| p.into_inner());
+        planes
+            .entry(file)
+            .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+    };
+    cell.get_or_init(|| match ControlPlane::start(Options::default()) {
         Ok(cp) => cp,
         Err(e) => panic!("starting the test control plane failed: {e:#}"),
     })
+}
+
+/// The test subject of source file `file`: `tests/chart/install.rs` and
+/// `tests/chart.rs` are both `chart`.
+fn subject(file: &'static str) -> &'static str {
+    let rest = file.rsplit_once("tests/").map_or(file, |(_, r)| r);
+    let first = rest.split('/').next().unwrap_or(rest);
+    first.strip_suffix(".rs").unwrap_or(first)
 }
 
 /// Calls `check` every `every` until it returns `Some`; fails after `timeout`
@@ -391,5 +412,19 @@ where
             bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject;
+
+    #[test]
+    fn a_test_subject_is_its_file_or_folder_under_tests() {
+        assert_eq!(subject("tests/chart.rs"), "chart");
+        assert_eq!(subject("tests/chart/install.rs"), "chart");
+        assert_eq!(subject("/work/repo/tests/lab/cluster.rs"), "lab");
+        assert_eq!(subject("tests/operator/admin_view.rs"), "operator");
+        assert_ne!(subject("tests/claims.rs"), subject("tests/conflicts.rs"));
     }
 }
