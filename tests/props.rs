@@ -5,5 +5,7 @@
 mod alloc_props;
 #[path = "fuzz_validation.rs"]
 mod fuzz_validation;
+#[path = "layout.rs"]
+mod layout;
 #[path = "ledger_model/main.rs"]
 mod ledger_model;

@@ -19,7 +19,8 @@
 //!   own, their status;
 //! - [`services`]: the LoadBalancer Service lane — ingress addresses;
 //! - [`lane`]: the work queue claims and Services share (pure; Nodes have
-//!   their own [`nodes`] pipeline, which also batches the pool check);
+//!   their own [`nodes`] pipeline, which also batches the pool check), and
+//!   [`lane_answer`]: what comes back to those two lanes;
 //! - [`pool_status`]: the pools' statuses, what they say and their writes;
 //! - [`reconciler`]: the loop;
 //! - [`warned`], [`events`]: Warnings sent once, Events published off the
@@ -33,6 +34,7 @@ mod claims;
 mod core;
 pub mod events;
 mod lane;
+mod lane_answer;
 mod nodes;
 mod pool_status;
 mod pools;

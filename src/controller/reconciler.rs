@@ -71,8 +71,8 @@ impl Woke {
     fn kind(&self) -> &'static str {
         match self {
             Woke::Nodes(a) => a.kind(),
-            Woke::Claims(a) => a.kind(),
-            Woke::Services(a) => a.kind(),
+            Woke::Claims(a) => a.kind("claim_answer", "claim_relist"),
+            Woke::Services(a) => a.kind("service_answer", "service_relist"),
             Woke::Input(i) => i.kind(),
             Woke::StatusWritten(_) => "status_written",
             Woke::Leadership(_) => "leadership",

@@ -44,7 +44,11 @@ pub fn operator_bin() -> std::path::PathBuf {
         .and_then(|deps| deps.parent())
         .map(|dir| dir.join("prefix-operator"))
         .expect("the test runs from target/<profile>/deps");
-    assert!(bin.exists(), "{} is not built (cargo test builds it)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is not built (cargo test builds it)",
+        bin.display()
+    );
     bin
 }
 

@@ -14,7 +14,7 @@
 //! carrying the operator's finalizer. Deleting the claim deletes the
 //! ServiceCIDR (the API server then allocates nothing more from it); the
 //! prefix stays claimed until no ClusterIP inside remains on the watch
-//! and a grace has passed (see [`super::service_cidrs`]), then the
+//! and a grace has passed (see [`cidrs`]), then the
 //! ServiceCIDR is let go, and the claim after it.
 //!
 //! - [`input`]: what a claim state does to the picture, and which claims
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, ResourceExt};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::core::Core;
@@ -89,23 +89,8 @@ pub(crate) struct Done {
 /// Every claim list a new leader reads before its first write.
 pub(crate) type ClaimList = Result<(Vec<WatchedClaim>, Option<String>), kube::Error>;
 
-/// What came back to the claim lane.
-// Answers live for one loop turn; boxing the larger variant buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Answer {
-    Done(Result<Done, JoinError>),
-    List(Result<ClaimList, JoinError>),
-}
-
-impl Answer {
-    /// The `kind` label of `prefix_operator_loop_turn_seconds`.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Answer::Done(_) => "claim_answer",
-            Answer::List(_) => "claim_relist",
-        }
-    }
-}
+/// What came back to the lane.
+pub(crate) type Answer = super::lane_answer::Answer<Done, ClaimList>;
 
 /// The PrefixClaim lane's state.
 pub(crate) struct ClaimLane {
@@ -121,7 +106,7 @@ pub(crate) struct ClaimLane {
     /// ServiceCIDRs known deleted (late answers do not revive them).
     gone_cidrs: crate::ledger::order::Tombstones,
     /// Since when a draining claim's prefix has held no ClusterIP (see
-    /// [`super::service_cidrs`]).
+    /// [`cidrs`]).
     pub(crate) quiet_since: HashMap<String, Instant>,
     /// Claims to look at, in flight, waiting out a failure.
     pub(crate) lane: Lane,
@@ -158,12 +143,7 @@ impl ClaimLane {
 
     /// The next answer of a request in flight (pending while there is none).
     pub(crate) async fn answer(&mut self) -> Answer {
-        tokio::select! {
-            biased;
-            Some(r) = self.tasks.join_next(), if !self.tasks.is_empty() => Answer::Done(r),
-            Some(r) = self.lists.join_next(), if !self.lists.is_empty() => Answer::List(r),
-            else => std::future::pending().await,
-        }
+        super::lane_answer::next(&mut self.tasks, &mut self.lists).await
     }
 
     pub(crate) fn on_answer(&mut self, core: &mut Core, a: Answer) {

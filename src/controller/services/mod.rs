@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use kube::Api;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::core::Core;
@@ -34,23 +34,8 @@ pub(crate) struct Done {
     settle: bool,
 }
 
-/// What came back to the Service lane.
-// Answers live for one loop turn; boxing the larger variant buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Answer {
-    Done(Result<Done, JoinError>),
-    List(Result<ServiceList, JoinError>),
-}
-
-impl Answer {
-    /// The `kind` label of `prefix_operator_loop_turn_seconds`.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Answer::Done(_) => "service_answer",
-            Answer::List(_) => "service_relist",
-        }
-    }
-}
+/// What came back to the lane.
+pub(crate) type Answer = super::lane_answer::Answer<Done, ServiceList>;
 
 /// The LoadBalancer Service lane's state.
 pub(crate) struct ServiceLane {
@@ -91,12 +76,7 @@ impl ServiceLane {
 
     /// The next answer of a request in flight (pending while there is none).
     pub(crate) async fn answer(&mut self) -> Answer {
-        tokio::select! {
-            biased;
-            Some(r) = self.tasks.join_next(), if !self.tasks.is_empty() => Answer::Done(r),
-            Some(r) = self.lists.join_next(), if !self.lists.is_empty() => Answer::List(r),
-            else => std::future::pending().await,
-        }
+        super::lane_answer::next(&mut self.tasks, &mut self.lists).await
     }
 
     pub(crate) fn on_answer(&mut self, core: &mut Core, a: Answer) {
