@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::events::{EventSink, Note};
+use super::pool_gate::PoolGate;
 use super::pool_status::writer::StatusWriter;
 use super::warned::Warned;
 use super::{Health, Settings};
@@ -62,6 +63,8 @@ pub(crate) struct Wake {
     pub(crate) deleting_claims: bool,
     /// LoadBalancer claims were bound or went: waiting Services look again.
     pub(crate) waiting_services: bool,
+    /// A check of the pools passed: claims waiting for it look again.
+    pub(crate) pools_checked: bool,
 }
 
 impl Wake {
@@ -92,6 +95,8 @@ pub(crate) struct Core {
     pub(crate) synced: Synced,
     pub(crate) relist: Relist,
     pub(crate) wake: Wake,
+    /// The pool check every plan waits for.
+    pub(crate) gate: PoolGate,
 }
 
 impl Core {
@@ -114,6 +119,7 @@ impl Core {
             synced: Synced::default(),
             relist: Relist::default(),
             wake: Wake::default(),
+            gate: PoolGate::default(),
         }
     }
 

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::k8s::errors::backoff;
 
+/// How soon a write whose outcome is unknown (a claim's bind, a Service's
+/// status) is read back.
+pub(crate) const FIRST_SETTLE: Duration = Duration::from_millis(200);
+/// How soon it is read again while it still may land.
+pub(crate) const SETTLE_AGAIN: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 pub(super) struct Lane {
     /// Keys to look at.
@@ -33,25 +39,37 @@ impl Lane {
         self.queue.extend(keys);
     }
 
-    /// The queued keys to act on now, in order: those neither in flight nor
-    /// waiting for a retry time, with the ones whose retry time has come.
-    /// The queue is emptied; what the caller does not act on it gives back
-    /// with [`Lane::push`].
-    pub(super) fn take_ready(&mut self, now: Instant) -> Vec<String> {
-        let due: Vec<String> = self
-            .retry_at
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in due {
-            self.retry_at.remove(&k);
-            self.queue.insert(k);
+    /// Up to `limit` queued keys to act on now, in order: those neither in
+    /// flight nor waiting for a retry time, with the ones whose retry time
+    /// has come. They leave the queue (so do the keys passed over: one in
+    /// flight is looked at when its answer comes, one waiting when its
+    /// retry is due); the rest stay queued. What the caller does not act
+    /// on it gives back with [`Lane::push`]. Taking a few from a long
+    /// queue costs those few, not the queue: a backlog of N keys served a
+    /// few at a time stays linear.
+    pub(super) fn take_ready(&mut self, now: Instant, limit: usize) -> Vec<String> {
+        if !self.retry_at.is_empty() {
+            let due: Vec<String> = self
+                .retry_at
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in due {
+                self.retry_at.remove(&k);
+                self.queue.insert(k);
+            }
         }
-        std::mem::take(&mut self.queue)
-            .into_iter()
-            .filter(|k| !self.busy.contains(k) && !self.retry_at.contains_key(k))
-            .collect()
+        let mut ready = Vec::new();
+        while ready.len() < limit {
+            let Some(k) = self.queue.pop_first() else {
+                break;
+            };
+            if !self.busy.contains(&k) && !self.retry_at.contains_key(&k) {
+                ready.push(k);
+            }
+        }
+        ready
     }
 
     /// A request for `key` is in flight.
@@ -117,8 +135,24 @@ mod tests {
         l.push("a");
         l.push("b");
         let now = Instant::now();
-        assert_eq!(l.take_ready(now), ["a", "b"]);
-        assert!(l.take_ready(now).is_empty());
+        assert_eq!(l.take_ready(now, usize::MAX), ["a", "b"]);
+        assert!(l.take_ready(now, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_limited_take_leaves_the_rest_queued_in_order() {
+        let mut l = Lane::default();
+        let now = Instant::now();
+        l.push_all(["d", "c", "b", "a"].map(String::from));
+        l.start("a");
+        assert_eq!(
+            l.take_ready(now, 2),
+            ["b", "c"],
+            "a in flight is passed over"
+        );
+        assert_eq!(l.take_ready(now, 0), Vec::<String>::new());
+        assert_eq!(l.take_ready(now, 5), ["d"]);
+        assert!(l.take_ready(now, 5).is_empty());
     }
 
     #[test]
@@ -128,11 +162,11 @@ mod tests {
         l.start("a");
         l.push("a");
         l.push("b");
-        assert_eq!(l.take_ready(now), ["b"]);
+        assert_eq!(l.take_ready(now, usize::MAX), ["b"]);
         assert_eq!(l.in_flight(), 1);
         l.finish("a");
         l.push("a");
-        assert_eq!(l.take_ready(now), ["a"]);
+        assert_eq!(l.take_ready(now, usize::MAX), ["a"]);
     }
 
     #[test]
@@ -144,9 +178,12 @@ mod tests {
         assert!(second > first, "{second:?} grows from {first:?}");
         assert_eq!(l.next_retry(), Some(t0 + second));
         l.push("a");
-        assert!(l.take_ready(t0).is_empty(), "waits out its backoff");
+        assert!(
+            l.take_ready(t0, usize::MAX).is_empty(),
+            "waits out its backoff"
+        );
         assert_eq!(
-            l.take_ready(t0 + second),
+            l.take_ready(t0 + second, usize::MAX),
             ["a"],
             "due: comes back by itself"
         );
@@ -166,7 +203,7 @@ mod tests {
         l.failed("a", t0);
         l.cancel_retry("a");
         l.push("a");
-        assert_eq!(l.take_ready(t0), ["a"]);
+        assert_eq!(l.take_ready(t0, usize::MAX), ["a"]);
         let first = l.failed("b", t0);
         l.failed("b", t0);
         l.forget("b");
@@ -179,7 +216,10 @@ mod tests {
         let mut l = Lane::default();
         let t0 = Instant::now();
         l.retry_at("a", t0 + Duration::from_secs(10));
-        assert!(l.take_ready(t0).is_empty());
-        assert_eq!(l.take_ready(t0 + Duration::from_secs(10)), ["a"]);
+        assert!(l.take_ready(t0, usize::MAX).is_empty());
+        assert_eq!(
+            l.take_ready(t0 + Duration::from_secs(10), usize::MAX),
+            ["a"]
+        );
     }
 }

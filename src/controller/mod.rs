@@ -14,12 +14,17 @@
 //!   every write passes; lanes tell each other what happened only through
 //!   its wake-up flags;
 //! - [`pools`]: what a PrefixPool state does to the shared picture;
-//! - [`nodes`]: the Node lane — podCIDR writes, behind a pool check;
-//! - [`claims`]: the PrefixClaim lane — binds, the ServiceCIDRs claims
-//!   own, their status;
+//! - [`pool_gate`]: the gate every plan passes — nothing is planned from
+//!   an older picture of the pools than of the Node or claim planned for —
+//!   and [`pool_checks`], the checks it asks for, one batch serving both
+//!   lanes;
+//! - [`nodes`]: the Node lane — podCIDR writes, behind the pool gate;
+//! - [`claims`]: the PrefixClaim lane — binds (behind the pool gate), the
+//!   ServiceCIDRs claims own, their status;
 //! - [`services`]: the LoadBalancer Service lane — ingress addresses;
 //! - [`lane`]: the work queue claims and Services share (pure; Nodes have
-//!   their own [`nodes`] pipeline, which also batches the pool check), and
+//!   their own [`nodes`] pipeline, first come first planned, which also
+//!   settles writes of unknown outcome), and
 //!   [`lane_answer`]: what comes back to those two lanes;
 //! - [`pool_status`]: the pools' statuses, what they say and their writes;
 //! - [`reconciler`]: the loop;
@@ -28,7 +33,8 @@
 //!
 //! Every decision a lane takes is a pure function of the picture, tested
 //! without an API server: `nodes::pipeline`, `claims::step`,
-//! `services::step`, `lane`, and the ledger's plans.
+//! `claims::outcome`, `services::step`, `lane`, `pool_gate`, and the
+//! ledger's plans.
 
 mod claims;
 mod core;
@@ -36,6 +42,8 @@ pub mod events;
 mod lane;
 mod lane_answer;
 mod nodes;
+mod pool_checks;
+mod pool_gate;
 mod pool_status;
 mod pools;
 mod reconciler;

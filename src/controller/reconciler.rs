@@ -11,6 +11,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinError;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::Health;
@@ -19,6 +20,7 @@ use super::claims::{self, ClaimLane};
 use super::core::{Core, Wake};
 use super::events::EventSink;
 use super::nodes::{self, NodeLane};
+use super::pool_checks::{PoolCheck, PoolChecks};
 use super::pool_status::{PoolStatuses, Written};
 use super::services::{self, ServiceLane};
 use crate::k8s::claims::WatchedClaim;
@@ -59,6 +61,7 @@ enum Woke {
     Nodes(nodes::Answer),
     Claims(claims::Answer),
     Services(services::Answer),
+    PoolCheck(Result<PoolCheck, JoinError>),
     Input(Input),
     StatusWritten(Written),
     Leadership(bool),
@@ -73,6 +76,7 @@ impl Woke {
             Woke::Nodes(a) => a.kind(),
             Woke::Claims(a) => a.kind("claim_answer", "claim_relist"),
             Woke::Services(a) => a.kind("service_answer", "service_relist"),
+            Woke::PoolCheck(_) => "pool_check",
             Woke::Input(i) => i.kind(),
             Woke::StatusWritten(_) => "status_written",
             Woke::Leadership(_) => "leadership",
@@ -88,6 +92,8 @@ struct Reconciler {
     nodes: NodeLane,
     claims: ClaimLane,
     services: ServiceLane,
+    /// The checks of the pools the gate asks for.
+    checks: PoolChecks,
     statuses: PoolStatuses,
     /// True while no Node write is queued or in flight: allocation Events
     /// are published only then.
@@ -109,11 +115,12 @@ pub async fn run(
     let nodes = NodeLane::new(&client);
     let claims = ClaimLane::new(&client);
     let services = ServiceLane::new(&client, settings.load_balancer.clone());
+    let checks = PoolChecks::new(&client);
     // Our own list-watches: they hand out each list with its
     // resourceVersion, which the merge needs (see `list_watch`). Aborted
     // when the reconciler returns.
     let (_nodes, nodes_in) = watch_input(nodes.api(), "Nodes", 1024, Input::Node);
-    let (_pools, pools_in) = watch_input(nodes.pools_api(), "PrefixPools", 64, Input::Pool);
+    let (_pools, pools_in) = watch_input(checks.pools_api(), "PrefixPools", 64, Input::Pool);
     let (_claims, claims_in) =
         watch_input(Api::all(client.clone()), "PrefixClaims", 64, Input::Claim);
     let (_cidrs, cidrs_in) = watch_input(
@@ -135,6 +142,7 @@ pub async fn run(
         nodes,
         claims,
         services,
+        checks,
         statuses: PoolStatuses::new(&client),
         idle: idle_tx,
         leader,
@@ -175,6 +183,7 @@ impl Reconciler {
                 a = self.nodes.answer() => Woke::Nodes(a),
                 a = self.claims.answer() => Woke::Claims(a),
                 a = self.services.answer() => Woke::Services(a),
+                c = self.checks.answer() => Woke::PoolCheck(c),
                 Some((seen, input)) = inputs.next() => {
                     self.core.metrics.observe_input_wait(input.kind(), seen.elapsed());
                     Woke::Input(input)
@@ -201,6 +210,7 @@ impl Reconciler {
             Woke::Nodes(a) => self.nodes.on_answer(core, a),
             Woke::Claims(a) => self.claims.on_answer(core, a),
             Woke::Services(a) => self.services.on_answer(core, a),
+            Woke::PoolCheck(c) => self.checks.on_answer(core, c),
             Woke::Input(Input::Node(ev)) => self.nodes.on_node_event(core, ev),
             Woke::Input(Input::Pool(ev)) => core.on_pool_event(ev),
             Woke::Input(Input::Claim(ev)) => self.claims.on_claim_event(core, ev),
@@ -229,8 +239,10 @@ impl Reconciler {
         self.nodes.dispatch(core);
         self.claims.dispatch_claims(core);
         self.services.dispatch_services(core);
-        // Dispatching may raise wake-ups too (a claim's pool check merging
-        // a newer list of pools): they are handed over at once.
+        // Last: the lanes have said whether they wait for the pool gate.
+        self.checks.dispatch(core);
+        // Dispatching may raise wake-ups too (a claim told to wait): they
+        // are handed over at once.
         self.hand_over_wakes();
         self.nodes.publish_gauges(&self.core);
         let idle = self.nodes.idle();
@@ -255,6 +267,9 @@ impl Reconciler {
             if wake.waiting_claims {
                 self.claims.wake_waiting_claims();
             }
+            if wake.pools_checked {
+                self.claims.wake_gated_claims();
+            }
             if wake.deleting_claims {
                 self.claims.wake_deleting_claims(core);
             }
@@ -276,6 +291,7 @@ impl Reconciler {
             .unwrap_or(Duration::from_secs(3600));
         [
             self.nodes.next_wake(),
+            self.core.gate.retry_at(),
             self.claims.next_retry(),
             self.services.next_retry(),
         ]

@@ -1,6 +1,6 @@
 //! What each answer to a claim's request does: a bind that landed, was
-//! refused or has an unknown outcome (read back until it settles), the pool
-//! check before a bind, a ServiceCIDR written, the last look for ClusterIPs
+//! refused or has an unknown outcome (read back until it settles), a
+//! ServiceCIDR written, the last look for ClusterIPs
 //! before a deleted claim lets go.
 
 use std::time::Instant;
@@ -22,16 +22,8 @@ impl ClaimLane {
     pub(super) fn on_claim_done(&mut self, core: &mut Core, d: Done) {
         let name = d.claim;
         self.lane.finish(&name);
-        let shown = shown(core, &d.answer);
+        let shown = shown(&d.answer);
         match (after(&d.request, &shown), d.answer) {
-            (After::ListPools, _) => self.send(core, name, Request::ListPools),
-            (After::Bind, answer) => {
-                if let Reply::PoolList(Ok((items, rv))) = answer {
-                    let rv = crate::ledger::parse_resource_version(rv.as_deref());
-                    core.merge_pool_list(&items, rv);
-                }
-                self.bind(core, name);
-            }
             (After::Bound, Reply::Claim(Ok(obj))) => self.bound(core, name, obj),
             (After::Settled, Reply::Read(Ok(Some(obj)))) => {
                 // Landed, or the claim moved on so it never can.
@@ -262,11 +254,8 @@ impl ClaimLane {
 }
 
 /// What an answer showed, for [`after`].
-fn shown(core: &Core, answer: &Reply) -> Shown {
+fn shown(answer: &Reply) -> Shown {
     match answer {
-        Reply::Pools(Ok((listed, list_rv))) if !core.ledger.pools_current(listed, *list_rv) => {
-            Shown::PoolsBehind
-        }
         Reply::Read(Ok(read)) => Shown::ReadBack(read.as_ref().map(|obj| {
             let bound = obj.status.as_ref().is_some_and(|s| s.prefix.is_some());
             let rv = obj.metadata.resource_version.clone().unwrap_or_default();

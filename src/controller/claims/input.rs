@@ -48,6 +48,7 @@ impl ClaimLane {
         if held_uid.is_none_or(|u| u == uid) && core.ledger.claim_state(name).is_none() {
             self.objects.remove(name);
             self.waits.remove(name);
+            self.gated.remove(name);
             self.warned.remove(name);
             self.lane.forget(name);
             self.quiet_since.remove(name);
@@ -72,6 +73,9 @@ impl ClaimLane {
         if !removed.is_empty() {
             self.after_space_freed(core);
         }
+        // Every claim is looked at again, from the state listed: one
+        // waiting for the pool gate needs a check sent after the list.
+        self.gated.clear();
         for name in core.ledger.claim_names() {
             self.push(&name);
         }
@@ -91,6 +95,8 @@ impl ClaimLane {
         self.take_claim_object(core, c);
         let after = core.ledger.claim_state(&snap.name);
         if before != after {
+            // A changed claim waits for a check sent after this state.
+            self.gated.remove(&snap.name);
             self.push(&snap.name);
         }
         if moved {

@@ -4,8 +4,10 @@
 //! flight; its answer comes back to the reconciler's loop like a watch
 //! event, so the ledger (the one owner of free space) decides every bind.
 //!
-//! A bind is guarded like a Node write: the prefix is reserved in the
-//! ledger first, the pools are checked to be current, and the status write
+//! A bind is guarded like a Node write: it waits for the pool gate (a
+//! check of the pools sent after the claim was seen passed — the same
+//! checks the Node lane waits for, see [`crate::controller::pool_gate`]),
+//! the prefix is reserved in the ledger, and the status write
 //! carries the claim's `resourceVersion`, so it lands on the state the
 //! choice was made for or not at all. `status.prefix` is write-once (a CEL
 //! rule of the CRD), so no later write can move a bound prefix.
@@ -44,16 +46,14 @@ use tracing::warn;
 
 use super::core::Core;
 use super::lane::Lane;
+use super::pool_gate::Stamp;
 use crate::api::PrefixClaim;
 use crate::k8s::claims::WatchedClaim;
-use crate::k8s::pools::{self, WatchedPool};
 use crate::ledger::ClaimWait;
 pub use cidrs::SERVICE_CIDR_GRACE;
 use step::Request;
 
 pub(crate) enum Reply {
-    Pools(Result<pools::Revisions, kube::Error>),
-    PoolList(Result<(Vec<WatchedPool>, Option<String>), kube::Error>),
     Claim(Result<PrefixClaim, kube::Error>),
     Read(Result<Option<PrefixClaim>, kube::Error>),
     ServiceCidr(Result<ServiceCIDR, kube::Error>),
@@ -65,9 +65,7 @@ impl Reply {
     /// The error this answer carries, if it is one.
     fn error(&self) -> Option<&kube::Error> {
         match self {
-            Reply::Pools(Err(e))
-            | Reply::PoolList(Err(e))
-            | Reply::Claim(Err(e))
+            Reply::Claim(Err(e))
             | Reply::Read(Err(e))
             | Reply::ServiceCidr(Err(e))
             | Reply::Done(Err(e))
@@ -97,8 +95,6 @@ pub(crate) struct ClaimLane {
     pub(crate) api: Api<PrefixClaim>,
     service_cidrs_api: Api<ServiceCIDR>,
     addresses_api: Api<IPAddress>,
-    guarded_pools: Api<WatchedPool>,
-    pools_api: Api<crate::api::PrefixPool>,
     /// Each claim as last taken into the ledger (objects that decode).
     objects: HashMap<String, PrefixClaim>,
     /// ServiceCIDRs by name, as watched.
@@ -114,6 +110,8 @@ pub(crate) struct ClaimLane {
     waits: HashMap<String, ClaimWait>,
     /// Waiting claims to plan again (space may have freed).
     replan: BTreeSet<String>,
+    /// Claims that wait for the pool gate before a bind, with their stamp.
+    gated: HashMap<String, Stamp>,
     /// Last Warning sent per claim (sent once per distinct reason).
     warned: HashMap<String, String>,
     pub(crate) tasks: JoinSet<Done>,
@@ -126,8 +124,6 @@ impl ClaimLane {
             api: Api::all(client.clone()),
             service_cidrs_api: Api::all(client.clone()),
             addresses_api: Api::all(client.clone()),
-            guarded_pools: Api::all(client.clone()),
-            pools_api: Api::all(client.clone()),
             objects: HashMap::new(),
             service_cidrs: HashMap::new(),
             quiet_since: HashMap::new(),
@@ -135,6 +131,7 @@ impl ClaimLane {
             lane: Lane::default(),
             waits: HashMap::new(),
             replan: BTreeSet::new(),
+            gated: HashMap::new(),
             warned: HashMap::new(),
             tasks: JoinSet::new(),
             lists: JoinSet::new(),
@@ -188,6 +185,12 @@ impl ClaimLane {
 
     pub(crate) fn push(&mut self, name: &str) {
         self.lane.push(name);
+    }
+
+    /// A check of the pools passed: claims waiting for the gate look
+    /// again (those it covers bind).
+    pub(crate) fn wake_gated_claims(&mut self) {
+        self.lane.push_all(self.gated.keys().cloned());
     }
 }
 

@@ -8,20 +8,13 @@ use std::time::Duration;
 use super::step::Request;
 use crate::k8s::errors::WriteOutcome;
 
-/// How soon a bind whose outcome is unknown is read back.
-pub(crate) const FIRST_SETTLE: Duration = Duration::from_millis(200);
-/// How soon it is read again while it still may land.
-pub(crate) const SETTLE_AGAIN: Duration = Duration::from_secs(1);
+use crate::controller::lane::{FIRST_SETTLE, SETTLE_AGAIN};
 
 /// What an answer showed, reduced to what decides the next move.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Shown {
-    /// The request succeeded (for a check of the pools: see
-    /// [`Shown::PoolsBehind`]).
+    /// The request succeeded.
     Answered,
-    /// A check of the pools found the ledger's picture behind the API
-    /// server.
-    PoolsBehind,
     /// The claim read back after a bind of unknown outcome: `None` when it
     /// is gone, else whether it holds a prefix and its resourceVersion.
     ReadBack(Option<(bool, String)>),
@@ -32,11 +25,6 @@ pub(crate) enum Shown {
 /// The next move after an answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum After {
-    /// The pools are current (checked, or listed and merged): choose the
-    /// claim's prefix and write it.
-    Bind,
-    /// The picture of pools is behind: read every pool whole first.
-    ListPools,
     /// The bind landed: the claim as answered is the record.
     Bound,
     /// The read-back tells the outcome (the bind landed, or the claim
@@ -61,8 +49,6 @@ pub(crate) enum After {
 pub(crate) fn after(request: &Request, shown: &Shown) -> After {
     use WriteOutcome::Unknown;
     match (request, shown) {
-        (Request::CheckPools, Shown::PoolsBehind) => After::ListPools,
-        (Request::CheckPools | Request::ListPools, Shown::Answered) => After::Bind,
         (Request::Bind { .. }, Shown::Answered) => After::Bound,
         (Request::Bind { .. }, Shown::Failed(Unknown)) => After::Settle(FIRST_SETTLE),
         (Request::Bind { .. }, Shown::Failed(_)) => After::ReleaseAndRetry,
@@ -98,18 +84,8 @@ mod tests {
     }
 
     #[test]
-    fn a_bind_waits_for_current_pools_and_lists_them_when_behind() {
-        assert_eq!(after(&Request::CheckPools, &Shown::Answered), After::Bind);
-        assert_eq!(
-            after(&Request::CheckPools, &Shown::PoolsBehind),
-            After::ListPools
-        );
-        assert_eq!(after(&Request::ListPools, &Shown::Answered), After::Bind);
-    }
-
-    #[test]
-    fn a_failed_pool_check_or_list_binds_nothing_and_retries() {
-        for req in [Request::CheckPools, Request::ListPools] {
+    fn a_failed_read_of_addresses_or_finalizer_write_retries() {
+        for req in [Request::CheckAddresses, Request::AddFinalizer] {
             for o in [
                 WriteOutcome::Unknown,
                 WriteOutcome::NotApplied,

@@ -15,7 +15,6 @@ use crate::controller::core::Core;
 use crate::k8s::claims as edge;
 use crate::k8s::errors::{as_leader, bounded_request as bounded};
 use crate::k8s::list_watch;
-use crate::k8s::pools;
 
 impl ClaimLane {
     /// Whether claims may be acted on: the leader, with every watch synced.
@@ -29,7 +28,12 @@ impl ClaimLane {
         if !self.claims_ready(core) {
             return;
         }
-        for name in self.lane.take_ready(Instant::now()) {
+        // Claims behind the gate ask for a check every turn they still
+        // wait (a failed check is sent again only while someone asks).
+        for stamp in self.gated.values() {
+            core.gate.wait(*stamp);
+        }
+        for name in self.lane.take_ready(Instant::now(), usize::MAX) {
             if let Some(req) = self.next_request(core, &name) {
                 self.send(core, name, req);
             }
@@ -58,10 +62,9 @@ impl ClaimLane {
         };
         match next_step(&facts) {
             Step::Nothing => None,
-            Step::Send(Request::CheckPools) => {
-                // The plan this asks for is the one `replan` wanted.
-                self.replan.remove(name);
-                Some(Request::CheckPools)
+            Step::Plan => {
+                self.plan_when_gate_passes(core, name);
+                None
             }
             Step::Send(req) => Some(req),
             Step::Status(consumer) => {
@@ -164,9 +167,7 @@ impl ClaimLane {
                 self.settle_claim(name, rv, Duration::ZERO);
                 return;
             }
-            Request::CheckPools | Request::ListPools | Request::CheckAddresses => {
-                self.claim_read(&req)
-            }
+            Request::CheckAddresses => self.addresses_read(),
             Request::CreateServiceCidr
             | Request::ServiceCidrFinalizer { .. }
             | Request::DeleteServiceCidr => self.service_cidr_write(core, &name, &req),
@@ -192,23 +193,29 @@ impl ClaimLane {
         move || deadline.as_ref().is_some_and(|d| !crate::leader::within(d))
     }
 
-    /// The reads a claim's step may need: pools, or the IPAddresses.
-    pub(super) fn claim_read(&self, req: &Request) -> Option<Pending> {
-        Some(match req {
-            Request::CheckPools => {
-                let api = self.pools_api.clone();
-                Box::pin(async move { Reply::Pools(bounded(pools::list_revisions(&api)).await) })
-            }
-            Request::ListPools => {
-                let api = self.guarded_pools.clone();
-                Box::pin(async move { Reply::PoolList(bounded(list_watch::list_all(&api)).await) })
-            }
-            Request::CheckAddresses => {
-                let api = self.addresses_api.clone();
-                Box::pin(async move { Reply::Addresses(bounded(edge::ip_addresses(&api)).await) })
-            }
-            _ => return None,
-        })
+    /// Before a deleted claim lets go: the IPAddresses.
+    pub(super) fn addresses_read(&self) -> Option<Pending> {
+        let api = self.addresses_api.clone();
+        Some(Box::pin(async move {
+            Reply::Addresses(bounded(edge::ip_addresses(&api)).await)
+        }))
+    }
+
+    /// Claim `name` is to be planned: once a check of the pools sent after
+    /// it was seen has passed (the gate the Node lane waits for too), its
+    /// prefix is chosen and bound; until then it waits, and the gate is
+    /// asked for a check. A claim whose state changes takes a new stamp.
+    fn plan_when_gate_passes(&mut self, core: &mut Core, name: &str) {
+        let stamp = *self
+            .gated
+            .entry(name.to_string())
+            .or_insert_with(|| core.gate.stamp());
+        if core.gate.wait(stamp) {
+            self.gated.remove(name);
+            // The plan this makes is the one `replan` wanted.
+            self.replan.remove(name);
+            self.bind(core, name.to_string());
+        }
     }
 
     /// A write of claim `name` itself: its finalizer or its status.

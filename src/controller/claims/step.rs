@@ -13,10 +13,6 @@ use crate::ledger::ClaimState;
 /// A request for one claim.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Request {
-    /// Are the pools the ledger holds current? (Before a bind.)
-    CheckPools,
-    /// Every pool, read whole (the check found the picture behind).
-    ListPools,
     AddFinalizer,
     Bind {
         rv: String,
@@ -81,6 +77,9 @@ pub(crate) struct Facts<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Step {
     Nothing,
+    /// Choose the claim's prefix and bind it, once the pool gate lets it
+    /// (a check of the pools sent after the claim was seen passed).
+    Plan,
     Send(Request),
     /// Write the status this consumer state gives, if it differs from the
     /// claim's.
@@ -122,7 +121,7 @@ pub(crate) fn next_step(f: &Facts) -> Step {
             // pools change.
             return Step::Status(Consumer::None);
         }
-        return Step::Send(Request::CheckPools);
+        return Step::Plan;
     }
     match (st.purpose, f.cidr) {
         (Some(Purpose::ServiceCIDR), None) => Step::Send(Request::CreateServiceCidr),
@@ -202,12 +201,12 @@ mod tests {
     };
 
     #[test]
-    fn a_new_claim_gets_the_finalizer_then_a_pool_check() {
+    fn a_new_claim_gets_the_finalizer_then_a_plan() {
         let mut st = claim(Purpose::Static);
         st.finalized = false;
         assert_eq!(next_step(&facts(&st)), Step::Send(Request::AddFinalizer));
         st.finalized = true;
-        assert_eq!(next_step(&facts(&st)), Step::Send(Request::CheckPools));
+        assert_eq!(next_step(&facts(&st)), Step::Plan);
     }
 
     #[test]
@@ -219,7 +218,7 @@ mod tests {
         };
         assert_eq!(next_step(&f), Step::Status(Consumer::None));
         let f = Facts { replan: true, ..f };
-        assert_eq!(next_step(&f), Step::Send(Request::CheckPools));
+        assert_eq!(next_step(&f), Step::Plan);
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl NodeLane {
         let snaps: Vec<NodeSnapshot> = items.into_iter().filter_map(nodes::into_snapshot).collect();
         let verify = core.ledger.replace_nodes(snaps, list_rv);
         self.verify_nodes(core, verify);
-        self.pipeline.touch_all();
+        self.pipeline.touch_all(&mut core.gate);
         self.enqueue_all_unallocated(core);
         core.status.mark();
     }
@@ -61,9 +61,12 @@ impl NodeLane {
             // decision or a status reads has changed.
             return;
         }
-        self.pipeline.touch(&name);
+        self.pipeline.touch(&name, &mut core.gate);
         match core.ledger.node_has_prefixes(&name) {
-            Some(false) if !s.deleting => self.pipeline.push_waiting(&name, Instant::now()),
+            Some(false) if !s.deleting => {
+                self.pipeline
+                    .push_waiting(&name, Instant::now(), &mut core.gate)
+            }
             // Written by someone else (our own write's response records the
             // latency, even when its watch event comes first).
             _ if !self.pipeline.is_in_flight(&name) => self.pipeline.filled_elsewhere(&name),
@@ -98,7 +101,7 @@ impl NodeLane {
         names.sort();
         let now = Instant::now();
         for n in names {
-            self.pipeline.push_waiting(&n, now);
+            self.pipeline.push_waiting(&n, now, &mut core.gate);
         }
         // Pools changed: claims that waited may be served now.
         core.wake.waiting_claims = true;
@@ -108,7 +111,7 @@ impl NodeLane {
     /// told to wait are planned again.
     pub(crate) fn wake_waiting(&mut self, core: &mut Core) {
         for n in core.ledger.waiting_nodes() {
-            self.pipeline.push(&n);
+            self.pipeline.push(&n, &mut core.gate);
         }
     }
 }

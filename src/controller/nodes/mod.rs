@@ -3,16 +3,15 @@
 //! - [`input`]: what a Node state does to the picture, and which Nodes are
 //!   queued;
 //! - [`writes`]: Node writes and reads, from plan to outcome;
-//! - [`pool_check`]: the check of the pools every write batch waits for;
 //! - [`pipeline`], [`queue`]: what is written next, retries, outcomes not
-//!   known yet, and the pool-check gate (pure, unit-tested).
+//!   known yet, each Node behind the pool gate (pure, unit-tested; the gate
+//!   and its checks are shared with claims: `controller::pool_gate`).
 //!
 //! Its state is its own; what it shares (the ledger, metrics, Events) is
 //! the [`Core`] every method is handed.
 
 mod input;
 mod pipeline;
-mod pool_check;
 mod queue;
 mod writes;
 
@@ -23,13 +22,10 @@ use tokio::task::{JoinError, JoinSet};
 use tracing::{info, warn};
 
 use super::core::Core;
-use crate::api::PrefixPool;
 use crate::k8s::errors::{backoff, error_message, error_reason};
 use crate::k8s::list_watch;
 use crate::k8s::nodes::NodeLite;
-use crate::k8s::pools::WatchedPool;
 use pipeline::Pipeline;
-use pool_check::PoolCheck;
 use writes::{ReadBack, WriteResult};
 
 /// A re-list of every Node (after leadership was gained).
@@ -41,7 +37,6 @@ pub(crate) type NodeList = Result<(Vec<NodeLite>, Option<String>), kube::Error>;
 pub(crate) enum Answer {
     Write(Result<WriteResult, JoinError>),
     ReadBack(Result<ReadBack, JoinError>),
-    PoolCheck(Result<PoolCheck, JoinError>),
     List(Result<NodeList, JoinError>),
     /// A Node's retry time has come.
     Retry(String),
@@ -53,7 +48,6 @@ impl Answer {
         match self {
             Answer::Write(_) => "write_answer",
             Answer::ReadBack(_) => "read_back",
-            Answer::PoolCheck(_) => "pool_check",
             Answer::List(_) => "node_relist",
             Answer::Retry(_) => "retry",
         }
@@ -63,12 +57,9 @@ impl Answer {
 /// The Node lane's state.
 pub(crate) struct NodeLane {
     nodes_api: Api<NodeLite>,
-    pools_api: Api<PrefixPool>,
-    guarded_pools: Api<WatchedPool>,
     pipeline: Pipeline,
     writes: JoinSet<WriteResult>,
     reads: JoinSet<ReadBack>,
-    pool_checks: JoinSet<PoolCheck>,
     lists: JoinSet<NodeList>,
     /// Re-lists of Nodes failed in a row, and when the next may be sent.
     list_failures: u32,
@@ -79,12 +70,9 @@ impl NodeLane {
     pub(crate) fn new(client: &Client) -> Self {
         NodeLane {
             nodes_api: Api::all(client.clone()),
-            pools_api: Api::all(client.clone()),
-            guarded_pools: Api::all(client.clone()),
             pipeline: Pipeline::default(),
             writes: JoinSet::new(),
             reads: JoinSet::new(),
-            pool_checks: JoinSet::new(),
             lists: JoinSet::new(),
             list_failures: 0,
             list_at: None,
@@ -95,10 +83,6 @@ impl NodeLane {
         self.nodes_api.clone()
     }
 
-    pub(crate) fn pools_api(&self) -> Api<WatchedPool> {
-        self.guarded_pools.clone()
-    }
-
     /// The next answer of a request in flight, or a retry come due
     /// (pending while there is none).
     pub(crate) async fn answer(&mut self) -> Answer {
@@ -106,7 +90,6 @@ impl NodeLane {
             biased;
             Some(r) = self.writes.join_next(), if !self.writes.is_empty() => Answer::Write(r),
             Some(r) = self.reads.join_next(), if !self.reads.is_empty() => Answer::ReadBack(r),
-            Some(r) = self.pool_checks.join_next(), if !self.pool_checks.is_empty() => Answer::PoolCheck(r),
             Some(r) = self.lists.join_next(), if !self.lists.is_empty() => Answer::List(r),
             node = self.pipeline.next_retry() => Answer::Retry(node),
         }
@@ -118,14 +101,9 @@ impl NodeLane {
             Answer::Write(Err(e)) => warn!("write task failed: {e}"),
             Answer::ReadBack(Ok(r)) => self.on_read_back(core, r),
             Answer::ReadBack(Err(e)) => warn!("read-back task failed: {e}"),
-            Answer::PoolCheck(Ok(c)) => self.on_pool_check(core, c),
-            Answer::PoolCheck(Err(e)) => {
-                let delay = self.pipeline.check_lost(Instant::now());
-                warn!("pool check task failed, checking again in {delay:?}: {e}");
-            }
             Answer::List(Ok(l)) => self.on_list(core, l),
             Answer::List(Err(e)) => warn!("Node re-list task failed: {e}"),
-            Answer::Retry(node) => self.pipeline.push(&node),
+            Answer::Retry(node) => self.pipeline.push(&node, &mut core.gate),
         }
     }
 
@@ -143,12 +121,9 @@ impl NodeLane {
     }
 
     /// When the lane must be looked at again with nothing arriving: a
-    /// failed pool check or re-list may be sent again.
+    /// failed re-list may be sent again.
     pub(crate) fn next_wake(&self) -> Option<Instant> {
-        [self.pipeline.check_retry_at(), self.list_at]
-            .into_iter()
-            .flatten()
-            .min()
+        self.list_at
     }
 
     /// No Node write is queued or in flight (allocation Events are

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::queue::{Head, WriteQueue};
+use crate::controller::pool_gate::PoolGate;
 use crate::k8s::errors::{WriteOutcome, backoff};
 
 /// The prefixes of a write, with the pool each came from.
@@ -33,10 +34,8 @@ pub enum Step {
     /// Read this Node to learn whether its write with an unknown outcome
     /// landed.
     Settle { node: String, unknown: Unknown },
-    /// Send a check of the pools with this mark: nothing more can be
-    /// planned before it answers.
-    CheckPools(u64),
-    /// Nothing now.
+    /// Nothing now (or nothing before a check of the pools, asked of the
+    /// gate, passes).
     Idle,
 }
 
@@ -71,31 +70,31 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Queues `node` (unless queued already).
-    pub fn push(&mut self, node: &str) {
-        self.queue.push(node);
+    pub fn push(&mut self, node: &str, gate: &mut PoolGate) {
+        self.queue.push(node, gate);
     }
 
     /// Queues a Node that waits for prefixes, noting when it was first seen.
-    pub fn push_waiting(&mut self, node: &str, now: Instant) {
+    pub fn push_waiting(&mut self, node: &str, now: Instant, gate: &mut PoolGate) {
         self.first_seen.entry(node.to_string()).or_insert(now);
-        self.queue.push(node);
+        self.queue.push(node, gate);
     }
 
     /// The state of `node` changed (see [`WriteQueue::touch`]).
-    pub fn touch(&mut self, node: &str) {
-        self.queue.touch(node);
+    pub fn touch(&mut self, node: &str, gate: &mut PoolGate) {
+        self.queue.touch(node, gate);
     }
 
     /// Every Node's state changed: a re-list.
-    pub fn touch_all(&mut self) {
-        self.queue.touch_all();
+    pub fn touch_all(&mut self, gate: &mut PoolGate) {
+        self.queue.touch_all(gate);
     }
 
     /// The next thing to do. A Node with a write or read in flight is
     /// skipped (it is queued again when that comes back, if needed).
-    pub fn next(&mut self, now: Instant) -> Step {
+    pub fn next(&mut self, gate: &mut PoolGate) -> Step {
         loop {
-            match self.queue.pop_ready() {
+            match self.queue.pop_ready(gate) {
                 Head::Ready(node) => {
                     if self.in_flight.contains(&node) {
                         continue;
@@ -108,13 +107,7 @@ impl Pipeline {
                         None => Step::Plan(node),
                     };
                 }
-                Head::Blocked => {
-                    return self
-                        .queue
-                        .start_check(now)
-                        .map_or(Step::Idle, Step::CheckPools);
-                }
-                Head::Empty => return Step::Idle,
+                Head::Blocked | Head::Empty => return Step::Idle,
             }
         }
     }
@@ -215,29 +208,6 @@ impl Pipeline {
         self.queue.is_empty()
     }
 
-    /// A pool check answered (see [`WriteQueue`]).
-    pub fn check_passed(&mut self, mark: u64) {
-        self.queue.check_passed(mark);
-    }
-
-    /// The check in flight will never answer (see [`WriteQueue::check_lost`]).
-    pub fn check_lost(&mut self, now: Instant) -> Duration {
-        let delay = backoff(self.queue.failures() + 1);
-        self.queue.check_lost(now, delay);
-        delay
-    }
-
-    pub fn check_failed(&mut self, mark: u64, now: Instant) -> Duration {
-        let delay = backoff(self.queue.failures() + 1);
-        self.queue.check_failed(mark, now, delay);
-        delay
-    }
-
-    /// When a failed pool check may be sent again.
-    pub fn check_retry_at(&self) -> Option<Instant> {
-        self.queue.retry_at()
-    }
-
     /// Polls for the next Node whose retry is due (pending while none is
     /// scheduled).
     fn poll_retry(&mut self, cx: &mut Context<'_>) -> Poll<String> {
@@ -265,35 +235,37 @@ mod tests {
         vec![("p".into(), "2001:db8::/64".parse().expect("cidr"))]
     }
 
-    fn ready(p: &mut Pipeline, now: Instant) {
-        if let Step::CheckPools(m) = p.next(now) {
-            p.check_passed(m);
-        }
+    /// Passes a check sent after everything queued so far.
+    fn ready(p: &mut Pipeline, g: &mut PoolGate) {
+        assert_eq!(p.next(g), Step::Idle, "the head waits for a check");
+        let m = g.start_check(Instant::now()).expect("a check asked for");
+        assert!(g.check_passed(m));
     }
 
     #[tokio::test]
     async fn a_node_is_planned_after_the_pool_check() {
         let mut p = Pipeline::default();
+        let mut g = PoolGate::default();
         let now = Instant::now();
-        p.push_waiting("a", now);
-        let Step::CheckPools(m) = p.next(now) else {
-            panic!("a check comes first");
-        };
-        assert_eq!(p.next(now), Step::Idle, "one check at a time");
-        p.check_passed(m);
-        assert_eq!(p.next(now), Step::Plan("a".into()));
-        assert_eq!(p.next(now), Step::Idle);
+        p.push_waiting("a", now, &mut g);
+        assert_eq!(p.next(&mut g), Step::Idle, "a check comes first");
+        let m = g.start_check(now).expect("asked for");
+        assert_eq!(p.next(&mut g), Step::Idle);
+        assert!(g.start_check(now).is_none(), "one check covers it");
+        assert!(g.check_passed(m));
+        assert_eq!(p.next(&mut g), Step::Plan("a".into()));
+        assert_eq!(p.next(&mut g), Step::Idle);
     }
 
     #[tokio::test]
     async fn nodes_in_flight_are_skipped() {
         let mut p = Pipeline::default();
-        let now = Instant::now();
+        let mut g = PoolGate::default();
         p.begin("a");
-        p.push("a");
-        p.push("b");
-        ready(&mut p, now);
-        assert_eq!(p.next(now), Step::Plan("b".into()));
+        p.push("a", &mut g);
+        p.push("b", &mut g);
+        ready(&mut p, &mut g);
+        assert_eq!(p.next(&mut g), Step::Plan("b".into()));
         p.end("a");
         assert!(!p.is_in_flight("a"));
     }
@@ -301,13 +273,13 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_outcome_is_settled_by_a_read_not_written_again() {
         let mut p = Pipeline::default();
-        let now = Instant::now();
+        let mut g = PoolGate::default();
         let after = p.write_failed("a", "u1", &picks(), WriteOutcome::Unknown);
         assert!(matches!(after, AfterFailure::SettleAfter(_)));
-        p.push("a");
-        ready(&mut p, now);
+        p.push("a", &mut g);
+        ready(&mut p, &mut g);
         assert_eq!(
-            p.next(now),
+            p.next(&mut g),
             Step::Settle {
                 node: "a".into(),
                 unknown: Unknown {
@@ -317,9 +289,9 @@ mod tests {
             }
         );
         p.settled("a");
-        p.push("a");
-        ready(&mut p, now);
-        assert_eq!(p.next(now), Step::Plan("a".into()));
+        p.push("a", &mut g);
+        ready(&mut p, &mut g);
+        assert_eq!(p.next(&mut g), Step::Plan("a".into()));
     }
 
     #[tokio::test]
@@ -351,24 +323,26 @@ mod tests {
     #[tokio::test]
     async fn leadership_lost_drops_unknown_outcomes() {
         let mut p = Pipeline::default();
+        let mut g = PoolGate::default();
         p.write_failed("a", "u", &picks(), WriteOutcome::Unknown);
         assert_eq!(p.drop_uncertain(), vec!["a".to_string()]);
-        p.push("a");
-        ready(&mut p, Instant::now());
-        assert_eq!(p.next(Instant::now()), Step::Plan("a".into()));
+        p.push("a", &mut g);
+        ready(&mut p, &mut g);
+        assert_eq!(p.next(&mut g), Step::Plan("a".into()));
     }
 
     #[tokio::test]
     async fn the_latency_counts_from_first_seen() {
         let mut p = Pipeline::default();
+        let mut g = PoolGate::default();
         let t0 = Instant::now();
-        p.push_waiting("a", t0);
-        p.push_waiting("a", t0 + Duration::from_secs(5));
+        p.push_waiting("a", t0, &mut g);
+        p.push_waiting("a", t0 + Duration::from_secs(5), &mut g);
         assert_eq!(
             p.written("a", t0 + Duration::from_secs(7)),
             Some(Duration::from_secs(7))
         );
-        p.push_waiting("b", t0);
+        p.push_waiting("b", t0, &mut g);
         p.filled_elsewhere("b");
         assert_eq!(p.written("b", t0), None);
     }

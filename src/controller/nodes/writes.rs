@@ -52,19 +52,15 @@ pub(crate) struct WriteResult {
 }
 
 impl NodeLane {
-    /// Starts writes (and the reads and pool checks they wait for) while
-    /// there is room.
+    /// Starts writes (and the reads they wait for) while there is room; a
+    /// head waiting for the pool gate asks it for a check.
     pub(crate) fn dispatch(&mut self, core: &mut Core) {
         if !core.may_write() {
             return;
         }
         while self.writes.len() < core.settings.max_concurrent_writes {
-            match self.pipeline.next(Instant::now()) {
+            match self.pipeline.next(&mut core.gate) {
                 Step::Idle => break,
-                Step::CheckPools(mark) => {
-                    self.start_pool_check(mark);
-                    break;
-                }
                 Step::Settle { node, unknown } => {
                     // Read the Node to learn whether the write landed.
                     let purpose = ReadPurpose::Settle {
@@ -287,7 +283,7 @@ impl NodeLane {
             Ok(Some(n)) => {
                 if let Some(s) = nodes::snapshot(&n) {
                     if core.ledger.upsert_node(&s).changed {
-                        self.pipeline.touch(name);
+                        self.pipeline.touch(name, &mut core.gate);
                     }
                     if core.ledger.node_has_prefixes(name) == Some(true) {
                         // Filled by someone else: no latency of ours to record.
@@ -319,7 +315,7 @@ impl NodeLane {
                 let delay = self.pipeline.retry_later(name);
                 warn_retry(name, reason, delay, &message);
             }
-            ReadPurpose::Verify => self.pipeline.push(name),
+            ReadPurpose::Verify => self.pipeline.push(name, &mut core.gate),
             ReadPurpose::Settle { picks } => {
                 self.pipeline.settled(name);
                 let until = SystemTime::now() + UNKNOWN_WRITE_GRACE;
@@ -328,7 +324,7 @@ impl NodeLane {
                         node = name,
                         "the write with an unknown outcome did not land; planning the Node again (its prefixes are held back for {UNKNOWN_WRITE_GRACE:?} in case it still lands)"
                     );
-                    self.pipeline.push(name);
+                    self.pipeline.push(name, &mut core.gate);
                 }
                 self.wake_waiting(core);
             }

@@ -9,6 +9,7 @@ use super::step::{Answered, Outcome, Purpose, outcome};
 use super::{Done, ServiceLane};
 use crate::controller::core::Core;
 use crate::controller::events::Note;
+use crate::controller::lane::{FIRST_SETTLE, SETTLE_AGAIN};
 use crate::k8s::errors::{bounded_request as bounded, error_message, error_reason, write_outcome};
 use crate::k8s::services as edge;
 
@@ -38,7 +39,7 @@ impl ServiceLane {
         ) {
             (Outcome::SettleAgain, _, _) => {
                 // Still at the state written to: it may yet land.
-                self.settle_service(key, d.rv, d.purpose, Duration::from_secs(1));
+                self.settle_service(key, d.rv, d.purpose, SETTLE_AGAIN);
             }
             (Outcome::Commit { assigned }, Ok(Some(obj)), Some(snap)) => {
                 self.lane.succeeded(&key);
@@ -71,7 +72,7 @@ impl ServiceLane {
                 // settles it.
                 core.metrics.error(error_reason(&e));
                 warn!(service = %key, "LoadBalancer status write outcome unknown, reading back: {}", error_message(&e));
-                self.settle_service(key, d.rv, d.purpose, Duration::from_millis(200));
+                self.settle_service(key, d.rv, d.purpose, FIRST_SETTLE);
             }
             (Outcome::Retry, Err(e), _) => {
                 core.ledger.release_service(&key);

@@ -223,27 +223,36 @@ impl ServiceLane {
         if !(core.may_write() && core.synced.services) {
             return;
         }
-        let ready = self.lane.take_ready(Instant::now());
-        let mut rest = ready.into_iter();
-        for key in rest.by_ref() {
-            // As many writes in flight as for Nodes; the rest wait their turn.
-            if self.lane.in_flight() >= core.settings.max_concurrent_writes {
-                self.lane.push(&key);
-                break;
+        // As many writes in flight as for Nodes; the rest wait their turn
+        // in the queue (taken only as room frees, not all every turn).
+        loop {
+            let room = core
+                .settings
+                .max_concurrent_writes
+                .saturating_sub(self.lane.in_flight());
+            let ready = self.lane.take_ready(Instant::now(), room);
+            if ready.is_empty() {
+                return;
             }
-            match core.ledger.plan_service(&key) {
-                AddressPlan::Nothing => {
-                    self.waits.remove(&key);
-                }
-                AddressPlan::Wait(w) => self.service_waits(core, &key, &w),
-                AddressPlan::Assign(picks) => {
-                    self.waits.remove(&key);
-                    self.write_service(core, key, Purpose::Assign(picks));
-                }
-                AddressPlan::Release => self.write_service(core, key, Purpose::Release),
+            for key in ready {
+                self.plan_one(core, key);
             }
         }
-        self.lane.push_all(rest);
+    }
+
+    /// What Service `key` gets (the ledger decides), written.
+    fn plan_one(&mut self, core: &mut Core, key: String) {
+        match core.ledger.plan_service(&key) {
+            AddressPlan::Nothing => {
+                self.waits.remove(&key);
+            }
+            AddressPlan::Wait(w) => self.service_waits(core, &key, &w),
+            AddressPlan::Assign(picks) => {
+                self.waits.remove(&key);
+                self.write_service(core, key, Purpose::Assign(picks));
+            }
+            AddressPlan::Release => self.write_service(core, key, Purpose::Release),
+        }
     }
 
     pub(super) fn service_waits(&mut self, core: &mut Core, key: &str, w: &AddressWait) {
