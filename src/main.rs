@@ -23,14 +23,15 @@ async fn main() {
         Command::Routes { kubeconfig, format } => {
             cli::print_routes(kubeconfig.as_ref(), format).await
         }
-        Command::Status { kubeconfig } => {
-            prefix_operator::inspect::print_status(kubeconfig.as_ref()).await
-        }
-        Command::Whois { query, kubeconfig } => {
-            match prefix_operator::inspect::print_whois(kubeconfig.as_ref(), &query).await {
-                Ok(false) => std::process::exit(1),
-                other => other.map(|_| ()),
-            }
+        Command::Status {
+            target,
+            lease_name,
+            lease_namespace,
+        } => std::process::exit(
+            prefix_operator::inspect::status_command(&target, &lease_namespace, &lease_name).await,
+        ),
+        Command::Whois { query, target } => {
+            std::process::exit(prefix_operator::inspect::whois_command(&target, &query).await)
         }
     };
     if let Err(e) = result {

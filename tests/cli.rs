@@ -1,6 +1,10 @@
-//! The command line: help, `crd`, `ula`, and clear start-up failures.
+//! The command line: help, `crd`, `ula`, clear start-up failures, and
+//! the inspection commands (`whois`, `status`: [`inspect`]).
 
 use prefix_operator_testsupport as support;
+
+#[path = "cli/inspect.rs"]
+mod inspect;
 
 use std::process::Command;
 
@@ -19,6 +23,8 @@ fn help_on_every_command() {
         &["crd", "--help"],
         &["ula", "--help"],
         &["routes", "--help"],
+        &["status", "--help"],
+        &["whois", "--help"],
     ] {
         let out = po().args(args).output().expect("run");
         assert!(out.status.success(), "{args:?}");
@@ -59,11 +65,10 @@ fn ula_prints_a_fresh_rfc4193_48() {
     assert_eq!(pool.metadata.name.as_deref(), Some("site-ula"));
 }
 
-#[test]
-fn unreachable_cluster_is_a_clear_error() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    // A port nobody listens on.
+/// A kubeconfig at `dir/kubeconfig` for an API server nobody answers: a
+/// loopback port nobody listens on.
+fn dead_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
+    let kc = dir.join("kubeconfig");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -74,6 +79,13 @@ fn unreachable_cluster_is_a_clear_error() {
         format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: x}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"),
     )
     .expect("write");
+    kc
+}
+
+#[test]
+fn unreachable_cluster_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dead_kubeconfig(dir.path());
     let out = po()
         .args(["run", "--http-addr", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kc)
@@ -105,4 +117,16 @@ fn missing_crd_is_a_clear_error() {
         err.contains("CRD is not installed") && err.contains("prefix-operator crd"),
         "{err}"
     );
+    // The inspection commands say the same, with exit status 2.
+    for args in [&["whois", "2001:db8::1"][..], &["status"]] {
+        let out = po()
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("prefix-operator crd"), "{args:?}: {err}");
+    }
 }

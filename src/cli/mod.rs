@@ -55,20 +55,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "ip")]
         format: crate::routes::Format,
     },
-    /// Print every PrefixPool's usage, waiting Nodes and conflicts.
+    /// Print every PrefixPool's usage (a delegated pool's delegated
+    /// prefixes too), waiting Nodes and conflicts, every PrefixClaim by
+    /// pool, and which replica leads. Exit status 0, or 2 on an error.
     Status {
-        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
-        #[arg(long, env = "KUBECONFIG")]
-        kubeconfig: Option<PathBuf>,
+        #[command(flatten)]
+        target: crate::inspect::Target,
+        /// Name of the leader election Lease (the operator's --lease-name).
+        #[arg(long, default_value = "prefix-operator")]
+        lease_name: String,
+        /// Namespace of the Lease (the operator's --lease-namespace: the
+        /// release namespace).
+        #[arg(long, default_value = "kube-system")]
+        lease_namespace: String,
     },
-    /// Print which Node holds an address or prefix, since when and from
-    /// which PrefixPool (exit status 1 when no Node holds it).
+    /// Print who holds an address or prefix: the Node whose podCIDR it is
+    /// (since when, from which PrefixPool), the PrefixClaim and its
+    /// ServiceCIDR, the Service whose ClusterIP or LoadBalancer address it
+    /// is. Exit status 0 when something holds it, 1 when nothing does, 2 on
+    /// an error.
     Whois {
         /// An address (2001:db8:42:1::5) or a prefix (2001:db8:42::/56).
         query: crate::inspect::Query,
-        /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
-        #[arg(long, env = "KUBECONFIG")]
-        kubeconfig: Option<PathBuf>,
+        #[command(flatten)]
+        target: crate::inspect::Target,
     },
 }
 

@@ -88,11 +88,11 @@ pub async fn as_an_admin_sees_it(cp: &ControlPlane, client: &kube::Client) {
         "{out}"
     );
     let (code, out) = cli(&["whois", "2001:db8:1::1"]);
-    assert_eq!(code, Some(1), "nobody holds the reserved /64: {text}");
+    assert_eq!(code, Some(1), "nobody holds the reserved /64: {out}");
     assert!(out.contains("(a reserved range)"), "{out}");
     let (code, out) = cli(&["status"]);
     assert_eq!(code, Some(0), "{out}");
-    let row = text
+    let row = out
         .lines()
         .find(|l| l.starts_with("gua "))
         .expect("gua row");
