@@ -23,7 +23,7 @@ pub const APP: &str = "app.kubernetes.io/name=prefix-operator";
 pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The shell lines after `<!-- lab-install -->` in README.md (comments
-/// dropped).
+/// dropped): the admin's install, kept in the README itself.
 pub fn readme_install() -> Vec<String> {
     let readme = include_str!("../../README.md");
     let at = readme
@@ -185,4 +185,54 @@ pub async fn wait_kube_proxy(c: &Cluster) {
         })
         .await;
     }
+}
+
+/// The README's install lines as an admin reads them, checked without a
+/// lab: each is of a kind [`run_install_line`] runs; the chart is the one
+/// way the CRDs are installed; the pools are applied after the chart
+/// (their CRD) and before the operator has a replica (a dual-stack Node
+/// must meet both of its pools at once); upgrades keep new chart defaults.
+#[test]
+fn readme_install_puts_the_pools_between_the_crds_and_the_replicas() {
+    let lines = readme_install();
+    let first = |w: &str| lines.iter().position(|l| l.starts_with(w));
+    for l in &lines {
+        let kind = l.split_whitespace().next().unwrap_or_default();
+        assert!(
+            ["make", "ctr", "helm", "kubectl"].contains(&kind),
+            "a line the lab cannot run: {l}"
+        );
+        assert!(!l.contains("crds"), "CRDs come from the chart only: {l}");
+        assert!(
+            !l.contains("--reuse-values"),
+            "--reuse-values ignores new chart defaults: {l}"
+        );
+    }
+    let install = first("helm install").expect("a helm install line");
+    assert!(
+        lines[install].contains("replicas=0"),
+        "the chart first, without a replica: {}",
+        lines[install]
+    );
+    let pools = first("kubectl apply -f examples/pools.yaml").expect("the pools applied");
+    let upgrade = first("helm upgrade").expect("a helm upgrade line");
+    assert!(
+        install < pools && pools < upgrade,
+        "chart, then pools, then replicas: {lines:?}"
+    );
+    assert!(lines[upgrade].contains("replicas=2"), "{}", lines[upgrade]);
+}
+
+/// The CNI recipe the lab runs on each Node (docs/cni.md, after its
+/// marker), checked without a lab: the whole sh block, from the Node's
+/// podCIDRs to the conflist it writes.
+#[test]
+fn docs_cni_recipe_is_the_whole_sh_block() {
+    let r = super::support::cni::doc_recipe();
+    assert!(r.starts_with("NODE="), "{r}");
+    assert!(r.contains(".spec.podCIDRs"), "{r}");
+    assert!(
+        r.contains("10-pods.conflist") && r.ends_with("EOF\n"),
+        "{r}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Pods the way a container runtime wires them, with the reference CNI
 //! plugins and `cnitool` (built from Go modules by `e2e/cni/build.sh`) and
-//! the README's bridge + host-local recipe: a router namespace, node
+//! the bridge + host-local recipe of docs/cni.md: a router namespace, node
 //! namespaces linked to it, and pod namespaces on each node.
 
 use std::net::IpAddr;
@@ -9,14 +9,14 @@ use std::process::Command;
 
 use super::netns::*;
 
-/// The shell block after `<!-- cni-recipe:bridge -->` in README.md, with the
-/// list item's indentation removed.
-pub fn readme_recipe() -> String {
-    let readme = include_str!("../../README.md");
-    let at = readme
+/// The shell block after `<!-- cni-recipe:bridge -->` in docs/cni.md, with
+/// any list-item indentation removed.
+pub fn doc_recipe() -> String {
+    let doc = include_str!("../../docs/cni.md");
+    let at = doc
         .find("<!-- cni-recipe:bridge -->")
-        .expect("README.md has the bridge recipe marker");
-    let mut lines = readme[at..].lines().skip(1);
+        .expect("docs/cni.md has the bridge recipe marker");
+    let mut lines = doc[at..].lines().skip(1);
     let fence = lines.next().expect("line after the marker");
     assert_eq!(
         fence.trim(),
@@ -201,7 +201,7 @@ impl Lab {
     }
 }
 
-/// Runs the README recipe for `node` with the cluster's kubectl.
+/// Runs the docs/cni.md recipe for `node` with the cluster's kubectl.
 pub fn run_recipe(kubectl_dir: &Path, kubeconfig: &Path, node: &TestNode) -> serde_json::Value {
     let path = format!(
         "{}:{}",
@@ -209,7 +209,7 @@ pub fn run_recipe(kubectl_dir: &Path, kubeconfig: &Path, node: &TestNode) -> ser
         std::env::var("PATH").unwrap_or_default()
     );
     let out = Command::new("sh")
-        .args(["-euc", &readme_recipe()])
+        .args(["-euc", &doc_recipe()])
         .env("PATH", path)
         .env("KUBECONFIG", kubeconfig)
         .env("NODE", &node.name)
@@ -218,7 +218,7 @@ pub fn run_recipe(kubectl_dir: &Path, kubeconfig: &Path, node: &TestNode) -> ser
         .expect("sh");
     assert!(
         out.status.success(),
-        "README recipe for {}: {}",
+        "docs/cni.md recipe for {}: {}",
         node.name,
         String::from_utf8_lossy(&out.stderr)
     );
