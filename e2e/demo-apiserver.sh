@@ -36,7 +36,7 @@ echo "==> registering Nodes"
 k apply -f e2e/demo/nodes.yaml
 
 echo "==> running the operator"
-target/debug/prefix-operator run --kubeconfig "$KUBECONFIG" --http-addr 127.0.0.1:0 --status-interval 200ms \
+target/debug/prefix-operator run --kubeconfig "$KUBECONFIG" --http-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --status-interval 200ms \
   > "$state/operator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do

@@ -38,8 +38,11 @@ pub enum Leadership {
 pub struct Config {
     pub settings: Settings,
     pub leadership: Leadership,
-    /// Where to serve /healthz, /readyz and /metrics (None: not served).
+    /// Where to serve /healthz and /readyz over plain HTTP (None: not
+    /// served) — and /metrics, unauthenticated, when `secure_metrics` is None.
     pub http: Option<SocketAddr>,
+    /// Serve /metrics over HTTPS to callers the API server authorizes.
+    pub secure_metrics: Option<crate::metrics::serve::Secure>,
 }
 
 /// The operator, started: its parts run while [`App::run`] is polled.
@@ -48,6 +51,8 @@ pub struct App {
     pub health: Arc<Health>,
     /// The bound HTTP address, when serving.
     pub http_addr: Option<SocketAddr>,
+    /// The bound HTTPS address of /metrics, when serving it securely.
+    pub metrics_addr: Option<SocketAddr>,
     client: Client,
     settings: Settings,
     leader: watch::Receiver<bool>,
@@ -69,12 +74,21 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let mut parts = JoinSet::new();
+        let plain_metrics = config.secure_metrics.is_none().then(|| metrics.clone());
         let http_addr = match config.http {
             Some(addr) => {
-                let (bound, server) = crate::http::bind(addr, health.clone(), metrics.clone())
+                let (bound, server) = crate::http::bind(addr, health.clone(), plain_metrics)
                     .await
                     .with_context(|| format!("binding {addr}"))?;
                 parts.spawn(async move { ("HTTP server", server.await.map_err(Into::into)) });
+                Some(bound)
+            }
+            None => None,
+        };
+        let metrics_addr = match config.secure_metrics {
+            Some(secure) => {
+                let (bound, server) = crate::metrics::serve::bind(secure, metrics.clone()).await?;
+                parts.spawn(async move { ("metrics server", server.await.map_err(Into::into)) });
                 Some(bound)
             }
             None => None,
@@ -117,6 +131,7 @@ impl App {
             metrics,
             health,
             http_addr,
+            metrics_addr,
             client,
             settings,
             leader,

@@ -1,4 +1,7 @@
-//! `/healthz`, `/readyz` (ready after the initial sync) and `/metrics`.
+//! `/healthz` and `/readyz` (ready after the initial sync) over plain HTTP,
+//! for the kubelet's probes; `/metrics` too, unauthenticated, only when
+//! asked (`--metrics-secure=false`). The HTTPS `/metrics` is
+//! [`crate::metrics::serve`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -22,7 +25,6 @@ pub struct Health {
 #[derive(Clone)]
 struct AppState {
     health: Arc<Health>,
-    metrics: Arc<Metrics>,
 }
 
 async fn healthz() -> &'static str {
@@ -37,31 +39,27 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-}
-
 /// Binds `addr` (port 0 picks a free one) and returns the bound address
-/// with the server, which runs while its future is polled.
+/// with the server, which runs while its future is polled. `metrics`, when
+/// given, are served at `/metrics` to anyone who asks.
 pub async fn bind(
     addr: SocketAddr,
     health: Arc<Health>,
-    metrics: Arc<Metrics>,
+    metrics: Option<Arc<Metrics>>,
 ) -> std::io::Result<(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 )> {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .with_state(AppState { health, metrics });
+        .route("/readyz", get(readyz));
+    if let Some(m) = metrics {
+        app = app.route(
+            "/metrics",
+            get(move || async move { crate::metrics::serve::openmetrics(&m) }),
+        );
+    }
+    let app = app.with_state(AppState { health });
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         // A host with IPv6 disabled cannot bind [::]: serve on every IPv4 address.

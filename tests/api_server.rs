@@ -34,6 +34,8 @@ mod leader;
 mod lifecycle;
 #[path = "load_balancer.rs"]
 mod load_balancer;
+#[path = "metrics_auth.rs"]
+mod metrics_auth;
 #[path = "observability.rs"]
 mod observability;
 #[path = "operator.rs"]

@@ -123,6 +123,7 @@ fn start_operator_with(
             "run",
             "--http-addr",
             "127.0.0.1:0",
+            "--metrics-secure=false",
             "--status-interval",
             "200ms",
             "--kubeconfig",

@@ -196,8 +196,10 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
     .await;
     step(t0, &format!("Lease held by {holder}"));
 
-    // /metrics from the pod, on its Node's address (hostNetwork, port
-    // 10262), as a scraper on the node network gets it.
+    // The pod on its Node's address (hostNetwork), as anyone on the node
+    // network reaches it: the probes' port 10262 answers /healthz but not
+    // /metrics, which is HTTPS on 10263 (tests/metrics_auth.rs: only for
+    // callers the API server allows).
     let holder_pod = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(holder.as_str()))
@@ -212,16 +214,19 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
         .iter()
         .find(|n| n.name() == holder_node)
         .expect("holder's node");
-    let metrics = tokio::task::block_in_place(|| {
-        http_get_in(
-            &hn.tn.ns,
-            SocketAddr::new(hn.ip6.parse().expect("ip"), 10262),
-            "/metrics",
-        )
-    });
+    let ip: std::net::IpAddr = hn.ip6.parse().expect("ip");
+    let get = |port: u16, path: &str| {
+        tokio::task::block_in_place(|| http_get_in(&hn.tn.ns, SocketAddr::new(ip, port), path))
+    };
+    let health = get(10262, "/healthz");
     assert!(
-        metrics.starts_with("HTTP/1.0 200") && metrics.contains("prefix_operator_"),
-        "the pod's /metrics: {}",
+        health.starts_with("HTTP/1.0 200"),
+        "the pod's /healthz: {health}"
+    );
+    let metrics = get(10262, "/metrics");
+    assert!(
+        metrics.starts_with("HTTP/1.0 404") && !metrics.contains("prefix_operator_"),
+        "plain /metrics on the node network: {}",
         &metrics[..metrics.len().min(400)]
     );
 

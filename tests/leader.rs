@@ -44,6 +44,7 @@ impl Replica {
                 },
             },
             http: None,
+            secure_metrics: None,
         };
         let app = App::start(client.clone(), config).await.expect("start");
         let (metrics, is_leader) = (app.metrics.clone(), app.leader());

@@ -132,12 +132,32 @@ pub struct RunArgs {
     /// Node write is pending, so they never slow allocation down).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub allocation_events: bool,
-    /// Address for /healthz, /readyz and /metrics (`:10262` means every address).
-    /// 10262 rather than 8080: the pod uses the host network, where 8080 is
-    /// the port most often already taken, and the Prometheus exporter range
-    /// 9100–9999 is fully allocated.
+    /// Address of the plain-HTTP /healthz and /readyz, for the kubelet's
+    /// probes — and of /metrics, unauthenticated, with `--metrics-secure=false`
+    /// (`:10262` means every address). 10262 rather than 8080: the pod uses
+    /// the host network, where 8080 is the port most often already taken,
+    /// and the Prometheus exporter range 9100–9999 is fully allocated.
     #[arg(long, default_value = "[::]:10262", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,
+    /// Address of /metrics over HTTPS: a caller's bearer token must pass a
+    /// TokenReview, and its identity a SubjectAccessReview for `get` on the
+    /// non-resource URL /metrics, as kube-controller-manager's metrics ask.
+    #[arg(long, default_value = "[::]:10263", value_parser = parse_listen_addr)]
+    pub metrics_addr: SocketAddr,
+    /// Serve /metrics over HTTPS with authentication and authorization on
+    /// `--metrics-addr`. false: plain HTTP, open to anyone, on `--http-addr`
+    /// (local benchmarks and tests only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_secure: bool,
+    /// Certificate (PEM, leaf first) of the HTTPS /metrics; without it and
+    /// `--metrics-key-file`, a self-signed one is made at start. Read once,
+    /// at start.
+    #[arg(long, requires = "metrics_key_file")]
+    pub metrics_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `--metrics-cert-file`.
+    #[arg(long, requires = "metrics_cert_file")]
+    pub metrics_key_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -195,6 +215,33 @@ mod tests {
             "127.0.0.1:0"
         );
         assert!(parse_listen_addr("8080").is_err());
+    }
+
+    #[test]
+    fn metrics_are_secure_unless_told_otherwise() {
+        let run = |extra: &[&str]| {
+            let mut argv = vec!["prefix-operator", "run"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Run(a) => a,
+                _ => unreachable!("run"),
+            })
+        };
+        let a = run(&[]).expect("defaults");
+        assert!(a.metrics_secure);
+        assert_eq!(a.metrics_addr.to_string(), "[::]:10263");
+        assert_eq!(a.http_addr.to_string(), "[::]:10262");
+        assert!(
+            !run(&["--metrics-secure=false"])
+                .expect("off")
+                .metrics_secure
+        );
+        assert!(run(&["--metrics-secure"]).expect("bare").metrics_secure);
+        // A certificate needs its key, and the other way round.
+        assert!(run(&["--metrics-cert-file", "/c.pem"]).is_err());
+        assert!(run(&["--metrics-key-file", "/k.pem"]).is_err());
+        let both = run(&["--metrics-cert-file", "/c", "--metrics-key-file", "/k"]).expect("both");
+        assert!(both.metrics_cert_file.is_some() && both.metrics_key_file.is_some());
     }
 
     #[test]

@@ -60,23 +60,61 @@ pub async fn run(args: RunArgs) -> Result<()> {
             classless: args.serve_classless_load_balancers,
         },
     };
+    let secure_metrics = secure_metrics(&args).await?;
     let app = App::start(
         client,
         Config {
             settings,
             leadership,
             http: Some(args.http_addr),
+            secure_metrics,
         },
     )
     .await?;
-    if let Some(addr) = app.http_addr {
-        info!(%addr, %identity, "serving /healthz, /readyz and /metrics");
-    }
+    log_serving(&app, &identity);
     app.run(async {
         shutdown_signal().await;
         info!("signal received");
     })
     .await
+}
+
+/// How /metrics is served over HTTPS, unless `--metrics-secure=false`.
+async fn secure_metrics(args: &RunArgs) -> Result<Option<crate::metrics::serve::Secure>> {
+    if !args.metrics_secure {
+        return Ok(None);
+    }
+    // The host name (the Node's, on the host network) for a self-signed
+    // certificate, when it is one a certificate can name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    Ok(Some(crate::metrics::serve::Secure {
+        addr: args.metrics_addr,
+        cert_files: args
+            .metrics_cert_file
+            .clone()
+            .zip(args.metrics_key_file.clone()),
+        names: valid.then_some(host).into_iter().collect(),
+        // The reviews have a client of their own: a scrape must not queue
+        // behind the reconciler's rate limit.
+        client: client_for(args.kubeconfig.as_ref()).await?,
+    }))
+}
+
+fn log_serving(app: &App, identity: &str) {
+    match (app.http_addr, app.metrics_addr) {
+        (Some(addr), Some(metrics)) => {
+            info!(%addr, %identity, "serving /healthz and /readyz");
+            info!(addr = %metrics, "serving /metrics over HTTPS to callers allowed to get /metrics");
+        }
+        (Some(addr), None) => info!(%addr, %identity, "serving /healthz, /readyz and /metrics"),
+        _ => {}
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,9 +1,14 @@
 //! Prometheus metrics (prometheus-client, OpenMetrics text).
 //!
 //! Here the metrics, their labels and how the operator sets them;
-//! [`register`] names and describes each one in the registry.
+//! [`register`] names and describes each one in the registry. [`serve`]
+//! serves them over HTTPS to callers the API server authorizes
+//! ([`review`]), with a certificate from [`tls`].
 
 mod register;
+pub mod review;
+pub mod serve;
+pub mod tls;
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
@@ -44,6 +49,12 @@ fn turn_histogram() -> Histogram {
     ])
 }
 
+/// The HTTP status a refused request for /metrics got.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
@@ -80,6 +91,7 @@ pub struct Metrics {
     pub queued_nodes: Gauge<i64, AtomicI64>,
     pub loop_turns: Family<KindLabel, Histogram, fn() -> Histogram>,
     pub input_waits: Family<KindLabel, Histogram, fn() -> Histogram>,
+    pub metrics_refused: Family<CodeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -126,11 +138,13 @@ impl Metrics {
             queued_nodes: Gauge::default(),
             loop_turns: Family::new_with_constructor(turn_histogram),
             input_waits: Family::new_with_constructor(turn_histogram),
+            metrics_refused: Family::default(),
             registry: Registry::default(),
         };
         m.register_allocations(registry);
         m.register_pools(registry);
         m.register_operations(registry);
+        m.register_serving(registry);
         let build: Family<BuildLabels, Gauge<i64, AtomicI64>> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -161,6 +175,18 @@ impl Metrics {
         self.input_waits
             .get_or_create(&KindLabel { kind })
             .observe(took.as_secs_f64());
+    }
+
+    /// A request for /metrics refused with HTTP status `code`.
+    pub fn refused(&self, code: u16) {
+        let code = match code {
+            401 => "401",
+            403 => "403",
+            _ => "500",
+        };
+        self.metrics_refused
+            .get_or_create(&CodeLabel { code })
+            .inc();
     }
 
     pub fn error(&self, reason: &str) {

@@ -1,5 +1,5 @@
-//! The registry's entries: every metric's name and help text, in three
-//! groups (allocations, per-pool gauges, operations).
+//! The registry's entries: every metric's name and help text, in groups
+//! (allocations, per-pool gauges, operations, serving /metrics).
 
 use prometheus_client::registry::Registry;
 
@@ -158,6 +158,15 @@ impl Metrics {
             "queued_nodes",
             "Nodes waiting for a write slot",
             self.queued_nodes.clone(),
+        );
+    }
+
+    /// What serving /metrics itself counts.
+    pub(super) fn register_serving(&self, r: &mut Registry) {
+        r.register(
+            "metrics_requests_refused",
+            "Requests for /metrics over HTTPS refused: 401 without a valid bearer token, 403 not allowed to get /metrics, 500 the review failed",
+            self.metrics_refused.clone(),
         );
     }
 }

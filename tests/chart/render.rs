@@ -70,7 +70,9 @@ fn default_render_has_what_a_cluster_component_needs() {
     tolerates_a_node_without_network(&dep["spec"]["template"]["spec"]);
     rbac_is_what_the_operator_calls(&docs);
     let svc = one(&docs, "Service");
-    assert_eq!(svc["spec"]["ports"][0]["port"], 10262);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 10263);
+    assert_eq!(svc["spec"]["ports"][0]["name"], "https-metrics");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
     assert_eq!(
         svc["spec"]["selector"],
         dep["spec"]["selector"]["matchLabels"]
@@ -130,6 +132,7 @@ fn deployment_runs_as_a_cluster_component(dep: &Value) {
         "--lease-namespace=kube-system",
         "--lease-name=prefix-operator",
         "--http-addr=[::]:10262",
+        "--metrics-addr=[::]:10263",
     ] {
         assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
     }
@@ -148,6 +151,8 @@ fn deployment_runs_as_a_cluster_component(dep: &Value) {
         );
     }
     assert_eq!(c["ports"][0]["containerPort"], 10262);
+    assert_eq!(c["ports"][1]["name"], "metrics");
+    assert_eq!(c["ports"][1]["containerPort"], 10263);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -223,7 +228,7 @@ fn rbac_is_what_the_operator_calls(docs: &[Value]) {
         )
     };
     assert_eq!(
-        rendered_grants(one(docs, "ClusterRole")),
+        rendered_grants(named(docs, "ClusterRole", "prefix-operator")),
         BTreeSet::from([
             rule("", "nodes", "get", &[]),
             rule("", "nodes", "list", &[]),
@@ -273,12 +278,52 @@ fn rbac_is_what_the_operator_calls(docs: &[Value]) {
             ),
         ])
     );
-    for binding in ["ClusterRoleBinding", "RoleBinding"] {
-        let b = one(docs, binding);
+    metrics_rbac(docs);
+    for (binding, name) in [
+        ("ClusterRoleBinding", "prefix-operator"),
+        ("ClusterRoleBinding", "prefix-operator-metrics-auth"),
+        ("RoleBinding", "prefix-operator-leader-election"),
+    ] {
+        let b = named(docs, binding, name);
+        assert_eq!(b["roleRef"]["name"], name);
         assert_eq!(b["subjects"][0]["kind"], "ServiceAccount");
         assert_eq!(b["subjects"][0]["name"], "prefix-operator");
         assert_eq!(b["subjects"][0]["namespace"], "kube-system");
     }
+}
+
+/// The object of `kind` named `name`.
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = find(docs, kind)
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "expected one {kind} {name}");
+    found[0]
+}
+
+/// The HTTPS /metrics: the operator may create TokenReviews and
+/// SubjectAccessReviews (what system:auth-delegator grants), and a reader
+/// role grants get on /metrics alone.
+fn metrics_rbac(docs: &[Value]) {
+    let rule = |g: &str, r: &str| (g.to_string(), r.to_string(), "create".to_string(), vec![]);
+    assert_eq!(
+        rendered_grants(named(docs, "ClusterRole", "prefix-operator-metrics-auth")),
+        BTreeSet::from([
+            rule("authentication.k8s.io", "tokenreviews"),
+            rule("authorization.k8s.io", "subjectaccessreviews"),
+        ])
+    );
+    let reader = named(docs, "ClusterRole", "prefix-operator-metrics-reader");
+    let rules: Vec<PolicyRule> =
+        serde_yaml::from_value(reader["rules"].clone()).expect("rules are PolicyRules");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(
+        rules[0].non_resource_urls,
+        Some(vec!["/metrics".to_string()])
+    );
+    assert_eq!(rules[0].verbs, ["get"]);
+    assert!(rules[0].resources.is_none(), "{rules:?}");
 }
 
 /// DHCPv6-PD: off by default (the hardened non-root container); on, the
@@ -361,6 +406,68 @@ fn dhcpv6_values_render() {
     }
 }
 
+/// The HTTPS scrape (the ServiceMonitor's default `endpoint`), a CA for it,
+/// a certificate Secret, and plain metrics.
+fn metrics_values_render(helm: &Helm, endpoint: &Value) {
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["bearerTokenFile"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    assert_eq!(endpoint["tlsConfig"]["insecureSkipVerify"], true);
+    let args = |d: &[Value]| {
+        strs(&one(d, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
+    };
+    let with_ca = docs_of(
+        helm,
+        &[
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "serviceMonitor.tlsConfig.serverName=metrics.example",
+            "--set",
+            "http.metrics.certSecret=metrics-tls",
+        ],
+    );
+    let tls = &one(&with_ca, "ServiceMonitor")["spec"]["endpoints"][0]["tlsConfig"];
+    assert_eq!(tls["serverName"], "metrics.example");
+    assert!(tls["insecureSkipVerify"].is_null(), "{tls:?}");
+    let a = args(&with_ca);
+    assert!(a.contains(&"--metrics-cert-file=/etc/prefix-operator/metrics-tls/tls.crt".into()));
+    let pod = &one(&with_ca, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "metrics-tls");
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/etc/prefix-operator/metrics-tls"
+    );
+    let plain = docs_of(
+        helm,
+        &[
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "http.metrics.secure=false",
+        ],
+    );
+    assert!(args(&plain).contains(&"--metrics-secure=false".into()));
+    let port = &one(&plain, "Service")["spec"]["ports"][0];
+    assert_eq!(port["name"], "http-metrics");
+    assert_eq!(port["port"], 10262);
+    let ep = &one(&plain, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert!(
+        ep["scheme"].is_null() && ep["bearerTokenFile"].is_null(),
+        "{ep:?}"
+    );
+    assert!(
+        !find(&plain, "ClusterRole")
+            .iter()
+            .any(|r| r["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("metrics"))),
+        "no metrics RBAC for plain metrics"
+    );
+}
+
 /// The ServiceMonitor, the PDB, leader election and the HTTP address
 /// follow their values.
 fn optional_parts_render(helm: &Helm) {
@@ -407,6 +514,7 @@ fn optional_parts_render(helm: &Helm) {
         sm["spec"]["endpoints"][0]["port"],
         one(&with_sm, "Service")["spec"]["ports"][0]["name"]
     );
+    metrics_values_render(helm, &sm["spec"]["endpoints"][0]);
     assert!(
         find(
             &docs_of(helm, &["--set", "replicas=1"]),

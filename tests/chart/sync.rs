@@ -106,6 +106,8 @@ fn rendered_chart_is_accepted_by_the_api_server() {
             "serviceAccount.annotations.a=b",
             "--set",
             "podAnnotations.c=d",
+            "--set",
+            "http.metrics.certSecret=metrics-tls",
         ],
         vec![
             "--set",
@@ -114,6 +116,8 @@ fn rendered_chart_is_accepted_by_the_api_server() {
             "leaderElection.enabled=false",
             "--set",
             "service.enabled=false",
+            "--set",
+            "http.metrics.secure=false",
         ],
     ] {
         let yaml = ok("helm template", helm.template(&extra));

@@ -22,12 +22,16 @@ fn deployment_args_are_accepted_by_the_binary() {
             "operator.statusInterval=500ms",
             "--set",
             "operator.extraArgs={--identity=one}",
+            "--set",
+            "http.metrics.certSecret=metrics-tls",
         ],
         vec![
             "--set",
             "replicas=1",
             "--set",
             "leaderElection.enabled=false",
+            "--set",
+            "http.metrics.secure=false",
         ],
         vec![
             "--set",
@@ -80,6 +84,8 @@ fn schema_and_checks_refuse_bad_values() {
             "'/leaderElection/leaseDuration'",
         ),
         ("http.port=70000", "'/http/port'"),
+        ("http.metrics.port=0", "'/http/metrics/port'"),
+        ("http.metrics.secure=yes", "'/http/metrics/secure'"),
         ("image.pullPolicy=Sometimes", "'/image/pullPolicy'"),
         (
             "podDisruptionBudget.maxUnavailable=one",
@@ -112,6 +118,12 @@ fn schema_and_checks_refuse_bad_values() {
     assert!(
         text(&out.stderr).contains("leaderElection.enabled must be true when replicas > 1"),
         "{}",
+        text(&out.stderr)
+    );
+    let out = helm.template(&["--set", "http.metrics.port=10262"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("http.metrics.port must differ"),
+        "the HTTPS /metrics on the probes' port was accepted: {}",
         text(&out.stderr)
     );
     install_refuses_bad_values(&helm);

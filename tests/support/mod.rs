@@ -227,6 +227,7 @@ impl Operator {
             settings,
             leadership: Leadership::Given(leader_rx),
             http: None,
+            secure_metrics: None,
         };
         let app = App::start(client, config).await.expect("start");
         let (metrics, health) = (app.metrics.clone(), app.health.clone());

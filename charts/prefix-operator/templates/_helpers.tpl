@@ -64,3 +64,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%d" $a (int .Values.http.port) }}
 {{- end }}
 {{- end }}
+
+{{/* host:port for --metrics-addr; IPv6 addresses go in brackets. */}}
+{{- define "prefix-operator.metricsAddr" -}}
+{{- $a := .Values.http.bindAddress }}
+{{- if contains ":" $a }}
+{{- printf "[%s]:%d" $a (int .Values.http.metrics.port) }}
+{{- else }}
+{{- printf "%s:%d" $a (int .Values.http.metrics.port) }}
+{{- end }}
+{{- end }}

@@ -24,7 +24,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub use certs::Pki;
 pub use kubeconfig::{Identity, client_from_yaml};
-pub use net::{HTTP_TIMEOUT, established_connections, free_port, http_get};
+pub use net::{HTTP_TIMEOUT, established_connections, free_port, http_get, https_get};
 pub use operator::{OperatorBuilder, OperatorProcess};
 pub use process::{Supervised, cpu_seconds_of, peak_rss_of, spawn_tied};
 

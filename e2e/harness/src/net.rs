@@ -1,5 +1,6 @@
-//! Loopback networking for tests and runs: free ports, and a plain HTTP GET
-//! for the operator's `/healthz`, `/readyz` and `/metrics`.
+//! Loopback networking for tests and runs: free ports, a plain HTTP GET
+//! for the operator's `/healthz`, `/readyz` and `/metrics`, and a GET over
+//! HTTPS with a bearer token for its secure `/metrics`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::{SocketAddr, TcpListener};
@@ -45,6 +46,37 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
         .map_err(|_| anyhow!("GET {path} from {addr} timed out"))?
         .with_context(|| format!("GET {path} from {addr}"))?;
     parse_response(&String::from_utf8_lossy(&buf))
+}
+
+/// A GET of `path` over HTTPS, trusting whatever certificate `addr` shows
+/// (the operator's own is self-signed), with `token` as bearer token when
+/// given, at most [`HTTP_TIMEOUT`]; returns the status code and the body.
+pub async fn https_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+    let user = match token {
+        Some(t) => format!("{{token: '{}'}}", t.replace('\'', "''")),
+        None => "{}".to_string(),
+    };
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://{addr}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {user}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml)?;
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    cfg.connect_timeout = Some(HTTP_TIMEOUT);
+    cfg.read_timeout = Some(HTTP_TIMEOUT);
+    let client = kube::Client::try_from(cfg)?;
+    let req = http::Request::get(path).body(kube::client::Body::from(Vec::new()))?;
+    let fut = async {
+        let res = client.send(req).await?;
+        let code = res.status().as_u16();
+        let body = res.into_body().collect_bytes().await?;
+        anyhow::Ok((code, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(HTTP_TIMEOUT, fut)
+        .await
+        .map_err(|_| anyhow!("GET {path} from https://{addr} timed out"))?
+        .with_context(|| format!("GET {path} from https://{addr}"))
 }
 
 fn parse_response(text: &str) -> Result<(u16, String)> {

@@ -1,7 +1,9 @@
 //! The operator binary (`prefix-operator run`) as a child process, for the
 //! integration tests and the benchmark and fault runs alike: started with a
 //! kubeconfig, its own loopback port for `/healthz`, `/readyz` and
-//! `/metrics`, and its output appended to a log file; waited for (ready, a
+//! `/metrics` (plain HTTP, `--metrics-secure=false`, unless asked for the
+//! HTTPS `/metrics` on a port of its own), and its output appended to a log
+//! file; waited for (ready, a
 //! log line, its exit), signalled (SIGTERM, SIGKILL, SIGSTOP, SIGCONT),
 //! measured through `/proc`, and SIGKILLed on drop, also when a test
 //! panics, and by the kernel when this process dies ([`crate::spawn_tied`]).
@@ -32,9 +34,19 @@ pub struct OperatorBuilder {
     identity: Option<String>,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    secure_metrics: bool,
 }
 
 impl OperatorBuilder {
+    /// `/metrics` over HTTPS with authentication and authorization (the
+    /// binary's default) on a loopback port of its own
+    /// ([`OperatorProcess::metrics_addr`]), instead of plain HTTP beside
+    /// `/healthz`.
+    pub fn secure_metrics(mut self) -> Self {
+        self.secure_metrics = true;
+        self
+    }
+
     /// One more argument after `run` and the builder's own flags.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.args.push(arg.as_ref().to_owned());
@@ -66,6 +78,7 @@ impl OperatorBuilder {
     }
 
     /// Starts `BIN run --kubeconfig K --http-addr 127.0.0.1:PORT
+    /// (--metrics-secure=false | --metrics-addr 127.0.0.1:PORT2)
     /// [--identity ID] ARGS...`, stdin closed, stdout and stderr appended
     /// to the log. `KUBECONFIG`, `POD_NAME` and `POD_NAMESPACE` are not
     /// passed on: the flags say everything.
@@ -77,6 +90,14 @@ impl OperatorBuilder {
             .arg(&self.kubeconfig)
             .arg("--http-addr")
             .arg(http.to_string());
+        let metrics = if self.secure_metrics {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            cmd.arg("--metrics-addr").arg(addr.to_string());
+            Some(addr)
+        } else {
+            cmd.arg("--metrics-secure=false");
+            None
+        };
         if let Some(id) = &self.identity {
             cmd.arg("--identity").arg(id);
         }
@@ -96,6 +117,7 @@ impl OperatorBuilder {
             pid: proc.pid(),
             proc,
             http,
+            metrics,
             identity: self.identity,
             started,
             log: self.log,
@@ -109,6 +131,8 @@ pub struct OperatorProcess {
     proc: Supervised,
     pid: u32,
     http: SocketAddr,
+    /// The HTTPS `/metrics`, when asked for.
+    metrics: Option<SocketAddr>,
     identity: Option<String>,
     started: Instant,
     log: PathBuf,
@@ -132,6 +156,7 @@ impl OperatorProcess {
             identity: None,
             args: vec![],
             env: vec![],
+            secure_metrics: false,
         }
     }
 
@@ -139,9 +164,16 @@ impl OperatorProcess {
         self.pid
     }
 
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    /// Where `/healthz`, `/readyz` and (unless secure) `/metrics` are
+    /// served over plain HTTP.
     pub fn http_addr(&self) -> SocketAddr {
         self.http
+    }
+
+    /// Where `/metrics` is served over HTTPS, with
+    /// [`OperatorBuilder::secure_metrics`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// The `--identity` it was given, if any.
@@ -256,7 +288,7 @@ impl OperatorProcess {
         http_get(self.http, path).await
     }
 
-    /// `/metrics`, parsed.
+    /// `/metrics` over plain HTTP, parsed.
     pub async fn scrape(&self) -> Result<Scrape> {
         let (code, body) = self.get("/metrics").await?;
         if code != 200 {
