@@ -11,7 +11,12 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cli::run(*args).await,
-        Command::Crd { kind } => cli::crd_yaml(kind).map(|y| print!("{y}")),
+        Command::Crd { kind, chart } => if chart {
+            cli::crd_chart_template(kind)
+        } else {
+            cli::crd_yaml(kind)
+        }
+        .map(|y| print!("{y}")),
         Command::Ula { pool } => {
             let p = prefix_operator::ula::generate();
             match pool {

@@ -491,14 +491,89 @@ fn committed_crds_match_the_rust_types() {
     use prefix_operator::cli::CrdKind;
     for kind in CrdKind::ALL {
         let file = kind.file_name();
-        for dir in ["crds", "charts/prefix-operator/crds"] {
-            let path = format!("{}/{dir}/{file}", env!("CARGO_MANIFEST_DIR"));
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            let generated = prefix_operator::cli::crd_yaml(Some(kind)).expect("generate");
-            assert!(
-                committed == generated,
-                "{dir}/{file} is stale or missing: run `make crd manifests`"
-            );
+        // The chart's templates/crds/: tests/chart/sync.rs.
+        let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let generated = prefix_operator::cli::crd_yaml(Some(kind)).expect("generate");
+        assert!(
+            committed == generated,
+            "crds/{file} is stale or missing: run `make crd manifests`"
+        );
+    }
+}
+
+/// `status.conditions` of both kinds is a map keyed by `type`: with
+/// server-side apply, each field manager owns the conditions it applies and
+/// leaves the others' alone (an atomic list would be replaced whole).
+#[tokio::test]
+async fn each_field_manager_owns_its_own_conditions() {
+    use prefix_operator::api::PrefixClaim;
+    let client = client().await;
+    let pool = unique("cond");
+    try_create_named(&client, &pool, json!({"prefixes": ["2001:db8:77::/48"]}))
+        .await
+        .expect("pool");
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    let claim = unique("cond");
+    let obj: PrefixClaim = serde_json::from_value(json!({
+        "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+        "kind": "PrefixClaim",
+        "metadata": {"name": claim},
+        "spec": {"pool": pool, "prefixLength": 64, "purpose": "Static"},
+    }))
+    .expect("claim");
+    claims
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("claim");
+    let condition = |t: &str| {
+        json!({"type": t, "status": "True", "reason": "Test", "message": t,
+               "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    };
+    let apply = |kind: &'static str, name: String, manager: &'static str, types: Vec<&str>| {
+        let client = client.clone();
+        let body = json!({
+            "apiVersion": "ipam.prefix-operator.io/v1alpha1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "status": {"conditions": types.iter().map(|t| condition(t)).collect::<Vec<_>>()},
+        });
+        async move {
+            let params = PatchParams::apply(manager).force();
+            let status = match kind {
+                "PrefixPool" => Api::<PrefixPool>::all(client)
+                    .patch_status(&name, &params, &Patch::Apply(&body))
+                    .await
+                    .map(|p| p.status.map(|s| s.conditions)),
+                _ => Api::<PrefixClaim>::all(client)
+                    .patch_status(&name, &params, &Patch::Apply(&body))
+                    .await
+                    .map(|c| c.status.map(|s| s.conditions)),
+            };
+            let mut types: Vec<String> = status
+                .unwrap_or_else(|e| panic!("{kind} {name}: apply as {manager}: {e}"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.type_)
+                .collect();
+            types.sort();
+            types
         }
+    };
+    for (kind, name) in [("PrefixPool", pool), ("PrefixClaim", claim)] {
+        assert_eq!(
+            apply(kind, name.clone(), "writer-a", vec!["Ready"]).await,
+            ["Ready"]
+        );
+        assert_eq!(
+            apply(kind, name.clone(), "writer-b", vec!["Delegated"]).await,
+            ["Delegated", "Ready"],
+            "{kind}: b's apply removed a's condition"
+        );
+        assert_eq!(
+            apply(kind, name.clone(), "writer-a", vec![]).await,
+            ["Delegated"],
+            "{kind}: a's empty apply must drop only a's condition"
+        );
     }
 }

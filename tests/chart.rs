@@ -6,6 +6,10 @@ use prefix_operator_testsupport as support;
 
 #[path = "chart/alerts.rs"]
 mod alerts;
+#[path = "chart/crds.rs"]
+mod crds;
+#[path = "chart/flags.rs"]
+mod flags;
 #[path = "chart/install.rs"]
 mod install;
 #[path = "chart/render.rs"]

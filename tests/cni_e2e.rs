@@ -1,4 +1,4 @@
-//! The README's bridge + host-local CNI recipe, run as printed, with the
+//! The bridge + host-local CNI recipe of docs/cni.md, run as printed, with the
 //! reference CNI plugins and `cnitool` (built from Go modules by
 //! `e2e/cni/build.sh`): the operator writes the Nodes' podCIDRs, the recipe
 //! turns them into each node's CNI config, `cnitool` gives pods addresses in

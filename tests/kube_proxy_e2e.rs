@@ -5,7 +5,7 @@
 //! controller (v1.36.3) builds the slices from Pods whose status the test
 //! sets (there is no kubelet); kube-proxy v1.36.3 (iptables mode, legacy
 //! backend from Debian's iptables) runs in each node's network namespace;
-//! pods are wired by the reference CNI plugins with the README's recipe; a
+//! pods are wired by the reference CNI plugins with docs/cni.md's recipe; a
 //! router namespace applies exactly the `ip` lines `prefix-operator routes`
 //! prints; a client in an "outside" namespace reaches both Services over
 //! TCP, and the pod behind the `externalTrafficPolicy: Local` LoadBalancer
@@ -200,7 +200,7 @@ async fn outside_client_reaches_cluster_ip_and_load_balancer_on_global_addresses
         Err(e) => panic!("service account: {e}"),
     }
 
-    // Pods wired by the README recipe and the reference plugins, each with a
+    // Pods wired by docs/cni.md's recipe and the reference plugins, each with a
     // server on 8080 that names itself and the peer it saw.
     let kubeconfig = cp.dir().join("kp.kubeconfig");
     cp.write_kubeconfig(&Identity::Admin, &kubeconfig)

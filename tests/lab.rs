@@ -13,7 +13,7 @@
 //! - checks the two replicas Running and Ready, the Lease held by a pod's
 //!   name, `/metrics` served by the pod;
 //! - the kubelet-registered Nodes get podCIDRs (a GUA pool; a dual-stack
-//!   pair on one Node), the README's CNI recipe configures them, they turn
+//!   pair on one Node), docs/cni.md's CNI recipe configures them, they turn
 //!   Ready; web server pods get addresses inside their Node's prefix; one
 //!   pod asks another and is seen by its own address; a client outside,
 //!   behind the router that applies `prefix-operator routes`, reaches a pod
@@ -252,7 +252,7 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
     assert!(v4net.contains(&p4) && p4.prefix_len() == 24, "{dual:?}");
     step(t0, &format!("Nodes' podCIDRs: {prefixes:?} and {p4}"));
 
-    // The README's CNI recipe on each Node; then each turns Ready.
+    // docs/cni.md's CNI recipe on each Node; then each turns Ready.
     let kubectl_dir = prefix_operator_testenv::bin_dir().expect("control-plane binaries");
     for n in &c.nodes {
         run_recipe(&kubectl_dir, &c.kubeconfig, &n.tn);
@@ -486,7 +486,7 @@ async fn helm_installed_operator_image_serves_kubelet_nodes_and_pods() {
             "charts/prefix-operator",
             "-n",
             NS,
-            "--reuse-values",
+            "--reset-then-reuse-values",
             "--set",
             "operator.logLevel=debug",
             "--kubeconfig",
@@ -585,6 +585,10 @@ async fn dhcpv6_mode_pod_binds_546_and_feeds_its_pool_from_kea() {
         ),
     )
     .expect("values");
+    // The values create a PrefixPool: its CRD must be in before the
+    // install (Helm cannot create a CRD and objects of it in one release),
+    // applied as crds/ is, and taken over by the release.
+    install_crd(&client).await;
     let mut cmd = helm.cmd();
     cmd.current_dir(manifest_dir())
         .args([
@@ -593,6 +597,7 @@ async fn dhcpv6_mode_pod_binds_546_and_feeds_its_pool_from_kea() {
             "charts/prefix-operator",
             "-n",
             NS,
+            "--take-ownership",
             "-f",
         ])
         .arg(&values)

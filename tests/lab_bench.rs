@@ -13,7 +13,7 @@
 //! registration, as a new machine would register: the previous kubelet
 //! stopped, its CNI configuration and its state (`/var/lib/kubelet`, the
 //! serving certificate) removed, so the new Node turns Ready only once the
-//! README's CNI recipe has written the configuration from its podCIDRs. The
+//! docs/cni.md's CNI recipe has written the configuration from its podCIDRs. The
 //! recipe runs as soon as the podCIDRs are seen, as a CNI daemon would.
 //! The Nodes of a phase stay (their kubelets gone) until the phase ends, so
 //! that each allocator serves a growing cluster and their podCIDRs can be
@@ -167,7 +167,7 @@ impl BenchNode {
         self.kn.run_kubelet(name, &ip, &[]);
     }
 
-    /// The node as the README recipe sees it under `name`.
+    /// The node as the docs/cni.md recipe sees it under `name`.
     fn as_node(&self, name: &str) -> TestNode {
         TestNode {
             name: name.into(),
@@ -188,7 +188,7 @@ struct Sample {
     to_cidrs: Duration,
     /// Node first seen -> Ready=True first seen.
     to_ready: Duration,
-    /// The README recipe's run (kubectl get node, the file written).
+    /// The docs/cni.md recipe's run (kubectl get node, the file written).
     recipe: Duration,
     /// The CNI configuration file written (its mtime) -> Ready=True seen.
     conf_to_ready: Duration,
@@ -295,7 +295,7 @@ async fn register(c: &Cluster, b: &mut BenchNode, name: &str) -> Sample {
     let (recipe, written) = recipe
         .expect("the recipe ran")
         .await
-        .expect("the README recipe");
+        .expect("the docs/cni.md recipe");
     let conf_to_ready = ready_wall
         .duration_since(written)
         .unwrap_or_else(|_| panic!("{name} Ready before its CNI configuration was written"));
@@ -727,7 +727,7 @@ async fn registration_latency_operator_pod_vs_kcm_range_allocator() {
          and \"others\" registrations of each allocator ran while one did\n\
          registration = the Node's first watch event; podCIDRs, Ready = the first events \
          with them (test-side clock). Ready needs the CNI configuration, written by the \
-         README recipe (kubectl get node + a file) once the podCIDRs are seen.\n\
+         docs/cni.md recipe (kubectl get node + a file) once the podCIDRs are seen.\n\
          p99 is nearest-rank: with n < 100 it is the max.\n",
         date("+%Y-%m-%dT%H:%M:%SZ").trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),

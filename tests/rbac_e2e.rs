@@ -57,7 +57,7 @@ struct Env {
 }
 
 impl Env {
-    /// `helm install` (the chart's crds/ installs the CRD), then a token of
+    /// `helm install` (the chart installs the CRDs: crds.enabled), then a token of
     /// the ServiceAccount, as a pod would get it.
     async fn install(cp: &ControlPlane) -> Env {
         let client = admin(cp).await;
@@ -151,7 +151,7 @@ async fn create_plain_node(client: &Client, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_is_exactly_what_the_operator_needs() {
     let started = Instant::now();
-    // No CRD yet: the chart's crds/ installs it.
+    // No CRD yet: the chart installs them (crds.enabled).
     let cp = tokio::task::spawn_blocking(|| ControlPlane::start(Options::default()))
         .await
         .expect("join")

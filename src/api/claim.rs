@@ -87,6 +87,7 @@ impl IpFamily {
     shortname = "pclaim",
     status = "PrefixClaimStatus",
     doc = "PrefixClaim: one prefix from a PrefixPool for a purpose, such as a ServiceCIDR",
+    category = "prefix-operator",
     printcolumn(
         name = "Purpose",
         type_ = "string",
@@ -190,7 +191,9 @@ pub struct PrefixClaimStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Bound` (a prefix is claimed) and `Ready` (its consumer serves it).
+    /// A map keyed by `type`, so server-side apply can own one condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

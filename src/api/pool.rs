@@ -25,6 +25,9 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
     shortname = "ppool",
     status = "PrefixPoolStatus",
     doc = "PrefixPool: delegated address blocks carved into per-node pod prefixes",
+    category = "prefix-operator",
+    // `kubectl get prefixpools` shows what an admin reads first; `-o wide`
+    // adds the columns of priority 1 in this order.
     printcolumn(
         name = "Prefixes",
         type_ = "string",
@@ -35,7 +38,8 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
         name = "Delegated",
         type_ = "string",
         json_path = ".status.delegation.prefixes[?(@.state==\"Preferred\")].prefix",
-        description = "Prefixes delegated by DHCPv6 and still preferred"
+        description = "Prefixes delegated by DHCPv6 and still preferred",
+        priority = "1"
     ),
     printcolumn(
         name = "Family",
@@ -47,13 +51,15 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
         name = "Scope",
         type_ = "string",
         json_path = ".status.scope",
-        description = "GlobalUnicast, UniqueLocal, Private, ..."
+        description = "GlobalUnicast, UniqueLocal, Private, ...",
+        priority = "1"
     ),
     printcolumn(
         name = "Node-Len",
         type_ = "integer",
         json_path = ".status.nodePrefixLength",
-        description = "Prefix length carved per node"
+        description = "Prefix length carved per node",
+        priority = "1"
     ),
     printcolumn(
         name = "Allocated",
@@ -71,7 +77,8 @@ const CANONICAL_MSG: &str = "must be in canonical form: host bits clear, lower-c
         name = "Claimed",
         type_ = "integer",
         json_path = ".status.claimed",
-        description = "Prefixes held by PrefixClaims"
+        description = "Prefixes held by PrefixClaims",
+        priority = "1"
     ),
     printcolumn(
         name = "Used",

@@ -245,7 +245,9 @@ pub struct PrefixPoolStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation: Option<DelegationStatus>,
     /// `Ready`, `Exhausted` and `Conflict`; for a delegated pool also
-    /// `Delegated` and `Renumbering`.
+    /// `Delegated` and `Renumbering`. A map keyed by `type`, so
+    /// server-side apply can own one condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

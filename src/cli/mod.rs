@@ -7,6 +7,7 @@
 mod crd;
 mod route_hints;
 mod run;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::duration::{self, Duration};
 use crate::telemetry::{self, LogFormat};
 
-pub use crd::{CrdKind, apply_crd, crd_yaml};
+pub use crd::{CrdKind, apply_crd, crd_chart_template, crd_yaml};
 pub use route_hints::print_routes;
 pub use run::run;
 
@@ -39,6 +40,10 @@ pub enum Command {
     Crd {
         /// Only this CRD (the file of that name in crds/).
         kind: Option<CrdKind>,
+        /// Print the Helm chart's template of it instead (the file of that
+        /// name in charts/prefix-operator/templates/crds/).
+        #[arg(long)]
+        chart: bool,
     },
     /// Print a fresh Unique Local IPv6 /48 (RFC 4193 section 3.2.2).
     Ula {
@@ -99,6 +104,9 @@ fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     })
 }
 
+// Boolean flags all take a bare `--flag` (true), `--flag=true` and
+// `--flag=false` (`require_equals`: `--flag false` is refused, never read
+// as the flag and a stray argument).
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Kubeconfig to use instead of the in-cluster config ($KUBECONFIG).
@@ -115,7 +123,7 @@ pub struct RunArgs {
 
     /// Also give addresses to LoadBalancer Services with no class (only
     /// where no cloud provider or other load balancer serves them).
-    #[arg(long, default_value_t = false)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub serve_classless_load_balancers: bool,
     /// Node writes in flight at once.
     #[arg(long, default_value_t = 32)]
@@ -130,7 +138,7 @@ pub struct RunArgs {
     pub service_cidr_grace: Duration,
     /// Publish a Normal Event on each Node when it gets a prefix (sent when no
     /// Node write is pending, so they never slow allocation down).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub allocation_events: bool,
     /// Address of the plain-HTTP /healthz and /readyz, for the kubelet's
     /// probes — and of /metrics, unauthenticated, with `--metrics-secure=false`
@@ -147,8 +155,7 @@ pub struct RunArgs {
     /// Serve /metrics over HTTPS with authentication and authorization on
     /// `--metrics-addr`. false: plain HTTP, open to anyone, on `--http-addr`
     /// (local benchmarks and tests only).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
-          num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub metrics_secure: bool,
     /// Certificate (PEM, leaf first) of the HTTPS /metrics; without it and
     /// `--metrics-key-file`, a self-signed one is made at start. Read once,
@@ -166,7 +173,7 @@ pub struct RunArgs {
     #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = telemetry::parse_filter)]
     pub log_level: String,
     /// Elect a leader with a Lease; only the leader writes.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub leader_elect: bool,
     /// Name of the Lease.
     #[arg(long, default_value = "prefix-operator")]
@@ -190,7 +197,7 @@ pub struct RunArgs {
     /// Speak HTTP/2 to the API server (offered by ALPN beside HTTP/1.1):
     /// every request and watch multiplexed on one connection, as client-go
     /// does, instead of a pool of HTTP/1.1 connections.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub http2: bool,
     /// Identity in the Lease and in Events (defaults to $POD_NAME, else the host name and pid).
     #[arg(long, env = "POD_NAME")]
@@ -242,6 +249,55 @@ mod tests {
         assert!(run(&["--metrics-key-file", "/k.pem"]).is_err());
         let both = run(&["--metrics-cert-file", "/c", "--metrics-key-file", "/k"]).expect("both");
         assert!(both.metrics_cert_file.is_some() && both.metrics_key_file.is_some());
+    }
+
+    #[test]
+    fn boolean_flags_take_a_bare_flag_or_a_value() {
+        let get = |argv: &[&str]| {
+            let a =
+                match Cli::try_parse_from(["prefix-operator", "run"].iter().chain(argv))?.command {
+                    Command::Run(a) => a,
+                    _ => unreachable!("run"),
+                };
+            Ok::<_, clap::Error>([
+                a.leader_elect,
+                a.http2,
+                a.allocation_events,
+                a.serve_classless_load_balancers,
+            ])
+        };
+        let flags = [
+            "leader-elect",
+            "http2",
+            "allocation-events",
+            "serve-classless-load-balancers",
+        ];
+        let defaults = [false, false, true, false];
+        assert_eq!(get(&[]).expect("defaults"), defaults);
+        for (i, flag) in flags.iter().enumerate() {
+            for (spelling, want) in [
+                (format!("--{flag}"), true),
+                (format!("--{flag}=true"), true),
+                (format!("--{flag}=false"), false),
+            ] {
+                let mut expected = defaults;
+                expected[i] = want;
+                assert_eq!(
+                    get(&[spelling.as_str()]).expect(&spelling),
+                    expected,
+                    "{spelling}"
+                );
+            }
+            for bad in [format!("--{flag}=yes"), format!("--{flag}=")] {
+                assert!(get(&[bad.as_str()]).is_err(), "{bad} accepted");
+            }
+            // `--flag false` is the bare flag and a stray argument: refused.
+            let split = format!("--{flag}");
+            assert!(
+                get(&[split.as_str(), "false"]).is_err(),
+                "{split} false accepted"
+            );
+        }
     }
 
     #[test]

@@ -21,11 +21,7 @@ fn default_identity() -> String {
 
 pub async fn run(args: RunArgs) -> Result<()> {
     telemetry::init(args.log_format, &args.log_level);
-    if args.renew_deadline >= args.lease_duration {
-        anyhow::bail!(
-            "--renew-deadline must be shorter than --lease-duration, so a leader stops writing before another can take over"
-        );
-    }
+    args.validate().map_err(anyhow::Error::msg)?;
     let client = client_with_qps(args.kubeconfig.as_ref(), args.qps, args.http2).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let leadership = if args.leader_elect {

@@ -113,7 +113,7 @@ pub enum StartError {
     )]
     CrdMissing,
     #[error(
-        "the PrefixClaim CRD is not installed (prefixclaims.ipam.prefix-operator.io not found); apply it with `prefix-operator crd | kubectl apply -f -` or `kubectl apply -f crds/` (helm upgrade does not install new CRDs)"
+        "the PrefixClaim CRD is not installed (prefixclaims.ipam.prefix-operator.io not found); apply it with `prefix-operator crd | kubectl apply --server-side -f -`, or `helm upgrade` the chart with crds.enabled (its default)"
     )]
     ClaimCrdMissing,
     #[error("cannot reach the Kubernetes API server: {0}")]

@@ -63,6 +63,14 @@ fn alerts_load_and_fire_on_what_they_are_about() {
     // The thresholds follow the values.
     let tuned = rule_file(&helm, &["--set", "prometheusRule.usagePercent=50"]);
     assert!(tuned.contains("* 100 > 50"), "{tuned}");
+
+    // NoLeader names the Lease the replicas hold, in the release namespace
+    // (not the chart's full name).
+    let leased = rule_file(&helm, &["--set", "leaderElection.leaseName=pool-keeper"]);
+    assert!(
+        leased.contains("(kubectl get lease -n kube-system pool-keeper)"),
+        "{leased}"
+    );
 }
 
 /// Metric names in a PromQL expression (the operator's, by prefix).

@@ -6,8 +6,9 @@ use super::*;
 async fn helm_install_upgrade_and_uninstall() {
     let cp = shared();
     let client = admin(cp).await;
-    // Other tests of this binary may not have installed it; helm skips an
-    // existing CRD anyway, so install it first and pass --skip-crds.
+    // The CRDs are the shared control plane's, installed by the tests
+    // (crds_come_with_the_release installs them with the chart, on a
+    // control plane of its own).
     install_crd(&client).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = admin_kubeconfig(dir.path());
@@ -22,7 +23,8 @@ async fn helm_install_upgrade_and_uninstall() {
         &release,
         &chart,
         "--create-namespace",
-        "--skip-crds",
+        "--set",
+        "crds.enabled=false",
     ]);
     installed(&client, &ns).await;
     let status = run(&["status", &release]);
@@ -51,7 +53,7 @@ async fn installed(client: &Client, ns: &str) {
         .expect("ClusterRole installed");
 }
 
-/// `helm upgrade --reuse-values --set replicas=3` of release `ns`.
+/// `helm upgrade --reset-then-reuse-values --set replicas=3` of release `ns`.
 async fn upgraded(client: &Client, helm: &Helm, kubeconfig: &Path, ns: &str) {
     let (release, full) = (ns, format!("{ns}-prefix-operator"));
     let run = |args: &[&str]| helm.run_in(ns, kubeconfig, args);
@@ -61,8 +63,9 @@ async fn upgraded(client: &Client, helm: &Helm, kubeconfig: &Path, ns: &str) {
         "upgrade",
         release,
         &chart,
-        "--skip-crds",
-        "--reuse-values",
+        "--set",
+        "crds.enabled=false",
+        "--reset-then-reuse-values",
         "--set",
         "replicas=3",
     ]);
@@ -94,7 +97,7 @@ async fn uninstalled(client: &Client, helm: &Helm, kubeconfig: &Path, ns: &str) 
         cluster_roles.get_opt(&full).await.expect("get").is_none(),
         "ClusterRole left after uninstall"
     );
-    // The CRD stays (helm never deletes crds/), and with it every PrefixPool.
+    // The CRD stays (not the release's), and with it every PrefixPool.
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client.clone());
     assert!(
@@ -125,7 +128,8 @@ async fn chart_creates_a_ula_pool_and_keeps_its_prefix_on_upgrade() {
         &ns,
         &chart,
         "--create-namespace",
-        "--skip-crds",
+        "--set",
+        "crds.enabled=false",
         "--set",
         "ulaPool.create=true",
         "--set",
@@ -146,8 +150,9 @@ async fn chart_creates_a_ula_pool_and_keeps_its_prefix_on_upgrade() {
         "upgrade",
         &ns,
         &chart,
-        "--skip-crds",
-        "--reuse-values",
+        "--set",
+        "crds.enabled=false",
+        "--reset-then-reuse-values",
         "--set",
         "replicas=3",
     ]);
@@ -161,4 +166,62 @@ async fn chart_creates_a_ula_pool_and_keeps_its_prefix_on_upgrade() {
         pools.get_opt(&pool_name).await.expect("get").is_some(),
         "the pool is kept on uninstall"
     );
+}
+
+/// Where the chart cannot see the cluster (helm template, as Argo CD and
+/// Flux render), a generated ULA prefix would change at every render: the
+/// chart asks for one, and renders the one given as it is.
+#[test]
+fn ula_pool_needs_a_prefix_without_a_cluster() {
+    let helm = Helm::new();
+    let out = helm.template(&["--set", "ulaPool.create=true"]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a ULA pool without a prefix rendered"
+    );
+    assert!(
+        err.contains("ulaPool.prefix is required when the chart cannot see the cluster")
+            && err.contains("prefix-operator ula"),
+        "{err}"
+    );
+    for prefix in [
+        "fd12:3456:789a::/48",
+        "fd12::/48",
+        "fd12:3::/48",
+        "fd12:0:3::/48",
+        "fd00:ffff:ffff::/48",
+    ] {
+        let set = format!("ulaPool.prefix={prefix}");
+        let args = ["--set", "ulaPool.create=true", "--set", &set];
+        let first = docs_of(&helm, &args);
+        let pool = one(&first, "PrefixPool");
+        assert_eq!(pool["spec"]["prefixes"][0], prefix);
+        assert_eq!(docs_of(&helm, &args), first, "two renders differ");
+        // The API's own rules (canonical form among them) accept it.
+        let spec: prefix_operator::api::PrefixPoolSpec =
+            serde_json::from_value(serde_json::to_value(&pool["spec"]).expect("json"))
+                .expect("a pool spec");
+        prefix_operator::api::validate_spec(&spec).expect("valid");
+        let parsed: ipnet::Ipv6Net = prefix.parse().expect("a CIDR");
+        assert_eq!(parsed.to_string(), prefix, "not canonical");
+    }
+    for (set, phrase) in [
+        ("ulaPool.prefix=fd12:0:0::/48", "at '/ulaPool/prefix'"),
+        ("ulaPool.prefix=fd12:3:0::/48", "at '/ulaPool/prefix'"),
+        ("ulaPool.prefix=fd12:0034:5::/48", "at '/ulaPool/prefix'"),
+        ("ulaPool.prefix=fc12:34:5::/48", "at '/ulaPool/prefix'"),
+        (
+            "ulaPool.nodePrefixLength=113",
+            "at '/ulaPool/nodePrefixLength'",
+        ),
+    ] {
+        let out = helm.template(&["--set", "ulaPool.create=true", "--set", set]);
+        assert!(!out.status.success(), "{set} rendered");
+        assert!(
+            text(&out.stderr).contains(phrase),
+            "{set}: {}",
+            text(&out.stderr)
+        );
+    }
 }

@@ -97,14 +97,20 @@ fn kinds_in_the_release_namespace(docs: &[Value]) {
         "Service",
         "Deployment",
         "PodDisruptionBudget",
+        "CustomResourceDefinition",
     ]
     .into();
     assert_eq!(
         kinds, want,
-        "kinds rendered by default (no ServiceMonitor, CRD only with --include-crds)"
+        "kinds rendered by default (no ServiceMonitor; the CRDs with crds.enabled)"
     );
     for d in docs {
-        if d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding" {
+        let cluster_scoped = [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+        ];
+        if !cluster_scoped.iter().any(|k| d["kind"] == *k) {
             assert_eq!(
                 d["metadata"]["namespace"], "kube-system",
                 "namespaced object outside the release namespace: {d:?}"

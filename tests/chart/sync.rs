@@ -3,26 +3,76 @@
 
 use super::*;
 
+/// The chart's CRD templates are generated from the Rust types (`make crd`),
+/// and what they render is the CRD of crds/ with the chart's labels and,
+/// with crds.keep, the keep-on-uninstall annotation.
 #[test]
-fn chart_crds_are_the_top_level_crds() {
+fn chart_crd_templates_are_generated() {
+    use prefix_operator::cli::{CrdKind, crd_chart_template};
+    let dir = chart_dir().join("templates/crds");
     let mut names: Vec<String> = vec![];
-    for kind in prefix_operator::cli::CrdKind::ALL {
+    for kind in CrdKind::ALL {
         let name = kind.file_name();
-        let top = std::fs::read(root().join("crds").join(&name)).expect("crds/");
-        let chart = std::fs::read(chart_dir().join("crds").join(&name)).expect("chart crds/");
+        let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        let generated = crd_chart_template(Some(kind)).expect("generate");
         assert!(
-            top == chart,
-            "charts/prefix-operator/crds/{name} differs from crds/{name}; copy it: cp crds/{name} charts/prefix-operator/crds/"
+            committed == generated,
+            "charts/prefix-operator/templates/crds/{name} is stale or missing: run `make crd`"
         );
         names.push(name);
     }
-    let mut files: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
-        .expect("chart crds/")
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("templates/crds")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     files.sort();
     names.sort();
-    assert_eq!(files, names, "the chart ships exactly the project's CRDs");
+    assert_eq!(files, names, "the chart holds exactly the project's CRDs");
+    assert!(
+        !chart_dir().join("crds").exists(),
+        "charts/prefix-operator/crds/ is back: Helm never upgrades what it installs from there"
+    );
+
+    let helm = Helm::new();
+    let rendered = docs_of(&helm, &[]);
+    let crds = find(&rendered, "CustomResourceDefinition");
+    assert_eq!(
+        crds.len(),
+        CrdKind::ALL.len(),
+        "crds.enabled is the default"
+    );
+    for kind in CrdKind::ALL {
+        let want: Value = serde_yaml::to_value(kind.crd()).expect("yaml");
+        let got = crds
+            .iter()
+            .find(|c| c["metadata"]["name"] == want["metadata"]["name"])
+            .unwrap_or_else(|| panic!("{} not rendered", kind.file_name()));
+        assert_eq!(got["spec"], want["spec"], "{}: spec", kind.file_name());
+        let meta = &got["metadata"];
+        assert_eq!(meta["annotations"]["helm.sh/resource-policy"], "keep");
+        assert_eq!(meta["labels"]["app.kubernetes.io/managed-by"], "Helm");
+        assert_eq!(
+            meta["labels"]["app.kubernetes.io/part-of"],
+            "prefix-operator"
+        );
+    }
+    let unkept = docs_of(&helm, &["--set", "crds.keep=false"]);
+    for c in find(&unkept, "CustomResourceDefinition") {
+        assert!(
+            c["metadata"]["annotations"]["helm.sh/resource-policy"].is_null(),
+            "crds.keep=false still keeps {:?}",
+            c["metadata"]["name"]
+        );
+    }
+    assert_eq!(find(&unkept, "CustomResourceDefinition").len(), 2);
+    assert!(
+        find(
+            &docs_of(&helm, &["--set", "crds.enabled=false"]),
+            "CustomResourceDefinition"
+        )
+        .is_empty(),
+        "crds.enabled=false renders no CRD"
+    );
 }
 
 #[test]
@@ -84,9 +134,9 @@ fn rendered_chart_is_accepted_by_the_api_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = admin_kubeconfig(dir.path());
     let helm = Helm::new();
-    // Defaults with the CRD, and the other switches.
+    // Defaults (with the CRDs), and the other switches.
     for extra in [
-        vec!["--include-crds"],
+        vec![],
         vec![
             "--set",
             "replicas=3",

@@ -126,6 +126,14 @@ fn schema_and_checks_refuse_bad_values() {
         "the HTTPS /metrics on the probes' port was accepted: {}",
         text(&out.stderr)
     );
+    // Values of an older chart (helm upgrade --reuse-values) lack crds.
+    let out = helm.template(&["--set", "crds=null"]);
+    assert!(!out.status.success(), "values without crds were accepted");
+    assert!(
+        text(&out.stderr).contains("upgrade with --reset-then-reuse-values"),
+        "{}",
+        text(&out.stderr)
+    );
     install_refuses_bad_values(&helm);
 }
 
@@ -184,4 +192,34 @@ fn chart_durations_use_the_operator_grammar() {
         prefix_operator::duration::PATTERN,
         "values.schema.json's duration pattern differs from src/duration.rs"
     );
+}
+
+/// Every value in values.schema.json says what it is for (`helm show
+/// values` and editors show the descriptions).
+#[test]
+fn every_schema_property_has_a_description() {
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(chart_dir().join("values.schema.json")).expect("values.schema.json"),
+    )
+    .expect("JSON");
+    fn walk(node: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+        if let Some(props) = node["properties"].as_object() {
+            for (k, v) in props {
+                let here = format!("{path}.{k}");
+                if v["description"].as_str().is_none_or(str::is_empty) {
+                    missing.push(here.clone());
+                }
+                walk(v, &here, missing);
+            }
+        }
+        if node["items"].is_object() {
+            walk(&node["items"], &format!("{path}[]"), missing);
+        }
+    }
+    let mut missing = vec![];
+    walk(&schema, "", &mut missing);
+    for (name, def) in schema["definitions"].as_object().expect("definitions") {
+        walk(def, &format!("#{name}"), &mut missing);
+    }
+    assert!(missing.is_empty(), "no description: {missing:?}");
 }

@@ -95,7 +95,11 @@ impl OperatorBuilder {
             cmd.arg("--metrics-addr").arg(addr.to_string());
             Some(addr)
         } else {
-            cmd.arg("--metrics-secure=false");
+            // A binary from before the flag serves /metrics plainly anyway
+            // (paired benchmarks run one through `PREFIX_OPERATOR_BIN`).
+            if knows_flag(&self.bin, "--metrics-secure") {
+                cmd.arg("--metrics-secure=false");
+            }
             None
         };
         if let Some(id) = &self.identity {
@@ -351,4 +355,24 @@ impl Drop for OperatorProcess {
             eprintln!("{}", self.log_tail(TAIL));
         }
     }
+}
+
+/// Whether `bin run --help` lists `flag`. Asked once per binary and
+/// remembered.
+fn knows_flag(bin: &Path, flag: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static KNOWN: Mutex<Option<HashMap<(PathBuf, String), bool>>> = Mutex::new(None);
+    let key = (bin.to_path_buf(), flag.to_string());
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = known.get_or_insert_with(HashMap::new).get(&key) {
+        return *k;
+    }
+    let listed = Command::new(bin)
+        .args(["run", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
+        .unwrap_or(true);
+    known.get_or_insert_with(HashMap::new).insert(key, listed);
+    listed
 }
