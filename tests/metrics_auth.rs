@@ -17,11 +17,10 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
-use prefix_operator::api::PrefixPool;
 use prefix_operator_testenv::{OperatorProcess, http_get, https_get};
-use support::helm::{Helm, chart_dir};
+use support::helm::install_chart;
 use support::*;
 
 const NS: &str = "po-metrics";
@@ -117,23 +116,7 @@ fn may_get_metrics() -> SubjectAccessReviewSpec {
 /// The chart installed into `cp`, the scraper bound to its metrics-reader
 /// ClusterRole, and the authorizer seen to answer accordingly.
 async fn install(cp: &ControlPlane, dir: &std::path::Path) -> Client {
-    let client = admin(cp).await;
-    let admin_kc = dir.join("admin.kubeconfig");
-    cp.write_kubeconfig(&Identity::Admin, &admin_kc)
-        .expect("kubeconfig");
-    let chart = chart_dir().display().to_string();
-    Helm::new().run_in(
-        NS,
-        &admin_kc,
-        &["install", RELEASE, &chart, "--create-namespace"],
-    );
-    let pools: Api<PrefixPool> = Api::all(client.clone());
-    wait_for(
-        "the chart's CRD to be served",
-        Duration::from_secs(30),
-        || async { pools.list(&ListParams::default()).await.ok().map(|_| ()) },
-    )
-    .await;
+    let client = install_chart(cp, &dir.join("admin.kubeconfig"), NS, RELEASE).await;
     for sa in [SCRAPER, STRANGER] {
         create_service_account(&client, sa).await;
     }

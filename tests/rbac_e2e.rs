@@ -26,7 +26,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use prefix_operator_testenv::{OperatorProcess, http_get};
-use support::helm::{Helm, chart_dir};
+use support::helm::install_chart;
 use support::rbac::{Case, Rbac, Subject, without};
 use support::*;
 
@@ -60,24 +60,8 @@ impl Env {
     /// `helm install` (the chart installs the CRDs: crds.enabled), then a token of
     /// the ServiceAccount, as a pod would get it.
     async fn install(cp: &ControlPlane) -> Env {
-        let client = admin(cp).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let admin_kc = dir.path().join("admin.kubeconfig");
-        cp.write_kubeconfig(&Identity::Admin, &admin_kc)
-            .expect("kubeconfig");
-        let chart = chart_dir().display().to_string();
-        Helm::new().run_in(
-            NS,
-            &admin_kc,
-            &["install", RELEASE, &chart, "--create-namespace"],
-        );
-        let pools: Api<PrefixPool> = Api::all(client.clone());
-        wait_for(
-            "the chart's CRD to be served",
-            Duration::from_secs(30),
-            || async { pools.list(&ListParams::default()).await.ok().map(|_| ()) },
-        )
-        .await;
+        let client = install_chart(cp, &dir.path().join("admin.kubeconfig"), NS, RELEASE).await;
         let sa_kubeconfig = dir.path().join("sa.kubeconfig");
         cp.write_kubeconfig(&Identity::Token(sa_token(&client).await), &sa_kubeconfig)
             .expect("kubeconfig");

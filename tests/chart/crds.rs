@@ -21,19 +21,6 @@ fn annotation<'a>(crd: &'a CustomResourceDefinition, key: &str) -> Option<&'a st
         .map(String::as_str)
 }
 
-/// `helm <args> --namespace <ns> --kubeconfig <kc>`, which must fail; its stderr.
-fn helm_fails(helm: &Helm, ns: &str, kubeconfig: &Path, args: &[&str]) -> String {
-    let out = helm
-        .cmd()
-        .args(args)
-        .args(["--namespace", ns, "--kubeconfig"])
-        .arg(kubeconfig)
-        .output()
-        .expect("helm");
-    assert!(!out.status.success(), "helm {args:?} succeeded");
-    text(&out.stderr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crds_come_with_the_release() {
     let cp = tokio::task::spawn_blocking(|| ControlPlane::start(Options::default()))
@@ -53,8 +40,7 @@ async fn crds_come_with_the_release() {
 
     // No CRD yet: Helm cannot create one and objects of it in one install.
     let err = tokio::task::block_in_place(|| {
-        helm_fails(
-            &helm,
+        helm.fails_in(
             "first",
             &kubeconfig,
             &[
@@ -134,8 +120,7 @@ async fn crds_come_with_the_release() {
     // CRDs that are not the release's (left by another release, or applied
     // with kubectl before the install): refused, unless taken over.
     let install_second: [&str; 4] = ["install", "second", &chart, "--create-namespace"];
-    let err =
-        tokio::task::block_in_place(|| helm_fails(&helm, "second", &kubeconfig, &install_second));
+    let err = tokio::task::block_in_place(|| helm.fails_in("second", &kubeconfig, &install_second));
     assert!(
         err.contains("exists and cannot be imported into the current release"),
         "{err}"

@@ -54,14 +54,26 @@ impl Helm {
 
     /// `helm <args> --namespace <ns> --kubeconfig <kubeconfig>`, which must succeed; its stdout.
     pub fn run_in(&self, ns: &str, kubeconfig: &Path, args: &[&str]) -> String {
-        let out = self
-            .cmd()
+        ok(
+            &format!("helm {args:?}"),
+            self.output_in(ns, kubeconfig, args),
+        )
+    }
+
+    /// The same, which must fail; its stderr.
+    pub fn fails_in(&self, ns: &str, kubeconfig: &Path, args: &[&str]) -> String {
+        let out = self.output_in(ns, kubeconfig, args);
+        assert!(!out.status.success(), "helm {args:?} succeeded");
+        text(&out.stderr)
+    }
+
+    fn output_in(&self, ns: &str, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.cmd()
             .args(args)
             .args(["--namespace", ns, "--kubeconfig"])
             .arg(kubeconfig)
             .output()
-            .expect("helm");
-        ok(&format!("helm {args:?}"), out)
+            .expect("helm")
     }
 
     /// `helm template prefix-operator <chart> -n kube-system --kube-version 1.33.0 <extra>`.
@@ -90,4 +102,39 @@ pub fn ok(what: &str, out: Output) -> String {
         text(&out.stdout)
     );
     text(&out.stdout)
+}
+
+/// The chart installed as `release` into `ns` (created) by the admin of
+/// `cp`, whose kubeconfig is written to `admin_kubeconfig`; returns once
+/// the CRDs the chart installs are served. An admin client.
+pub async fn install_chart(
+    cp: &crate::ControlPlane,
+    admin_kubeconfig: &Path,
+    ns: &str,
+    release: &str,
+) -> kube::Client {
+    use prefix_operator::api::PrefixPool;
+    let client = crate::admin(cp).await;
+    cp.write_kubeconfig(&crate::Identity::Admin, admin_kubeconfig)
+        .expect("kubeconfig");
+    let chart = chart_dir().display().to_string();
+    Helm::new().run_in(
+        ns,
+        admin_kubeconfig,
+        &["install", release, &chart, "--create-namespace"],
+    );
+    let pools: kube::Api<PrefixPool> = kube::Api::all(client.clone());
+    crate::wait_for(
+        "the chart's CRD to be served",
+        std::time::Duration::from_secs(30),
+        || async {
+            pools
+                .list(&kube::api::ListParams::default())
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    client
 }
