@@ -47,6 +47,14 @@ fn now_micro() -> MicroTime {
 /// does not write on a stale "I am the leader" once it wakes.
 pub type Deadline = Arc<Mutex<Option<Instant>>>;
 
+/// Ends this replica's writing at once: the API server's fence refused one
+/// of its writes. The elector sees the cleared deadline and steps down.
+pub fn fence(deadline: &Deadline) {
+    if let Ok(mut d) = deadline.lock() {
+        *d = None;
+    }
+}
+
 /// True while `deadline` lies in the future.
 pub fn within(deadline: &Deadline) -> bool {
     deadline
@@ -80,12 +88,21 @@ pub fn spawn_with_deadline(
             match attempt {
                 Ok(Ok(true)) => {
                     last_renew = Some(sent);
-                    if let Ok(mut d) = dl.lock() {
-                        *d = Some(sent + s.renew_deadline);
-                    }
-                    if !*tx.borrow() {
-                        info!(lease = %s.name, identity = %s.identity, "acquired leadership");
-                        let _ = tx.send(true);
+                    let leading = *tx.borrow();
+                    let fenced = leading && dl.lock().is_ok_and(|d| d.is_none());
+                    if fenced {
+                        // A write was refused by the fence: step down, and
+                        // lead again only through the barrier below.
+                        warn!(lease = %s.name, "a write was refused by the API server's fence; stepping down");
+                        let _ = tx.send(false);
+                    } else if leading || fence_barrier(&api, &s).await {
+                        if let Ok(mut d) = dl.lock() {
+                            *d = Some(sent + s.renew_deadline);
+                        }
+                        if !leading {
+                            info!(lease = %s.name, identity = %s.identity, "acquired leadership");
+                            let _ = tx.send(true);
+                        }
                     }
                 }
                 Ok(Ok(false)) => {}
@@ -228,6 +245,49 @@ fn taken(
         }
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// How long a new holder waits for the API server's fence to see its Lease
+/// before it gives up for this round, and the pause between two looks.
+const BARRIER_LIMIT: Duration = Duration::from_secs(1);
+const BARRIER_PAUSE: Duration = Duration::from_millis(20);
+
+/// Before a new holder writes anything: a dry-run update of the Lease,
+/// which the chart's fence policy checks like every write of the operator
+/// (the token's Pod against the Lease's holder in the API server's cache of
+/// Leases). Its pass shows that this API server's cache has seen the new
+/// holder, so from here on it refuses every write of the old one; the
+/// lists that follow this replica's election are read after that moment,
+/// so they hold whatever the old holder wrote before it. Without the
+/// policy the dry run simply passes. False: not yet (the round's takeover
+/// stands; the next round tries again).
+async fn fence_barrier(api: &Api<Lease>, s: &LeaseSettings) -> bool {
+    let started = Instant::now();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    loop {
+        let result = match api.get(&s.name).await {
+            Ok(lease) => api.replace(&s.name, &dry_run, &lease).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let e = match result {
+            Ok(()) => return true,
+            Err(e) => e,
+        };
+        let fenced = crate::k8s::errors::is_fenced(&e);
+        if !fenced || started.elapsed() >= BARRIER_LIMIT {
+            warn!(
+                lease = %s.name,
+                identity = %s.identity,
+                "holding the Lease, but the API server's fence does not yet let this replica write: {}",
+                crate::k8s::errors::error_message(&e)
+            );
+            return false;
+        }
+        tokio::time::sleep(BARRIER_PAUSE).await;
     }
 }
 

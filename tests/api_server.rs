@@ -20,6 +20,8 @@ mod controlplane;
 mod dualstack;
 #[path = "faults.rs"]
 mod faults;
+#[path = "fence.rs"]
+mod fence;
 #[path = "hostile.rs"]
 mod hostile;
 #[path = "http2.rs"]

@@ -12,6 +12,8 @@ mod crds;
 mod flags;
 #[path = "chart/install.rs"]
 mod install;
+#[path = "chart/policies.rs"]
+mod policies;
 #[path = "chart/render.rs"]
 mod render;
 #[path = "chart/sync.rs"]

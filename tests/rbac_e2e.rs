@@ -18,11 +18,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client};
 use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use prefix_operator_testenv::{OperatorProcess, http_get};
@@ -63,7 +62,10 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = install_chart(cp, &dir.path().join("admin.kubeconfig"), NS, RELEASE).await;
         let sa_kubeconfig = dir.path().join("sa.kubeconfig");
-        cp.write_kubeconfig(&Identity::Token(sa_token(&client).await), &sa_kubeconfig)
+        // Bound to a Pod named as the operator's identity, as a pod's own
+        // token is: the chart's fence lets only the Lease holder's Pod write.
+        let token = support::pod_identity::pod_token(&client, NS, RELEASE, IDENTITY).await;
+        cp.write_kubeconfig(&Identity::Token(token), &sa_kubeconfig)
             .expect("kubeconfig");
         Env {
             client,
@@ -92,27 +94,6 @@ impl Env {
         .spawn()
         .expect("start prefix-operator")
     }
-}
-
-/// A token of the chart's ServiceAccount from the TokenRequest API.
-async fn sa_token(client: &Client) -> String {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
-    let tr = sas
-        .create_token_request(
-            RELEASE,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: vec![],
-                    expiration_seconds: Some(3600),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("TokenRequest");
-    tr.status.expect("token status").token
 }
 
 /// Waits for a line of `op`'s log with every one of `needles`.

@@ -123,6 +123,25 @@ impl Core {
         }
     }
 
+    /// Counts a failed request by its reason. A write the API server's fence
+    /// refused (another replica holds the Lease the API server sees) also
+    /// ends this replica's writing at once: it steps down and waits to be
+    /// elected again, so that the ones after it are never sent.
+    pub(crate) fn request_failed(&self, e: &kube::Error) -> &'static str {
+        let reason = crate::k8s::errors::error_reason(e);
+        self.metrics.error(reason);
+        if reason == "Fenced" {
+            if let Some(d) = &self.settings.lease_deadline {
+                crate::leader::fence(d);
+            }
+            tracing::warn!(
+                "the API server's fence refused a write: another replica holds the Lease; stop writing ({})",
+                crate::k8s::errors::error_message(e)
+            );
+        }
+        reason
+    }
+
     /// This replica leads and its lease has not lapsed.
     pub(crate) fn is_leader(&self) -> bool {
         *self.leader.borrow()

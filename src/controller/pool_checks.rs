@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use super::core::Core;
 use crate::api::PrefixPool;
-use crate::k8s::errors::{error_message, error_reason};
+use crate::k8s::errors::error_message;
 use crate::k8s::list_watch;
 use crate::k8s::pools::{self, WatchedPool};
 
@@ -127,7 +127,7 @@ impl PoolChecks {
                 mark,
                 result: Err(e),
             } => {
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 let delay = core.gate.check_failed(mark, Instant::now());
                 warn!(
                     "checking PrefixPools before planning failed, retrying in {delay:?}: {}",

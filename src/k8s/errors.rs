@@ -71,8 +71,22 @@ pub fn message_chain(parts: impl IntoIterator<Item = String>) -> String {
     out.join(": ")
 }
 
+/// What the API server's fence says when it refuses a write: the message of
+/// the chart's fence policy (`templates/admission-policies.yaml`) starts
+/// with it. A replica whose write it refused is not the holder of the Lease
+/// the API server sees.
+pub const FENCE_MARKER: &str = "prefix-operator fence:";
+
+/// Whether the API server's fence refused this request.
+pub fn is_fenced(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains(FENCE_MARKER))
+}
+
 /// A short, stable name of an error, used as the metric label.
 pub fn error_reason(e: &kube::Error) -> &'static str {
+    if is_fenced(e) {
+        return "Fenced";
+    }
     match e {
         kube::Error::Api(s) => match s.code {
             400 => "BadRequest",
@@ -183,6 +197,19 @@ mod tests {
             WriteOutcome::Unknown
         );
         assert_eq!(write_outcome(&api(504, "Timeout")), WriteOutcome::Unknown);
+        let fenced = kube::Error::Api(
+            kube::core::Status::failure(
+                &format!("nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'x-fence' with binding 'x-fence' denied request: {FENCE_MARKER} pod a is not the holder"),
+                "Forbidden",
+            )
+            .with_code(403)
+            .boxed(),
+        );
+        assert!(is_fenced(&fenced));
+        assert_eq!(error_reason(&fenced), "Fenced");
+        assert_eq!(write_outcome(&fenced), WriteOutcome::NotApplied);
+        assert!(!is_fenced(&api(403, "Forbidden")));
+        assert_eq!(error_reason(&api(403, "Forbidden")), "Forbidden");
         assert_eq!(
             write_outcome(&kube::Error::Service("reset".into())),
             WriteOutcome::Unknown

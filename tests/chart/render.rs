@@ -98,6 +98,8 @@ fn kinds_in_the_release_namespace(docs: &[Value]) {
         "Deployment",
         "PodDisruptionBudget",
         "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     .into();
     assert_eq!(
@@ -109,6 +111,8 @@ fn kinds_in_the_release_namespace(docs: &[Value]) {
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ];
         if !cluster_scoped.iter().any(|k| d["kind"] == *k) {
             assert_eq!(

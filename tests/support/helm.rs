@@ -113,6 +113,17 @@ pub async fn install_chart(
     ns: &str,
     release: &str,
 ) -> kube::Client {
+    install_chart_with(cp, admin_kubeconfig, ns, release, &[]).await
+}
+
+/// [`install_chart`] with more `helm install` arguments (`--set k=v`).
+pub async fn install_chart_with(
+    cp: &crate::ControlPlane,
+    admin_kubeconfig: &Path,
+    ns: &str,
+    release: &str,
+    extra: &[&str],
+) -> kube::Client {
     use prefix_operator::api::PrefixPool;
     let client = crate::admin(cp).await;
     cp.write_kubeconfig(&crate::Identity::Admin, admin_kubeconfig)
@@ -121,7 +132,7 @@ pub async fn install_chart(
     Helm::new().run_in(
         ns,
         admin_kubeconfig,
-        &["install", release, &chart, "--create-namespace"],
+        &[&["install", release, &chart, "--create-namespace"], extra].concat(),
     );
     let pools: kube::Api<PrefixPool> = kube::Api::all(client.clone());
     crate::wait_for(

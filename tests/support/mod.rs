@@ -8,8 +8,10 @@ pub mod cni;
 pub mod components;
 pub mod debs;
 pub mod helm;
+pub mod hold_proxy;
 pub mod kea;
 pub mod netns;
+pub mod pod_identity;
 pub mod rbac;
 
 use std::collections::BTreeMap;

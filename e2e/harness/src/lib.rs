@@ -342,6 +342,15 @@ impl ControlPlane {
         kubeconfig::write_private(&self.kubeconfig_yaml(who)?, path)
     }
 
+    /// Writes a kubeconfig for `who` against `server` instead of this API
+    /// server (a proxy in front of it), with this control plane's CA.
+    pub fn write_kubeconfig_via(&self, server: &str, who: &Identity, path: &Path) -> Result<()> {
+        kubeconfig::write_private(
+            &kubeconfig::render(server.to_string(), &self.pki, who)?,
+            path,
+        )
+    }
+
     /// A client acting as `who`.
     pub async fn client(&self, who: &Identity) -> Result<kube::Client> {
         client_from_yaml(&self.kubeconfig_yaml(who)?).await

@@ -14,7 +14,7 @@ use crate::api::PrefixClaim;
 use crate::controller::core::Core;
 use crate::controller::events::Note;
 use crate::k8s::claims as edge;
-use crate::k8s::errors::{error_message, error_reason, write_outcome};
+use crate::k8s::errors::{error_message, write_outcome};
 use crate::k8s::list_watch::Watched;
 use crate::ledger::{ClaimPlan, ClaimWait};
 
@@ -36,7 +36,9 @@ impl ClaimLane {
                 match (answer.error(), &d.request) {
                     // A read-back that failed leaves the count of failures
                     // as it was: only the bind failed.
-                    (Some(e), Request::Settle { .. }) => core.metrics.error(error_reason(e)),
+                    (Some(e), Request::Settle { .. }) => {
+                        core.request_failed(e);
+                    }
                     (Some(e), _) => self.claim_failed(core, &name, "Bind", e),
                     (None, _) => {}
                 }
@@ -149,7 +151,7 @@ impl ClaimLane {
         what: &str,
         e: &kube::Error,
     ) {
-        core.metrics.error(error_reason(e));
+        core.request_failed(e);
         let delay = self.lane.failed(name, Instant::now());
         warn!(
             claim = name,

@@ -9,7 +9,7 @@ use super::{ClaimLane, ClaimList};
 use crate::controller::core::Core;
 use crate::controller::events::Note;
 use crate::k8s::claims::{self as edge, WatchedClaim};
-use crate::k8s::errors::{bounded_request as bounded, error_message, error_reason};
+use crate::k8s::errors::{bounded_request as bounded, error_message};
 use crate::k8s::list_watch::{self, Watched};
 
 impl ClaimLane {
@@ -195,7 +195,7 @@ impl ClaimLane {
                 }
             }
             Err(e) => {
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 warn!("re-listing PrefixClaims failed: {}", error_message(&e));
             }
         }

@@ -22,7 +22,7 @@ use tokio::task::{JoinError, JoinSet};
 use tracing::{info, warn};
 
 use super::core::Core;
-use crate::k8s::errors::{backoff, error_message, error_reason};
+use crate::k8s::errors::{backoff, error_message};
 use crate::k8s::list_watch;
 use crate::k8s::nodes::NodeLite;
 use pipeline::Pipeline;
@@ -179,7 +179,7 @@ impl NodeLane {
                 }
             }
             Err(e) => {
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 self.list_failures = self.list_failures.saturating_add(1);
                 let delay = backoff(self.list_failures);
                 warn!(

@@ -168,8 +168,7 @@ impl NodeLane {
         match w.result {
             Ok(n) => self.on_written(core, &w.node, &w.pools, &n),
             Err(e) => {
-                let reason = error_reason(&e);
-                core.metrics.error(reason);
+                let reason = core.request_failed(&e);
                 let message = error_message(&e);
                 match self
                     .pipeline
@@ -296,7 +295,7 @@ impl NodeLane {
                 core.ledger.remove_node_if_uid(name, &a.uid);
             }
             Err(e) => {
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 let message = error_message(&e);
                 warn!(node = name, "re-reading Node failed: {message}");
                 if let ReadPurpose::Settle { .. } = a.purpose {

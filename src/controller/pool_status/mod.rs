@@ -17,7 +17,7 @@ use tracing::warn;
 use super::core::Core;
 use super::events::Note;
 use crate::api::PrefixPool;
-use crate::k8s::errors::{error_message, error_reason};
+use crate::k8s::errors::error_message;
 pub use writer::{Due, STATUS_MANAGER, apply_status};
 
 /// A status write's answer: the status it carried, and the stored pool.
@@ -83,7 +83,7 @@ impl PoolStatuses {
                 core.apply_pool(&kube::core::DeserializeGuard(Ok(stored)));
             }
             Err(e) => {
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 core.metrics.status_write_errors.inc();
                 warn!(%pool, "status write failed: {}", error_message(&e));
                 core.status.failed(&pool);

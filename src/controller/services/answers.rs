@@ -10,7 +10,7 @@ use super::{Done, ServiceLane};
 use crate::controller::core::Core;
 use crate::controller::events::Note;
 use crate::controller::lane::{FIRST_SETTLE, SETTLE_AGAIN};
-use crate::k8s::errors::{bounded_request as bounded, error_message, error_reason, write_outcome};
+use crate::k8s::errors::{bounded_request as bounded, error_message, write_outcome};
 use crate::k8s::services as edge;
 
 impl ServiceLane {
@@ -70,13 +70,13 @@ impl ServiceLane {
             (Outcome::ReadBack, Err(e), _) => {
                 // It may have landed: the reservation stays until a read
                 // settles it.
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 warn!(service = %key, "LoadBalancer status write outcome unknown, reading back: {}", error_message(&e));
                 self.settle_service(key, d.rv, d.purpose, FIRST_SETTLE);
             }
             (Outcome::Retry, Err(e), _) => {
                 core.ledger.release_service(&key);
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 let delay = self.lane.failed(&key, Instant::now());
                 warn!(service = %key, "LoadBalancer status write failed, retrying in {delay:?}: {}", error_message(&e));
                 self.addresses_changed(core);

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::core::Core;
 use super::events::Note;
 use super::lane::Lane;
-use crate::k8s::errors::{as_leader, bounded_request as bounded, error_message, error_reason};
+use crate::k8s::errors::{as_leader, bounded_request as bounded, error_message};
 use crate::k8s::list_watch::Watched;
 use crate::k8s::services::{self as edge, Classes, ServiceLite};
 use crate::ledger::{AddressPlan, AddressWait};
@@ -324,7 +324,7 @@ impl ServiceLane {
                 }
             }
             Err(e) => {
-                core.metrics.error(error_reason(&e));
+                core.request_failed(&e);
                 warn!("re-listing Services failed: {}", error_message(&e));
             }
         }
