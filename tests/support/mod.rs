@@ -8,10 +8,8 @@ pub mod cni;
 pub mod components;
 pub mod debs;
 pub mod helm;
-pub mod hold_proxy;
 pub mod kea;
 pub mod netns;
-pub mod pod_identity;
 pub mod rbac;
 
 use std::collections::BTreeMap;
@@ -26,7 +24,17 @@ use prefix_operator::api::{PrefixPool, PrefixPoolSpec};
 use prefix_operator::app::{App, Config, Leadership};
 use prefix_operator::controller::{Health, Settings};
 use prefix_operator::metrics::Metrics;
-pub use prefix_operator_testenv::{ControlPlane, Identity, Options, shared};
+pub use prefix_operator_testenv::{ControlPlane, Identity, Options, hold_proxy, shared};
+
+/// A ServiceAccount token bound to a Pod object (see the harness's `pod_identity`).
+pub mod pod_identity {
+    /// [`prefix_operator_testenv::pod_identity::pod_token`], panicking on error.
+    pub async fn pod_token(client: &kube::Client, ns: &str, sa: &str, pod: &str) -> String {
+        prefix_operator_testenv::pod_identity::pod_token(client, ns, sa, pod)
+            .await
+            .expect("a token bound to a Pod")
+    }
+}
 use tokio::sync::{oneshot, watch};
 
 /// The repository's root.

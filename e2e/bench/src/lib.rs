@@ -3,6 +3,7 @@
 //! ([`prefix_operator_testenv::OperatorProcess`]).
 
 pub mod cluster;
+pub mod fence;
 pub mod history;
 pub mod kcm;
 pub mod kubelet;

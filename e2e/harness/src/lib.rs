@@ -10,9 +10,11 @@
 //! [`http_get`] and [`promtext`] read its HTTP endpoints.
 
 mod certs;
+pub mod hold_proxy;
 mod kubeconfig;
 mod net;
 mod operator;
+pub mod pod_identity;
 mod process;
 pub mod promtext;
 

@@ -16,7 +16,8 @@
 //! - `leader`: two replicas with leader election; the leader is SIGKILLed
 //!   mid-burst; the other takes over.
 //! - `leader-pause`: two replicas; the leader is frozen (SIGSTOP) past its
-//!   Lease while the other takes over, then thawed (SIGCONT) mid-burst: a
+//!   Lease with Node writes held on their way, while the other takes over;
+//!   then the writes go on and it is thawed (SIGCONT) mid-burst: a
 //!   stale leader must not write.
 //! - `kubelet-backlog`, `kubelet-burst`: 3,000 Nodes whose status a
 //!   kubelet-like writer patches throughout, two replicas, leader SIGKILLs

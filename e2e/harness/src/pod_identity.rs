@@ -2,6 +2,7 @@
 //! API server's user info carries `authentication.kubernetes.io/pod-name`,
 //! which the chart's fence policy compares with the Lease's holder.
 
+use anyhow::{Context, Result};
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
@@ -9,9 +10,9 @@ use kube::{Api, Client};
 
 /// A Pod object `pod` in `ns` running as ServiceAccount `sa` (created if
 /// missing; nothing runs it), and a one-hour token of `sa` bound to it.
-pub async fn pod_token(client: &Client, ns: &str, sa: &str, pod: &str) -> String {
+pub async fn pod_token(client: &Client, ns: &str, sa: &str, pod: &str) -> Result<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let object = match pods.get_opt(pod).await.expect("get Pod") {
+    let object = match pods.get_opt(pod).await.context("get Pod")? {
         Some(p) => p,
         None => {
             let p = Pod {
@@ -56,6 +57,9 @@ pub async fn pod_token(client: &Client, ns: &str, sa: &str, pod: &str) -> String
             },
         )
         .await
-        .expect("TokenRequest bound to the Pod");
-    tr.status.expect("token").token
+        .context("TokenRequest bound to the Pod")?;
+    Ok(tr
+        .status
+        .context("no token in the TokenRequest's status")?
+        .token)
 }
