@@ -36,13 +36,24 @@ fn repo() -> PathBuf {
 /// Renders the chart's account, RBAC and policies for Lease `lease` in
 /// `default` (`helm template`) and applies them (`kubectl apply`).
 pub fn install(cl: &Cluster, lease: &str) -> Result<()> {
+    install_some(cl, lease, true)
+}
+
+/// [`install`], with the admission policies or without them (the account
+/// and RBAC alone: the same operator without the fence, for comparison).
+pub fn install_some(cl: &Cluster, lease: &str, policies: bool) -> Result<()> {
     let mut template = Command::new(cl.cp.bin("helm"));
     template
         .args(["template", RELEASE])
         .arg(repo().join("charts/prefix-operator"))
         .args(["-n", NS, "--set", "crds.enabled=false"])
         .args(["--set", &format!("leaderElection.leaseName={lease}")]);
-    for t in TEMPLATES {
+    let templates = if policies {
+        &TEMPLATES[..]
+    } else {
+        &TEMPLATES[..5]
+    };
+    for t in templates {
         template.args(["--show-only", &format!("templates/{t}")]);
     }
     let out = template.output().context("helm template")?;

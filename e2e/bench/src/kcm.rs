@@ -40,7 +40,15 @@ pub enum Allocator {
     /// An operator binary (the one under test, or another build) with
     /// these flags (e.g. `--http2=true`).
     OperatorWith(Option<PathBuf>, Vec<String>),
+    /// The operator leader-elected as a Pod of the chart's ServiceAccount
+    /// (its RBAC), under the chart's admission policies (the fence and
+    /// least authority) or without them: what the policies cost.
+    AsPod { policies: bool },
 }
+
+/// The Lease and the Pod of [`Allocator::AsPod`].
+const AS_POD_LEASE: &str = "prefix-operator-bench";
+const AS_POD: &str = "pob-kcm-bench";
 
 impl Allocator {
     pub fn label(&self) -> String {
@@ -50,6 +58,12 @@ impl Allocator {
             }
             Allocator::Kcm { qps: Some(q) } => format!("kube-controller-manager (QPS/burst {q})"),
             Allocator::Operator => "prefix-operator (defaults)".into(),
+            Allocator::AsPod { policies: true } => {
+                "prefix-operator as a Pod, under the chart's admission policies".into()
+            }
+            Allocator::AsPod { policies: false } => {
+                "prefix-operator as a Pod, no admission policies".into()
+            }
             Allocator::OperatorWith(bin, f) => format!(
                 "prefix-operator{} {}",
                 bin.as_ref()
@@ -148,6 +162,17 @@ pub fn start(bins: &Bins, cl: &Cluster, alloc: &Allocator, what: &str) -> Result
             flags,
             &log,
         )?),
+        Allocator::AsPod { .. } => Proc::Operator(
+            prefix_operator_testenv::OperatorProcess::builder(
+                &bins.operator,
+                as_pod_kubeconfig(cl),
+                &log,
+            )
+            .identity(AS_POD)
+            .args(["--log-format", "text"])
+            .args(operator::leader_flags(AS_POD_LEASE))
+            .spawn()?,
+        ),
     };
     Ok(Running { proc, started, log })
 }
@@ -184,7 +209,16 @@ async fn cluster_for(alloc: &Allocator) -> Result<Cluster> {
     if !matches!(alloc, Allocator::Kcm { .. }) {
         create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
     }
+    if let Allocator::AsPod { policies } = alloc {
+        crate::fence::install_some(&cl, AS_POD_LEASE, *policies)?;
+        let written = crate::fence::kubeconfig_as_pod(&cl, AS_POD, &cl.cp.server_url()).await?;
+        std::fs::rename(written, as_pod_kubeconfig(&cl))?;
+    }
     Ok(cl)
+}
+
+fn as_pod_kubeconfig(cl: &Cluster) -> PathBuf {
+    cl.cp.dir().join("as-pod.kubeconfig")
 }
 
 /// N Nodes exist before `alloc` starts; timed from its process start to the

@@ -63,6 +63,12 @@ struct Args {
     /// commit); with no `--variant` flags, at its defaults.
     #[arg(long)]
     variant_bin: Option<PathBuf>,
+    /// What the chart's admission policies cost: the operator runs
+    /// leader-elected as a Pod of the chart's ServiceAccount, without the
+    /// policies (reported as the operator) and under them (reported as the
+    /// variant); `--variant`/`--variant-bin` are then ignored.
+    #[arg(long)]
+    as_pod: bool,
     /// Creators in flight when the backlog is made.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -131,7 +137,10 @@ async fn main() -> Result<()> {
         },
         Allocator::Operator,
     ];
-    if !args.variant.is_empty() || args.variant_bin.is_some() {
+    if args.as_pod {
+        allocs[OP] = Allocator::AsPod { policies: false };
+        allocs.push(Allocator::AsPod { policies: true });
+    } else if !args.variant.is_empty() || args.variant_bin.is_some() {
         let bin = args
             .variant_bin
             .as_ref()
