@@ -3,8 +3,11 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 DEV ?= .dev
-# How dev-up gets target/debug/controlplane; tests that already built it pass ":".
-CONTROLPLANE_BUILD ?= $(CARGO) build -p prefix-operator-testenv --bin controlplane --locked
+# dev-up: the lab cluster where it can run (auto), or only etcd + kube-apiserver (no).
+DEV_LAB ?= auto
+# How dev-up gets target/debug/controlplane and target/debug/lab-cluster;
+# tests that already built them pass ":".
+CONTROLPLANE_BUILD ?= $(CARGO) build -p prefix-operator-testenv --bin controlplane -p prefix-operator-testsupport --bin lab-cluster --locked
 
 .PHONY: test controlplane demo dev-up dev-down crd manifests lint bench bench-kcm bench-lb lab-bench chaos randomized clean-dev check-leftovers
 
@@ -39,34 +42,20 @@ check-leftovers:
 	  echo "leftover control-plane processes:"; pgrep -af "$$bin/(etcd|kube-apiserver)"; exit 1; \
 	else echo "no control-plane process left running"; fi
 
-## Start a control plane in the background; kubeconfig in .dev/kubeconfig.
+## A cluster in the background, kubeconfig in .dev/kubeconfig: where it can
+## (root, network namespaces, cgroups) the lab cluster of tests/lab.rs —
+## control plane, kube-controller-manager, kube-scheduler, two Nodes each
+## with containerd, kubelet and kube-proxy, the operator's image imported if
+## target/image has it — otherwise (or DEV_LAB=no) etcd and kube-apiserver
+## only. kubectl, helm and ctr (on the Nodes) in .dev/. See e2e/dev-up.sh.
 dev-up: controlplane
 	$(CONTROLPLANE_BUILD)
-	@if [ -f $(DEV)/controlplane.pid ] && kill -0 "$$(cat $(DEV)/controlplane.pid)" 2>/dev/null; then \
-	  echo "already running (pid $$(cat $(DEV)/controlplane.pid))"; exit 0; fi
-	@mkdir -p $(DEV); rm -f $(DEV)/kubeconfig
-	@CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" nohup "$${CARGO_TARGET_DIR:-target}/debug/controlplane" serve \
-	  --state-dir $(DEV)/state --kubeconfig $(DEV)/kubeconfig > $(DEV)/controlplane.log 2>&1 & echo $$! > $(DEV)/controlplane.pid
-	@for i in $$(seq 1 600); do \
-	  [ -f $(DEV)/kubeconfig ] && break; \
-	  kill -0 "$$(cat $(DEV)/controlplane.pid)" 2>/dev/null || { cat $(DEV)/controlplane.log; exit 1; }; \
-	  sleep 0.1; done
-	@[ -f $(DEV)/kubeconfig ] || { echo "control plane did not become ready"; cat $(DEV)/controlplane.log; exit 1; }
-	@ln -sf "$$(e2e/controlplane/build.sh)/kubectl" $(DEV)/kubectl
-	@ln -sf "$$(e2e/controlplane/build.sh)/helm" $(DEV)/helm
-	@echo "control plane running. Use it with:"
-	@echo "  export KUBECONFIG=$$PWD/$(DEV)/kubeconfig"
-	@echo "  $(DEV)/kubectl get nodes      # kubectl built from the pinned release"
-	@echo "Stop it with: make dev-down"
+	@DEV=$(DEV) DEV_LAB=$(DEV_LAB) e2e/dev-up.sh
 
-## Stop the background control plane and remove its state.
+## Stop what dev-up started (processes, network namespaces, mounts, cgroups)
+## and remove .dev.
 dev-down:
-	@if [ -f $(DEV)/controlplane.pid ]; then \
-	  pid="$$(cat $(DEV)/controlplane.pid)"; kill "$$pid" 2>/dev/null || true; \
-	  for i in $$(seq 1 100); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.1; done; \
-	  kill -9 "$$pid" 2>/dev/null || true; fi
-	@rm -rf $(DEV)
-	@echo "control plane stopped; .dev removed"
+	@DEV=$(DEV) e2e/dev-down.sh
 
 ## The operator's whole job on a local control plane.
 demo:

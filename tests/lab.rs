@@ -2,7 +2,7 @@
 //! kube-system from the README's own install lines, running as pods on real
 //! kubelets with a real container runtime, and doing its whole job there.
 //!
-//! The lab cluster ([`cluster`]): the test control plane,
+//! The lab cluster ([`support::lab`]): the test control plane,
 //! kube-controller-manager and kube-scheduler v1.36.3, and Nodes in network
 //! namespaces behind a router namespace, each with containerd 2.4 + runc
 //! 1.5, a kubelet and kube-proxy (all built from Go modules by the project's
@@ -28,23 +28,14 @@
 //! Needs root, network namespaces and cgroups; where network namespaces are
 //! forbidden it prints SKIPPED and passes, as the CNI tests do.
 
-#[path = "lab/cleanup.rs"]
-mod cleanup;
-#[path = "lab/cluster.rs"]
-mod cluster;
-#[path = "lab/config.rs"]
-mod config;
 #[path = "lab/install.rs"]
 mod install;
-#[path = "lab/node.rs"]
-mod node;
 use prefix_operator_testsupport as support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, ask_http, parse_whoami};
 use install::*;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, PostParams};
@@ -53,6 +44,8 @@ use prefix_operator::api::{PrefixClaim, PrefixPool};
 use support::claims::{service_and_lb_claims, web_and_edge_services};
 use support::cni::{ip_routes, run_recipe};
 use support::helm::Helm;
+use support::lab::ONE_AT_A_TIME;
+use support::lab::cluster::{Cluster, ask_http, parse_whoami};
 use support::*;
 
 /// The GUA pool of examples/pools.yaml, and its IPv4 pool for the Nodes
@@ -60,10 +53,6 @@ use support::*;
 const GUA: &str = "2001:db8:42::/48";
 const V4: &str = "10.244.0.0/16";
 const DUAL: (&str, &str) = ("node-role.example.com/dual-stack", "true");
-
-/// One lab cluster at a time: each runs a dozen processes, and two at once
-/// on a small machine make both slow enough to miss their probes.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn step(t0: Instant, what: &str) {
     eprintln!("lab: {:>6.1}s {what}", t0.elapsed().as_secs_f64());

@@ -48,21 +48,9 @@
 //! Run by `make lab-bench`; `#[ignore]`d, so `make test` lists it as
 //! ignored. Needs root, network namespaces and cgroups, like tests/lab.rs.
 
-#[path = "lab/cleanup.rs"]
-#[allow(dead_code)]
-mod cleanup;
-#[path = "lab/cluster.rs"]
-#[allow(dead_code)]
-mod cluster;
-#[path = "lab/config.rs"]
-#[allow(dead_code)]
-mod config;
 #[path = "lab/install.rs"]
 #[allow(dead_code)]
 mod install;
-#[path = "lab/node.rs"]
-#[allow(dead_code)]
-mod node;
 use prefix_operator_testsupport as support;
 
 use std::fmt::Write as _;
@@ -70,7 +58,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use cluster::Cluster;
 use futures::{StreamExt, TryStreamExt};
 use install::*;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -78,10 +65,11 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use node::LabNode;
 use prefix_operator_testenv::Supervised;
 use support::cni::{TestNode, run_recipe};
 use support::helm::Helm;
+use support::lab::cluster::Cluster;
+use support::lab::node::LabNode;
 use support::*;
 
 /// The GUA pool of examples/pools.yaml, its reserved first /64, and its

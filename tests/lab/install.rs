@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::cluster::Cluster;
 use super::support::helm::Helm;
+use super::support::lab::cluster::Cluster;
 use super::support::wait_for;
 
 /// Where the chart installs the operator.
@@ -177,14 +177,7 @@ pub fn manifest_dir() -> &'static Path {
 /// (10.96.0.1:443 to the advertised API server): how the operator's pods
 /// reach the API server.
 pub async fn wait_kube_proxy(c: &Cluster) {
-    let endpoint = format!("{}:{}", super::cluster::API_ADDRESS, c.cp.api_port());
-    for i in 0..c.nodes.len() {
-        let what = format!("kube-proxy on {} programs 10.96.0.1", c.nodes[i].name());
-        wait_for(&what, WAIT, || async {
-            c.nat_rules(i, false).contains(&endpoint).then_some(())
-        })
-        .await;
-    }
+    c.wait_kube_proxy(WAIT).await;
 }
 
 /// The README's install lines as an admin reads them, checked without a

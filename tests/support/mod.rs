@@ -9,6 +9,7 @@ pub mod components;
 pub mod debs;
 pub mod helm;
 pub mod kea;
+pub mod lab;
 pub mod netns;
 pub mod rbac;
 

@@ -1,12 +1,12 @@
 //! One lab Node: containerd (with the runc shim and runc) and a kubelet,
 //! built by `e2e/node/build.sh`, in the network namespace of a
-//! [`TestNode`](super::support::cni::TestNode), with every directory under
+//! [`TestNode`](crate::cni::TestNode), with every directory under
 //! the test's temp dir, its own containerd socket and its own cgroup root.
 //!
 //! Both run in one private mount namespace held by a `sleep` process (a copy
 //! of the host's, so the cgroup v1 hierarchies stay visible; `ip netns exec`
 //! would remount /sys without them), with the node's state directory bound
-//! on /var/lib as [`Lab::pod`](super::support::cni::Lab::pod) does for
+//! on /var/lib as [`Lab::pod`](crate::cni::Lab::pod) does for
 //! host-local's leases, and a tmpfs of its own on /run: the shims put their
 //! sockets in /run/containerd/s and runc its state in /run/containerd/runc
 //! whatever containerd's state dir is. The container mounts, the pods'
@@ -26,8 +26,8 @@ use prefix_operator_testenv::{ControlPlane, Supervised};
 
 use super::cleanup;
 use super::config::{containerd_config, kubelet_config};
-use super::support::cni::TestNode;
-use super::support::kubeconfig_in_netns;
+use crate::cni::TestNode;
+use crate::kubeconfig_in_netns;
 
 /// The directory `e2e/node/build.sh` prints: `bin/` (kubelet, containerd,
 /// containerd-shim-runc-v2, ctr, runc) and `images/` (pause.tar and
@@ -36,7 +36,7 @@ pub fn components() -> PathBuf {
     if let Some(d) = std::env::var_os("NODE_COMPONENTS") {
         return PathBuf::from(d);
     }
-    super::support::built_by("e2e/node/build.sh")
+    crate::built_by("e2e/node/build.sh")
 }
 
 /// The name the pause image carries in its tarball (the sandbox image).
@@ -268,11 +268,22 @@ impl LabNode {
         }
     }
 
+    /// The process holding this node's mount namespace (with its network
+    /// namespace): `nsenter --target PID --mount --net` runs inside the node.
+    pub fn holder_pid(&self) -> u32 {
+        self.holder.as_ref().expect("holder").pid()
+    }
+
     /// A command that runs in this node's network and mount namespaces.
     pub fn inside(&self) -> Command {
-        let pid = self.holder.as_ref().expect("holder").pid();
         let mut cmd = Command::new("nsenter");
-        cmd.args(["--target", &pid.to_string(), "--mount", "--net", "--"]);
+        cmd.args([
+            "--target",
+            &self.holder_pid().to_string(),
+            "--mount",
+            "--net",
+            "--",
+        ]);
         cmd
     }
 

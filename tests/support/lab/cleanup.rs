@@ -122,6 +122,18 @@ pub fn remove_cgroups(tag: &str) {
 /// Kills and removes what lab Nodes of test processes that no longer run
 /// left behind (found by their cgroup roots).
 pub fn sweep_stale() {
+    sweep(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// Kills and removes what the lab Nodes of process `pid` left behind, which
+/// must have ended: `make dev-down` after SIGKILLing `lab-cluster`, whose
+/// /proc entry may outlive it as a zombie for a while.
+pub fn sweep_process(pid: u32) {
+    sweep(|p| p == pid);
+}
+
+/// Kills and removes the lab Nodes whose process `gone` says has ended.
+fn sweep(gone: impl Fn(u32) -> bool) {
     let mut tags = Vec::new();
     for h in all_hierarchies() {
         let Ok(rd) = std::fs::read_dir(&h) else {
@@ -135,7 +147,7 @@ pub fn sweep_stale() {
             let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
             };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
+            if gone(pid) {
                 tags.push(name);
             }
         }
@@ -143,7 +155,7 @@ pub fn sweep_stale() {
     tags.sort();
     tags.dedup();
     for tag in tags {
-        eprintln!("lab: removing {tag}, left by a test process that is gone");
+        eprintln!("lab: removing {tag}, left by a process that is gone");
         kill_all_tagged(&tag, Duration::from_secs(10));
         remove_cgroups(&tag);
     }

@@ -15,7 +15,7 @@
 //! endpoint itself.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,10 +23,10 @@ use kube::Client;
 use prefix_operator_testenv::{ControlPlane, Identity, Options, Supervised};
 
 use super::node::{LabNode, components};
-use super::support::cni::{Lab, TestNode};
-use super::support::components::{kcm_bin, kube_proxy_bin};
-use super::support::netns::{forward_at, nsip, nssysctl};
-use super::support::{admin, kubeconfig_in_netns};
+use crate::cni::{Lab, TestNode};
+use crate::components::{kcm_bin, kube_proxy_bin};
+use crate::netns::{forward_at, nsip, nssysctl};
+use crate::{admin, kubeconfig_in_netns};
 
 /// The API server's advertised address: on the router namespace's loopback,
 /// reached by every node through its default route.
@@ -70,21 +70,33 @@ impl Cluster {
     /// (after printing why) when this machine forbids network namespaces.
     /// `cluster_cidr` is kube-proxy's `--cluster-cidr`.
     pub async fn start(case: &str, cluster_cidr: &str) -> Option<Cluster> {
+        Self::start_in(case, cluster_cidr, None).await
+    }
+
+    /// [`Cluster::start`] with the control plane's state (`controlplane/`)
+    /// and the lab's files (a `lab.*` directory, removed on drop) under
+    /// `dir`; both in temporary directories when `None`.
+    pub async fn start_in(case: &str, cluster_cidr: &str, dir: Option<&Path>) -> Option<Cluster> {
         let components = tokio::task::block_in_place(components);
+        let state_dir = dir.map(|d| d.join("controlplane"));
         let cp = tokio::task::spawn_blocking(|| {
             ControlPlane::start(Options {
+                state_dir,
                 extra_apiserver_flags: vec![
                     format!("--advertise-address={API_ADDRESS}"),
                     "--endpoint-reconciler-type=lease".into(),
                 ],
-                ..Default::default()
             })
         })
         .await
         .expect("join")
         .expect("start control plane");
         let client = admin(&cp).await;
-        let tmp = tempfile::tempdir().expect("tempdir");
+        let tmp = match dir {
+            Some(d) => tempfile::Builder::new().prefix("lab.").tempdir_in(d),
+            None => tempfile::tempdir(),
+        }
+        .expect("tempdir");
         let lab = Lab::new(case, tmp.path())?;
         nsip(
             &lab.router,
@@ -126,7 +138,7 @@ impl Cluster {
             &tmp.path().join("kube-scheduler.log"),
         )
         .expect("start kube-scheduler");
-        let debs = super::support::debs::debs();
+        let debs = crate::debs::debs();
         Some(Cluster {
             nodes: Vec::new(),
             scheduler: Some(scheduler),
@@ -137,7 +149,7 @@ impl Cluster {
             components,
             kubeconfig,
             cluster_cidr: cluster_cidr.into(),
-            iptables_env: super::support::debs::iptables_env(&debs),
+            iptables_env: crate::debs::iptables_env(&debs),
             dir: tmp.path().to_path_buf(),
             _tmp: tmp,
         })
@@ -203,6 +215,20 @@ impl Cluster {
             ])
             .envs(self.iptables_env.iter().map(|(k, v)| (k, v)));
         Supervised::start(cmd, &kn.dir.join("kube-proxy.log")).expect("start kube-proxy")
+    }
+
+    /// Waits (up to `timeout`) until kube-proxy on every Node programs the
+    /// `kubernetes` Service (10.96.0.1:443 to the advertised API server):
+    /// how pods, the operator's among them, reach the API server.
+    pub async fn wait_kube_proxy(&self, timeout: Duration) {
+        let endpoint = format!("{API_ADDRESS}:{}", self.cp.api_port());
+        for i in 0..self.nodes.len() {
+            let what = format!("kube-proxy on {} programs 10.96.0.1", self.nodes[i].name());
+            crate::wait_for(&what, timeout, || async {
+                self.nat_rules(i, false).contains(&endpoint).then_some(())
+            })
+            .await;
+        }
     }
 
     /// `iptables-save -t nat` (or `ip6tables-save`) in node `i`'s namespace.
@@ -282,7 +308,7 @@ impl Drop for Cluster {
 /// it saw.
 pub fn ask_http(from_ns: &str, to: SocketAddr, patience: Duration) -> (String, std::net::IpAddr) {
     use std::io::{Read, Write};
-    let text = super::support::netns::in_netns(from_ns, move || {
+    let text = crate::netns::in_netns(from_ns, move || {
         let deadline = std::time::Instant::now() + patience;
         loop {
             let attempt = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))
