@@ -200,6 +200,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub http2: bool,
     /// Identity in the Lease and in Events (defaults to $POD_NAME, else the host name and pid).
+    /// Under the chart's fence it must be the name of the Pod whose token the operator uses.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 }

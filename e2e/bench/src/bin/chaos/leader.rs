@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use anyhow::bail;
 use prefix_operator::k8s::errors::FENCE_MARKER;
-use prefix_operator_bench::cluster::{OnError, poll};
+use prefix_operator_bench::cluster::{OnError, Tracker, poll};
 use prefix_operator_bench::fence;
 use prefix_operator_bench::operator::{self, IDENTITY_PREFIX, leader_flags};
 use prefix_operator_testenv::OperatorProcess;
@@ -31,6 +31,18 @@ pub async fn one_leader(ops: &[&OperatorProcess], timeout: Duration) -> Result<u
 }
 
 const LEASE: &str = "prefix-operator-chaos";
+
+/// Waits until a third of `names` hold podCIDRs; returns how many do.
+async fn a_third_allocated(tracker: &Tracker, names: &[String]) -> Result<usize> {
+    let third = names.len() / 3;
+    poll(
+        "a third of the burst allocated",
+        Duration::from_secs(60),
+        || async { (tracker.count_of(names) >= third).then_some(()) },
+    )
+    .await?;
+    Ok(tracker.count_of(names))
+}
 
 pub async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
     if pause {
@@ -61,14 +73,7 @@ pub async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
     }
     let first = one_leader(&[&ops[0], &ops[1]], Duration::from_secs(30)).await?;
     let burst = spawn_burst(&cl, &names, ctx.args.concurrency, OnError::Fail);
-    let third = names.len() / 3;
-    poll(
-        "a third of the burst allocated",
-        Duration::from_secs(60),
-        || async { (tracker.count_of(&names) >= third).then_some(()) },
-    )
-    .await?;
-    let at = tracker.count_of(&names);
+    let at = a_third_allocated(&tracker, &names).await?;
     let t = Instant::now();
     let other = 1 - first;
     ops[first].kill();
@@ -142,14 +147,7 @@ async fn leader_pause(ctx: &Ctx) -> Result<String> {
     let mut b = fence::replica(&cl, &ctx.bin, &id_b, None, &flags, &ctx.log(scenario, "b")).await?;
     b.wait_ready(Duration::from_secs(30)).await?;
     let burst = spawn_burst(&cl, &names, ctx.args.concurrency, OnError::Fail);
-    let third = names.len() / 3;
-    poll(
-        "a third of the burst allocated",
-        Duration::from_secs(60),
-        || async { (tracker.count_of(&names) >= third).then_some(()) },
-    )
-    .await?;
-    let at = tracker.count_of(&names);
+    let at = a_third_allocated(&tracker, &names).await?;
     proxy.hold(true);
     poll(
         "A's writes to be held on their way",
