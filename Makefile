@@ -137,12 +137,15 @@ bench: controlplane
 	$(MAKE) bench-kcm
 	$(MAKE) bench-lb
 
-## LoadBalancer Services: N created with no operator, then the operator
-## started, against the bare-client limit of Service status writes in the
-## same run, and a trickle's latency: `make bench-lb LB_ARGS="--services 2000"`.
+## LoadBalancer Services: the operator and MetalLB's controller v0.16.2
+## (built from Go modules by e2e/metallb/build.sh, cached) given the same
+## backlogs (N Services before the allocator starts) and trickle, IPv4, IPv6
+## and dual-stack, interleaved rounds, ratios within a round; the bare-client
+## limit of status writes once per family. Figures in target/bench/lb.{md,json}:
+## `make bench-lb LB_ARGS="--services 1000,3000 --rounds 3 --families ipv4,ipv6,dual"`.
 bench-lb: controlplane
 	$(CARGO) build --release --locked --bin prefix-operator
-	CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin lb-bench -- $(LB_ARGS)
+	METALLB_BIN="$$(e2e/metallb/build.sh)" CONTROLPLANE_BIN="$$(e2e/controlplane/build.sh)" e2e/scoped.sh $(CARGO) run --release --locked -p prefix-operator-bench --bin lb-bench -- $(LB_ARGS)
 	@! pgrep -af '[-]-identity pob-' || { echo "leftover operator processes (above)"; exit 1; }
 
 ## The operator and kube-controller-manager v1.36.3 (built from Go modules,

@@ -59,6 +59,10 @@ struct Lb<'a> {
     families: &'a [&'a str],
     policy: &'a str,
     requested: Option<&'a str>,
+    /// MetalLB's sharing key (`metallb.io/allow-shared-ip`), which the
+    /// operator does not read.
+    shared_key: Option<&'a str>,
+    port: i32,
 }
 
 impl<'a> Lb<'a> {
@@ -69,19 +73,22 @@ impl<'a> Lb<'a> {
             families: &["IPv6"],
             policy: "SingleStack",
             requested: None,
+            shared_key: None,
+            port: 80,
         }
     }
 }
 
 async fn create_lb(client: &Client, lb: &Lb<'_>) {
     let api: Api<Service> = Api::namespaced(client.clone(), NS);
-    let annotations = lb.requested.map(|r| {
-        [(
-            "ipam.prefix-operator.io/load-balancer-ips".to_string(),
-            r.to_string(),
-        )]
-        .into()
-    });
+    let annotations: BTreeMap<String, String> = lb
+        .requested
+        .map(|r| ("ipam.prefix-operator.io/load-balancer-ips", r))
+        .into_iter()
+        .chain(lb.shared_key.map(|k| ("metallb.io/allow-shared-ip", k)))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let annotations = (!annotations.is_empty()).then_some(annotations);
     let svc = Service {
         metadata: ObjectMeta {
             name: Some(lb.name.into()),
@@ -94,7 +101,7 @@ async fn create_lb(client: &Client, lb: &Lb<'_>) {
             ip_families: Some(lb.families.iter().map(|f| f.to_string()).collect()),
             ip_family_policy: Some(lb.policy.into()),
             ports: Some(vec![ServicePort {
-                port: 80,
+                port: lb.port,
                 ..Default::default()
             }]),
             ..Default::default()
@@ -266,6 +273,206 @@ async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
 
     assert!(ingress(&services.get("foreign").await.expect("get")).is_empty());
     assert!(ingress(&services.get("astray").await.expect("get")).is_empty());
+    assert_no_address_twice(&client).await;
+    op.stop().await;
+}
+
+/// Where MetalLB (v0.16.2) behaves otherwise, what the operator does
+/// (docs/services.md, "Beside MetalLB"): an IPv4 claim's network and
+/// broadcast addresses are never handed out, nor taken when asked for
+/// (MetalLB hands out .0 and .255 unless `avoidBuggyIPs`); MetalLB's sharing
+/// key is not read, so an address held by one Service is refused to another
+/// even on other ports; a dual-stack Service with one family exhausted waits
+/// with nothing written, and gets both once the family has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_metallb_edges_sharing_and_one_family_exhausted() {
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(&client, "gua", pool_spec(&["2001:db8:1d::/48"])).await;
+    create_pool(
+        &client,
+        "v4",
+        prefix_operator::api::PrefixPoolSpec {
+            node_prefix_length: Some(28),
+            ..pool_spec(&["198.51.100.0/24"])
+        },
+    )
+    .await;
+    let op = Operator::default(&client).await;
+    let v6 = lb_claim(&client, "lb-v6", "gua", IpFamily::IPv6, 120).await;
+    // Four addresses: the network (.0) and broadcast (.3) ones excepted, two.
+    let v4 = lb_claim(&client, "lb-v4", "v4", IpFamily::IPv4, 30).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let v4_lb = |name| Lb {
+        families: &["IPv4"],
+        ..Lb::v6(name)
+    };
+
+    create_lb(&client, &v4_lb("a")).await;
+    assert_eq!(
+        wait_ingress(&client, "a", 1).await,
+        vec![ip(&nth_address(&v4, 1))]
+    );
+    create_lb(&client, &v4_lb("b")).await;
+    assert_eq!(
+        wait_ingress(&client, "b", 1).await,
+        vec![ip(&nth_address(&v4, 2))]
+    );
+    create_lb(&client, &v4_lb("c")).await;
+    wait_event(&client, "c", "LoadBalancerAddressesExhausted").await;
+    // Asked for: the network and the broadcast address are refused too.
+    for (name, n) in [("net", 0), ("bcast", 3)] {
+        let wanted = nth_address(&v4, n);
+        create_lb(
+            &client,
+            &Lb {
+                requested: Some(&wanted),
+                ..v4_lb(name)
+            },
+        )
+        .await;
+        wait_event(&client, name, "RequestedAddressOutsideClaims").await;
+    }
+
+    // MetalLB's sharing key and disjoint ports: still one Service an address.
+    let shared = nth_address(&v6, 5);
+    create_lb(
+        &client,
+        &Lb {
+            requested: Some(&shared),
+            shared_key: Some("web"),
+            ..Lb::v6("share-http")
+        },
+    )
+    .await;
+    assert_eq!(
+        wait_ingress(&client, "share-http", 1).await,
+        vec![ip(&shared)]
+    );
+    create_lb(
+        &client,
+        &Lb {
+            requested: Some(&shared),
+            shared_key: Some("web"),
+            port: 443,
+            ..Lb::v6("share-https")
+        },
+    )
+    .await;
+    wait_event(&client, "share-https", "RequestedAddressTaken").await;
+
+    // Dual-stack with IPv4 exhausted: nothing written, not even IPv6.
+    create_lb(
+        &client,
+        &Lb {
+            families: &["IPv4", "IPv6"],
+            policy: "RequireDualStack",
+            ..Lb::v6("dual")
+        },
+    )
+    .await;
+    wait_event(&client, "dual", "LoadBalancerAddressesExhausted").await;
+    for n in ["c", "net", "bcast", "share-https", "dual"] {
+        let s = services.get(n).await.expect("get");
+        assert!(ingress(&s).is_empty(), "{n}: {:?}", ingress(&s));
+    }
+    // Room in IPv4 again (c, which also waits for IPv4, gone first): both.
+    for n in ["c", "a"] {
+        services
+            .delete(n, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    let dual = wait_ingress(&client, "dual", 2).await;
+    assert_eq!(dual[0], ip(&nth_address(&v4, 1)), "{dual:?}");
+    assert!(v6.contains(&dual[1]), "{dual:?} outside {v6}");
+    assert_no_address_twice(&client).await;
+    op.stop().await;
+}
+
+/// A pool shrunk under live addresses (MetalLB moves a Service whose
+/// address its pool no longer holds to a new one): the claim keeps its
+/// prefix and goes on handing out addresses, and every Service keeps its
+/// own; a pool deleted under its claim likewise, with Warning Events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_metallb_a_shrunk_pool_takes_no_address_away() {
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
+    let _d = DumpOnPanic(&cp);
+    create_pool(
+        &client,
+        "gua",
+        pool_spec(&["2001:db8:1e::/48", "2001:db8:1f::/48"]),
+    )
+    .await;
+    let op = Operator::default(&client).await;
+    let claim = lb_claim(&client, "lb", "gua", IpFamily::IPv6, 120).await;
+    assert!(claim.to_string().starts_with("2001:db8:1e:"), "{claim}");
+    create_lb(&client, &Lb::v6("kept")).await;
+    let kept = wait_ingress(&client, "kept", 1).await;
+
+    // The pool loses the prefix the claim lies in.
+    let pools: Api<prefix_operator::api::PrefixPool> = Api::all(client.clone());
+    let p = pools
+        .patch(
+            "gua",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"prefixes": ["2001:db8:1f::/48"]}})),
+        )
+        .await
+        .expect("shrink the pool");
+    let generation = p.metadata.generation;
+    wait_for("the pool's status of its new spec", WAIT, || async {
+        let p = pools.get("gua").await.ok()?;
+        (p.status?.observed_generation == generation).then_some(())
+    })
+    .await;
+    let claims: Api<PrefixClaim> = Api::all(client.clone());
+    // A claim's prefix and a Service's addresses, on the API server.
+    let held = |claim: &'static str, service: &'static str| {
+        let (claims, client) = (claims.clone(), client.clone());
+        async move {
+            let c = claims.get(claim).await.expect("get claim");
+            let s = Api::<Service>::namespaced(client, NS)
+                .get(service)
+                .await
+                .expect("get Service");
+            let ips: Vec<IpAddr> = ingress(&s).into_iter().map(|(a, _)| a).collect();
+            (c.status.and_then(|s| s.prefix), ips)
+        }
+    };
+    let (prefix, addr) = held("lb", "kept").await;
+    assert_eq!(prefix, Some(claim.to_string()));
+    assert_eq!(addr, kept);
+    // The claim still hands out addresses; the first Service keeps its own.
+    create_lb(&client, &Lb::v6("after")).await;
+    let after = wait_ingress(&client, "after", 1).await;
+    assert!(claim.contains(&after[0]) && after != kept, "{after:?}");
+    assert_eq!(held("lb", "kept").await, (Some(claim.to_string()), kept));
+
+    // Another pool deleted under its claim: Warning Events, and still
+    // nothing taken away.
+    create_pool(&client, "doomed", pool_spec(&["2001:db8:20::/48"])).await;
+    let claim2 = lb_claim(&client, "lb2", "doomed", IpFamily::IPv6, 120).await;
+    let wanted = nth_address(&claim2, 9);
+    create_lb(
+        &client,
+        &Lb {
+            requested: Some(&wanted),
+            ..Lb::v6("kept2")
+        },
+    )
+    .await;
+    let kept2 = wait_ingress(&client, "kept2", 1).await;
+    pools
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .expect("delete pool");
+    wait_event(&client, "doomed", "DeletedWithClaims").await;
+    wait_event(&client, "lb2", "PoolDeleted").await;
+    assert_eq!(
+        held("lb2", "kept2").await,
+        (Some(claim2.to_string()), kept2)
+    );
     assert_no_address_twice(&client).await;
     op.stop().await;
 }

@@ -258,12 +258,12 @@ pub async fn backlog(
 }
 
 /// etcd's and kube-apiserver's CPU seconds so far.
-fn server_cpu(cl: &Cluster) -> f64 {
+pub fn server_cpu(cl: &Cluster) -> f64 {
     cl.cp.pids().into_iter().filter_map(cpu_seconds_of).sum()
 }
 
 /// `apiserver_request_total` summed by `VERB resource[/subresource]`.
-async fn server_requests(client: &kube::Client) -> Result<Vec<(String, f64)>> {
+pub async fn server_requests(client: &kube::Client) -> Result<Vec<(String, f64)>> {
     Ok(by_request(
         &scrape_server(client).await?,
         "apiserver_request_total",
@@ -323,7 +323,7 @@ fn server_times(now: &promtext::Scrape, before: &promtext::Scrape) -> Vec<(Strin
 }
 
 /// `now − before` per key, the ones that grew, most first.
-fn served_since(now: &[(String, f64)], before: &[(String, f64)]) -> Vec<(String, f64)> {
+pub fn served_since(now: &[(String, f64)], before: &[(String, f64)]) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = now
         .iter()
         .map(|(k, v)| {

@@ -7,6 +7,7 @@ pub mod fence;
 pub mod history;
 pub mod kcm;
 pub mod kubelet;
+pub mod lb;
 pub mod operator;
 pub mod random;
 pub mod scale;

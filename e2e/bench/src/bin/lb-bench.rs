@@ -1,316 +1,396 @@
-//! `lb-bench`: how fast LoadBalancer Services get their addresses, against
-//! what the API server itself takes in Service status writes, on this
-//! machine, in one run:
+//! `lb-bench`: the operator's LoadBalancer addresses and MetalLB's
+//! controller v0.16.2 given the same work on the same kind of fresh local
+//! control plane, in interleaved rounds (the order flips every round), with
+//! ratios taken within a round, for IPv4, IPv6 and dual-stack Services:
 //!
-//! 1. the bare-client limit: N Services of another class, and a client of
-//!    this benchmark writing each one's `status.loadBalancer.ingress` as
-//!    fast as it can (32 writes in flight, as the operator);
-//! 2. backlog: N Services of the operator's class created with no operator
-//!    running, then the operator started: time from its start until every
-//!    Service holds an address;
-//! 3. trickle: Services created one by one at a fixed rate with the
-//!    operator running; latency from each create's answer to the address
-//!    seen by a watch.
+//! 1. backlog: N LoadBalancer Services of the allocator's class created
+//!    before it starts; Services/s = N ÷ (process start → last Service seen
+//!    on a watch holding an address of each family it asks for); peak RSS,
+//!    the allocator's CPU and the control plane's (kube-apiserver + etcd);
+//! 2. trickle: Services created one by one at a fixed rate once a first one
+//!    is served; latency from each create's answer to the addresses seen by
+//!    a watch;
+//! 3. once per family, the API server's own limit: a bare client writing
+//!    the same statuses, 32 in flight.
 //!
-//! Writes target/bench/lb.md and lb.json.
+//! Every phase ends by checking on the API server that each Service holds
+//! one address per family, inside the range given, none held twice.
+//! Phases are in `prefix_operator_bench::lb`; the report goes to stdout and
+//! to `target/bench/lb.{md,json}`. Nothing is asserted about the figures.
 
-use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Parser;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
-use prefix_operator::api::{IpFamily, PrefixClaim, PrefixClaimSpec, Purpose};
-use prefix_operator_bench::cluster::{Cluster, create_pool, poll};
-use prefix_operator_bench::operator;
+use prefix_operator_bench::cluster::loadavg;
+use prefix_operator_bench::lb::{self, Family, LbAllocator, LbBacklog, LbBins, LbTrickle};
+use prefix_operator_bench::operator::{operator_bin, target_dir};
 use prefix_operator_bench::stats::summarize;
+use serde_json::json;
 
 #[derive(Parser, Debug)]
+#[command(
+    name = "lb-bench",
+    about = "prefix-operator's LoadBalancer addresses beside MetalLB's controller, same work, same API server"
+)]
 struct Args {
-    /// Services in the backlog and in the bare-client run.
-    #[arg(long, default_value_t = 2000)]
-    services: usize,
-    /// Services created in the trickle, and how many per second.
-    #[arg(long, default_value_t = 200)]
-    trickle: usize,
+    /// Backlog sizes (LoadBalancer Services before the allocator starts).
+    #[arg(long, value_delimiter = ',', default_value = "1000,3000")]
+    services: Vec<usize>,
+    /// Families the Services ask for: ipv4, ipv6, dual.
+    #[arg(long, value_delimiter = ',', default_value = "ipv4,ipv6,dual")]
+    families: Vec<String>,
+    /// Rounds; the order of the two allocators flips each round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Services per second in the trickle.
     #[arg(long, default_value_t = 20.0)]
     trickle_rate: f64,
-    /// The operator binary (default: target/release/prefix-operator).
+    /// Seconds of trickle per phase (0 skips the trickle).
+    #[arg(long, default_value_t = 10.0)]
+    trickle_secs: f64,
+    /// Creators in flight when the backlog is made.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Also measure the bare-client limit once per family (largest size).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    bare: bool,
+    /// MetalLB's controller [default: $METALLB_BIN, from e2e/metallb/build.sh].
+    #[arg(long, env = "METALLB_BIN")]
+    metallb_bin: PathBuf,
+    /// Operator binary [default: target/release/prefix-operator or $PREFIX_OPERATOR_BIN].
     #[arg(long)]
     operator_bin: Option<PathBuf>,
+    /// Longest wait for one phase, seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Where lb.{md,json} go [default: target/bench].
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
 }
 
-const NS: &str = "default";
+const ALLOCS: [LbAllocator; 2] = [LbAllocator::MetalLb, LbAllocator::Operator];
+const METALLB: usize = 0;
+const OP: usize = 1;
 
-fn service(name: &str, class: &str) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            load_balancer_class: Some(class.into()),
-            allocate_load_balancer_node_ports: Some(false),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
+/// One round of one family: both allocators once per phase, in `order`.
+#[derive(Default)]
+struct Round {
+    round: usize,
+    family: &'static str,
+    order: Vec<usize>,
+    load: (String, String),
+    /// Per backlog size, per allocator (in ALLOCS' order).
+    backlogs: Vec<Vec<LbBacklog>>,
+    /// Per allocator; empty without a trickle.
+    trickle: Vec<LbTrickle>,
 }
 
-async fn create_all(api: &Api<Service>, names: &[String], class: &str) -> Result<()> {
-    let results: Vec<Result<()>> = futures::stream::iter(names.iter().cloned())
-        .map(|n| {
-            let api = api.clone();
-            let class = class.to_string();
-            async move {
-                api.create(&PostParams::default(), &service(&n, &class))
-                    .await
-                    .with_context(|| format!("create {n}"))?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    results.into_iter().collect()
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(1e-9)
 }
 
-/// Names of Services seen holding an address, with when they were first
-/// seen so, from a watch.
-fn watch_served(
-    client: &Client,
-) -> (
-    Arc<Mutex<HashMap<String, Instant>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let s = seen.clone();
-    let api: Api<Service> = Api::namespaced(client.clone(), NS);
-    let task = tokio::spawn(async move {
-        let stream = watcher::watcher(api, watcher::Config::default());
-        futures::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
-            let objs = match ev {
-                Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => vec![o],
-                _ => continue,
-            };
-            for o in objs {
-                let has = o
-                    .status
-                    .as_ref()
-                    .and_then(|st| st.load_balancer.as_ref())
-                    .and_then(|lb| lb.ingress.as_ref())
-                    .is_some_and(|i| !i.is_empty());
-                if has && let Some(n) = o.metadata.name {
-                    s.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(n)
-                        .or_insert_with(Instant::now);
-                }
-            }
-        }
-    });
-    (seen, task)
-}
-
-async fn wait_all(
-    seen: &Arc<Mutex<HashMap<String, Instant>>>,
-    names: &[String],
-    what: &str,
-) -> Result<()> {
-    poll(what, Duration::from_secs(600), || async {
-        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
-        names.iter().all(|n| s.contains_key(n)).then_some(())
-    })
-    .await
+fn median(v: &[f64]) -> f64 {
+    summarize(v).p50
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = operator::operator_bin(args.operator_bin.clone())?;
-    let cl = Cluster::start().await?;
-    let client = cl.client.clone();
-    create_pool(&client, "v4", "10.200.0.0/16", 24).await?;
-    let claims: Api<PrefixClaim> = Api::all(client.clone());
-    // 16,382 usable addresses.
-    let spec = PrefixClaimSpec {
-        pool: Some("v4".into()),
-        pool_selector: None,
-        ip_family: IpFamily::IPv4,
-        prefix_length: 18,
-        purpose: Purpose::LoadBalancer,
+    let out = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| target_dir().join("bench"));
+    let bins = LbBins {
+        metallb: args.metallb_bin.canonicalize()?,
+        operator: operator_bin(args.operator_bin.clone())?,
+        logs: out.join("logs"),
     };
-    claims
-        .create(&PostParams::default(), &PrefixClaim::new("lb", spec))
-        .await?;
-    let services: Api<Service> = Api::namespaced(client.clone(), NS);
-    let (seen, watch) = watch_served(&client);
-
-    // 1. The bare-client limit of Service status writes.
-    let bare: Vec<String> = (0..args.services).map(|i| format!("bare-{i:05}")).collect();
-    create_all(&services, &bare, "example.com/bench-bare").await?;
-    let started = Instant::now();
-    let results: Vec<Result<()>> = futures::stream::iter(bare.iter().enumerate())
-        .map(|(i, n)| {
-            let api = services.clone();
-            async move {
-                let ip = format!("198.18.{}.{}", i / 250, 1 + i % 250);
-                let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}});
-                api.patch_status(n, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .with_context(|| format!("status of {n}"))?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<()>>>()?;
-    let bare_secs = started.elapsed().as_secs_f64();
-    let bare_rate = args.services as f64 / bare_secs;
-    eprintln!(
-        "[lb] bare client: {} status writes in {bare_secs:.2}s ({bare_rate:.0}/s)",
-        args.services
-    );
-
-    // 2. Backlog: the Services first, then the operator.
-    let names: Vec<String> = (0..args.services).map(|i| format!("lb-{i:05}")).collect();
-    create_all(
-        &services,
-        &names,
-        prefix_operator::controller::LOAD_BALANCER_CLASS,
-    )
-    .await?;
-    let logs = cl.cp.dir().join("lb-bench-operator.log");
-    let started = Instant::now();
-    let mut op = operator::spawn(&bin, &cl.kubeconfig, "lb", &[], &logs)?;
-    wait_all(&seen, &names, "every backlog Service served").await?;
-    let backlog_secs = started.elapsed().as_secs_f64();
-    let backlog_rate = args.services as f64 / backlog_secs;
-    // From the first address written to the last: the rate once synced
-    // (the backlog time above also holds the start and the first lists).
-    let steady_rate = {
-        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
-        let times: Vec<Instant> = names.iter().filter_map(|n| s.get(n).copied()).collect();
-        match (times.iter().min(), times.iter().max()) {
-            (Some(a), Some(b)) if b > a => {
-                args.services as f64 / b.duration_since(*a).as_secs_f64()
-            }
-            _ => backlog_rate,
-        }
-    };
-    eprintln!(
-        "[lb] operator backlog: {} Services in {backlog_secs:.2}s ({backlog_rate:.0}/s)",
-        args.services
-    );
-
-    // 3. Trickle.
-    let gap = Duration::from_secs_f64(1.0 / args.trickle_rate);
-    let mut created: Vec<(String, Instant)> = vec![];
-    let mut next = Instant::now();
-    for i in 0..args.trickle {
-        tokio::time::sleep_until(next.into()).await;
-        next += gap;
-        let n = format!("t-{i:05}");
-        services
-            .create(
-                &PostParams::default(),
-                &service(&n, prefix_operator::controller::LOAD_BALANCER_CLASS),
-            )
-            .await?;
-        created.push((n, Instant::now()));
-    }
-    let trickle_names: Vec<String> = created.iter().map(|(n, _)| n.clone()).collect();
-    wait_all(&seen, &trickle_names, "every trickle Service served").await?;
-    let lat: Vec<f64> = {
-        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
-        created
-            .iter()
-            .filter_map(|(n, t)| {
-                s.get(n)
-                    .map(|x| x.saturating_duration_since(*t).as_secs_f64() * 1000.0)
-            })
-            .collect()
-    };
-    let t = summarize(&lat);
-    op.terminate();
-    watch.abort();
-
-    // Every address once.
-    let list = services.list(&Default::default()).await?;
-    let mut all: Vec<String> = list
-        .items
+    let families: Vec<Family> = args
+        .families
         .iter()
-        .filter(|s| {
-            !s.metadata
-                .name
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with("bare-")
-        })
-        .filter_map(|s| {
-            s.status
-                .clone()?
-                .load_balancer?
-                .ingress?
-                .first()?
-                .ip
-                .clone()
-        })
-        .collect();
-    let n = all.len();
-    all.sort();
-    all.dedup();
-    if all.len() != n {
-        bail!("{} addresses held twice", n - all.len());
-    }
-
-    let ratio = backlog_rate / bare_rate;
-    let steady_ratio = steady_rate / bare_rate;
-    let md = format!(
-        "# LoadBalancer Services: the operator beside the API server's own limit\n\n\
-         Same run, same API server (loopback, 2 cores). Reproduce: `make bench-lb`.\n\n\
-         | phase | Services | seconds | per second |\n|---|---|---|---|\n\
-         | bare client: status writes, 32 in flight | {s} | {bare_secs:.2} | {bare_rate:.0} |\n\
-         | operator backlog: start to every address | {s} | {backlog_secs:.2} | {backlog_rate:.0} |\n\n\
-         Backlog ÷ bare-client limit: **{ratio:.2}** from the operator's start; \
-         {steady_rate:.0}/s, **{steady_ratio:.2}**, from its first address to its last.\n\n\
-         Trickle: {tn} Services at {rate}/s, create answered → address seen by a watch: \
-         p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {max:.1} ms.\n\n\
-         No address held twice ({n} checked).\n",
-        s = args.services,
-        tn = args.trickle,
-        rate = args.trickle_rate,
-        p50 = t.p50,
-        p90 = t.p90,
-        p99 = t.p99,
-        max = t.max,
+        .map(|f| Family::parse(f))
+        .collect::<Result<_>>()?;
+    let timeout = Duration::from_secs(args.timeout);
+    let count = (args.trickle_rate * args.trickle_secs).round() as usize;
+    eprintln!(
+        "lb-bench: backlogs {:?}, families {:?}, {} rounds, trickle {count} at {}/s, load {}",
+        args.services,
+        families.iter().map(|f| f.label()).collect::<Vec<_>>(),
+        args.rounds,
+        args.trickle_rate,
+        loadavg()
     );
-    let out = operator::target_dir().join("bench");
+    let mut rounds: Vec<Round> = vec![];
+    for r in 0..args.rounds.max(1) {
+        for &family in &families {
+            rounds.push(round(&args, &bins, r, family, count, timeout).await?);
+        }
+    }
+    let mut bare: Vec<(&'static str, usize, f64)> = vec![];
+    if let (true, Some(&n)) = (args.bare, args.services.iter().max()) {
+        for &family in &families {
+            let rate = lb::bare_client(family, n).await?;
+            eprintln!(
+                "  bare client, {}: {n} status writes at {rate:.0}/s",
+                family.label()
+            );
+            bare.push((family.label(), n, rate));
+        }
+    }
+    let md = report(&args, &families, &rounds, &bare);
+    println!("{md}");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("lb.md"), &md)?;
-    let json = serde_json::json!({
-        "services": args.services,
-        "bare": {"seconds": bare_secs, "perSecond": bare_rate},
-        "backlog": {"seconds": backlog_secs, "perSecond": backlog_rate},
-        "ratio": ratio,
-        "steadyPerSecond": steady_rate,
-        "steadyRatio": steady_ratio,
-        "trickle": {"n": t.n, "rate": args.trickle_rate, "p50Ms": t.p50, "p90Ms": t.p90, "p99Ms": t.p99, "maxMs": t.max},
-    });
-    std::fs::write(out.join("lb.json"), serde_json::to_string_pretty(&json)?)?;
-    print!("{md}");
+    std::fs::write(
+        out.join("lb.json"),
+        serde_json::to_string_pretty(&report_json(&args, &rounds, &bare))? + "\n",
+    )?;
+    eprintln!("wrote {}/lb.md and lb.json", out.display());
     Ok(())
+}
+
+async fn round(
+    args: &Args,
+    bins: &LbBins,
+    r: usize,
+    family: Family,
+    count: usize,
+    timeout: Duration,
+) -> Result<Round> {
+    // Rotate who goes first, so that drift in the machine's speed favours
+    // nobody.
+    let order: Vec<usize> = (0..ALLOCS.len()).map(|i| (i + r) % ALLOCS.len()).collect();
+    let mut round = Round {
+        round: r + 1,
+        family: family.label(),
+        order: order.clone(),
+        load: (loadavg(), String::new()),
+        ..Default::default()
+    };
+    eprintln!(
+        "round {}/{}, {} ({} first)",
+        r + 1,
+        args.rounds,
+        family.label(),
+        ALLOCS[order[0]].label()
+    );
+    let fam = family.label().to_ascii_lowercase();
+    for &n in &args.services {
+        let mut got = vec![LbBacklog::default(); ALLOCS.len()];
+        for &i in &order {
+            let a = ALLOCS[i];
+            let what = format!("backlog-{fam}-{n}-{}-r{r}", a.short());
+            let b = lb::backlog(bins, a, family, (n, args.concurrency), timeout, &what).await?;
+            eprintln!(
+                "  backlog {n}: {}: {:.0} Services/s from process start, peak RSS {:.0} MiB, {:.2} CPU s, control plane {:.2} CPU s; requests: {}",
+                a.label(),
+                b.rate(),
+                b.peak_rss as f64 / 1048576.0,
+                b.cpu,
+                b.server_cpu,
+                b.requests
+                    .iter()
+                    .take(8)
+                    .map(|(k, v)| format!("{k} {v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            got[i] = b;
+        }
+        round.backlogs.push(got);
+    }
+    if count > 0 {
+        let mut got = vec![LbTrickle::default(); ALLOCS.len()];
+        for &i in &order {
+            let a = ALLOCS[i];
+            let what = format!("trickle-{fam}-{}-r{r}", a.short());
+            let t =
+                lb::trickle(bins, a, family, (count, args.trickle_rate), timeout, &what).await?;
+            eprintln!(
+                "  trickle: {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.2} CPU s, control plane {:.2} CPU s",
+                a.label(),
+                t.lat.p50 * 1e3,
+                t.lat.p99 * 1e3,
+                t.lat.max * 1e3,
+                t.cpu,
+                t.server_cpu
+            );
+            got[i] = t;
+        }
+        round.trickle = got;
+    }
+    round.load.1 = loadavg();
+    Ok(round)
+}
+
+/// One row: the operator's and MetalLB's medians, the median of the
+/// within-round ratios, every round's ratio, and the issue's target.
+fn row(md: &mut String, what: &str, op: &[f64], ml: &[f64], scale: f64, target: &str) {
+    let q: Vec<f64> = op.iter().zip(ml).map(|(a, b)| ratio(*a, *b)).collect();
+    let each: Vec<String> = q.iter().map(|x| format!("{x:.2}")).collect();
+    let _ = writeln!(
+        md,
+        "| {what} | {:.1} | {:.1} | **{:.2}** | {} | {target} |",
+        median(ml) * scale,
+        median(op) * scale,
+        median(&q),
+        each.join(", ")
+    );
+}
+
+fn report(
+    args: &Args,
+    families: &[Family],
+    rounds: &[Round],
+    bare: &[(&'static str, usize, f64)],
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# prefix-operator's LoadBalancer addresses beside MetalLB\n\n\
+         Same work on the same kind of fresh local control plane (kube-apiserver + etcd, loopback, dual-stack Service range), one phase at a time: \
+         MetalLB's controller v0.16.2 (built from Go modules by `e2e/metallb/build.sh`; `--lb-class`, `--webhook-mode=disabled`, \
+         one IPAddressPool of the same ranges, log level info) and prefix-operator at its defaults with one LoadBalancer claim per family \
+         (IPv4 /18, IPv6 /112). Backlog: N Services exist before the allocator starts; Services/s = N ÷ (process start → last Service \
+         seen on a watch with an address of each family). Trickle: {:.0} Services/s for {:.0} s after a first one was served; \
+         latency = create answered → addresses seen. Every Service is checked afterwards against the API server (one address per \
+         family, inside the range, none shared). The order rotates each round; **ratios are operator ÷ MetalLB within one round** \
+         (throughput: > 1 means the operator is faster; latency, memory, CPU: < 1 means it is lower). Reproduce: `make bench-lb LB_ARGS=\"{}\"`.\n",
+        args.trickle_rate,
+        args.trickle_secs,
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let _ = writeln!(
+        md,
+        "| round | family | order | load before → after |\n|---|---|---|---|"
+    );
+    for r in rounds {
+        let order: Vec<&str> = r.order.iter().map(|&j| ALLOCS[j].short()).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} → {} |",
+            r.round,
+            r.family,
+            order.join(", "),
+            r.load.0,
+            r.load.1
+        );
+    }
+    for f in families {
+        let rs: Vec<&Round> = rounds.iter().filter(|r| r.family == f.label()).collect();
+        let _ = writeln!(
+            md,
+            "\n## {} Services\n\n| what | MetalLB (median) | operator (median) | ratio (median) | ratio each round | target |\n|---|---:|---:|---:|---|---|",
+            f.label()
+        );
+        let pick = |f: &dyn Fn(&Round) -> f64| -> Vec<f64> { rs.iter().map(|r| f(r)).collect() };
+        for (s, n) in args.services.iter().enumerate() {
+            let get =
+                |x: usize, g: fn(&LbBacklog) -> f64| pick(&move |r: &Round| g(&r.backlogs[s][x]));
+            row(
+                &mut md,
+                &format!("backlog {n}, Services/s"),
+                &get(OP, LbBacklog::rate),
+                &get(METALLB, LbBacklog::rate),
+                1.0,
+                "≥ 3",
+            );
+            row(
+                &mut md,
+                &format!("backlog {n}, peak RSS MiB"),
+                &get(OP, |b| b.peak_rss as f64),
+                &get(METALLB, |b| b.peak_rss as f64),
+                1.0 / 1048576.0,
+                "≤ 0.33",
+            );
+            row(
+                &mut md,
+                &format!("backlog {n}, allocator CPU s"),
+                &get(OP, |b| b.cpu),
+                &get(METALLB, |b| b.cpu),
+                1.0,
+                "",
+            );
+            row(
+                &mut md,
+                &format!("backlog {n}, API server + etcd CPU s"),
+                &get(OP, |b| b.server_cpu),
+                &get(METALLB, |b| b.server_cpu),
+                1.0,
+                "≤ 0.5",
+            );
+        }
+        if rs.iter().all(|r| r.trickle.len() == ALLOCS.len()) {
+            let get = |x: usize, g: fn(&LbTrickle) -> f64| pick(&move |r: &Round| g(&r.trickle[x]));
+            row(
+                &mut md,
+                "trickle p50, ms",
+                &get(OP, |t| t.lat.p50),
+                &get(METALLB, |t| t.lat.p50),
+                1e3,
+                "",
+            );
+            row(
+                &mut md,
+                "trickle p99, ms",
+                &get(OP, |t| t.lat.p99),
+                &get(METALLB, |t| t.lat.p99),
+                1e3,
+                "≤ 0.8",
+            );
+            row(
+                &mut md,
+                "trickle, allocator CPU s",
+                &get(OP, |t| t.cpu),
+                &get(METALLB, |t| t.cpu),
+                1.0,
+                "",
+            );
+            row(
+                &mut md,
+                "trickle, API server + etcd CPU s",
+                &get(OP, |t| t.server_cpu),
+                &get(METALLB, |t| t.server_cpu),
+                1.0,
+                "",
+            );
+        }
+    }
+    if !bare.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nThe API server's own limit (a bare client writing the statuses, 32 in flight, once):"
+        );
+        for (f, n, rate) in bare {
+            let _ = writeln!(md, "- {f}: {n} Services at {rate:.0}/s");
+        }
+    }
+    md
+}
+
+fn report_json(
+    args: &Args,
+    rounds: &[Round],
+    bare: &[(&'static str, usize, f64)],
+) -> serde_json::Value {
+    let b = |r: &LbBacklog| json!({"services": r.services, "seconds": r.total.as_secs_f64(), "services_per_s": r.rate(), "peak_rss_bytes": r.peak_rss, "cpu_seconds": r.cpu, "server_cpu_seconds": r.server_cpu, "requests": r.requests.iter().map(|(k, v)| json!({"request": k, "count": v})).collect::<Vec<_>>()});
+    let t = |r: &LbTrickle| json!({"p50_ms": r.lat.p50 * 1e3, "p90_ms": r.lat.p90 * 1e3, "p99_ms": r.lat.p99 * 1e3, "max_ms": r.lat.max * 1e3, "n": r.lat.n, "peak_rss_bytes": r.peak_rss, "cpu_seconds": r.cpu, "server_cpu_seconds": r.server_cpu});
+    json!({
+        "allocators": ALLOCS.iter().map(|a| a.label()).collect::<Vec<_>>(),
+        "sizes": args.services,
+        "trickle_rate": args.trickle_rate,
+        "trickle_secs": args.trickle_secs,
+        "rounds": rounds.iter().map(|r| json!({
+            "round": r.round,
+            "family": r.family,
+            "order": r.order.iter().map(|&i| ALLOCS[i].short()).collect::<Vec<_>>(),
+            "load_before": r.load.0, "load_after": r.load.1,
+            "backlogs": r.backlogs.iter().map(|v| v.iter().map(b).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            "trickle": r.trickle.iter().map(t).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "bare_client": bare.iter().map(|(f, n, rate)| json!({"family": f, "services": n, "services_per_s": rate})).collect::<Vec<_>>(),
+    })
 }
