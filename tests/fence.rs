@@ -390,7 +390,8 @@ async fn the_fence_lets_only_the_pod_holding_the_lease_write() {
         .expect_err("a replica that does not hold the Lease");
     assert!(is_fenced(&e), "{e}");
     assert!(
-        e.to_string().contains("Pod fence-b does not hold Lease"),
+        e.to_string()
+            .contains(&format!("does not hold Lease {NS}/{LEASE}")),
         "{e}"
     );
     let e = annotate(&unbound, "fence-node", "3")

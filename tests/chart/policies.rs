@@ -55,11 +55,11 @@ fn the_fence_is_bound_to_the_lease_and_says_what_the_operator_reads() {
         condition.contains("'system:serviceaccount:kube-system:prefix-operator'"),
         "{condition}"
     );
-    let message = fence["spec"]["validations"][0]["messageExpression"]
+    let message = fence["spec"]["validations"][0]["message"]
         .as_str()
-        .expect("message");
+        .expect("a static message: a messageExpression is evaluated on every request");
     assert!(
-        message.starts_with(&format!("'{FENCE_MARKER}")),
+        message.starts_with(FENCE_MARKER) && message.ends_with("kube-system/my-lease"),
         "{message}"
     );
     let binding = find(&docs, "ValidatingAdmissionPolicyBinding")

@@ -36,18 +36,22 @@ fn repo() -> PathBuf {
 /// Renders the chart's account, RBAC and policies for Lease `lease` in
 /// `default` (`helm template`) and applies them (`kubectl apply`).
 pub fn install(cl: &Cluster, lease: &str) -> Result<()> {
-    install_some(cl, lease, true)
+    install_some(cl, lease, true, &[])
 }
 
 /// [`install`], with the admission policies or without them (the account
-/// and RBAC alone: the same operator without the fence, for comparison).
-pub fn install_some(cl: &Cluster, lease: &str, policies: bool) -> Result<()> {
+/// and RBAC alone: the same operator without the fence, for comparison);
+/// `set` adds `--set` values (e.g. `admissionPolicies.leastAuthority=false`).
+pub fn install_some(cl: &Cluster, lease: &str, policies: bool, set: &[String]) -> Result<()> {
     let mut template = Command::new(cl.cp.bin("helm"));
     template
         .args(["template", RELEASE])
         .arg(repo().join("charts/prefix-operator"))
         .args(["-n", NS, "--set", "crds.enabled=false"])
         .args(["--set", &format!("leaderElection.leaseName={lease}")]);
+    for v in set {
+        template.args(["--set", v]);
+    }
     let templates = if policies {
         &TEMPLATES[..]
     } else {

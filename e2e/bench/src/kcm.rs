@@ -46,6 +46,14 @@ pub enum Allocator {
     AsPod { policies: bool },
 }
 
+/// `--set` values for the chart's policies in [`Allocator::AsPod`]
+/// (`KCM_BENCH_POLICY_SET`, space-separated): to measure one policy alone.
+fn policy_set() -> Vec<String> {
+    std::env::var("KCM_BENCH_POLICY_SET")
+        .map(|v| v.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
 /// The Lease and the Pod of [`Allocator::AsPod`].
 const AS_POD_LEASE: &str = "prefix-operator-bench";
 const AS_POD: &str = "pob-kcm-bench";
@@ -210,7 +218,7 @@ async fn cluster_for(alloc: &Allocator) -> Result<Cluster> {
         create_pool(&cl.client, POOL, CLUSTER_CIDR, NODE_LEN).await?;
     }
     if let Allocator::AsPod { policies } = alloc {
-        crate::fence::install_some(&cl, AS_POD_LEASE, *policies)?;
+        crate::fence::install_some(&cl, AS_POD_LEASE, *policies, &policy_set())?;
         let written = crate::fence::kubeconfig_as_pod(&cl, AS_POD, &cl.cp.server_url()).await?;
         std::fs::rename(written, as_pod_kubeconfig(&cl))?;
     }
