@@ -523,22 +523,7 @@ async fn freeze_with_writes_in_flight(chart_args: &[&str]) -> Freeze {
     let _dump = DumpOnPanic(&cp);
     small_pool(&admin).await;
     // The proxy forwards the client's own token: a client with no credentials.
-    let upstream = {
-        let ca = dir.path().join("ca.crt");
-        std::fs::write(&ca, cp.ca_pem()).expect("write CA");
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{}', certificate-authority: '{}'}}}}]\nusers: [{{name: none, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: none}}}}]\ncurrent-context: c\n",
-            cp.server_url(),
-            ca.display()
-        );
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::from_yaml(&yaml).expect("kubeconfig"),
-            &Default::default(),
-        )
-        .await
-        .expect("config");
-        Client::try_from(config).expect("client")
-    };
+    let upstream = cp.client(&Identity::Anonymous).await.expect("client");
     let proxy = HoldProxy::start(upstream, node_patch).await;
     let token_a = pod_token(&admin, NS, RELEASE, "leader-a").await;
     let token_b = pod_token(&admin, NS, RELEASE, "leader-b").await;

@@ -164,13 +164,11 @@ async fn assert_no_address_twice(client: &Client) -> BTreeMap<IpAddr, String> {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
-    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
-    let _d = DumpOnPanic(&cp);
-    create_pool(&client, "gua", pool_spec(&["2001:db8:1b::/48"])).await;
+/// Pool "gua" of `gua` and pool "v4" of 198.51.100.0/24 in /28s.
+async fn gua_and_v4_pools(client: &Client, gua: &str) {
+    create_pool(client, "gua", pool_spec(&[gua])).await;
     create_pool(
-        &client,
+        client,
         "v4",
         prefix_operator::api::PrefixPoolSpec {
             node_prefix_length: Some(28),
@@ -178,6 +176,13 @@ async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
+    let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
+    let _d = DumpOnPanic(&cp);
+    gua_and_v4_pools(&client, "2001:db8:1b::/48").await;
     let op = Operator::default(&client).await;
     let v6 = lb_claim(&client, "lb-v6", "gua", IpFamily::IPv6, 120).await;
     let v4 = lb_claim(&client, "lb-v4", "v4", IpFamily::IPv4, 29).await;
@@ -288,16 +293,7 @@ async fn load_balancers_get_addresses_from_claims_per_family_and_by_request() {
 async fn beside_metallb_edges_sharing_and_one_family_exhausted() {
     let (cp, client) = control_plane_with_services(DUAL_STACK_SERVICES).await;
     let _d = DumpOnPanic(&cp);
-    create_pool(&client, "gua", pool_spec(&["2001:db8:1d::/48"])).await;
-    create_pool(
-        &client,
-        "v4",
-        prefix_operator::api::PrefixPoolSpec {
-            node_prefix_length: Some(28),
-            ..pool_spec(&["198.51.100.0/24"])
-        },
-    )
-    .await;
+    gua_and_v4_pools(&client, "2001:db8:1d::/48").await;
     let op = Operator::default(&client).await;
     let v6 = lb_claim(&client, "lb-v6", "gua", IpFamily::IPv6, 120).await;
     // Four addresses: the network (.0) and broadcast (.3) ones excepted, two.

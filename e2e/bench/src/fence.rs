@@ -95,24 +95,6 @@ pub async fn kubeconfig_as_pod(cl: &Cluster, pod: &str, server: &str) -> Result<
     Ok(path)
 }
 
-/// A client of the API server that carries no credentials: the holding
-/// proxy forwards each client's own token through it.
-pub async fn anonymous_client(cl: &Cluster) -> Result<kube::Client> {
-    let ca = cl.cp.dir().join("proxy-ca.crt");
-    std::fs::write(&ca, cl.cp.ca_pem())?;
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{}', certificate-authority: '{}'}}}}]\nusers: [{{name: none, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: none}}}}]\ncurrent-context: c\n",
-        cl.cp.server_url(),
-        ca.display()
-    );
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::from_yaml(&yaml)?,
-        &Default::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
 /// A replica as Pod `identity`, through `proxy` if given.
 pub async fn replica(
     cl: &Cluster,

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use kube::client::Body;
@@ -114,7 +115,11 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
     let held = (st.matches)(req.method(), req.uri().path()) && *st.hold.borrow();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let body = http_body_util_collect(body).await;
+    // Read whole: a held request is sent on later, by a task of its own.
+    let body = match body.collect().await {
+        Ok(c) => c.to_bytes().to_vec(),
+        Err(e) => return Ok(bad_gateway(e.to_string())),
+    };
     let req = Request::from_parts(parts, Body::from(body));
     // Its own task: the request goes on when released even if its client
     // has given up by then.
@@ -148,24 +153,6 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
         Ok(Err(e)) => bad_gateway(e),
         Err(e) => bad_gateway(e.to_string()),
     })
-}
-
-async fn http_body_util_collect(mut body: Incoming) -> Vec<u8> {
-    use hyper::body::Body as _;
-    let mut out = vec![];
-    while let Some(frame) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-    {
-        match frame {
-            Ok(f) => {
-                if let Ok(data) = f.into_data() {
-                    out.extend_from_slice(&data);
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    out
 }
 
 fn bad_gateway(e: String) -> Response<Body> {

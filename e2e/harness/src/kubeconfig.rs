@@ -19,6 +19,9 @@ pub enum Identity {
     ServiceAccount { namespace: String, name: String },
     /// A bearer token, for example one from the TokenRequest API.
     Token(String),
+    /// No credentials at all (a proxy in front of the API server that
+    /// forwards each client's own token through it).
+    Anonymous,
 }
 
 /// A kubeconfig for `who` against `server`, with the CA and credentials embedded.
@@ -30,6 +33,7 @@ pub(crate) fn render(server: String, pki: &Pki, who: &Identity) -> Result<String
         Identity::Token(t) => {
             user.insert("token".into(), Value::String(t.clone()));
         }
+        Identity::Anonymous => {}
         other => {
             user.insert(
                 "client-certificate-data".into(),

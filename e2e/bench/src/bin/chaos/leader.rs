@@ -11,6 +11,7 @@ use prefix_operator::k8s::errors::FENCE_MARKER;
 use prefix_operator_bench::cluster::{OnError, Tracker, poll};
 use prefix_operator_bench::fence;
 use prefix_operator_bench::operator::{self, IDENTITY_PREFIX, leader_flags};
+use prefix_operator_testenv::Identity;
 use prefix_operator_testenv::OperatorProcess;
 use prefix_operator_testenv::hold_proxy::{HoldProxy, node_patch};
 
@@ -31,6 +32,29 @@ pub async fn one_leader(ops: &[&OperatorProcess], timeout: Duration) -> Result<u
 }
 
 const LEASE: &str = "prefix-operator-chaos";
+
+/// Waits until `next` leads, then until allocation goes on; returns both
+/// moments as times since `t` (the leader's kill or freeze).
+async fn takeover(
+    next: &OperatorProcess,
+    tracker: &Tracker,
+    names: &[String],
+    t: Instant,
+) -> Result<(Duration, Duration)> {
+    poll(
+        "the other replica to lead",
+        Duration::from_secs(30),
+        || async { next.is_leader().await.then_some(()) },
+    )
+    .await?;
+    let takeover = t.elapsed();
+    let moved = tracker.count_of(names);
+    poll("allocation to resume", Duration::from_secs(30), || async {
+        (tracker.count_of(names) > moved || moved == names.len()).then_some(())
+    })
+    .await?;
+    Ok((takeover, t.elapsed()))
+}
 
 /// Waits until a third of `names` hold podCIDRs; returns how many do.
 async fn a_third_allocated(tracker: &Tracker, names: &[String]) -> Result<usize> {
@@ -77,19 +101,7 @@ pub async fn leader(ctx: &Ctx, pause: bool) -> Result<String> {
     let t = Instant::now();
     let other = 1 - first;
     ops[first].kill();
-    poll(
-        "the other replica to lead",
-        Duration::from_secs(30),
-        || async { ops[other].is_leader().await.then_some(()) },
-    )
-    .await?;
-    let takeover = t.elapsed();
-    let moved = tracker.count_of(&names);
-    poll("allocation to resume", Duration::from_secs(30), || async {
-        (tracker.count_of(&names) > moved || moved == names.len()).then_some(())
-    })
-    .await?;
-    let resumed = t.elapsed();
+    let (takeover, resumed) = takeover(&ops[other], &tracker, &names, t).await?;
     let detail = {
         ops[first] = operator::spawn(
             &ctx.bin,
@@ -127,7 +139,7 @@ async fn leader_pause(ctx: &Ctx) -> Result<String> {
     fence::install(&cl, LEASE)?;
     let names = ctx.names(scenario);
     let flags = leader_flags(LEASE);
-    let proxy = HoldProxy::start(fence::anonymous_client(&cl).await?, node_patch).await;
+    let proxy = HoldProxy::start(cl.cp.client(&Identity::Anonymous).await?, node_patch).await;
     let id = |r: &str| format!("{IDENTITY_PREFIX}{r}-{}", std::process::id());
     let (id_a, id_b) = (id("fenced-a"), id("fenced-b"));
     let mut a = fence::replica(
@@ -158,17 +170,7 @@ async fn leader_pause(ctx: &Ctx) -> Result<String> {
     a.pause();
     let t = Instant::now();
     let held = proxy.held();
-    poll("B to lead", Duration::from_secs(30), || async {
-        b.is_leader().await.then_some(())
-    })
-    .await?;
-    let takeover = t.elapsed();
-    let moved = tracker.count_of(&names);
-    poll("allocation to resume", Duration::from_secs(30), || async {
-        (tracker.count_of(&names) > moved || moved == names.len()).then_some(())
-    })
-    .await?;
-    let resumed = t.elapsed();
+    let (takeover, resumed) = takeover(&b, &tracker, &names, t).await?;
     // The thaw: the held writes go first, then A runs again.
     proxy.hold(false);
     poll(
